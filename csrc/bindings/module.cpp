@@ -1,0 +1,45 @@
+// cnnbp._core: the extension module. Exceptions: std::invalid_argument -> ValueError,
+// std::out_of_range -> IndexError, std::bad_alloc -> MemoryError (pybind11's defaults),
+// cnnbp::NumericalError -> cnnbp.NumericalError.
+#include "bindings/common.h"
+#include "core/cpu.h"
+#include "core/parallel.h"
+
+#ifndef CNNBP_VERSION
+#define CNNBP_VERSION "0.0.0"
+#endif
+
+PYBIND11_MODULE(_core, m) {
+  namespace cb = cnnbp;
+  m.doc() = "cnnbp C++ core: kernels, network and training step.";
+  m.attr("__version__") = CNNBP_VERSION;
+  py::register_exception<cb::NumericalError>(m, "NumericalError", PyExc_ArithmeticError);
+
+  m.def("get_num_threads", &cb::get_num_threads, "Threads cnnbp's parallel regions use.");
+  m.def("set_num_threads", &cb::set_num_threads, py::arg("n"), "Set the thread count of cnnbp's parallel regions.");
+  m.def("cpu_capability", [] { return std::string(cb::capability_name(cb::cpu_capability())); },
+        "The kernel path in use: 'avx512', 'avx2' or 'baseline'.");
+  m.def("detected_capability", [] { return std::string(cb::capability_name(cb::detected_capability())); },
+        "The best path this CPU supports.");
+  m.def("compiled_capabilities", [] {
+    std::vector<std::string> out;
+    for (int c = 0; c <= 2; ++c)
+      if (cb::compiled_capability(cb::CpuCapability(c))) out.push_back(cb::capability_name(cb::CpuCapability(c)));
+    return out;
+  }, "The kernel paths built into this extension.");
+  m.def("build_info", [] {
+    py::dict d;
+#ifdef _OPENMP
+    d["openmp"] = _OPENMP;
+#else
+    d["openmp"] = py::none();
+#endif
+    d["compiler"] = __VERSION__;
+    d["version"] = CNNBP_VERSION;
+    return d;
+  });
+
+  py::module_ ops = m.def_submodule("ops", "Kernels on numpy arrays.");
+  cb::bind_ops_module(ops);
+  cb::bind_network_module(m);
+}

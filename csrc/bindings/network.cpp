@@ -1,0 +1,335 @@
+// cnnbp._core.Network32 / Network64: the C++ network behind cnnbp.Model.
+#include <cstring>
+
+#include "bindings/common.h"
+#include "nn/network.h"
+
+namespace cnnbp {
+
+namespace {
+
+using Pair = std::pair<int, int>;
+
+Act act_from_name(const std::string& s) {
+  if (s == "linear" || s == "None") return Act::linear;
+  if (s == "relu") return Act::relu;
+  if (s == "leaky_relu") return Act::leaky_relu;
+  if (s == "sigmoid") return Act::sigmoid;
+  if (s == "tanh") return Act::tanh;
+  if (s == "softmax") return Act::softmax;
+  throw std::invalid_argument("unknown activation '" + s +
+                              "'; expected one of linear, relu, leaky_relu, sigmoid, tanh, softmax");
+}
+
+LossKind loss_from_name(const std::string& s) {
+  static const std::pair<const char*, LossKind> names[] = {
+      {"mean_squared_error", LossKind::mse},
+      {"binary_crossentropy", LossKind::bce},
+      {"binary_crossentropy_from_logits", LossKind::bce_logits},
+      {"categorical_crossentropy", LossKind::cce},
+      {"sparse_categorical_crossentropy", LossKind::sparse_cce},
+      {"categorical_crossentropy_from_logits", LossKind::softmax_ce},
+      {"sparse_categorical_crossentropy_from_logits", LossKind::sparse_softmax_ce}};
+  for (auto& n : names)
+    if (s == n.first) return n.second;
+  throw std::invalid_argument("unknown loss '" + s + "'");
+}
+
+const char* loss_name(LossKind k) {
+  switch (k) {
+    case LossKind::mse: return "mean_squared_error";
+    case LossKind::bce: return "binary_crossentropy";
+    case LossKind::bce_logits: return "binary_crossentropy_from_logits";
+    case LossKind::cce: return "categorical_crossentropy";
+    case LossKind::sparse_cce: return "sparse_categorical_crossentropy";
+    case LossKind::softmax_ce: return "categorical_crossentropy_from_logits";
+    case LossKind::sparse_softmax_ce: return "sparse_categorical_crossentropy_from_logits";
+  }
+  return "?";
+}
+
+PadMode pad_from_name(const std::string& s) {
+  if (s == "valid") return PadMode::valid;
+  if (s == "same") return PadMode::same;
+  if (s == "explicit") return PadMode::explicit_;
+  throw std::invalid_argument("unknown padding '" + s + "'; expected 'valid' or 'same'");
+}
+
+template <typename T>
+void check_input(const Network<T>& net, const py::array& x) {
+  const Shape& in = net.input_shape();
+  bool ok = x.ndim() == py::ssize_t(in.size()) + 1;
+  for (size_t i = 0; ok && i < in.size(); ++i) ok = x.shape(i + 1) == in[i];
+  CNNBP_CHECK(ok, "model input: expected shape ", shape_str(in, true), ", got ", py_shape_str(x));
+}
+
+template <typename T>
+void check_target_shape(Network<T>& net, const py::array& x, const py::array& y) {
+  const py::ssize_t N = x.shape(0);
+  CNNBP_CHECK(y.ndim() >= 1 && y.shape(0) == N, "targets: expected ", N, " rows (one per input sample), got shape ",
+              py_shape_str(y));
+  const int K = net.output_classes();
+  if (loss_is_sparse(net.loss_kind())) {
+    CNNBP_CHECK(y.ndim() == 1 || (y.ndim() == 2 && y.shape(1) == 1),
+                "targets: sparse categorical loss expects integer labels of shape (", N, ",), got ", py_shape_str(y));
+  } else {
+    CNNBP_CHECK(y.size() == N * K, "targets: expected shape ", shape_str(net.output_shape(), true), " (", K,
+                " values per sample), got ", py_shape_str(y));
+  }
+}
+
+template <typename T>
+py::array_t<T> view(py::object owner, T* data, const std::vector<py::ssize_t>& shape) {
+  return py::array_t<T>(shape, data, owner);
+}
+
+template <typename T>
+void bind_network(py::module_& m, const char* cls) {
+  using Net = Network<T>;
+  py::class_<Net>(m, cls, "The C++ network: layers in order, flat parameter/gradient buffers, the training step.")
+      .def(py::init([](const std::vector<int>& shape) { return new Net(shape); }), py::arg("input_shape"))
+      .def("add_conv2d",
+           [](Net& n, const std::string& name, int filters, Pair k, Pair s, Pair d, const std::string& pad,
+              std::tuple<int, int, int, int> pads, bool bias, const std::string& ki, const std::string& bi) {
+             Conv2dConfig c;
+             c.filters = filters;
+             std::tie(c.kh, c.kw) = k;
+             std::tie(c.sh, c.sw) = s;
+             std::tie(c.dh, c.dw) = d;
+             c.pad = pad_from_name(pad);
+             std::tie(c.pt, c.pb, c.pl, c.pr) = pads;
+             c.use_bias = bias;
+             c.kernel_init = ki;
+             c.bias_init = bi;
+             n.add(make_conv2d<T>(name, n.output_shape(), c));
+           },
+           py::arg("name"), py::arg("filters"), py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"),
+           py::arg("padding"), py::arg("pads"), py::arg("use_bias"), py::arg("kernel_initializer"),
+           py::arg("bias_initializer"))
+      .def("add_pool2d",
+           [](Net& n, const std::string& name, bool max, Pair pool, Pair s, const std::string& pad) {
+             Pool2dConfig c;
+             c.max = max;
+             std::tie(c.ph, c.pw) = pool;
+             std::tie(c.sh, c.sw) = s;
+             c.pad = pad_from_name(pad);
+             CNNBP_CHECK(c.pad != PadMode::explicit_, name, ": pooling padding must be 'valid' or 'same'");
+             n.add(make_pool2d<T>(name, n.output_shape(), c));
+           },
+           py::arg("name"), py::arg("max"), py::arg("pool_size"), py::arg("strides"), py::arg("padding"))
+      .def("add_global_avg_pool2d", [](Net& n, const std::string& name) { n.add(make_global_avg_pool2d<T>(name, n.output_shape())); })
+      .def("add_dense",
+           [](Net& n, const std::string& name, int units, bool bias, const std::string& ki, const std::string& bi) {
+             n.add(make_dense<T>(name, n.output_shape(), units, bias, ki, bi));
+           },
+           py::arg("name"), py::arg("units"), py::arg("use_bias"), py::arg("kernel_initializer"), py::arg("bias_initializer"))
+      .def("add_flatten", [](Net& n, const std::string& name) { n.add(make_flatten<T>(name, n.output_shape())); })
+      .def("add_activation",
+           [](Net& n, const std::string& name, const std::string& kind, double alpha) {
+             n.add(make_activation<T>(name, n.output_shape(), act_from_name(kind), alpha));
+           },
+           py::arg("name"), py::arg("kind"), py::arg("alpha") = 0.0)
+      .def("add_dropout",
+           [](Net& n, const std::string& name, double rate, uint64_t seed) { n.add(make_dropout<T>(name, n.output_shape(), rate, seed)); },
+           py::arg("name"), py::arg("rate"), py::arg("seed"))
+      .def_property_readonly("input_shape", [](Net& n) { return n.input_shape(); })
+      .def_property_readonly("output_shape", [](Net& n) { return n.output_shape(); })
+      .def_property_readonly("num_params", [](Net& n) {
+        int64_t c = 0;
+        for (auto& l : n.layers()) for (auto& p : l->params) c += p.size;
+        return c;
+      })
+      .def("finalize", &Net::finalize, py::arg("seed"), "Allocate the flat buffers and initialise every parameter.")
+      .def("initialize", [](Net& n, uint64_t seed) { std::lock_guard<std::mutex> g(n.mutex()); n.initialize(seed); }, py::arg("seed"))
+      .def("layer_info",
+           [](Net& n) {
+             py::list out;
+             for (auto& l : n.layers()) {
+               py::list ps;
+               for (auto& p : l->params) ps.append(py::make_tuple(p.name, p.shape, p.offset, p.size));
+               py::dict d;
+               d["name"] = l->name;
+               d["kind"] = l->kind();
+               d["input_shape"] = l->in_shape;
+               d["output_shape"] = l->out_shape;
+               d["params"] = ps;
+               out.append(d);
+             }
+             return out;
+           })
+      .def("param_view",
+           [](py::object self, int64_t offset, const std::vector<py::ssize_t>& shape, bool grad) {
+             Net& n = self.cast<Net&>();
+             CNNBP_CHECK(n.finalized(), "model is not built");
+             int64_t sz = 1;
+             for (auto d : shape) sz *= d;
+             CNNBP_CHECK_INDEX(offset >= 0 && offset + sz <= n.num_params(), "param_view: out of range");
+             return view<T>(self, (grad ? n.grads() : n.params()) + offset, shape);
+           },
+           py::arg("offset"), py::arg("shape"), py::arg("grad") = false,
+           "A numpy view of part of the flat parameter (or gradient) buffer; it keeps the network alive.")
+      .def("flat_params", [](py::object self) { Net& n = self.cast<Net&>(); return view<T>(self, n.params(), {py::ssize_t(n.num_params())}); })
+      .def("flat_grads", [](py::object self) { Net& n = self.cast<Net&>(); return view<T>(self, n.grads(), {py::ssize_t(n.num_params())}); })
+      .def("optimizer_state",
+           [](py::object self) {
+             Net& n = self.cast<Net&>();
+             py::list out;
+             for (int i = 0; i < n.opt_state_count(); ++i) out.append(view<T>(self, n.opt_state(i), {py::ssize_t(n.num_params())}));
+             return out;
+           },
+           "Views of the optimizer's state buffers (momentum; or Adam's m and v).")
+      .def("set_loss",
+           [](Net& n, const std::string& kind, double eps, bool fuse) { n.set_loss(loss_from_name(kind), eps, fuse); },
+           py::arg("kind"), py::arg("epsilon") = 1e-7, py::arg("fuse") = true)
+      .def_property_readonly("loss", [](Net& n) { return std::string(loss_name(n.loss_kind())); })
+      .def_property_readonly("loss_fused", &Net::loss_fused)
+      .def("set_sgd",
+           [](Net& n, double lr, double momentum, bool nesterov, double wd) {
+             OptimizerConfig c;
+             c.kind = OptKind::sgd;
+             c.lr = lr;
+             c.momentum = momentum;
+             c.nesterov = nesterov;
+             c.weight_decay = wd;
+             n.set_optimizer(c);
+           },
+           py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"))
+      .def("set_adam",
+           [](Net& n, double lr, double b1, double b2, double eps, double wd) {
+             OptimizerConfig c;
+             c.kind = OptKind::adam;
+             c.lr = lr;
+             c.beta1 = b1;
+             c.beta2 = b2;
+             c.eps = eps;
+             c.weight_decay = wd;
+             n.set_optimizer(c);
+           },
+           py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("weight_decay"))
+      .def_property("learning_rate", [](Net& n) { return n.optimizer().lr; },
+                    [](Net& n, double lr) {
+                      CNNBP_CHECK(lr >= 0 && std::isfinite(lr), "learning_rate: expected a finite value >= 0, got ", lr);
+                      n.set_learning_rate(lr);
+                    })
+      .def_property("iterations", &Net::iterations, &Net::set_iterations)
+      .def("train_step",
+           [](Net& n, carray<T> x, carray<T> y) {
+             check_input(n, x);
+             check_target_shape(n, x, y);
+             CNNBP_CHECK(x.shape(0) > 0, "train_step: expected a non-empty batch");
+             StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> g(n.mutex());
+               r = n.train_step(x.data(), y.data(), int(x.shape(0)));
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), "Forward, loss, backward and update on one batch: (mean loss, correct count).")
+      .def("forward",
+           [](Net& n, carray<T> x, bool training) {
+             check_input(n, x);
+             const int N = int(x.shape(0));
+             std::vector<py::ssize_t> shape{x.shape(0)};
+             for (int d : n.output_shape()) shape.push_back(d);
+             py::array_t<T> out(shape);
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> g(n.mutex());
+               n.forward(x.data(), N, training);
+               std::memcpy(out.mutable_data(), n.layers().empty() ? x.data() : n.activation(n.layers().size() - 1),
+                           sizeof(T) * out.size());
+             }
+             return out;
+           },
+           py::arg("x"), py::arg("training") = false, "Full forward pass; keeps what backward needs.")
+      .def("backward",
+           [](Net& n, carray<T> y, bool input_grad) -> py::tuple {
+             CNNBP_CHECK(n.last_batch() > 0, "backward: call forward first");
+             std::vector<py::ssize_t> xs{py::ssize_t(n.last_batch())};
+             for (int d : n.input_shape()) xs.push_back(d);
+             py::array_t<T> dummy(xs);
+             check_target_shape(n, dummy, y);
+             py::array_t<T> dx(xs);
+             StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> g(n.mutex());
+               r = n.loss_backward(y.data(), n.last_batch(), input_grad ? dx.mutable_data() : nullptr);
+             }
+             return py::make_tuple(r.loss, r.correct, input_grad ? py::object(dx) : py::object(py::none()));
+           },
+           py::arg("y"), py::arg("input_grad") = false,
+           "Loss on the last forward pass and backward into the gradient buffer: (loss, correct, dx or None).")
+      .def("backward_from_output",
+           [](Net& n, carray<T> dout, bool input_grad) -> py::object {
+             CNNBP_CHECK(n.last_batch() > 0, "backward_from_output: call forward first");
+             std::vector<py::ssize_t> os{py::ssize_t(n.last_batch())}, xs{py::ssize_t(n.last_batch())};
+             for (int d : n.output_shape()) os.push_back(d);
+             for (int d : n.input_shape()) xs.push_back(d);
+             CNNBP_CHECK(array_shape(dout) == Shape(os.begin(), os.end()), "backward_from_output: expected gradient of shape ",
+                         shape_str(n.output_shape(), true), " with batch ", n.last_batch(), ", got ", py_shape_str(dout));
+             py::array_t<T> dx(xs);
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> g(n.mutex());
+               n.backward_from_output(dout.data(), n.last_batch(), input_grad ? dx.mutable_data() : nullptr);
+             }
+             return input_grad ? py::object(dx) : py::object(py::none());
+           },
+           py::arg("dout"), py::arg("input_grad") = true, "Backward from a given output gradient (saliency maps).")
+      .def("apply_update",
+           [](Net& n) {
+             py::gil_scoped_release nogil;
+             std::lock_guard<std::mutex> g(n.mutex());
+             n.apply_update();
+           },
+           "One optimizer step over the flat buffers.")
+      .def("predict",
+           [](Net& n, carray<T> x) {
+             check_input(n, x);
+             std::vector<py::ssize_t> shape{x.shape(0)};
+             for (int d : n.output_shape()) shape.push_back(d);
+             py::array_t<T> out(shape);
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> g(n.mutex());
+               n.predict(x.data(), int(x.shape(0)), out.mutable_data());
+             }
+             return out;
+           },
+           py::arg("x"), "Inference forward pass.")
+      .def("evaluate",
+           [](Net& n, carray<T> x, carray<T> y) {
+             check_input(n, x);
+             check_target_shape(n, x, y);
+             StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> g(n.mutex());
+               r = n.evaluate(x.data(), y.data(), int(x.shape(0)));
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), "(mean loss, correct count) without updating.")
+      .def("activation",
+           [](Net& n, size_t i) {
+             std::lock_guard<std::mutex> g(n.mutex());
+             CNNBP_CHECK_INDEX(i < n.layers().size(), "activation: layer index ", i, " out of range");
+             std::vector<py::ssize_t> shape{py::ssize_t(n.last_batch())};
+             for (int d : n.layers()[i]->out_shape) shape.push_back(d);
+             py::array_t<T> out(shape);
+             std::memcpy(out.mutable_data(), n.activation(i), sizeof(T) * out.size());
+             return out;
+           },
+           py::arg("index"), "A copy of layer i's output from the last forward pass.");
+}
+
+}  // namespace
+
+void bind_network_module(py::module_& m) {
+  bind_network<float>(m, "Network32");
+  bind_network<double>(m, "Network64");
+}
+
+}  // namespace cnnbp

@@ -1,0 +1,434 @@
+// cnnbp._core.ops: every kernel's forward and backward on numpy arrays, in float32 (`_f32`, the
+// dispatched SIMD path or an explicitly named ISA) and float64 (`_f64`, the portable reference).
+#include <cstring>
+
+#include "bindings/common.h"
+#include "core/cpu.h"
+#include "core/parallel.h"
+
+namespace cnnbp {
+
+template <>
+const KernelTable<float>& table_named<float>(const std::string& isa) {
+  if (isa.empty()) return kernels_f32();
+  CpuCapability c;
+  if (isa == "baseline") c = CpuCapability::baseline;
+  else if (isa == "avx2") c = CpuCapability::avx2;
+  else if (isa == "avx512") c = CpuCapability::avx512;
+  else throw std::invalid_argument("isa: expected 'baseline', 'avx2' or 'avx512', got '" + isa + "'");
+  CNNBP_CHECK(compiled_capability(c), "isa '", isa, "' is not compiled into this build");
+  CNNBP_CHECK(int(c) <= int(detected_capability()), "isa '", isa, "' is not supported by this CPU");
+  return kernels_f32_for(c);
+}
+template <>
+const KernelTable<double>& table_named<double>(const std::string& isa) {
+  CNNBP_CHECK(isa.empty() || isa == "baseline", "float64 kernels exist only on the portable path, got isa '", isa, "'");
+  return kernels_f64();
+}
+
+namespace {
+
+using Pair = std::pair<int, int>;
+using Pads = std::tuple<int, int, int, int>;
+
+void require_ndim(const py::array& a, int nd, const char* who, const char* what, const char* layout) {
+  CNNBP_CHECK(a.ndim() == nd, who, ": expected ", what, " of rank ", nd, " ", layout, ", got shape ", py_shape_str(a));
+}
+
+PadMode pad_mode(int m) {
+  CNNBP_CHECK(m >= 0 && m <= 2, "padding mode must be 0 (valid), 1 (same) or 2 (explicit), got ", m);
+  return PadMode(m);
+}
+
+void resolve(PadMode mode, int H, int W, int kh, int kw, int sh, int sw, int dh, int dw, Pads pads, int* pt,
+             int* pb, int* pl, int* pr) {
+  if (mode == PadMode::same) {
+    CNNBP_CHECK(sh > 0 && sw > 0 && dh > 0 && dw > 0, "strides and dilation must be positive");
+    same_padding(H, kh, sh, dh, pt, pb);
+    same_padding(W, kw, sw, dw, pl, pr);
+  } else if (mode == PadMode::explicit_) {
+    std::tie(*pt, *pb, *pl, *pr) = pads;
+  } else {
+    *pt = *pb = *pl = *pr = 0;
+  }
+}
+
+template <typename T>
+Conv2dParams conv_params(int N, int H, int W, int C, int K, int R, int S, Pair st, Pair dil, int mode, Pads pads) {
+  int pt, pb, pl, pr;
+  resolve(pad_mode(mode), H, W, R, S, st.first, st.second, dil.first, dil.second, pads, &pt, &pb, &pl, &pr);
+  return make_conv2d_params("conv2d", N, H, W, C, K, R, S, st.first, st.second, dil.first, dil.second, pt, pb, pl, pr);
+}
+
+template <typename T>
+py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, Pair dil, int mode, Pads pads,
+                              const std::string& isa) {
+  require_ndim(x, 4, "conv2d", "x", "(N, H, W, C)");
+  require_ndim(w, 4, "conv2d", "kernel", "(kh, kw, C, K)");
+  CNNBP_CHECK(w.shape(2) == x.shape(3), "conv2d: expected kernel with ", x.shape(3), " input channels, got kernel shape ",
+              py_shape_str(w));
+  const Conv2dParams p = conv_params<T>(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
+                                        int(w.shape(3)), int(w.shape(0)), int(w.shape(1)), st, dil, mode, pads);
+  carray<T> bias;
+  const T* bp = nullptr;
+  if (!b.is_none()) {
+    bias = carray<T>::ensure(b);
+    CNNBP_CHECK(bias && bias.ndim() == 1 && bias.shape(0) == p.K, "conv2d: expected bias of shape (", p.K, ",), got ",
+                bias ? py_shape_str(bias) : std::string("a non-array"));
+    bp = bias.data();
+  }
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> y({py::ssize_t(p.N), py::ssize_t(p.P), py::ssize_t(p.Q), py::ssize_t(p.K)});
+  {
+    py::gil_scoped_release nogil;
+    k.conv2d_forward(y.mutable_data(), x.data(), w.data(), bp, p);
+  }
+  return y;
+}
+
+template <typename T>
+py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair st, Pair dil, int mode, Pads pads,
+                                    const std::string& isa) {
+  require_ndim(dy, 4, "conv2d_backward_data", "dy", "(N, P, Q, K)");
+  require_ndim(w, 4, "conv2d_backward_data", "kernel", "(kh, kw, C, K)");
+  const Conv2dParams p = conv_params<T>(int(dy.shape(0)), in_hw.first, in_hw.second, int(w.shape(2)), int(w.shape(3)),
+                                        int(w.shape(0)), int(w.shape(1)), st, dil, mode, pads);
+  CNNBP_CHECK(dy.shape(1) == p.P && dy.shape(2) == p.Q && dy.shape(3) == p.K, "conv2d_backward_data: expected dy of shape (",
+              p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
+  std::vector<T> ws(size_t(conv2d_workspace_size(p, get_num_threads())));
+  {
+    py::gil_scoped_release nogil;
+    k.conv2d_backward_data(dx.mutable_data(), dy.data(), w.data(), ws.data(), p);
+  }
+  return dx;
+}
+
+template <typename T>
+py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st, Pair dil, int mode, Pads pads,
+                                 bool with_bias, const std::string& isa) {
+  require_ndim(dy, 4, "conv2d_backward_weight", "dy", "(N, P, Q, K)");
+  require_ndim(x, 4, "conv2d_backward_weight", "x", "(N, H, W, C)");
+  const Conv2dParams p = conv_params<T>(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
+                                        int(dy.shape(3)), ksize.first, ksize.second, st, dil, mode, pads);
+  CNNBP_CHECK(dy.shape(0) == p.N && dy.shape(1) == p.P && dy.shape(2) == p.Q, "conv2d_backward_weight: expected dy of shape (",
+              p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dw({py::ssize_t(p.R), py::ssize_t(p.S), py::ssize_t(p.C), py::ssize_t(p.K)});
+  py::array_t<T> db({py::ssize_t(p.K)});
+  std::vector<T> ws(size_t(conv2d_workspace_size(p, get_num_threads())));
+  {
+    py::gil_scoped_release nogil;
+    k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), ws.data(), p);
+  }
+  return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));
+}
+
+template <typename T>
+Pool2dParams pool_params(const py::array& x, Pair pool, Pair st, int mode) {
+  require_ndim(x, 4, "pool2d", "x", "(N, H, W, C)");
+  const int H = int(x.shape(1)), W = int(x.shape(2));
+  int pt, pb, pl, pr;
+  resolve(pad_mode(mode), H, W, pool.first, pool.second, st.first, st.second, 1, 1, Pads{0, 0, 0, 0}, &pt, &pb, &pl, &pr);
+  return make_pool2d_params("pool2d", int(x.shape(0)), H, W, int(x.shape(3)), pool.first, pool.second, st.first,
+                            st.second, pt, pb, pl, pr);
+}
+
+template <typename T>
+py::tuple max_pool2d_forward(carray<T> x, Pair pool, Pair st, int mode, const std::string& isa) {
+  const Pool2dParams p = pool_params<T>(x, pool, st, mode);
+  const auto& k = table_named<T>(isa);
+  const std::vector<py::ssize_t> shape{p.N, p.P, p.Q, p.C};
+  py::array_t<T> y(shape);
+  py::array_t<int32_t> am(shape);
+  {
+    py::gil_scoped_release nogil;
+    k.max_pool2d_forward(y.mutable_data(), am.mutable_data(), x.data(), p);
+  }
+  return py::make_tuple(y, am);
+}
+
+template <typename T>
+py::array_t<T> max_pool2d_backward(carray<T> dy, carray<int32_t> argmax, carray<T> x, Pair pool, Pair st, int mode,
+                                   const std::string& isa) {
+  const Pool2dParams p = pool_params<T>(x, pool, st, mode);
+  const std::vector<py::ssize_t> oshape{p.N, p.P, p.Q, p.C};
+  CNNBP_CHECK(array_shape(dy) == Shape(oshape.begin(), oshape.end()) && array_shape(argmax) == array_shape(dy),
+              "max_pool2d_backward: expected dy and argmax of shape (", p.N, ", ", p.P, ", ", p.Q, ", ", p.C, "), got ",
+              py_shape_str(dy), " and ", py_shape_str(argmax));
+  const int32_t* a = argmax.data();
+  for (py::ssize_t i = 0; i < argmax.size(); ++i)
+    CNNBP_CHECK_INDEX(a[i] >= 0 && a[i] < p.H * p.W, "max_pool2d_backward: argmax entry ", a[i], " out of range");
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
+  {
+    py::gil_scoped_release nogil;
+    k.max_pool2d_backward(dx.mutable_data(), dy.data(), a, p);
+  }
+  return dx;
+}
+
+template <typename T>
+py::array_t<T> avg_pool2d_forward(carray<T> x, Pair pool, Pair st, int mode, const std::string& isa) {
+  const Pool2dParams p = pool_params<T>(x, pool, st, mode);
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> y({py::ssize_t(p.N), py::ssize_t(p.P), py::ssize_t(p.Q), py::ssize_t(p.C)});
+  {
+    py::gil_scoped_release nogil;
+    k.avg_pool2d_forward(y.mutable_data(), x.data(), p);
+  }
+  return y;
+}
+
+template <typename T>
+py::array_t<T> avg_pool2d_backward(carray<T> dy, carray<T> x, Pair pool, Pair st, int mode, const std::string& isa) {
+  const Pool2dParams p = pool_params<T>(x, pool, st, mode);
+  CNNBP_CHECK(dy.ndim() == 4 && dy.shape(0) == p.N && dy.shape(1) == p.P && dy.shape(2) == p.Q && dy.shape(3) == p.C,
+              "avg_pool2d_backward: expected dy of shape (", p.N, ", ", p.P, ", ", p.Q, ", ", p.C, "), got ", py_shape_str(dy));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
+  {
+    py::gil_scoped_release nogil;
+    k.avg_pool2d_backward(dx.mutable_data(), dy.data(), p);
+  }
+  return dx;
+}
+
+template <typename T>
+py::array_t<T> gap_forward(carray<T> x, const std::string& isa) {
+  require_ndim(x, 4, "global_avg_pool2d", "x", "(N, H, W, C)");
+  CNNBP_CHECK(x.shape(1) > 0 && x.shape(2) > 0 && x.shape(3) > 0, "global_avg_pool2d: empty spatial or channel axis in ", py_shape_str(x));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> y({x.shape(0), x.shape(3)});
+  k.global_avg_pool2d_forward(y.mutable_data(), x.data(), int(x.shape(0)), int(x.shape(1) * x.shape(2)), int(x.shape(3)));
+  return y;
+}
+
+template <typename T>
+py::array_t<T> gap_backward(carray<T> dy, Pair hw, const std::string& isa) {
+  CNNBP_CHECK(dy.ndim() == 2, "global_avg_pool2d_backward: expected dy of rank 2 (N, C), got ", py_shape_str(dy));
+  CNNBP_CHECK(hw.first > 0 && hw.second > 0, "global_avg_pool2d_backward: expected positive input size");
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx({dy.shape(0), py::ssize_t(hw.first), py::ssize_t(hw.second), dy.shape(1)});
+  k.global_avg_pool2d_backward(dx.mutable_data(), dy.data(), int(dy.shape(0)), hw.first * hw.second, int(dy.shape(1)));
+  return dx;
+}
+
+template <typename T>
+py::array_t<T> dense_forward(carray<T> x, carray<T> w, py::object b, const std::string& isa) {
+  require_ndim(x, 2, "dense", "x", "(N, in_features)");
+  require_ndim(w, 2, "dense", "kernel", "(in_features, units)");
+  CNNBP_CHECK(w.shape(0) == x.shape(1), "dense: expected kernel with ", x.shape(1), " rows, got kernel shape ", py_shape_str(w));
+  const int N = int(x.shape(0)), I = int(x.shape(1)), O = int(w.shape(1));
+  carray<T> bias;
+  const T* bp = nullptr;
+  if (!b.is_none()) {
+    bias = carray<T>::ensure(b);
+    CNNBP_CHECK(bias && bias.ndim() == 1 && bias.shape(0) == O, "dense: expected bias of shape (", O, ",)");
+    bp = bias.data();
+  }
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> y({py::ssize_t(N), py::ssize_t(O)});
+  {
+    py::gil_scoped_release nogil;
+    k.dense_forward(y.mutable_data(), x.data(), w.data(), bp, N, I, O);
+  }
+  return y;
+}
+
+template <typename T>
+py::array_t<T> dense_backward_data(carray<T> dy, carray<T> w, const std::string& isa) {
+  require_ndim(dy, 2, "dense_backward_data", "dy", "(N, units)");
+  require_ndim(w, 2, "dense_backward_data", "kernel", "(in_features, units)");
+  CNNBP_CHECK(w.shape(1) == dy.shape(1), "dense_backward_data: expected kernel with ", dy.shape(1), " columns, got ", py_shape_str(w));
+  const int N = int(dy.shape(0)), I = int(w.shape(0)), O = int(w.shape(1));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx({py::ssize_t(N), py::ssize_t(I)});
+  {
+    py::gil_scoped_release nogil;
+    k.dense_backward_data(dx.mutable_data(), dy.data(), w.data(), N, I, O);
+  }
+  return dx;
+}
+
+template <typename T>
+py::tuple dense_backward_weight(carray<T> dy, carray<T> x, bool with_bias, const std::string& isa) {
+  require_ndim(dy, 2, "dense_backward_weight", "dy", "(N, units)");
+  require_ndim(x, 2, "dense_backward_weight", "x", "(N, in_features)");
+  CNNBP_CHECK(dy.shape(0) == x.shape(0), "dense_backward_weight: dy has ", dy.shape(0), " rows but x has ", x.shape(0));
+  const int N = int(x.shape(0)), I = int(x.shape(1)), O = int(dy.shape(1));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dw({py::ssize_t(I), py::ssize_t(O)});
+  py::array_t<T> db({py::ssize_t(O)});
+  {
+    py::gil_scoped_release nogil;
+    k.dense_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), N, I, O);
+  }
+  return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));
+}
+
+template <typename T>
+py::array_t<T> activation_forward(carray<T> x, int kind, double alpha, const std::string& isa) {
+  CNNBP_CHECK(kind >= 0 && kind <= int(Act::softmax), "activation: unknown kind ", kind);
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  if (Act(kind) == Act::softmax) {
+    CNNBP_CHECK(x.ndim() >= 1 && x.shape(x.ndim() - 1) > 0, "softmax: expected a non-empty last axis, got shape ", py_shape_str(x));
+    const int K = int(x.shape(x.ndim() - 1));
+    k.softmax_forward(y.mutable_data(), x.data(), int(x.size() / K), K);
+  } else {
+    k.activation_forward(y.mutable_data(), x.data(), x.size(), Act(kind), T(alpha));
+  }
+  return y;
+}
+
+template <typename T>
+py::array_t<T> activation_backward(carray<T> dy, carray<T> x, carray<T> y, int kind, double alpha, const std::string& isa) {
+  CNNBP_CHECK(kind >= 0 && kind <= int(Act::softmax), "activation_backward: unknown kind ", kind);
+  CNNBP_CHECK(array_shape(dy) == array_shape(x) && array_shape(dy) == array_shape(y),
+              "activation_backward: dy, x and y must have the same shape, got ", py_shape_str(dy), ", ", py_shape_str(x),
+              ", ", py_shape_str(y));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
+  if (Act(kind) == Act::softmax) {
+    CNNBP_CHECK(dy.ndim() >= 1 && dy.shape(dy.ndim() - 1) > 0, "softmax_backward: expected a non-empty last axis");
+    const int K = int(dy.shape(dy.ndim() - 1));
+    k.softmax_backward(dx.mutable_data(), dy.data(), y.data(), int(dy.size() / K), K);
+  } else {
+    k.activation_backward(dx.mutable_data(), dy.data(), x.data(), y.data(), dy.size(), Act(kind), T(alpha));
+  }
+  return dx;
+}
+
+template <typename T>
+py::tuple dropout_forward(carray<T> x, double rate, uint64_t seed, uint64_t stream, const std::string& isa) {
+  CNNBP_CHECK(rate >= 0.0 && rate < 1.0, "dropout: expected 0 <= rate < 1, got ", rate);
+  const auto& k = table_named<T>(isa);
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array_t<T> y(shape), mask(shape);
+  k.dropout_forward(y.mutable_data(), mask.mutable_data(), x.data(), x.size(), rate, seed, stream);
+  return py::make_tuple(y, mask);
+}
+
+template <typename T>
+py::array_t<T> dropout_backward(carray<T> dy, carray<T> mask, const std::string& isa) {
+  CNNBP_CHECK(array_shape(dy) == array_shape(mask), "dropout_backward: dy and mask shapes differ: ", py_shape_str(dy), " vs ",
+              py_shape_str(mask));
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
+  k.dropout_backward(dx.mutable_data(), dy.data(), mask.data(), dy.size());
+  return dx;
+}
+
+template <typename T>
+py::tuple loss(carray<T> pred, carray<T> target, int kind, double eps, const std::string& isa) {
+  CNNBP_CHECK(kind >= 0 && kind <= int(LossKind::sparse_softmax_ce), "loss: unknown kind ", kind);
+  CNNBP_CHECK(pred.ndim() == 2 && pred.shape(0) > 0 && pred.shape(1) > 0, "loss: expected predictions of shape (N, K), got ",
+              py_shape_str(pred));
+  const int N = int(pred.shape(0)), K = int(pred.shape(1));
+  const LossKind lk = LossKind(kind);
+  if (loss_is_sparse(lk)) {
+    CNNBP_CHECK(target.ndim() == 1 && target.shape(0) == N, "loss: expected labels of shape (", N, ",), got ", py_shape_str(target));
+    for (int n = 0; n < N; ++n) {
+      const T t = target.data()[n];
+      CNNBP_CHECK(t >= 0 && t < K && t == T(int64_t(t)), "loss: expected integer labels in [0, ", K, "), got ", double(t));
+    }
+  } else {
+    CNNBP_CHECK(array_shape(target) == array_shape(pred), "loss: expected targets of shape ", py_shape_str(pred), ", got ",
+                py_shape_str(target));
+  }
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> d({py::ssize_t(N), py::ssize_t(K)});
+  const double l = k.loss(d.mutable_data(), pred.data(), target.data(), N, K, LossParams{lk, eps});
+  const bool logits = lk == LossKind::softmax_ce || lk == LossKind::sparse_softmax_ce || lk == LossKind::bce_logits;
+  const int64_t correct = k.count_correct(pred.data(), target.data(), N, K, loss_is_sparse(lk), logits ? 0.0 : 0.5);
+  return py::make_tuple(l, d, correct);
+}
+
+template <typename T>
+using inplace = py::array_t<T, py::array::c_style>;
+
+template <typename T>
+void check_inplace(const inplace<T>& a, py::ssize_t n, const char* who, const char* what) {
+  CNNBP_CHECK(a.size() == n, who, ": ", what, " has ", a.size(), " elements, expected ", n);
+  CNNBP_CHECK(a.writeable(), who, ": ", what, " must be writeable");
+}
+
+template <typename T>
+void sgd_update(inplace<T> p, carray<T> g, inplace<T> buf, double lr, double momentum, double wd, bool nesterov,
+                const std::string& isa) {
+  check_inplace(p, p.size(), "sgd_update", "params");
+  CNNBP_CHECK(g.size() == p.size(), "sgd_update: grads has ", g.size(), " elements, params ", p.size());
+  check_inplace(buf, p.size(), "sgd_update", "momentum buffer");
+  const auto& k = table_named<T>(isa);
+  k.sgd_update(p.mutable_data(), g.data(), buf.mutable_data(), p.size(), SgdParams{lr, momentum, wd, nesterov});
+}
+
+template <typename T>
+void adam_update(inplace<T> p, carray<T> g, inplace<T> m, inplace<T> v, double lr, double b1, double b2, double eps,
+                 double wd, int64_t t, const std::string& isa) {
+  check_inplace(p, p.size(), "adam_update", "params");
+  CNNBP_CHECK(g.size() == p.size(), "adam_update: grads has ", g.size(), " elements, params ", p.size());
+  check_inplace(m, p.size(), "adam_update", "m");
+  check_inplace(v, p.size(), "adam_update", "v");
+  CNNBP_CHECK(t >= 1, "adam_update: step t must be >= 1, got ", t);
+  const auto& k = table_named<T>(isa);
+  k.adam_update(p.mutable_data(), g.data(), m.mutable_data(), v.mutable_data(), p.size(), AdamParams{lr, b1, b2, eps, wd, t});
+}
+
+template <typename T>
+void bind_typed(py::module_& m, const std::string& sfx) {
+  const auto isa = py::arg("isa") = std::string();
+  m.def(("conv2d_forward" + sfx).c_str(), &conv2d_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("strides"),
+        py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), isa, "y = conv2d(x, w) + b; x NHWC, w (kh, kw, C, K).");
+  m.def(("conv2d_backward_data" + sfx).c_str(), &conv2d_backward_data<T>, py::arg("dy"), py::arg("w"), py::arg("input_hw"),
+        py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), isa, "Gradient of conv2d w.r.t. x.");
+  m.def(("conv2d_backward_weight" + sfx).c_str(), &conv2d_backward_weight<T>, py::arg("dy"), py::arg("x"),
+        py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"),
+        py::arg("with_bias"), isa, "Gradients of conv2d w.r.t. kernel and bias: (dw, db).");
+  m.def(("max_pool2d_forward" + sfx).c_str(), &max_pool2d_forward<T>, py::arg("x"), py::arg("pool"), py::arg("strides"),
+        py::arg("pad_mode"), isa, "Max pooling: (y, argmax) with argmax the flat input position ih*W+iw.");
+  m.def(("max_pool2d_backward" + sfx).c_str(), &max_pool2d_backward<T>, py::arg("dy"), py::arg("argmax"), py::arg("x"),
+        py::arg("pool"), py::arg("strides"), py::arg("pad_mode"), isa, "Gradient of max pooling w.r.t. x.");
+  m.def(("avg_pool2d_forward" + sfx).c_str(), &avg_pool2d_forward<T>, py::arg("x"), py::arg("pool"), py::arg("strides"),
+        py::arg("pad_mode"), isa, "Average pooling (padding excluded from the count).");
+  m.def(("avg_pool2d_backward" + sfx).c_str(), &avg_pool2d_backward<T>, py::arg("dy"), py::arg("x"), py::arg("pool"),
+        py::arg("strides"), py::arg("pad_mode"), isa, "Gradient of average pooling w.r.t. x.");
+  m.def(("global_avg_pool2d_forward" + sfx).c_str(), &gap_forward<T>, py::arg("x"), isa, "Mean over H and W.");
+  m.def(("global_avg_pool2d_backward" + sfx).c_str(), &gap_backward<T>, py::arg("dy"), py::arg("input_hw"), isa,
+        "Gradient of global average pooling.");
+  m.def(("dense_forward" + sfx).c_str(), &dense_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"), isa, "y = x @ w + b.");
+  m.def(("dense_backward_data" + sfx).c_str(), &dense_backward_data<T>, py::arg("dy"), py::arg("w"), isa, "dx = dy @ w.T.");
+  m.def(("dense_backward_weight" + sfx).c_str(), &dense_backward_weight<T>, py::arg("dy"), py::arg("x"), py::arg("with_bias"),
+        isa, "(dw, db) = (x.T @ dy, dy.sum(0)).");
+  m.def(("activation_forward" + sfx).c_str(), &activation_forward<T>, py::arg("x"), py::arg("kind"), py::arg("alpha"), isa,
+        "Elementwise activation (softmax: over the last axis).");
+  m.def(("activation_backward" + sfx).c_str(), &activation_backward<T>, py::arg("dy"), py::arg("x"), py::arg("y"),
+        py::arg("kind"), py::arg("alpha"), isa, "Gradient of an activation.");
+  m.def(("dropout_forward" + sfx).c_str(), &dropout_forward<T>, py::arg("x"), py::arg("rate"), py::arg("seed"),
+        py::arg("stream"), isa, "Inverted dropout: (y, mask).");
+  m.def(("dropout_backward" + sfx).c_str(), &dropout_backward<T>, py::arg("dy"), py::arg("mask"), isa, "dy * mask.");
+  m.def(("loss" + sfx).c_str(), &loss<T>, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("eps"), isa,
+        "(mean loss, d loss / d pred, correct count).");
+  m.def(("sgd_update" + sfx).c_str(), &sgd_update<T>, py::arg("params"), py::arg("grads"), py::arg("buf"), py::arg("lr"),
+        py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"), isa, "One SGD step, in place.");
+  m.def(("adam_update" + sfx).c_str(), &adam_update<T>, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
+        py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("weight_decay"), py::arg("t"), isa,
+        "One Adam(W) step, in place.");
+}
+
+}  // namespace
+
+void bind_ops_module(py::module_& m) {
+  bind_typed<float>(m, "_f32");
+  bind_typed<double>(m, "_f64");
+  m.def("same_padding", [](int in, int k, int s, int d) {
+    CNNBP_CHECK(in > 0 && k > 0 && s > 0 && d > 0, "same_padding: expected positive sizes");
+    int a, b;
+    same_padding(in, k, s, d, &a, &b);
+    return py::make_tuple(a, b);
+  }, py::arg("size"), py::arg("kernel"), py::arg("stride"), py::arg("dilation"), "Keras 'same' padding (before, after).");
+}
+
+}  // namespace cnnbp

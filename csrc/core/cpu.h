@@ -1,0 +1,15 @@
+// CPU capability detection and the kernel-table choice. The capability is computed once;
+// CNNBP_CPU_CAPABILITY=baseline|avx2|avx512 may lower it (never raise it).
+#pragma once
+#include <string>
+
+namespace cnnbp {
+
+enum class CpuCapability { baseline = 0, avx2 = 1, avx512 = 2 };
+
+CpuCapability detected_capability();   // what the CPU and OS support
+CpuCapability cpu_capability();        // what cnnbp uses (after the environment override)
+const char* capability_name(CpuCapability c);
+bool compiled_capability(CpuCapability c);  // whether this build carries that path
+
+}  // namespace cnnbp

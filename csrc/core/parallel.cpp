@@ -1,0 +1,56 @@
+#include "core/parallel.h"
+
+#include <sched.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace cnnbp {
+
+namespace {
+int usable_cores() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int c = CPU_COUNT(&set);
+    if (c > 0) return c;
+  }
+#endif
+#ifdef _OPENMP
+  return omp_get_num_procs();
+#else
+  return 1;
+#endif
+}
+
+std::atomic<int>& thread_setting() {
+  static std::atomic<int> n{default_num_threads()};
+  return n;
+}
+}  // namespace
+
+int default_num_threads() {
+  if (const char* s = std::getenv("OMP_NUM_THREADS")) {
+    // OMP_NUM_THREADS may be a list ("4,2"); the first level is ours.
+    int v = std::atoi(s);
+    if (v > 0) return v;
+  }
+  return usable_cores();
+}
+
+int get_num_threads() {
+#ifdef _OPENMP
+  return thread_setting().load(std::memory_order_relaxed);
+#else
+  return 1;
+#endif
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("set_num_threads: expected a positive thread count, got " + std::to_string(n));
+  thread_setting().store(n, std::memory_order_relaxed);
+}
+
+}  // namespace cnnbp

@@ -1,0 +1,33 @@
+// conv2d: NHWC activations, HWIO (R,S,C,K) weights, as Keras stores them.
+//   conv2d_forward        y  = conv(x, w) + b
+//   conv2d_backward_data  dx = conv_transpose(dy, w)
+//   conv2d_backward_weight dw = corr(x, dy), db = sum(dy)   (bias gradient fused)
+// All shape arithmetic lives in make_conv2d_params; kernels only read the struct.
+#pragma once
+#include <cstdint>
+
+namespace cnnbp {
+
+struct Conv2dParams {
+  int N, H, W, C;   // input  [N,H,W,C]
+  int K, R, S;      // filters, kernel height, kernel width: weights [R,S,C,K]
+  int sh, sw;       // strides
+  int dh, dw;       // dilations
+  int pt, pb, pl, pr;  // zero padding top, bottom, left, right
+  int P, Q;         // output height and width: y [N,P,Q,K]
+};
+
+// Padding modes shared by conv and pooling.
+enum class PadMode { valid = 0, same = 1, explicit_ = 2 };
+
+// Keras/TensorFlow 'same': output = ceil(in / stride), the odd pixel of padding goes after.
+void same_padding(int in, int k, int stride, int dilation, int* before, int* after);
+
+// Validates and fills every field; throws std::invalid_argument naming `who` on bad input.
+Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int K, int R, int S,
+                                int sh, int sw, int dh, int dw, int pt, int pb, int pl, int pr);
+
+// Scratch (in elements of T) that conv2d_backward_data / _backward_weight need with nthreads.
+int64_t conv2d_workspace_size(const Conv2dParams& p, int nthreads);
+
+}  // namespace cnnbp

@@ -1,0 +1,75 @@
+// The kernel table: one struct of function pointers per ISA, chosen once at import.
+// The portable templates in ref/ are compiled once per ISA (kernels_isa.cpp) into separate
+// object files whose symbols all have internal linkage; each exports only its table.
+#pragma once
+#include <cstdint>
+
+#include "core/cpu.h"
+#include "kernels/activation.h"
+#include "kernels/conv2d.h"
+#include "kernels/loss.h"
+#include "kernels/pool2d.h"
+#include "optim/optim.h"
+
+namespace cnnbp {
+
+template <typename T>
+struct KernelTable {
+  const char* isa;
+
+  // conv2d (see conv2d.h). ws: conv2d_workspace_size elements.
+  void (*conv2d_forward)(T* y, const T* x, const T* w, const T* b, const Conv2dParams& p);
+  void (*conv2d_backward_data)(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p);
+  void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, T* ws, const Conv2dParams& p);
+
+  // pool2d (see pool2d.h). argmax may be null in forward (inference).
+  void (*max_pool2d_forward)(T* y, int32_t* argmax, const T* x, const Pool2dParams& p);
+  void (*max_pool2d_backward)(T* dx, const T* dy, const int32_t* argmax, const Pool2dParams& p);
+  void (*avg_pool2d_forward)(T* y, const T* x, const Pool2dParams& p);
+  void (*avg_pool2d_backward)(T* dx, const T* dy, const Pool2dParams& p);
+  void (*global_avg_pool2d_forward)(T* y, const T* x, int N, int HW, int C);
+  void (*global_avg_pool2d_backward)(T* dx, const T* dy, int N, int HW, int C);
+
+  // dense: x [N,I], w [I,O], b [O], y [N,O]. db may be null.
+  void (*dense_forward)(T* y, const T* x, const T* w, const T* b, int N, int I, int O);
+  void (*dense_backward_data)(T* dx, const T* dy, const T* w, int N, int I, int O);
+  void (*dense_backward_weight)(T* dw, T* db, const T* dy, const T* x, int N, int I, int O);
+
+  // activations (see activation.h); softmax over rows of [N,K].
+  void (*activation_forward)(T* y, const T* x, int64_t n, Act kind, T alpha);
+  void (*activation_backward)(T* dx, const T* dy, const T* x, const T* y, int64_t n, Act kind, T alpha);
+  void (*softmax_forward)(T* y, const T* x, int N, int K);
+  void (*softmax_backward)(T* dx, const T* dy, const T* y, int N, int K);
+
+  // dropout: mask holds 0 or 1/(1-rate); element i of call `stream` is kept when
+  // uniform(seed, stream, i) >= rate.
+  void (*dropout_forward)(T* y, T* mask, const T* x, int64_t n, double rate, uint64_t seed, uint64_t stream);
+  void (*dropout_backward)(T* dx, const T* dy, const T* mask, int64_t n);
+
+  // losses (see loss.h); count_correct: argmax match, or for K == 1 (pred > threshold) == (t > 0.5).
+  double (*loss)(T* dpred, const T* pred, const T* target, int N, int K, const LossParams& p);
+  int64_t (*count_correct)(const T* pred, const T* target, int N, int K, bool sparse, double threshold);
+
+  // optimizers over flat buffers (see optim/optim.h).
+  void (*sgd_update)(T* p, const T* g, T* buf, int64_t n, const SgdParams& h);
+  void (*adam_update)(T* p, const T* g, T* m, T* v, int64_t n, const AdamParams& h);
+};
+
+// The float table for the chosen capability, and for an explicit one (tests, benchmarks).
+const KernelTable<float>& kernels_f32();
+const KernelTable<float>& kernels_f32_for(CpuCapability c);
+// The portable path in double precision: the oracle for gradient checks.
+const KernelTable<double>& kernels_f64();
+
+template <typename T> const KernelTable<T>& kernels();
+template <> inline const KernelTable<float>& kernels<float>() { return kernels_f32(); }
+template <> inline const KernelTable<double>& kernels<double>() { return kernels_f64(); }
+
+namespace isa_baseline {
+const KernelTable<float>* table_f32();
+const KernelTable<double>* table_f64();
+}  // namespace isa_baseline
+namespace isa_avx2 { const KernelTable<float>* table_f32(); }
+namespace isa_avx512 { const KernelTable<float>* table_f32(); }
+
+}  // namespace cnnbp

@@ -1,0 +1,74 @@
+// Compiled once per ISA (CMake object libraries k_baseline, k_avx2, k_avx512), each time with
+// CNNBP_ISA_NS set to isa_<name> and that ISA's compiler flags. Everything except the exported
+// table lives in an anonymous namespace, so no instantiation can leak from one ISA's object into
+// another's (each weak symbol would otherwise be merged by the linker, ISA flags and all).
+#include <cstdint>
+
+#include "core/parallel.h"
+#include "core/random.h"
+#include "kernels/kernels.h"
+
+#ifndef CNNBP_ISA_NS
+#error "kernels_isa.cpp is compiled by CMake with CNNBP_ISA_NS defined"
+#endif
+
+namespace cnnbp {
+namespace CNNBP_ISA_NS {
+namespace {
+
+#include "kernels/ref/common.inl"
+#include "kernels/ref/activation.inl"
+#include "kernels/ref/conv2d.inl"
+#include "kernels/ref/dense.inl"
+#include "kernels/ref/loss.inl"
+#include "kernels/ref/pool2d.inl"
+#include "optim/update.inl"
+
+#define CNNBP_STR2(x) #x
+#define CNNBP_STR(x) CNNBP_STR2(x)
+
+// constexpr: the tables are constant-initialised data. A dynamic initialiser compiled with AVX-512
+// flags would run at import on every CPU, and the compiler may use AVX-512 for it.
+template <typename T>
+constexpr KernelTable<T> make_table() {
+  KernelTable<T> t{};
+  t.isa = CNNBP_STR(CNNBP_ISA_NS);
+  t.conv2d_forward = conv2d_forward<T>;
+  t.conv2d_backward_data = conv2d_backward_data<T>;
+  t.conv2d_backward_weight = conv2d_backward_weight<T>;
+  t.max_pool2d_forward = max_pool2d_forward<T>;
+  t.max_pool2d_backward = max_pool2d_backward<T>;
+  t.avg_pool2d_forward = avg_pool2d_forward<T>;
+  t.avg_pool2d_backward = avg_pool2d_backward<T>;
+  t.global_avg_pool2d_forward = global_avg_pool2d_forward<T>;
+  t.global_avg_pool2d_backward = global_avg_pool2d_backward<T>;
+  t.dense_forward = dense_forward<T>;
+  t.dense_backward_data = dense_backward_data<T>;
+  t.dense_backward_weight = dense_backward_weight<T>;
+  t.activation_forward = activation_forward<T>;
+  t.activation_backward = activation_backward<T>;
+  t.softmax_forward = softmax_forward<T>;
+  t.softmax_backward = softmax_backward<T>;
+  t.dropout_forward = dropout_forward<T>;
+  t.dropout_backward = dropout_backward<T>;
+  t.loss = loss<T>;
+  t.count_correct = count_correct<T>;
+  t.sgd_update = sgd_update<T>;
+  t.adam_update = adam_update<T>;
+  return t;
+}
+
+constexpr KernelTable<float> kTableF32 = make_table<float>();
+#ifdef CNNBP_ISA_BASELINE
+constexpr KernelTable<double> kTableF64 = make_table<double>();
+#endif
+
+}  // namespace
+
+const KernelTable<float>* table_f32() { return &kTableF32; }
+#ifdef CNNBP_ISA_BASELINE
+const KernelTable<double>* table_f64() { return &kTableF64; }
+#endif
+
+}  // namespace CNNBP_ISA_NS
+}  // namespace cnnbp

@@ -1,0 +1,70 @@
+// Shape arithmetic and validation for the kernel families (baseline code, outside the ISA objects).
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "core/check.h"
+#include "core/parallel.h"
+#include "kernels/conv2d.h"
+#include "kernels/pool2d.h"
+
+namespace cnnbp {
+
+void same_padding(int in, int k, int stride, int dilation, int* before, int* after) {
+  const int out = (in + stride - 1) / stride;
+  const int eff = (k - 1) * dilation + 1;
+  const int total = std::max((out - 1) * stride + eff - in, 0);
+  *before = total / 2;
+  *after = total - total / 2;
+}
+
+namespace {
+int out_size(int in, int k, int stride, int dilation, int before, int after) {
+  const int64_t eff = int64_t(k - 1) * dilation + 1;
+  const int64_t span = int64_t(in) + before + after - eff;
+  return span < 0 ? 0 : int(span / stride + 1);
+}
+constexpr int64_t kMaxElems = int64_t(1) << 40;
+}  // namespace
+
+Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int K, int R, int S,
+                                int sh, int sw, int dh, int dw, int pt, int pb, int pl, int pr) {
+  CNNBP_CHECK(N >= 0 && H > 0 && W > 0 && C > 0, who, ": expected a positive input shape (H, W, C), got (", H, ", ", W, ", ", C, ")");
+  CNNBP_CHECK(K > 0, who, ": expected filters > 0, got ", K);
+  CNNBP_CHECK(R > 0 && S > 0, who, ": expected a positive kernel_size, got (", R, ", ", S, ")");
+  CNNBP_CHECK(sh > 0 && sw > 0, who, ": expected positive strides, got (", sh, ", ", sw, ")");
+  CNNBP_CHECK(dh > 0 && dw > 0, who, ": expected positive dilation_rate, got (", dh, ", ", dw, ")");
+  CNNBP_CHECK(pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0, who, ": expected non-negative padding, got ((", pt, ", ", pb, "), (", pl, ", ", pr, "))");
+  Conv2dParams p{N, H, W, C, K, R, S, sh, sw, dh, dw, pt, pb, pl, pr, 0, 0};
+  p.P = out_size(H, R, sh, dh, pt, pb);
+  p.Q = out_size(W, S, sw, dw, pl, pr);
+  CNNBP_CHECK(p.P > 0 && p.Q > 0, who, ": kernel ", (R - 1) * dh + 1, "x", (S - 1) * dw + 1,
+              " (with dilation) does not fit the padded input ", H + pt + pb, "x", W + pl + pr,
+              " (input ", H, "x", W, ")");
+  CNNBP_CHECK(int64_t(N) * H * W * C < kMaxElems && int64_t(N) * p.P * p.Q * K < kMaxElems &&
+                  int64_t(R) * S * C * K < kMaxElems,
+              who, ": shape too large");
+  return p;
+}
+
+int64_t conv2d_workspace_size(const Conv2dParams& p, int nthreads) {
+  const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
+  return std::max(nw, int64_t(std::max(nthreads, 1) - 1) * (nw + p.K));
+}
+
+Pool2dParams make_pool2d_params(const char* who, int N, int H, int W, int C, int R, int S, int sh,
+                                int sw, int pt, int pb, int pl, int pr) {
+  CNNBP_CHECK(N >= 0 && H > 0 && W > 0 && C > 0, who, ": expected a positive input shape (H, W, C), got (", H, ", ", W, ", ", C, ")");
+  CNNBP_CHECK(R > 0 && S > 0, who, ": expected a positive pool_size, got (", R, ", ", S, ")");
+  CNNBP_CHECK(sh > 0 && sw > 0, who, ": expected positive strides, got (", sh, ", ", sw, ")");
+  CNNBP_CHECK(pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0, who, ": expected non-negative padding");
+  CNNBP_CHECK(pt < R && pb < R && pl < S && pr < S, who, ": padding must be smaller than the pool window");
+  Pool2dParams p{N, H, W, C, R, S, sh, sw, pt, pb, pl, pr, 0, 0};
+  p.P = out_size(H, R, sh, 1, pt, pb);
+  p.Q = out_size(W, S, sw, 1, pl, pr);
+  CNNBP_CHECK(p.P > 0 && p.Q > 0, who, ": pool window ", R, "x", S, " does not fit the input ", H, "x", W);
+  CNNBP_CHECK(int64_t(N) * H * W * C < kMaxElems, who, ": shape too large");
+  return p;
+}
+
+}  // namespace cnnbp

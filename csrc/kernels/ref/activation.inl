@@ -1,0 +1,105 @@
+// Activations, portable path: elementwise, parallel over contiguous chunks.
+
+template <typename T>
+static inline T sigmoid_of(T v) {
+  if (v >= T(0)) return T(1) / (T(1) + k_exp(-v));
+  const T e = k_exp(v);
+  return e / (T(1) + e);
+}
+
+// x, y: [n]
+template <typename T>
+static void activation_forward(T* y, const T* x, int64_t n, Act kind, T alpha) {
+  parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    switch (kind) {
+      case Act::relu:
+        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+        break;
+      case Act::leaky_relu:
+        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : alpha * x[i];
+        break;
+      case Act::sigmoid:
+        for (int64_t i = i0; i < i1; ++i) y[i] = sigmoid_of(x[i]);
+        break;
+      case Act::tanh:
+        for (int64_t i = i0; i < i1; ++i) y[i] = k_tanh(x[i]);
+        break;
+      default:
+        for (int64_t i = i0; i < i1; ++i) y[i] = x[i];
+    }
+  });
+}
+
+// dy, x, y, dx: [n]
+template <typename T>
+static void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Act kind, T alpha) {
+  parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    switch (kind) {
+      case Act::relu:
+        for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+        break;
+      case Act::leaky_relu:
+        for (int64_t i = i0; i < i1; ++i) dx[i] = x[i] > T(0) ? dy[i] : alpha * dy[i];
+        break;
+      case Act::sigmoid:
+        for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
+        break;
+      case Act::tanh:
+        for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+        break;
+      default:
+        for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i];
+    }
+  });
+}
+
+// x, y: [N,K]; stable softmax over each row
+template <typename T>
+static void softmax_forward(T* y, const T* x, int N, int K) {
+  parallel_for(N, grain(4 * int64_t(K)), [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* xp = x + n * K;
+      T* yp = y + n * K;
+      T m = xp[0];
+      for (int k = 1; k < K; ++k) m = xp[k] > m ? xp[k] : m;
+      T s = T(0);
+      for (int k = 0; k < K; ++k) { yp[k] = k_exp(xp[k] - m); s += yp[k]; }
+      const T inv = T(1) / s;
+      for (int k = 0; k < K; ++k) yp[k] *= inv;
+    }
+  });
+}
+
+// dy, y, dx: [N,K]; dx = y * (dy - sum(dy * y))
+template <typename T>
+static void softmax_backward(T* dx, const T* dy, const T* y, int N, int K) {
+  parallel_for(N, grain(4 * int64_t(K)), [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* yp = y + n * K;
+      const T* dyp = dy + n * K;
+      T* dxp = dx + n * K;
+      const T s = dot(dyp, yp, K);
+      for (int k = 0; k < K; ++k) dxp[k] = yp[k] * (dyp[k] - s);
+    }
+  });
+}
+
+// x, y, mask: [n]
+template <typename T>
+static void dropout_forward(T* y, T* mask, const T* x, int64_t n, double rate, uint64_t seed, uint64_t stream) {
+  const T scale = T(1.0 / (1.0 - rate));
+  parallel_for(n, 4096, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T m = uniform01(seed, stream, uint64_t(i)) >= rate ? scale : T(0);
+      mask[i] = m;
+      y[i] = x[i] * m;
+    }
+  });
+}
+
+template <typename T>
+static void dropout_backward(T* dx, const T* dy, const T* mask, int64_t n) {
+  parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * mask[i];
+  });
+}

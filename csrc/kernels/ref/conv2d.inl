@@ -1,0 +1,125 @@
+// conv2d, portable path. Vectorised along the innermost NHWC / HWIO dimension (K for forward and
+// weight gradient, C for data gradient); parallel over output rows (forward), input rows (data
+// gradient, gather form: no two threads write the same dx) and images (weight gradient, private
+// partial sums reduced in thread order).
+
+// x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
+template <typename T>
+static void conv2d_forward(T* y, const T* x, const T* w, const T* b, const Conv2dParams& p) {
+  const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
+  const int64_t rows = int64_t(p.N) * P;
+  parallel_for(rows, grain(int64_t(Q) * R * S * C * K), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int n = int(row / P), oh = int(row % P);
+      for (int ow = 0; ow < Q; ++ow) {
+        T* yp = y + (row * Q + ow) * K;
+        if (b) for (int k = 0; k < K; ++k) yp[k] = b[k];
+        else for (int k = 0; k < K; ++k) yp[k] = T(0);
+        for (int r = 0; r < R; ++r) {
+          const int ih = oh * p.sh - p.pt + r * p.dh;
+          if (ih < 0 || ih >= H) continue;
+          for (int s = 0; s < S; ++s) {
+            const int iw = ow * p.sw - p.pl + s * p.dw;
+            if (iw < 0 || iw >= W) continue;
+            const T* xp = x + ((int64_t(n) * H + ih) * W + iw) * C;
+            const T* wp = w + int64_t(r * S + s) * C * K;
+            for (int c = 0; c < C; ++c) {
+              const T xv = xp[c];
+              const T* wc = wp + int64_t(c) * K;
+              for (int k = 0; k < K; ++k) yp[k] += xv * wc[k];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// dy: [N,P,Q,K]  w: [R,S,C,K]  dx: [N,H,W,C]  ws: [R,S,K,C] (w with C and K swapped)
+template <typename T>
+static void conv2d_backward_data(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p) {
+  const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
+  T* wt = ws;
+  for (int rs = 0; rs < R * S; ++rs)
+    for (int c = 0; c < C; ++c)
+      for (int k = 0; k < K; ++k) wt[(int64_t(rs) * K + k) * C + c] = w[(int64_t(rs) * C + c) * K + k];
+  const int64_t rows = int64_t(p.N) * H;
+  parallel_for(rows, grain(int64_t(W) * R * S * C * K / (int64_t(p.sh) * p.sw)), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int n = int(row / H), ih = int(row % H);
+      for (int iw = 0; iw < W; ++iw) {
+        T* dxp = dx + (row * W + iw) * C;
+        for (int c = 0; c < C; ++c) dxp[c] = T(0);
+        for (int r = 0; r < R; ++r) {
+          const int th = ih + p.pt - r * p.dh;
+          if (th < 0 || th % p.sh) continue;
+          const int oh = th / p.sh;
+          if (oh >= P) continue;
+          for (int s = 0; s < S; ++s) {
+            const int tw = iw + p.pl - s * p.dw;
+            if (tw < 0 || tw % p.sw) continue;
+            const int ow = tw / p.sw;
+            if (ow >= Q) continue;
+            const T* dyp = dy + ((int64_t(n) * P + oh) * Q + ow) * K;
+            const T* wp = wt + int64_t(r * S + s) * K * C;
+            for (int k = 0; k < K; ++k) {
+              const T g = dyp[k];
+              const T* wk = wp + int64_t(k) * C;
+              for (int c = 0; c < C; ++c) dxp[c] += g * wk[c];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
+// ws: (nthreads - 1) private copies of dw and db; thread 0 accumulates into dw/db directly.
+template <typename T>
+static void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, T* ws, const Conv2dParams& p) {
+  const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
+  const int64_t nw = int64_t(R) * S * C * K, stride = nw + K;
+  const int nt = threads_for(p.N, grain(int64_t(P) * Q * R * S * C * K));
+  int used = nt;  // OpenMP may give fewer threads than asked; partials follow what ran
+  parallel_region(nt, [&](int tid, int nth) {
+    if (tid == 0) used = nth;
+    T* aw = tid == 0 ? dw : ws + (tid - 1) * stride;
+    T* ab = tid == 0 ? db : ws + (tid - 1) * stride + nw;
+    for (int64_t i = 0; i < nw; ++i) aw[i] = T(0);
+    if (db) for (int k = 0; k < K; ++k) ab[k] = T(0);
+    const int n0 = int(int64_t(p.N) * tid / nth), n1 = int(int64_t(p.N) * (tid + 1) / nth);
+    for (int n = n0; n < n1; ++n)
+      for (int oh = 0; oh < P; ++oh)
+        for (int ow = 0; ow < Q; ++ow) {
+          const T* dyp = dy + ((int64_t(n) * P + oh) * Q + ow) * K;
+          if (db) for (int k = 0; k < K; ++k) ab[k] += dyp[k];
+          for (int r = 0; r < R; ++r) {
+            const int ih = oh * p.sh - p.pt + r * p.dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int s = 0; s < S; ++s) {
+              const int iw = ow * p.sw - p.pl + s * p.dw;
+              if (iw < 0 || iw >= W) continue;
+              const T* xp = x + ((int64_t(n) * H + ih) * W + iw) * C;
+              T* ap = aw + int64_t(r * S + s) * C * K;
+              for (int c = 0; c < C; ++c) {
+                const T xv = xp[c];
+                T* ac = ap + int64_t(c) * K;
+                for (int k = 0; k < K; ++k) ac[k] += xv * dyp[k];
+              }
+            }
+          }
+        }
+  });
+  if (used > 1) {
+    // Fixed-order reduction of the private copies, split over weight elements.
+    parallel_for(stride, 4096, [&](int64_t i0, int64_t i1, int) {
+      for (int t = 1; t < used; ++t) {
+        const T* src = ws + (t - 1) * stride;
+        for (int64_t i = i0; i < lmin(i1, nw); ++i) dw[i] += src[i];
+        if (db)
+          for (int64_t i = i0 > nw ? i0 : nw; i < i1; ++i) db[i - nw] += src[i];
+      }
+    });
+  }
+}

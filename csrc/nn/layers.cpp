@@ -1,0 +1,316 @@
+#include "nn/layers.h"
+
+#include <sstream>
+
+#include "core/check.h"
+
+namespace cnnbp {
+
+std::string shape_str(const Shape& s, bool batch) {
+  std::ostringstream os;
+  os << "(";
+  if (batch) os << "None" << (s.empty() ? "," : ", ");
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  if (!batch && s.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int d : s) n *= d;
+  return n;
+}
+
+namespace {
+
+template <typename T>
+void set_shapes(Layer<T>& l, const std::string& name, const Shape& in, const Shape& out) {
+  l.name = name;
+  l.in_shape = in;
+  l.out_shape = out;
+  l.in_size = shape_numel(in);
+  l.out_size = shape_numel(out);
+}
+
+void require_rank3(const std::string& name, const char* kind, const Shape& in) {
+  CNNBP_CHECK(in.size() == 3, name, " (", kind, "): expected input of rank 3 (height, width, channels), got shape ",
+              shape_str(in, true));
+}
+
+void resolve_pad(PadMode mode, int H, int W, int kh, int kw, int sh, int sw, int dh, int dw, int* pt,
+                 int* pb, int* pl, int* pr) {
+  if (mode == PadMode::same) {
+    same_padding(H, kh, sh, dh, pt, pb);
+    same_padding(W, kw, sw, dw, pl, pr);
+  } else if (mode == PadMode::valid) {
+    *pt = *pb = *pl = *pr = 0;
+  }
+}
+
+// ---- conv2d ---------------------------------------------------------------------------------
+template <typename T>
+class Conv2dLayer : public Layer<T> {
+ public:
+  Conv2dLayer(const std::string& name, const Shape& in, const Conv2dConfig& c) : cfg_(c) {
+    require_rank3(name, "Conv2D", in);
+    int pt = c.pt, pb = c.pb, pl = c.pl, pr = c.pr;
+    resolve_pad(c.pad, in[0], in[1], c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, &pt, &pb, &pl, &pr);
+    const std::string who = name + " (Conv2D)";
+    p_ = make_conv2d_params(who.c_str(), 0, in[0], in[1], in[2], c.filters, c.kh, c.kw, c.sh, c.sw,
+                            c.dh, c.dw, pt, pb, pl, pr);
+    set_shapes(*this, name, in, Shape{p_.P, p_.Q, c.filters});
+    const int64_t nk = int64_t(c.kh) * c.kw * in[2] * c.filters;
+    this->params.push_back({"kernel", {c.kh, c.kw, in[2], c.filters}, 0, nk, c.kernel_init,
+                            int64_t(c.kh) * c.kw * in[2], int64_t(c.kh) * c.kw * c.filters});
+    if (c.use_bias) this->params.push_back({"bias", {c.filters}, 0, c.filters, c.bias_init, in[2], c.filters});
+  }
+  const char* kind() const override { return "Conv2D"; }
+  int64_t workspace(int N, int nthreads) const override {
+    Conv2dParams p = p_;
+    p.N = N;
+    return conv2d_workspace_size(p, nthreads);
+  }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    Conv2dParams p = p_;
+    p.N = N;
+    k.conv2d_forward(y, x, this->weights, cfg_.use_bias ? this->weights + this->params[0].size : nullptr, p);
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
+                T* dx, T* ws) override {
+    Conv2dParams p = p_;
+    p.N = N;
+    const int64_t nk = this->params[0].size;
+    k.conv2d_backward_weight(this->grads, cfg_.use_bias ? this->grads + nk : nullptr, dy, x, ws, p);
+    if (dx) k.conv2d_backward_data(dx, dy, this->weights, ws, p);
+  }
+
+ private:
+  Conv2dConfig cfg_;
+  Conv2dParams p_;
+};
+
+// ---- pool2d ---------------------------------------------------------------------------------
+template <typename T>
+class Pool2dLayer : public Layer<T> {
+ public:
+  Pool2dLayer(const std::string& name, const Shape& in, const Pool2dConfig& c) : max_(c.max) {
+    require_rank3(name, c.max ? "MaxPooling2D" : "AveragePooling2D", in);
+    int pt = 0, pb = 0, pl = 0, pr = 0;
+    resolve_pad(c.pad, in[0], in[1], c.ph, c.pw, c.sh, c.sw, 1, 1, &pt, &pb, &pl, &pr);
+    const std::string who = name + (c.max ? " (MaxPooling2D)" : " (AveragePooling2D)");
+    p_ = make_pool2d_params(who.c_str(), 0, in[0], in[1], in[2], c.ph, c.pw, c.sh, c.sw, pt, pb, pl, pr);
+    set_shapes(*this, name, in, Shape{p_.P, p_.Q, in[2]});
+  }
+  const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
+  void plan(int N) override {
+    if (max_) argmax_.reserve(size_t(N) * this->out_size);
+  }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool training) override {
+    Pool2dParams p = p_;
+    p.N = N;
+    if (max_) k.max_pool2d_forward(y, training ? argmax_.data() : nullptr, x, p);
+    else k.avg_pool2d_forward(y, x, p);
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, const T* dy,
+                T* dx, T*) override {
+    if (!dx) return;
+    Pool2dParams p = p_;
+    p.N = N;
+    if (max_) k.max_pool2d_backward(dx, dy, argmax_.data(), p);
+    else k.avg_pool2d_backward(dx, dy, p);
+  }
+
+ private:
+  bool max_;
+  Pool2dParams p_;
+  Buffer<int32_t> argmax_;
+};
+
+template <typename T>
+class GlobalAvgPoolLayer : public Layer<T> {
+ public:
+  GlobalAvgPoolLayer(const std::string& name, const Shape& in) {
+    require_rank3(name, "GlobalAveragePooling2D", in);
+    set_shapes(*this, name, in, Shape{in[2]});
+  }
+  const char* kind() const override { return "GlobalAveragePooling2D"; }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    k.global_avg_pool2d_forward(y, x, N, this->in_shape[0] * this->in_shape[1], this->in_shape[2]);
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, const T* dy,
+                T* dx, T*) override {
+    if (dx) k.global_avg_pool2d_backward(dx, dy, N, this->in_shape[0] * this->in_shape[1], this->in_shape[2]);
+  }
+};
+
+// ---- dense ----------------------------------------------------------------------------------
+// Acts on the last axis, as Keras: an input (..., I) is treated as rows of I features.
+template <typename T>
+class DenseLayer : public Layer<T> {
+ public:
+  DenseLayer(const std::string& name, const Shape& in, int units, bool use_bias, const std::string& ki,
+             const std::string& bi)
+      : use_bias_(use_bias) {
+    CNNBP_CHECK(!in.empty(), name, " (Dense): expected an input with at least one feature axis, got shape ",
+                shape_str(in, true));
+    CNNBP_CHECK(units > 0, name, " (Dense): expected units > 0, got ", units);
+    Shape out = in;
+    out.back() = units;
+    set_shapes(*this, name, in, out);
+    I_ = in.back();
+    O_ = units;
+    rows_ = shape_numel(in) / I_;
+    this->params.push_back({"kernel", {I_, O_}, 0, int64_t(I_) * O_, ki, I_, O_});
+    if (use_bias) this->params.push_back({"bias", {O_}, 0, O_, bi, I_, O_});
+  }
+  const char* kind() const override { return "Dense"; }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    k.dense_forward(y, x, this->weights, use_bias_ ? this->weights + int64_t(I_) * O_ : nullptr,
+                    int(N * rows_), I_, O_);
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
+                T* dx, T*) override {
+    const int M = int(N * rows_);
+    k.dense_backward_weight(this->grads, use_bias_ ? this->grads + int64_t(I_) * O_ : nullptr, dy, x, M, I_, O_);
+    if (dx) k.dense_backward_data(dx, dy, this->weights, M, I_, O_);
+  }
+
+ private:
+  bool use_bias_;
+  int I_ = 0, O_ = 0;
+  int64_t rows_ = 1;
+};
+
+// ---- flatten --------------------------------------------------------------------------------
+template <typename T>
+class FlattenLayer : public Layer<T> {
+ public:
+  FlattenLayer(const std::string& name, const Shape& in) {
+    set_shapes(*this, name, in, Shape{int(shape_numel(in))});
+  }
+  const char* kind() const override { return "Flatten"; }
+  bool is_alias() const override { return true; }
+  void forward(const KernelTable<T>&, const PassContext&, int, const T*, T*, T*, bool) override {}
+  void backward(const KernelTable<T>&, const PassContext&, int, const T*, const T*, const T*, T*, T*) override {}
+};
+
+// ---- activation -----------------------------------------------------------------------------
+template <typename T>
+class ActivationLayer : public Layer<T> {
+ public:
+  ActivationLayer(const std::string& name, const Shape& in, Act kind, double alpha) : act_(kind), alpha_(T(alpha)) {
+    CNNBP_CHECK(!in.empty(), name, " (Activation): expected a non-scalar input");
+    set_shapes(*this, name, in, in);
+  }
+  const char* kind() const override { return "Activation"; }
+  Act act() const { return act_; }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    if (act_ == Act::softmax) {
+      const int K = this->in_shape.back();
+      k.softmax_forward(y, x, int(N * (this->in_size / K)), K);
+    } else {
+      k.activation_forward(y, x, N * this->in_size, act_, alpha_);
+    }
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, const T* dy,
+                T* dx, T*) override {
+    if (!dx) return;
+    if (act_ == Act::softmax) {
+      const int K = this->in_shape.back();
+      k.softmax_backward(dx, dy, y, int(N * (this->in_size / K)), K);
+    } else {
+      k.activation_backward(dx, dy, x, y, N * this->in_size, act_, alpha_);
+    }
+  }
+
+ private:
+  Act act_;
+  T alpha_;
+};
+
+// ---- dropout --------------------------------------------------------------------------------
+template <typename T>
+class DropoutLayer : public Layer<T> {
+ public:
+  DropoutLayer(const std::string& name, const Shape& in, double rate, uint64_t seed) : rate_(rate), seed_(seed) {
+    CNNBP_CHECK(rate >= 0.0 && rate < 1.0, name, " (Dropout): expected 0 <= rate < 1, got ", rate);
+    set_shapes(*this, name, in, in);
+  }
+  const char* kind() const override { return "Dropout"; }
+  void plan(int N) override { mask_.reserve(size_t(N) * this->in_size); }
+  void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T*, bool training) override {
+    const int64_t n = N * this->in_size;
+    training_ = training && rate_ > 0.0;
+    if (training_) {
+      k.dropout_forward(y, mask_.data(), x, n, rate_, seed_, c.step);
+    } else {
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+    }
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, const T* dy, T* dx,
+                T*) override {
+    if (!dx) return;
+    const int64_t n = N * this->in_size;
+    if (training_) k.dropout_backward(dx, dy, mask_.data(), n);
+    else for (int64_t i = 0; i < n; ++i) dx[i] = dy[i];
+  }
+
+ private:
+  double rate_;
+  uint64_t seed_;
+  bool training_ = false;
+  Buffer<T> mask_;
+};
+
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Layer<T>> make_conv2d(const std::string& name, const Shape& in, const Conv2dConfig& cfg) {
+  return std::make_unique<Conv2dLayer<T>>(name, in, cfg);
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_pool2d(const std::string& name, const Shape& in, const Pool2dConfig& cfg) {
+  return std::make_unique<Pool2dLayer<T>>(name, in, cfg);
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_global_avg_pool2d(const std::string& name, const Shape& in) {
+  return std::make_unique<GlobalAvgPoolLayer<T>>(name, in);
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_dense(const std::string& name, const Shape& in, int units, bool use_bias,
+                                     const std::string& ki, const std::string& bi) {
+  return std::make_unique<DenseLayer<T>>(name, in, units, use_bias, ki, bi);
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_flatten(const std::string& name, const Shape& in) {
+  return std::make_unique<FlattenLayer<T>>(name, in);
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_activation(const std::string& name, const Shape& in, Act kind, double alpha) {
+  return std::make_unique<ActivationLayer<T>>(name, in, kind, alpha);
+}
+template <typename T>
+std::unique_ptr<Layer<T>> make_dropout(const std::string& name, const Shape& in, double rate, uint64_t seed) {
+  return std::make_unique<DropoutLayer<T>>(name, in, rate, seed);
+}
+template <typename T>
+int activation_kind(const Layer<T>& l) {
+  auto* a = dynamic_cast<const ActivationLayer<T>*>(&l);
+  return a ? int(a->act()) : -1;
+}
+
+#define CNNBP_INSTANTIATE(T)                                                                               \
+  template std::unique_ptr<Layer<T>> make_conv2d<T>(const std::string&, const Shape&, const Conv2dConfig&); \
+  template std::unique_ptr<Layer<T>> make_pool2d<T>(const std::string&, const Shape&, const Pool2dConfig&); \
+  template std::unique_ptr<Layer<T>> make_global_avg_pool2d<T>(const std::string&, const Shape&);          \
+  template std::unique_ptr<Layer<T>> make_dense<T>(const std::string&, const Shape&, int, bool,           \
+                                                   const std::string&, const std::string&);             \
+  template std::unique_ptr<Layer<T>> make_flatten<T>(const std::string&, const Shape&);                    \
+  template std::unique_ptr<Layer<T>> make_activation<T>(const std::string&, const Shape&, Act, double);   \
+  template std::unique_ptr<Layer<T>> make_dropout<T>(const std::string&, const Shape&, double, uint64_t); \
+  template int activation_kind<T>(const Layer<T>&);
+CNNBP_INSTANTIATE(float)
+CNNBP_INSTANTIATE(double)
+
+}  // namespace cnnbp

@@ -1,0 +1,42 @@
+// The layer families: conv2d, pool2d (max, average, global average), dense, flatten,
+// activation (elementwise and softmax), dropout.
+#pragma once
+#include "nn/layer.h"
+
+namespace cnnbp {
+
+struct Conv2dConfig {
+  int filters = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  PadMode pad = PadMode::valid;
+  int pt = 0, pb = 0, pl = 0, pr = 0;  // used when pad == explicit_
+  bool use_bias = true;
+  std::string kernel_init = "glorot_uniform", bias_init = "zeros";
+};
+
+struct Pool2dConfig {
+  bool max = true;
+  int ph = 2, pw = 2, sh = 2, sw = 2;
+  PadMode pad = PadMode::valid;
+};
+
+template <typename T>
+std::unique_ptr<Layer<T>> make_conv2d(const std::string& name, const Shape& in, const Conv2dConfig& cfg);
+template <typename T>
+std::unique_ptr<Layer<T>> make_pool2d(const std::string& name, const Shape& in, const Pool2dConfig& cfg);
+template <typename T>
+std::unique_ptr<Layer<T>> make_global_avg_pool2d(const std::string& name, const Shape& in);
+template <typename T>
+std::unique_ptr<Layer<T>> make_dense(const std::string& name, const Shape& in, int units, bool use_bias,
+                                     const std::string& kernel_init, const std::string& bias_init);
+template <typename T>
+std::unique_ptr<Layer<T>> make_flatten(const std::string& name, const Shape& in);
+template <typename T>
+std::unique_ptr<Layer<T>> make_activation(const std::string& name, const Shape& in, Act kind, double alpha);
+template <typename T>
+std::unique_ptr<Layer<T>> make_dropout(const std::string& name, const Shape& in, double rate, uint64_t seed);
+
+// Activation kind of a layer made by make_activation, or -1 for any other layer.
+template <typename T>
+int activation_kind(const Layer<T>& l);
+
+}  // namespace cnnbp

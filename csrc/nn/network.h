@@ -1,0 +1,114 @@
+// Network<T>: the layers in order, one flat parameter buffer and one flat gradient buffer,
+// activations and scratch planned once per batch size (buffers only grow, so a steady-state step
+// allocates nothing), and the whole training step (forward, loss, backward, update) in one call.
+// Network<float> trains; Network<double> runs the portable kernels in double for gradient checks.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace cnnbp {
+
+struct OptimizerConfig {
+  OptKind kind = OptKind::sgd;
+  double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+  bool nesterov = false;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-7;
+};
+
+struct StepResult {
+  double loss;
+  int64_t correct;
+};
+
+template <typename T>
+class Network {
+ public:
+  explicit Network(const Shape& input_shape);
+
+  // Building. Each add checks the new layer against the current output shape.
+  void add(std::unique_ptr<Layer<T>> layer);
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return layers_.empty() ? input_shape_ : layers_.back()->out_shape; }
+  std::vector<std::unique_ptr<Layer<T>>>& layers() { return layers_; }
+  // Allocates the flat buffers and initialises every parameter from seed.
+  void finalize(uint64_t seed);
+  void initialize(uint64_t seed);
+  bool finalized() const { return finalized_; }
+  int64_t num_params() const { return num_params_; }
+  T* params() { return params_.data(); }
+  T* grads() { return grads_.data(); }
+
+  // Training configuration. Loss kinds on probabilities are fused with a final softmax or
+  // sigmoid layer into the from-logits form unless fuse is false.
+  void set_loss(LossKind kind, double eps, bool fuse);
+  LossKind loss_kind() const { return loss_.kind; }
+  bool loss_fused() const { return train_layers_ != layers_.size(); }
+  void set_optimizer(const OptimizerConfig& cfg);
+  const OptimizerConfig& optimizer() const { return opt_; }
+  void set_learning_rate(double lr) { opt_.lr = lr; }
+  int64_t iterations() const { return iterations_; }
+  void set_iterations(int64_t t) { iterations_ = t; }
+  T* opt_state(int i) { return i == 0 ? m_.data() : v_.data(); }
+  int64_t opt_state_count() const;
+
+  // One step: forward (training mode), loss, backward, update. x: [N, *input_shape];
+  // target: [N, K] or [N] labels for sparse losses. Throws NumericalError (weights untouched)
+  // when the loss is not finite.
+  StepResult train_step(const T* x, const T* target, int N);
+  // Parts of the step, for gradient accumulation, all-reduce, and inspection.
+  void forward(const T* x, int N, bool training);                   // keeps a copy of x
+  StepResult loss_backward(const T* target, int N, T* input_grad);  // after forward(training)
+  void backward_from_output(const T* dout, int N, T* input_grad);   // d(output) given
+  void apply_update();
+  // Inference: full forward, output copied to out [N, *output_shape].
+  void predict(const T* x, int N, T* out);
+  // Loss and correct count without updating anything.
+  StepResult evaluate(const T* x, const T* target, int N);
+  // Output of layer i from the last forward pass ([N, *out_shape]); valid until the next pass.
+  const T* activation(size_t i) const;
+  int last_batch() const { return last_N_; }
+
+  std::mutex& mutex() { return mu_; }
+
+  // Validation helpers for the API edge.
+  void check_target(const T* target, int N) const;
+  int output_classes() const;
+
+ private:
+  void plan(int N);
+  void run_forward(const T* x, int N, bool training, size_t upto);
+  void run_backward(int N, size_t from, T* input_grad);
+  StepResult compute_loss(const T* target, int N, bool want_grad);
+  const T* act_ptr(size_t i) const;
+  T* act_ptr(size_t i);
+
+  const KernelTable<T>& k_;
+  Shape input_shape_;
+  int64_t input_size_;
+  std::vector<std::unique_ptr<Layer<T>>> layers_;
+  bool finalized_ = false;
+  int64_t num_params_ = 0;
+  Buffer<T> params_, grads_, m_, v_;
+
+  LossParams loss_{LossKind::mse, 1e-7};
+  bool loss_set_ = false;
+  size_t train_layers_ = 0;
+  OptimizerConfig opt_;
+  bool opt_set_ = false;
+  int64_t iterations_ = 0;
+
+  int planned_N_ = 0, planned_threads_ = 0;
+  std::vector<Buffer<T>> acts_;
+  Buffer<T> input_copy_, dbuf_[2], ws_;
+  const T* x_ = nullptr;  // input of the last forward pass
+  int last_N_ = 0;
+  size_t last_upto_ = 0;
+  std::mutex mu_;
+};
+
+}  // namespace cnnbp

@@ -1,0 +1,57 @@
+"""cnnbp: train convolutional neural networks on the CPU.
+
+A C++17 core (SIMD kernels chosen at run time, OpenMP threads) under a Keras-like API::
+
+    import cnnbp
+    from cnnbp.layers import Input, Conv2D, MaxPooling2D, Flatten, Dense
+    x = Input((28, 28, 1))
+    y = Dense(10, activation="softmax")(Flatten()(MaxPooling2D((2, 2))(Conv2D(32, (3, 3), activation="relu")(x))))
+    model = cnnbp.Model(x, y)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=2, batch_size=32)
+"""
+
+from . import _core
+from ._core import NumericalError
+from ._random import set_seed
+from . import callbacks, datasets, layers, losses, ops, optimizers, utils
+from .models import Model, Sequential
+
+__version__ = _core.__version__
+
+__all__ = [
+    "Model", "Sequential", "NumericalError", "layers", "losses", "optimizers", "callbacks", "datasets",
+    "ops", "utils", "set_num_threads", "get_num_threads", "set_seed", "show_config", "cpu_capability",
+    "__version__",
+]
+
+
+def set_num_threads(n):
+    """Threads cnnbp's kernels use (default: OMP_NUM_THREADS if set, else the usable cores)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: expected an int, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    return _core.get_num_threads()
+
+
+def cpu_capability():
+    """The kernel path in use: 'avx512', 'avx2' or 'baseline' (CNNBP_CPU_CAPABILITY may lower it)."""
+    return _core.cpu_capability()
+
+
+def show_config(file=None):
+    """Print the version, kernel path, threads and build options."""
+    import sys
+    info = _core.build_info()
+    lines = [
+        f"cnnbp {__version__}",
+        f"  kernel path (ISA):  {_core.cpu_capability()} (CPU supports {_core.detected_capability()}; "
+        f"built: {', '.join(_core.compiled_capabilities())})",
+        f"  threads:            {_core.get_num_threads()}",
+        f"  OpenMP:             {info['openmp']}",
+        f"  compiler:           {info['compiler']}",
+    ]
+    print("\n".join(lines), file=file or sys.stdout)

@@ -1,0 +1,156 @@
+"""Callbacks with Keras's hook names. ``fit`` calls them in order; setting
+``self.model.stop_training = True`` ends training after the current batch or epoch."""
+
+import math
+
+import numpy as np
+
+__all__ = ["Callback", "History", "LossThreshold", "EarlyStopping", "TerminateOnNaN", "LambdaCallback"]
+
+
+class Callback:
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+
+
+class History(Callback):
+    """Per-epoch logs: ``history.history['loss']``, ``['accuracy']``, ``['val_loss']``, ..."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+        self.history = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+class LossThreshold(Callback):
+    """Stop when the monitored value (default: the training loss of an epoch) reaches ``value``.
+    With ``per_batch=True`` the loss of each batch is checked as well."""
+
+    def __init__(self, value, monitor="loss", per_batch=False):
+        super().__init__()
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"LossThreshold: value must be a finite number, got {value!r}")
+        self.value = float(value)
+        self.monitor = monitor
+        self.per_batch = per_batch
+        self.stopped_epoch = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.per_batch and logs and logs.get("loss", math.inf) <= self.value:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        v = (logs or {}).get(self.monitor)
+        if v is None:
+            raise ValueError(f"LossThreshold: monitored value {self.monitor!r} is not in the logs "
+                             f"(available: {sorted(logs or {})})")
+        if v <= self.value:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+        self.patience = patience
+        self.verbose = verbose
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        if mode == "auto":
+            mode = "max" if ("acc" in monitor or "auc" in monitor) else "min"
+        self.mode = mode
+        self.stopped_epoch = 0
+
+    def _better(self, a, b):
+        if b is None:
+            return True
+        return a < b - self.min_delta if self.mode == "min" else a > b + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = self.baseline
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            raise ValueError(f"EarlyStopping: monitored value {self.monitor!r} is not in the logs "
+                             f"(available: {sorted(logs or {})}); pass validation data to monitor val_ values")
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._better(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            self.wait = 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch:
+            self.model.set_weights(self.best_weights)
+
+
+class TerminateOnNaN(Callback):
+    """Stop when a batch loss is NaN or Inf (fit raises NumericalError before this anyway)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    def __init__(self, **hooks):
+        super().__init__()
+        for name, fn in hooks.items():
+            if not name.startswith("on_"):
+                raise ValueError(f"LambdaCallback: unknown hook {name!r}")
+            setattr(self, name, fn)

@@ -1,0 +1,506 @@
+"""Models: ``Sequential`` and the functional ``Model(inputs, outputs)`` (a chain of layers).
+
+The model builds one C++ network (``cnnbp._core.Network32``; ``Network64`` with
+``dtype='float64'``, for gradient checks). ``fit`` slices batches with numpy and makes one C++ call
+per batch: forward, loss, backward and the optimizer step, with the GIL released."""
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _core
+from . import callbacks as callbacks_mod
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
+from ._progress import Progress
+from ._random import next_seed
+from .layers import InputLayer, KerasTensor, Layer
+
+__all__ = ["Model", "Sequential"]
+
+NumericalError = _core.NumericalError
+_METRICS = {"accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy"}
+
+
+def _as_numeric(name, a):
+    if isinstance(a, (list, tuple)) and len(a) == 1 and isinstance(a[0], np.ndarray):
+        a = a[0]
+    try:
+        arr = np.asarray(a)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{name}: expected a numeric array, could not convert: {e}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name}: complex values are not supported")
+    return arr
+
+
+def _batch_size(value, default=32):
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"batch_size: expected an int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"batch_size: expected a positive int, got {value}")
+    return int(value)
+
+
+class Model:
+    """A network of layers in a chain, Keras style."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, dtype="float32", **kwargs):
+        if kwargs:
+            raise TypeError(f"Model: unexpected keyword argument(s) {sorted(kwargs)}")
+        self.name = name or ("sequential" if isinstance(self, Sequential) else "functional")
+        if dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError(f"{self.name}: dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.dtype = np.dtype(dtype)
+        self._net = None
+        self._layers = []
+        self._input_shape = None       # per-sample shape as the user gives data
+        self._channels_first = False
+        self._loss = None
+        self._optimizer = None
+        self._metrics = []
+        self._seed = None
+        self.stop_training = False
+        self.history = None
+        if isinstance(self, Sequential):
+            return
+        if inputs is None or outputs is None:
+            raise ValueError("Model: pass inputs and outputs, e.g. Model(Input((28, 28, 1)), y)")
+        self._init_functional(inputs, outputs)
+
+    # -- construction -------------------------------------------------------------------------
+    def _init_functional(self, inputs, outputs):
+        inputs = self._single("inputs", inputs)
+        outputs = self._single("outputs", outputs)
+        chain = []
+        t = outputs
+        while t is not None and t is not inputs:
+            if t._parent is None:
+                raise ValueError(f"{self.name}: outputs are not computed from the given inputs "
+                                 f"(the chain ends at {t.name!r})")
+            chain.append(t._layer)
+            t = t._parent
+        if t is None:
+            raise ValueError(f"{self.name}: outputs are not computed from the given inputs")
+        if not isinstance(inputs._layer, InputLayer):
+            raise ValueError(f"{self.name}: inputs must come from cnnbp.layers.Input(...)")
+        self._layers = list(reversed(chain))
+        self._input_shape = inputs._layer.shape
+        self._build()
+
+    @staticmethod
+    def _single(what, t):
+        if isinstance(t, (list, tuple)):
+            if len(t) != 1:
+                raise ValueError(f"Model: only one {what[:-1]} tensor is supported, got {len(t)}")
+            t = t[0]
+        if not isinstance(t, KerasTensor):
+            raise TypeError(f"Model: {what} must be symbolic tensors from Input(...) and layer calls, "
+                            f"got {type(t).__name__}")
+        return t
+
+    def _build(self):
+        formats = {getattr(l, "data_format", "channels_last") for l in self._layers
+                   if hasattr(l, "data_format") and not isinstance(l, InputLayer)}
+        formats.discard(None)
+        if len(formats) > 1:
+            raise ValueError(f"{self.name}: layers mix channels_first and channels_last; use one data_format")
+        self._channels_first = formats == {"channels_first"}
+        shape = tuple(self._input_shape)
+        if self._channels_first:
+            if len(shape) != 3:
+                raise ValueError(f"{self.name}: channels_first input must be (channels, height, width), got {shape}")
+            shape = (shape[1], shape[2], shape[0])
+        seen = set()
+        for layer in self._layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"{self.name}: expected cnnbp layers, got {type(layer).__name__}")
+            if id(layer) in seen or layer._net is not None:
+                raise ValueError(f"{layer.name}: a layer can belong to one model once (weight sharing is not supported)")
+            seen.add(id(layer))
+        cls = _core.Network64 if self.dtype == np.float64 else _core.Network32
+        net = cls(list(shape))
+        self._seed = next_seed()
+        bounds = []
+        for i, layer in enumerate(self._layers):
+            first = len(net.layer_info())
+            layer._add_to(net, seed=(self._seed + 7919 * (i + 1)) & 0xFFFFFFFFFFFFFFFF)
+            bounds.append((first, len(net.layer_info())))
+        net.finalize(self._seed)
+        for layer, (a, b) in zip(self._layers, bounds):
+            if b > a:
+                layer._bind(net, a, b)
+            else:
+                layer._net = net
+                layer.input_shape = layer.output_shape = (None,) + tuple(net.output_shape if a == 0 else
+                                                                      net.layer_info()[a - 1]["output_shape"])
+        self._net = net
+        if self._optimizer is not None:
+            self._attach_training()
+
+    def _ensure_built(self, x=None):
+        if self._net is not None:
+            return
+        if self._input_shape is None:
+            if x is None:
+                raise ValueError(f"{self.name}: the model has no input shape yet; start it with "
+                                 "cnnbp.layers.Input(shape) or pass input_shape= to the first layer, or call fit first")
+            self._input_shape = tuple(int(d) for d in np.shape(x)[1:])
+        self._build()
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self._layers[index]
+        for l in self._layers:
+            if l.name == name:
+                return l
+        raise ValueError(f"{self.name}: no layer named {name!r}; layers are {[l.name for l in self._layers]}")
+
+    @property
+    def input_shape(self):
+        return None if self._input_shape is None else (None,) + tuple(self._input_shape)
+
+    @property
+    def output_shape(self):
+        self._ensure_built()
+        out = tuple(self._net.output_shape)
+        return (None,) + out
+
+    # -- compile ------------------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss=None, metrics=None, loss_epsilon=1e-7, fuse_loss=True, **kwargs):
+        """Choose the optimizer, loss and metrics. Keras's run_eagerly/jit_compile/steps_per_execution
+        are accepted and ignored (the step always runs as one C++ call)."""
+        for k in kwargs:
+            if k not in ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss", "weighted_metrics"):
+                raise TypeError(f"compile: unexpected keyword argument {k!r}")
+        if loss is None:
+            raise ValueError("compile: loss is required, e.g. loss='categorical_crossentropy'")
+        self._loss = losses_mod.get(loss)
+        self._optimizer = optimizers_mod.get(optimizer)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if not isinstance(m, str) or m not in _METRICS:
+                raise ValueError(f"compile: unknown metric {m!r}; supported: 'accuracy'")
+        self._metrics = ["accuracy"] if metrics else []
+        self._loss_epsilon = float(loss_epsilon)
+        self._fuse = bool(fuse_loss)
+        if self._net is not None:
+            self._attach_training()
+
+    def _attach_training(self):
+        self._net.set_loss(self._loss.core_kind, self._loss_epsilon, self._fuse)
+        self._optimizer._attach(self._net)
+
+    @property
+    def optimizer(self):
+        return self._optimizer
+
+    @property
+    def loss(self):
+        return self._loss
+
+    def _require_compiled(self, what):
+        if self._loss is None:
+            raise RuntimeError(f"{self.name}: call compile(optimizer=..., loss=...) before {what}")
+
+    # -- data preparation ---------------------------------------------------------------------
+    def _prepare_x(self, x, what="x"):
+        x = _as_numeric(what, x)
+        if x.ndim == 0:
+            raise ValueError(f"{what}: expected an array with a batch axis, got a scalar")
+        self._ensure_built(x)
+        expect = tuple(self._input_shape)
+        if x.shape[1:] != expect:
+            hint = ""
+            if x.ndim == len(expect) and x.shape == expect[: x.ndim]:
+                hint = " (a single sample? add a batch axis: x[None])"
+            elif x.ndim == len(expect) and x.shape[1:] == expect[:-1] and expect[-1] == 1:
+                hint = " (add the channel axis: x[..., None])"
+            raise ValueError(f"{self.name}: expected input of shape {(None,) + expect}, got {x.shape}{hint}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{what}: expected at least one sample, got an empty array of shape {x.shape}")
+        if self._channels_first:
+            x = x.transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _prepare_y(self, y, n, what="y"):
+        if y is None:
+            raise ValueError(f"{what}: targets are required")
+        y = _as_numeric(what, y)
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(f"{what}: x has {n} samples but {what} has "
+                             f"{'no batch axis' if y.ndim == 0 else y.shape[0]} (shape {y.shape})")
+        out_shape = tuple(self._net.output_shape)
+        k = int(np.prod(out_shape))
+        if self._loss.sparse:
+            if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+                raise ValueError(f"{what}: {self._loss.name} expects integer class labels of shape ({n},), "
+                                 f"got {y.shape}")
+            y = y.reshape(n)
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or (y.size and (y.min() < 0 or y.max() >= k)):
+                bad = y[~((y >= 0) & (y < k) & (y == np.round(y)))][:1]
+                raise ValueError(f"{what}: labels must be integers in [0, {k}), found {bad[0] if bad.size else 'NaN'}")
+        else:
+            if y.shape[1:] != out_shape:
+                if y.ndim == 1 and k == 1:
+                    y = y.reshape(n, 1)
+                else:
+                    hint = ""
+                    if y.ndim == 1 and k > 1:
+                        hint = (f"; integer labels need loss='sparse_categorical_crossentropy', or one-hot "
+                                f"encode them with cnnbp.utils.to_categorical(y, {k})")
+                    raise ValueError(f"{what}: expected targets of shape {(None,) + out_shape} for "
+                                     f"{self._loss.name}, got {y.shape}{hint}")
+        return np.ascontiguousarray(y, dtype=self.dtype)
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None, **kwargs):
+        """Train for ``epochs`` epochs (or until a callback stops it); returns a History."""
+        for k in kwargs:
+            if k not in ("class_weight", "sample_weight", "steps_per_epoch", "validation_steps",
+                         "validation_batch_size", "validation_freq"):
+                raise TypeError(f"fit: unexpected keyword argument {k!r}")
+            if kwargs[k] is not None:
+                raise ValueError(f"fit: {k} is not supported")
+        self._require_compiled("fit")
+        bs = _batch_size(batch_size)
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+        if not isinstance(validation_split, numbers.Real) or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
+        verbose = 1 if verbose == "auto" else int(verbose)
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, len(x))
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
+            vx = self._prepare_x(validation_data[0], "validation_data x")
+            val = (vx, self._prepare_y(validation_data[1], len(vx), "validation_data y"))
+        elif validation_split > 0:
+            split = int(len(x) * (1.0 - validation_split))
+            if split <= 0 or split >= len(x):
+                raise ValueError(f"fit: validation_split={validation_split} leaves an empty training or validation set")
+            val = (x[split:], y[split:])
+            x, y = x[:split], y[:split]
+
+        history = callbacks_mod.History()
+        cbs = [history] + list(callbacks or [])
+        for cb in cbs:
+            if not isinstance(cb, callbacks_mod.Callback):
+                raise TypeError(f"fit: callbacks must be cnnbp.callbacks.Callback instances, got {type(cb).__name__}")
+        n = len(x)
+        steps = math.ceil(n / bs)
+        params = {"epochs": epochs, "steps": steps, "batch_size": bs, "verbose": verbose, "samples": n}
+        for cb in cbs:
+            cb.set_model(self)
+            cb.set_params(params)
+        rng = np.random.default_rng(next_seed() if seed is None else seed)
+        xbuf = np.empty((min(bs, n),) + x.shape[1:], dtype=self.dtype) if shuffle else None
+        ybuf = np.empty((min(bs, n),) + y.shape[1:], dtype=self.dtype) if shuffle else None
+        net = self._net
+        self.stop_training = False
+        self.history = history
+        for cb in cbs:
+            cb.on_train_begin()
+        acc = bool(self._metrics)
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+            bar = Progress(steps, n, verbose)
+            order = rng.permutation(n) if shuffle else None
+            loss_sum = 0.0
+            correct = 0
+            seen = 0
+            for step in range(steps):
+                a, b = step * bs, min((step + 1) * bs, n)
+                if shuffle:
+                    idx = order[a:b]
+                    xb = np.take(x, idx, axis=0, out=xbuf[: b - a])
+                    yb = np.take(y, idx, axis=0, out=ybuf[: b - a])
+                else:
+                    xb, yb = x[a:b], y[a:b]
+                for cb in cbs:
+                    cb.on_train_batch_begin(step)
+                try:
+                    loss, c = net.train_step(xb, yb)
+                except NumericalError as e:
+                    raise NumericalError(f"epoch {epoch + 1}, batch {step + 1}: {e}") from None
+                loss_sum += loss * (b - a)
+                correct += c
+                seen += b - a
+                logs = {"loss": loss_sum / seen}
+                if acc:
+                    logs["accuracy"] = correct / seen
+                bar.update(step + 1, seen, logs)
+                blogs = dict(logs, batch_loss=loss)
+                for cb in cbs:
+                    cb.on_train_batch_end(step, blogs)
+                if self.stop_training:
+                    break
+            epoch_logs = {"loss": loss_sum / max(seen, 1)}
+            if acc:
+                epoch_logs["accuracy"] = correct / max(seen, 1)
+            if val is not None:
+                vl = self._evaluate_arrays(val[0], val[1], bs)
+                epoch_logs["val_loss"] = vl[0]
+                if acc:
+                    epoch_logs["val_accuracy"] = vl[1]
+            bar.finish(epoch_logs)
+            for cb in cbs:
+                cb.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    def _evaluate_arrays(self, x, y, bs):
+        net = self._net
+        total, correct = 0.0, 0
+        for a in range(0, len(x), bs):
+            b = min(a + bs, len(x))
+            loss, c = net.evaluate(x[a:b], y[a:b])
+            total += loss * (b - a)
+            correct += c
+        return total / len(x), correct / len(x)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
+        """Mean loss (and accuracy if compiled with metrics) over x, y, in inference mode."""
+        for k in kwargs:
+            if k not in ("sample_weight", "steps", "callbacks") or kwargs[k] is not None:
+                raise TypeError(f"evaluate: unexpected or unsupported keyword argument {k!r}")
+        self._require_compiled("evaluate")
+        bs = _batch_size(batch_size)
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, len(x))
+        loss, acc = self._evaluate_arrays(x, y, bs)
+        logs = {"loss": loss}
+        if self._metrics:
+            logs["accuracy"] = acc
+        verbose = 1 if verbose == "auto" else int(verbose)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+        if return_dict:
+            return logs
+        return [loss, acc] if self._metrics else loss
+
+    def predict(self, x, batch_size=None, verbose=0, **kwargs):
+        """Outputs of the model for x (inference mode), in batches."""
+        for k in kwargs:
+            if k not in ("steps", "callbacks") or kwargs[k] is not None:
+                raise TypeError(f"predict: unexpected or unsupported keyword argument {k!r}")
+        bs = _batch_size(batch_size)
+        x = self._prepare_x(x)
+        out = np.empty((len(x),) + tuple(self._net.output_shape), dtype=self.dtype)
+        for a in range(0, len(x), bs):
+            b = min(a + bs, len(x))
+            out[a:b] = self._net.predict(x[a:b])
+        return out
+
+    def __call__(self, x):
+        return self.predict(x)
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on one batch; returns [loss, accuracy] (or loss)."""
+        self._require_compiled("train_on_batch")
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, len(x))
+        loss, c = self._net.train_step(x, y)
+        return [loss, c / len(x)] if self._metrics else loss
+
+    # -- weights ------------------------------------------------------------------------------
+    def get_weights(self):
+        self._ensure_built()
+        return [w for l in self._layers for w in l.get_weights()]
+
+    def set_weights(self, weights):
+        self._ensure_built()
+        weights = list(weights)
+        need = sum(len(l.weights) for l in self._layers)
+        if len(weights) != need:
+            raise ValueError(f"{self.name}: expected {need} weight arrays, got {len(weights)}")
+        i = 0
+        for l in self._layers:
+            k = len(l.weights)
+            l.set_weights(weights[i:i + k])
+            i += k
+
+    @property
+    def weights(self):
+        self._ensure_built()
+        return [w for l in self._layers for w in l.weights]
+
+    def count_params(self):
+        self._ensure_built()
+        return int(self._net.num_params)
+
+    def summary(self, print_fn=None):
+        self._ensure_built()
+        print_fn = print_fn or print
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for l in self._layers:
+            rows.append((f"{l.name} ({type(l).__name__})", str(l.output_shape), f"{l.count_params():,}"))
+        w = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        line = "-" * sum(w)
+        out = [f'Model: "{self.name}"', line]
+        for j, r in enumerate(rows):
+            out.append(r[0].ljust(w[0]) + r[1].ljust(w[1]) + r[2].rjust(w[2] - 2))
+            if j == 0:
+                out.append("=" * sum(w))
+        out += ["=" * sum(w), f"Total params: {self.count_params():,}", line]
+        print_fn("\n".join(out))
+
+    @property
+    def network(self):
+        """The C++ network (cnnbp._core.Network32/64): forward, backward, apply_update, views."""
+        self._ensure_built()
+        return self._net
+
+
+class Sequential(Model):
+    """A plain stack of layers: ``Sequential([Input((28, 28, 1)), Conv2D(...), ...])``."""
+
+    def __init__(self, layers=None, name=None, dtype="float32", **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if self._net is not None:
+            raise ValueError(f"{self.name}: cannot add layers after the model was built")
+        if isinstance(layer, KerasTensor):
+            if not isinstance(layer._layer, InputLayer):
+                raise TypeError(f"{self.name}: add() takes layers or Input(...), got a layer output")
+            layer = layer._layer
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_shape is not None:
+                raise ValueError(f"{self.name}: Input must come first")
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: expected a cnnbp layer, got {type(layer).__name__}")
+        if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
+            self._input_shape = layer._input_shape_arg
+        elif layer._input_shape_arg is not None and self._layers:
+            raise ValueError(f"{layer.name}: input_shape is only meaningful on the first layer")
+        self._layers.append(layer)
+
+    def pop(self):
+        if self._net is not None:
+            raise ValueError(f"{self.name}: cannot remove layers after the model was built")
+        if not self._layers:
+            raise ValueError(f"{self.name}: there are no layers to pop")
+        return self._layers.pop()

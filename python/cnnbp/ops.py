@@ -1,0 +1,217 @@
+"""Every kernel's forward and backward on numpy arrays.
+
+float64 input runs the portable reference path in double precision (what gradient checks use);
+anything else runs in float32 on the dispatched SIMD path, or on the path named by ``isa``
+('baseline', 'avx2', 'avx512'). Layouts are Keras's: x (N, H, W, C), conv kernel
+(kh, kw, C, K), dense kernel (in, out)."""
+
+import numpy as np
+
+from . import _core
+from .layers import _pair, _padding
+
+__all__ = [
+    "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_backward_bias",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "global_avg_pool2d", "global_avg_pool2d_backward", "dense", "dense_backward_data",
+    "dense_backward_weight", "dense_backward_bias", "activation", "activation_backward", "softmax",
+    "softmax_backward", "dropout", "dropout_backward", "loss", "sgd_update", "adam_update",
+]
+
+_o = _core.ops
+_PAD = {"valid": 0, "same": 1, "explicit": 2}
+_ACT = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softmax": 5}
+
+
+def _dtype(*arrays):
+    return np.float64 if any(np.asarray(a).dtype == np.float64 for a in arrays if a is not None) else np.float32
+
+
+def _arr(a, dt):
+    return np.ascontiguousarray(a, dtype=dt)
+
+
+def _fn(name, dt):
+    return getattr(_o, name + ("_f64" if dt == np.float64 else "_f32"))
+
+
+def _isa(isa):
+    return "" if isa is None else isa
+
+
+def _conv_args(strides, padding, dilation_rate):
+    mode, pads = _padding("conv2d", padding)
+    return _pair("conv2d", "strides", strides), _pair("conv2d", "dilation_rate", dilation_rate), _PAD[mode], pads
+
+
+def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, isa=None):
+    """y[n,p,q,k] = b[k] + sum_{r,s,c} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, c] * w[r,s,c,k]."""
+    dt = _dtype(x, w, b)
+    st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
+    return _fn("conv2d_forward", dt)(_arr(x, dt), _arr(w, dt), None if b is None else _arr(b, dt), st, dil, mode,
+                                     pads, _isa(isa))
+
+
+def conv2d_backward_data(dy, w, input_hw, strides=1, padding="valid", dilation_rate=1, isa=None):
+    """Gradient of conv2d with respect to x, for an input of spatial size input_hw."""
+    dt = _dtype(dy, w)
+    st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
+    return _fn("conv2d_backward_data", dt)(_arr(dy, dt), _arr(w, dt), tuple(input_hw), st, dil, mode, pads, _isa(isa))
+
+
+def conv2d_backward_weight(dy, x, kernel_size, strides=1, padding="valid", dilation_rate=1, isa=None):
+    """Gradient of conv2d with respect to its kernel."""
+    dt = _dtype(dy, x)
+    st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
+    dw, _ = _fn("conv2d_backward_weight", dt)(_arr(dy, dt), _arr(x, dt), _pair("conv2d", "kernel_size", kernel_size),
+                                              st, dil, mode, pads, False, _isa(isa))
+    return dw
+
+
+def conv2d_backward_bias(dy):
+    """Gradient of conv2d with respect to its bias: dy summed over N, H, W."""
+    dy = np.asarray(dy)
+    if dy.ndim != 4:
+        raise ValueError(f"conv2d_backward_bias: expected dy of rank 4 (N, P, Q, K), got shape {dy.shape}")
+    return dy.sum(axis=(0, 1, 2))
+
+
+def _pool_args(pool_size, strides, padding):
+    pool = _pair("pool2d", "pool_size", pool_size)
+    st = pool if strides is None else _pair("pool2d", "strides", strides)
+    mode, _ = _padding("pool2d", padding, allow_explicit=False)
+    return pool, st, _PAD[mode]
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid", return_argmax=False, isa=None):
+    """Max over each window; with return_argmax also the flat input position (h*W + w) chosen."""
+    dt = _dtype(x)
+    pool, st, mode = _pool_args(pool_size, strides, padding)
+    y, am = _fn("max_pool2d_forward", dt)(_arr(x, dt), pool, st, mode, _isa(isa))
+    return (y, am) if return_argmax else y
+
+
+def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", isa=None):
+    """Gradient of max pooling with respect to x (routed to each window's arg-max)."""
+    dt = _dtype(dy, x)
+    pool, st, mode = _pool_args(pool_size, strides, padding)
+    x = _arr(x, dt)
+    _, am = _fn("max_pool2d_forward", dt)(x, pool, st, mode, _isa(isa))
+    return _fn("max_pool2d_backward", dt)(_arr(dy, dt), am, x, pool, st, mode, _isa(isa))
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid", isa=None):
+    dt = _dtype(x)
+    pool, st, mode = _pool_args(pool_size, strides, padding)
+    return _fn("avg_pool2d_forward", dt)(_arr(x, dt), pool, st, mode, _isa(isa))
+
+
+def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", isa=None):
+    dt = _dtype(dy, x)
+    pool, st, mode = _pool_args(pool_size, strides, padding)
+    return _fn("avg_pool2d_backward", dt)(_arr(dy, dt), _arr(x, dt), pool, st, mode, _isa(isa))
+
+
+def global_avg_pool2d(x, isa=None):
+    dt = _dtype(x)
+    return _fn("global_avg_pool2d_forward", dt)(_arr(x, dt), _isa(isa))
+
+
+def global_avg_pool2d_backward(dy, input_hw, isa=None):
+    dt = _dtype(dy)
+    return _fn("global_avg_pool2d_backward", dt)(_arr(dy, dt), tuple(input_hw), _isa(isa))
+
+
+def dense(x, w, b=None, isa=None):
+    """y = x @ w + b."""
+    dt = _dtype(x, w, b)
+    return _fn("dense_forward", dt)(_arr(x, dt), _arr(w, dt), None if b is None else _arr(b, dt), _isa(isa))
+
+
+def dense_backward_data(dy, w, isa=None):
+    dt = _dtype(dy, w)
+    return _fn("dense_backward_data", dt)(_arr(dy, dt), _arr(w, dt), _isa(isa))
+
+
+def dense_backward_weight(dy, x, isa=None):
+    dt = _dtype(dy, x)
+    dw, _ = _fn("dense_backward_weight", dt)(_arr(dy, dt), _arr(x, dt), False, _isa(isa))
+    return dw
+
+
+def dense_backward_bias(dy, isa=None):
+    dt = _dtype(dy)
+    dy = _arr(dy, dt)
+    if dy.ndim != 2:
+        raise ValueError(f"dense_backward_bias: expected dy of rank 2 (N, units), got shape {dy.shape}")
+    x = np.zeros((dy.shape[0], 1), dtype=dt)
+    _, db = _fn("dense_backward_weight", dt)(dy, x, True, _isa(isa))
+    return db
+
+
+def _act_kind(kind):
+    if kind is None:
+        kind = "linear"
+    if kind not in _ACT:
+        raise ValueError(f"activation: unknown kind {kind!r}; expected one of {sorted(_ACT)}")
+    return _ACT[kind]
+
+
+def activation(x, kind, alpha=0.2, isa=None):
+    """relu, leaky_relu (slope alpha), sigmoid, tanh, linear, or softmax over the last axis."""
+    dt = _dtype(x)
+    return _fn("activation_forward", dt)(_arr(x, dt), _act_kind(kind), float(alpha), _isa(isa))
+
+
+def activation_backward(dy, x, y, kind, alpha=0.2, isa=None):
+    dt = _dtype(dy, x, y)
+    return _fn("activation_backward", dt)(_arr(dy, dt), _arr(x, dt), _arr(y, dt), _act_kind(kind), float(alpha),
+                                          _isa(isa))
+
+
+def softmax(x, isa=None):
+    return activation(x, "softmax", isa=isa)
+
+
+def softmax_backward(dy, y, isa=None):
+    return activation_backward(dy, y, y, "softmax", isa=isa)
+
+
+def dropout(x, rate, seed=0, stream=0, isa=None):
+    """Inverted dropout: returns (y, mask) with mask 0 or 1/(1-rate)."""
+    dt = _dtype(x)
+    return _fn("dropout_forward", dt)(_arr(x, dt), float(rate), int(seed), int(stream), _isa(isa))
+
+
+def dropout_backward(dy, mask, isa=None):
+    dt = _dtype(dy, mask)
+    return _fn("dropout_backward", dt)(_arr(dy, dt), _arr(mask, dt), _isa(isa))
+
+
+_LOSSES = ("mean_squared_error", "binary_crossentropy", "binary_crossentropy_from_logits",
+           "categorical_crossentropy", "sparse_categorical_crossentropy",
+           "categorical_crossentropy_from_logits", "sparse_categorical_crossentropy_from_logits")
+
+
+def loss(pred, target, kind, epsilon=1e-7, isa=None):
+    """(mean loss, d loss / d pred, correct count) for pred (N, K) and target (N, K), or (N,) labels
+    for the sparse kinds."""
+    if kind not in _LOSSES:
+        raise ValueError(f"loss: unknown kind {kind!r}; expected one of {_LOSSES}")
+    dt = _dtype(pred, target)
+    return _fn("loss", dt)(_arr(pred, dt), _arr(target, dt), _LOSSES.index(kind), float(epsilon), _isa(isa))
+
+
+def sgd_update(params, grads, buf, learning_rate, momentum=0.0, weight_decay=0.0, nesterov=False, isa=None):
+    """One SGD step in place on params (and the momentum buffer buf)."""
+    dt = params.dtype
+    _fn("sgd_update", dt)(params, _arr(grads, dt), buf, float(learning_rate), float(momentum), float(weight_decay),
+                          bool(nesterov), _isa(isa))
+
+
+def adam_update(params, grads, m, v, t, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                weight_decay=0.0, isa=None):
+    """One Adam(W) step (t: 1-based) in place on params, m and v."""
+    dt = params.dtype
+    _fn("adam_update", dt)(params, _arr(grads, dt), m, v, float(learning_rate), float(beta_1), float(beta_2),
+                           float(epsilon), float(weight_decay), int(t), _isa(isa))
