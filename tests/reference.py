@@ -1,0 +1,269 @@
+"""Independent numpy reference implementations of every cnnbp op, forward and backward, plus the
+gradient-check helpers. Written from the textbook definitions (whole-array numpy, not loops that
+mirror the C++), so an error in the kernels cannot repeat here."""
+
+import numpy as np
+
+
+# ---- padding helpers ------------------------------------------------------------------------
+def same_pad(size, k, stride, dilation=1):
+    out = -(-size // stride)
+    eff = (k - 1) * dilation + 1
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_pads(padding, H, W, kh, kw, sh, sw, dh=1, dw=1):
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        return same_pad(H, kh, sh, dh) + same_pad(W, kw, sw, dw)
+    if isinstance(padding, int):
+        return (padding,) * 4
+    (t, b), (l, r) = padding
+    return t, b, l, r
+
+
+def out_size(n, k, s, d, before, after):
+    return (n + before + after - ((k - 1) * d + 1)) // s + 1
+
+
+# ---- conv2d ---------------------------------------------------------------------------------
+def _conv_geometry(x_shape, w_shape, strides, padding, dilation):
+    N, H, W, C = x_shape
+    R, S, _, K = w_shape
+    sh, sw = strides
+    dh, dw = dilation
+    pt, pb, pl, pr = resolve_pads(padding, H, W, R, S, sh, sw, dh, dw)
+    P = out_size(H, R, sh, dh, pt, pb)
+    Q = out_size(W, S, sw, dw, pl, pr)
+    return (N, H, W, C, R, S, K, sh, sw, dh, dw, pt, pb, pl, pr, P, Q)
+
+
+def _tap(xp, r, s, g):
+    N, H, W, C, R, S, K, sh, sw, dh, dw, pt, pb, pl, pr, P, Q = g
+    return xp[:, r * dh: r * dh + (P - 1) * sh + 1: sh, s * dw: s * dw + (Q - 1) * sw + 1: sw, :]
+
+
+def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    g = _conv_geometry(x.shape, w.shape, strides, padding, dilation)
+    N, H, W, C, R, S, K, sh, sw, dh, dw, pt, pb, pl, pr, P, Q = g
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    y = np.zeros((N, P, Q, K), dtype=np.float64)
+    for r in range(R):
+        for s in range(S):
+            y += np.einsum("npqc,ck->npqk", _tap(xp, r, s, g), w[r, s])
+    if b is not None:
+        y += b
+    return y
+
+
+def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """(dx, dw, db) of sum(conv2d(x, w, b) * dy)."""
+    g = _conv_geometry(x.shape, w.shape, strides, padding, dilation)
+    N, H, W, C, R, S, K, sh, sw, dh, dw_, pt, pb, pl, pr, P, Q = g
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))).astype(np.float64)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros(w.shape, dtype=np.float64)
+    for r in range(R):
+        for s in range(S):
+            dw[r, s] = np.einsum("npqc,npqk->ck", _tap(xp, r, s, g), dy)
+            _tap(dxp, r, s, g)[...] += np.einsum("npqk,ck->npqc", dy, w[r, s])
+    dx = dxp[:, pt: pt + H, pl: pl + W, :]
+    return dx, dw, dy.sum(axis=(0, 1, 2))
+
+
+# ---- pooling --------------------------------------------------------------------------------
+def _windows(x, pool, strides, padding, fill):
+    N, H, W, C = x.shape
+    R, S = pool
+    sh, sw = strides
+    pt, pb, pl, pr = resolve_pads(padding, H, W, R, S, sh, sw)
+    P, Q = out_size(H, R, sh, 1, pt, pb), out_size(W, S, sw, 1, pl, pr)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+    valid = np.pad(np.ones((H, W)), ((pt, pb), (pl, pr)))
+    taps, vtaps, pos = [], [], []
+    for r in range(R):
+        for s in range(S):
+            taps.append(xp[:, r: r + (P - 1) * sh + 1: sh, s: s + (Q - 1) * sw + 1: sw, :])
+            vtaps.append(valid[r: r + (P - 1) * sh + 1: sh, s: s + (Q - 1) * sw + 1: sw])
+            pos.append((r, s))
+    return np.stack(taps), np.stack(vtaps), pos, (pt, pl, P, Q)
+
+
+def max_pool2d(x, pool=(2, 2), strides=None, padding="valid"):
+    """(y, argmax) with argmax the flat input position; NaN propagates (first NaN wins)."""
+    strides = strides or pool
+    taps, vt, pos, (pt, pl, P, Q) = _windows(x, pool, strides, padding, -np.inf)
+    isnan = np.isnan(taps)
+    any_nan = isnan.any(axis=0)
+    k = np.where(any_nan, np.argmax(isnan, axis=0), np.argmax(np.where(isnan, -np.inf, taps), axis=0))
+    y = np.take_along_axis(taps, k[None], axis=0)[0]
+    r = np.array([p[0] for p in pos])[k]
+    s = np.array([p[1] for p in pos])[k]
+    ih = np.arange(P)[None, :, None, None] * strides[0] - pt + r
+    iw = np.arange(Q)[None, None, :, None] * strides[1] - pl + s
+    return y, ih * x.shape[2] + iw
+
+
+def max_pool2d_backward(dy, x, pool=(2, 2), strides=None, padding="valid"):
+    _, am = max_pool2d(x, pool, strides, padding)
+    N, H, W, C = x.shape
+    dx = np.zeros((N, H * W, C))
+    n = np.arange(N)[:, None, None, None]
+    c = np.arange(C)[None, None, None, :]
+    np.add.at(dx, (np.broadcast_to(n, am.shape), am, np.broadcast_to(c, am.shape)), dy)
+    return dx.reshape(N, H, W, C)
+
+
+def avg_pool2d(x, pool=(2, 2), strides=None, padding="valid"):
+    strides = strides or pool
+    taps, vt, _, _ = _windows(x, pool, strides, padding, 0.0)
+    return taps.sum(axis=0) / vt.sum(axis=0)[None, :, :, None]
+
+
+def avg_pool2d_backward(dy, x, pool=(2, 2), strides=None, padding="valid"):
+    strides = strides or pool
+    N, H, W, C = x.shape
+    R, S = pool
+    pt, pb, pl, pr = resolve_pads(padding, H, W, R, S, strides[0], strides[1])
+    _, vt, _, (_, _, P, Q) = _windows(x, pool, strides, padding, 0.0)
+    cnt = vt.sum(axis=0)
+    dxp = np.zeros((N, H + pt + pb, W + pl + pr, C))
+    g = dy / cnt[None, :, :, None]
+    for r in range(R):
+        for s in range(S):
+            dxp[:, r: r + (P - 1) * strides[0] + 1: strides[0], s: s + (Q - 1) * strides[1] + 1: strides[1], :] += g
+    return dxp[:, pt: pt + H, pl: pl + W, :]
+
+
+def global_avg_pool2d(x):
+    return x.astype(np.float64).mean(axis=(1, 2))
+
+
+# ---- dense and activations ------------------------------------------------------------------
+def dense(x, w, b=None):
+    y = x.astype(np.float64) @ w.astype(np.float64)
+    return y if b is None else y + b
+
+
+def dense_backward(dy, x, w):
+    return dy @ w.T, x.T @ dy, dy.sum(axis=0)
+
+
+def activation(x, kind, alpha=0.2):
+    x = x.astype(np.float64)
+    if kind == "relu":
+        return np.maximum(x, 0)
+    if kind == "leaky_relu":
+        return np.where(x > 0, x, alpha * x)
+    if kind == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if kind == "tanh":
+        return np.tanh(x)
+    if kind == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return x
+
+
+def activation_backward(dy, x, kind, alpha=0.2):
+    y = activation(x, kind, alpha)
+    if kind == "relu":
+        return dy * (x > 0)
+    if kind == "leaky_relu":
+        return dy * np.where(x > 0, 1.0, alpha)
+    if kind == "sigmoid":
+        return dy * y * (1 - y)
+    if kind == "tanh":
+        return dy * (1 - y * y)
+    if kind == "softmax":
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    return dy
+
+
+# ---- losses ---------------------------------------------------------------------------------
+EPS = 1e-7
+
+
+def loss(pred, target, kind):
+    """Mean loss from the classic formulas (no gradient)."""
+    p = pred.astype(np.float64)
+    t = target.astype(np.float64)
+    N = p.shape[0]
+    if kind == "mean_squared_error":
+        return np.mean((p - t) ** 2)
+    if kind == "binary_crossentropy":
+        pc = np.clip(p, EPS, 1 - EPS)
+        return -np.mean(t * np.log(pc) + (1 - t) * np.log(1 - pc))
+    if kind == "binary_crossentropy_from_logits":
+        s = 1 / (1 + np.exp(-p))
+        return -np.mean(t * np.log(s) + (1 - t) * np.log(1 - s))
+    if kind.startswith("sparse"):
+        t = np.eye(p.shape[1])[target.astype(int)]
+    if kind in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        return -np.sum(t * np.log(np.clip(p, EPS, 1 - EPS))) / N
+    if kind in ("categorical_crossentropy_from_logits", "sparse_categorical_crossentropy_from_logits"):
+        logsm = p - p.max(axis=1, keepdims=True)
+        logsm = logsm - np.log(np.exp(logsm).sum(axis=1, keepdims=True))
+        return -np.sum(t * logsm) / N
+    raise ValueError(kind)
+
+
+# ---- optimizers (published formulas) ---------------------------------------------------------
+def sgd_step(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """PyTorch's SGD (equal to Keras's for a constant learning rate)."""
+    g = g + weight_decay * p
+    if momentum == 0:
+        return p - lr * g, buf
+    buf = momentum * buf + g
+    step = g + momentum * buf if nesterov else buf
+    return p - lr * step, buf
+
+
+def adam_step(p, g, m, v, t, lr=0.001, b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.0):
+    """Keras's Adam (Kingma & Ba, with epsilon outside the bias-corrected sqrt); AdamW decay first."""
+    p = p - lr * weight_decay * p
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    return p - alpha * m / (np.sqrt(v) + eps), m, v
+
+
+# ---- gradient checking ----------------------------------------------------------------------
+def numerical_grad(f, x, h=1e-5):
+    """Fourth-order central differences of scalar f at x (a float64 array, perturbed in place
+    and restored): truncation error O(h^4), so curvature (log near 0) does not pollute it."""
+    g = np.zeros_like(x, dtype=np.float64)
+    flat = x.reshape(-1)
+    gf = g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        vals = []
+        for d in (2 * h, h, -h, -2 * h):
+            flat[i] = old + d
+            vals.append(f())
+        flat[i] = old
+        gf[i] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+    return g
+
+
+def rel_error(a, b):
+    """|a - b| / (|a| + |b|) over whole arrays (0 when both are 0)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    den = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
+
+
+def assert_close(actual, expected, rtol, what=""):
+    """Relative error of the whole array below rtol, and no element off by more than 10*rtol of
+    the array's scale."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = rel_error(actual, expected)
+    assert err < rtol, f"{what}: relative error {err:.3e} >= {rtol:.1e}"
+    scale = max(np.abs(expected).max(initial=0.0), 1e-30)
+    worst = np.abs(actual - expected).max(initial=0.0) / scale
+    assert worst < 10 * rtol, f"{what}: worst element off by {worst:.3e} of the scale"

@@ -1,0 +1,112 @@
+"""conv2d forward / backward-data / backward-weight against the numpy reference on every ISA
+path and thread count, and against finite differences in float64."""
+
+import numpy as np
+import pytest
+
+from cnnbp import ops
+
+import reference as ref
+from conftest import ISAS
+
+# (N, H, W, C, K, kernel, strides, padding, dilation)
+GRID = [
+    (2, 8, 8, 3, 32, (3, 3), (1, 1), "valid", (1, 1)),
+    (2, 9, 7, 5, 17, (3, 3), (1, 1), "same", (1, 1)),
+    (3, 10, 11, 1, 6, (5, 5), (1, 1), 2, (1, 1)),
+    (2, 12, 12, 6, 16, (5, 5), (1, 1), "valid", (1, 1)),
+    (2, 9, 9, 16, 33, (3, 3), (2, 2), "same", (1, 1)),
+    (2, 8, 10, 8, 8, (3, 3), (2, 2), "valid", (1, 1)),
+    (1, 7, 7, 4, 5, (1, 1), (1, 1), "valid", (1, 1)),
+    (2, 6, 6, 32, 64, (1, 1), (2, 2), "same", (1, 1)),
+    (2, 11, 9, 3, 7, (3, 3), (1, 1), "same", (2, 2)),
+    (1, 12, 12, 2, 3, (3, 2), (1, 1), "valid", (2, 3)),
+    (2, 7, 8, 3, 4, (4, 4), (3, 2), "same", (1, 1)),
+    (2, 5, 6, 2, 3, (3, 3), (1, 1), ((1, 2), (0, 3)), (1, 1)),
+    (1, 4, 4, 1, 1, (4, 4), (1, 1), "valid", (1, 1)),
+]
+IDS = [f"{g[1]}x{g[2]}x{g[3]}-k{g[4]}-{g[5][0]}x{g[5][1]}-s{g[6][0]}{g[6][1]}-{g[7]}-d{g[8][0]}{g[8][1]}" for g in GRID]
+
+
+def _make(rng, g, dtype):
+    N, H, W, C, K, ks, st, pad, dil = g
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    w = rng.standard_normal(ks + (C, K)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("g", GRID, ids=IDS)
+def test_conv2d_matches_reference_float32(rng, g, isa, threads):
+    N, H, W, C, K, ks, st, pad, dil = g
+    x, w, b = _make(rng, g, np.float32)
+    y = ops.conv2d(x, w, b, strides=st, padding=pad, dilation_rate=dil, isa=isa)
+    y_ref = ref.conv2d(x, w, b, st, pad, dil)
+    ref.assert_close(y, y_ref, 1e-5, "forward")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, w, st, pad, dil)
+    dx = ops.conv2d_backward_data(dy, w, (H, W), strides=st, padding=pad, dilation_rate=dil, isa=isa)
+    ref.assert_close(dx, dx_ref, 1e-5, "backward data")
+    dw = ops.conv2d_backward_weight(dy, x, ks, strides=st, padding=pad, dilation_rate=dil, isa=isa)
+    ref.assert_close(dw, dw_ref, 1e-5, "backward weight")
+    ref.assert_close(ops.conv2d_backward_bias(dy), db_ref, 1e-5, "backward bias")
+
+
+@pytest.mark.parametrize("g", GRID, ids=IDS)
+def test_conv2d_float64_reference_path(rng, g):
+    N, H, W, C, K, ks, st, pad, dil = g
+    x, w, b = _make(rng, g, np.float64)
+    y = ops.conv2d(x, w, b, strides=st, padding=pad, dilation_rate=dil)
+    assert y.dtype == np.float64
+    ref.assert_close(y, ref.conv2d(x, w, b, st, pad, dil), 1e-12, "forward f64")
+    dy = rng.standard_normal(y.shape)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(dy, x, w, st, pad, dil)
+    ref.assert_close(ops.conv2d_backward_data(dy, w, (H, W), st, pad, dil), dx_ref, 1e-12, "dx f64")
+    ref.assert_close(ops.conv2d_backward_weight(dy, x, ks, st, pad, dil), dw_ref, 1e-12, "dw f64")
+
+
+@pytest.mark.parametrize("g", [GRID[1], GRID[4], GRID[8], GRID[11]], ids=[IDS[1], IDS[4], IDS[8], IDS[11]])
+def test_conv2d_gradients_finite_differences(rng, g):
+    N, H, W, C, K, ks, st, pad, dil = g
+    x, w, b = _make(rng, (1,) + g[1:], np.float64)
+    y = ops.conv2d(x, w, b, st, pad, dil)
+    G = rng.standard_normal(y.shape)
+
+    def f():
+        return float(np.sum(ops.conv2d(x, w, b, st, pad, dil) * G))
+
+    dx = ops.conv2d_backward_data(G, w, (H, W), st, pad, dil)
+    dw = ops.conv2d_backward_weight(G, x, ks, st, pad, dil)
+    db = ops.conv2d_backward_bias(G)
+    assert ref.rel_error(dx, ref.numerical_grad(f, x)) < 1e-6
+    assert ref.rel_error(dw, ref.numerical_grad(f, w)) < 1e-6
+    assert ref.rel_error(db, ref.numerical_grad(f, b)) < 1e-6
+
+
+def test_conv2d_without_bias_and_bias_grad_from_weight_kernel(rng):
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    ref.assert_close(ops.conv2d(x, w), ref.conv2d(x, w), 1e-5)
+    dy = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
+    dw, db = ops._o.conv2d_backward_weight_f32(dy, x, (3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0), True)
+    ref.assert_close(db, dy.sum(axis=(0, 1, 2)), 1e-5)
+
+
+def test_conv2d_isa_paths_agree(rng):
+    x = rng.standard_normal((4, 16, 16, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 32, 64)).astype(np.float32)
+    outs = [ops.conv2d(x, w, padding="same", isa=i) for i in ISAS]
+    for o in outs[1:]:
+        ref.assert_close(o, outs[0], 1e-5)
+
+
+def test_conv2d_weight_grad_bit_identical_for_same_thread_count(rng):
+    import cnnbp
+    x = rng.standard_normal((8, 12, 12, 8)).astype(np.float32)
+    dy = rng.standard_normal((8, 12, 12, 16)).astype(np.float32)
+    for t in (1, 2):
+        cnnbp.set_num_threads(t)
+        a = ops.conv2d_backward_weight(dy, x, 3, padding="same")
+        b = ops.conv2d_backward_weight(dy, x, 3, padding="same")
+        assert np.array_equal(a, b)
