@@ -55,8 +55,11 @@ class Layer {
   Shape in_shape, out_shape;
   int64_t in_size = 0, out_size = 0;
   std::vector<ParamInfo> params;
-  T* weights = nullptr;  // this layer's slice of the flat parameter buffer
-  T* grads = nullptr;    // and of the flat gradient buffer
+  // Parameter i of this layer in the flat parameter / gradient buffers (set by finalize).
+  T* w(size_t i) const { return pbase + params[i].offset; }
+  T* g(size_t i) const { return gbase + params[i].offset; }
+  T* pbase = nullptr;
+  T* gbase = nullptr;
 };
 
 }  // namespace cnnbp

@@ -74,15 +74,14 @@ class Conv2dLayer : public Layer<T> {
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
     Conv2dParams p = p_;
     p.N = N;
-    k.conv2d_forward(y, x, this->weights, cfg_.use_bias ? this->weights + this->params[0].size : nullptr, p);
+    k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, p);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
                 T* dx, T* ws) override {
     Conv2dParams p = p_;
     p.N = N;
-    const int64_t nk = this->params[0].size;
-    k.conv2d_backward_weight(this->grads, cfg_.use_bias ? this->grads + nk : nullptr, dy, x, ws, p);
-    if (dx) k.conv2d_backward_data(dx, dy, this->weights, ws, p);
+    k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, ws, p);
+    if (dx) k.conv2d_backward_data(dx, dy, this->w(0), ws, p);
   }
 
  private:
@@ -166,14 +165,13 @@ class DenseLayer : public Layer<T> {
   }
   const char* kind() const override { return "Dense"; }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
-    k.dense_forward(y, x, this->weights, use_bias_ ? this->weights + int64_t(I_) * O_ : nullptr,
-                    int(N * rows_), I_, O_);
+    k.dense_forward(y, x, this->w(0), use_bias_ ? this->w(1) : nullptr, int(N * rows_), I_, O_);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
                 T* dx, T*) override {
     const int M = int(N * rows_);
-    k.dense_backward_weight(this->grads, use_bias_ ? this->grads + int64_t(I_) * O_ : nullptr, dy, x, M, I_, O_);
-    if (dx) k.dense_backward_data(dx, dy, this->weights, M, I_, O_);
+    k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_);
+    if (dx) k.dense_backward_data(dx, dy, this->w(0), M, I_, O_);
   }
 
  private:

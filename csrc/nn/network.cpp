@@ -79,9 +79,8 @@ void Network<T>::finalize(uint64_t seed) {
   params_.zero();
   grads_.zero();
   for (auto& l : layers_) {
-    if (l->params.empty()) continue;
-    l->weights = params_.data() + l->params[0].offset;
-    l->grads = grads_.data() + l->params[0].offset;
+    l->pbase = params_.data();
+    l->gbase = grads_.data();
   }
   finalized_ = true;
   train_layers_ = layers_.size();

@@ -96,8 +96,9 @@ def _padding(name, padding, allow_explicit=True):
 
 
 def _data_format(name, value):
+    """None (the default, channels_last) or an explicit choice; the model checks they agree."""
     if value is None:
-        return "channels_last"
+        return None
     if value not in ("channels_last", "channels_first"):
         raise ValueError(f"{name}: data_format must be 'channels_last' or 'channels_first', got {value!r}")
     return value
@@ -133,7 +134,7 @@ class Layer:
         self._params = {}          # name -> (offset, shape)
         self.input_shape = None
         self.output_shape = None
-        self.data_format = "channels_last"
+        self.data_format = None  # layers with a data_format argument set it
         self.trainable = True
 
     # functional API

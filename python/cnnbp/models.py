@@ -105,8 +105,7 @@ class Model:
         return t
 
     def _build(self):
-        formats = {getattr(l, "data_format", "channels_last") for l in self._layers
-                   if hasattr(l, "data_format") and not isinstance(l, InputLayer)}
+        formats = {l.data_format for l in self._layers if isinstance(l, Layer)}
         formats.discard(None)
         if len(formats) > 1:
             raise ValueError(f"{self.name}: layers mix channels_first and channels_last; use one data_format")

@@ -1,0 +1,306 @@
+"""The Keras-style API: building, summary, weights as views, fit/evaluate/predict, callbacks,
+stopping rules, determinism and threads."""
+
+import io
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp.callbacks import Callback, EarlyStopping, LossThreshold
+from cnnbp.layers import (Activation, AveragePooling2D, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D,
+                          Input, MaxPooling2D, ReLU)
+
+import reference as ref
+
+
+def seed_model(shape=(28, 28, 1), classes=10):
+    x = Input(shape)
+    y = Conv2D(32, (3, 3), activation="relu")(x)
+    y = MaxPooling2D((2, 2))(y)
+    y = Flatten()(y)
+    y = Dense(classes, activation="softmax")(y)
+    return cnnbp.Model(x, y)
+
+
+def toy_data(n=256, seed=0):
+    """Two classes that differ by the brightness of the left half: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    x = rng.uniform(0, 0.5, (n, 8, 8, 1)).astype(np.float32)
+    x[labels == 1, :, :4] += 0.5
+    return x, np.eye(2, dtype=np.float32)[labels], labels
+
+
+def small_model(**kw):
+    return cnnbp.Sequential([Input((8, 8, 1)), Conv2D(4, 3, activation="relu"), MaxPooling2D(),
+                             Flatten(), Dense(2, activation="softmax")], **kw)
+
+
+def test_summary_shapes_and_param_counts():
+    m = seed_model()
+    out = []
+    m.summary(print_fn=out.append)
+    text = out[0]
+    assert "(None, 26, 26, 32)" in text and "(None, 13, 13, 32)" in text and "(None, 5408)" in text
+    assert "Total params: 54,410" in text
+    assert m.count_params() == 32 * 9 + 32 + 5408 * 10 + 10
+    assert [l.name.split("_")[0] for l in m.layers] == ["conv2d", "max", "flatten", "dense"]
+    assert m.output_shape == (None, 10)
+
+
+def test_weights_are_views_in_keras_layout():
+    m = seed_model()
+    conv, dense = m.layers[0], m.layers[3]
+    assert conv.kernel.shape == (3, 3, 1, 32) and conv.bias.shape == (32,)
+    assert dense.kernel.shape == (5408, 10)
+    ws = m.get_weights()
+    assert [w.shape for w in ws] == [(3, 3, 1, 32), (32,), (5408, 10), (10,)]
+    ws[1][:] = 0.5
+    m.set_weights(ws)
+    assert np.all(conv.bias == 0.5)
+    conv.kernel[0, 0, 0, 0] = 3.0  # writes through to the C++ buffer
+    assert m.get_weights()[0][0, 0, 0, 0] == 3.0
+    # glorot_uniform limits for the conv kernel: sqrt(6 / (9 + 288))
+    limit = np.sqrt(6 / (9 * 1 + 9 * 32))
+    k = m.get_weights()[2]
+    assert np.abs(k).max() <= np.sqrt(6 / (5408 + 10)) + 1e-7
+    assert np.abs(ws[0]).max() <= limit + 1e-7
+
+
+def test_predict_equals_numpy_forward_of_the_weights():
+    m = cnnbp.Sequential([Input((9, 9, 2)), Conv2D(5, 3, padding="same", activation="relu"),
+                          AveragePooling2D(), Conv2D(3, 2, activation="tanh"), Flatten(),
+                          Dense(4, activation="softmax")])
+    rng = np.random.default_rng(1)
+    ws = [w + rng.normal(0, 0.1, w.shape).astype(np.float32) for w in m.get_weights()]
+    m.set_weights(ws)
+    x = rng.standard_normal((7, 9, 9, 2)).astype(np.float32)
+    h = ref.activation(ref.conv2d(x, ws[0], ws[1], padding="same"), "relu")
+    h = ref.avg_pool2d(h, (2, 2))
+    h = ref.activation(ref.conv2d(h, ws[2], ws[3]), "tanh")
+    y = ref.activation(ref.dense(h.reshape(7, -1), ws[4], ws[5]), "softmax")
+    ref.assert_close(m.predict(x, batch_size=3), y, 1e-5)
+    ref.assert_close(m(x), y, 1e-5)
+
+
+def test_functional_and_sequential_build_the_same_network():
+    cnnbp.set_seed(5)
+    a = seed_model((12, 12, 1), 3)
+    cnnbp.set_seed(5)
+    b = cnnbp.Sequential([Conv2D(32, (3, 3), activation="relu", input_shape=(12, 12, 1)), MaxPooling2D((2, 2)),
+                          Flatten(), Dense(3, activation="softmax")])
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(wa, wb)
+
+
+def test_sequential_builds_lazily_from_data():
+    m = cnnbp.Sequential()
+    m.add(Conv2D(2, 3))
+    m.add(Flatten())
+    m.add(Dense(2, activation="softmax"))
+    m.compile(loss="categorical_crossentropy")
+    x, y, _ = toy_data(16)
+    m.fit(x, y, epochs=1, verbose=0)
+    assert m.input_shape == (None, 8, 8, 1)
+
+
+def test_fit_learns_and_history_has_keras_keys():
+    cnnbp.set_seed(0)
+    m = small_model()
+    m.compile(optimizer=cnnbp.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    x, y, _ = toy_data(512)
+    xv, yv, _ = toy_data(128, seed=1)
+    h = m.fit(x, y, epochs=5, batch_size=32, validation_data=(xv, yv), verbose=0)
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(h.history["loss"]) == 5 and h.epoch == [0, 1, 2, 3, 4]
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    assert h.history["val_accuracy"][-1] > 0.95
+    loss, acc = m.evaluate(xv, yv, verbose=0)
+    assert abs(loss - h.history["val_loss"][-1]) < 1e-6 and acc == h.history["val_accuracy"][-1]
+    assert m.evaluate(xv, yv, verbose=0, return_dict=True)["accuracy"] == acc
+    pred = m.predict(xv)
+    assert pred.shape == (128, 2) and np.allclose(pred.sum(axis=1), 1, atol=1e-5)
+    assert np.mean(pred.argmax(1) == yv.argmax(1)) == acc
+
+
+def test_fit_sparse_labels_uint8_input_and_validation_split():
+    cnnbp.set_seed(1)
+    m = small_model()
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, _, labels = toy_data(200)
+    xu8 = (x * 255).astype(np.uint8)  # converted, not rejected
+    h = m.fit(xu8, labels.astype(np.int64), epochs=2, validation_split=0.25, verbose=0)
+    assert "val_loss" in h.history
+    assert m.network.loss == "sparse_categorical_crossentropy_from_logits"
+
+
+def test_binary_crossentropy_with_sigmoid_output_is_fused_and_learns():
+    cnnbp.set_seed(2)
+    m = cnnbp.Sequential([Input((8, 8, 1)), Flatten(), Dense(8, activation="relu"), Dense(1, activation="sigmoid")])
+    m.compile(optimizer=cnnbp.optimizers.Adam(0.02), loss="binary_crossentropy", metrics=["accuracy"])
+    assert m.network.loss_fused
+    x, _, labels = toy_data(512)
+    h = m.fit(x, labels.astype(np.float32), epochs=8, verbose=0)
+    assert h.history["accuracy"][-1] > 0.95
+
+
+def test_mse_regression_learns_a_linear_map():
+    cnnbp.set_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((256, 4)).astype(np.float32)
+    w = rng.standard_normal((4, 2)).astype(np.float32)
+    m = cnnbp.Sequential([Input((4,)), Dense(2)])
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.1), loss="mse")
+    h = m.fit(x, x @ w, epochs=30, verbose=0)
+    assert h.history["loss"][-1] < 1e-4
+
+
+def test_loss_threshold_stops_training():
+    cnnbp.set_seed(4)
+    m = small_model()
+    m.compile(optimizer=cnnbp.optimizers.Adam(0.01), loss="categorical_crossentropy")
+    x, y, _ = toy_data(512)
+    stop = LossThreshold(0.3)
+    h = m.fit(x, y, epochs=100, verbose=0, callbacks=[stop])
+    assert len(h.history["loss"]) < 100
+    assert h.history["loss"][-1] <= 0.3 and all(v > 0.3 for v in h.history["loss"][:-1])
+    assert stop.stopped_epoch == len(h.history["loss"]) - 1
+
+
+def test_early_stopping_restores_best_weights():
+    cnnbp.set_seed(5)
+    m = small_model()
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.5), loss="categorical_crossentropy")
+    x, y, _ = toy_data(64)
+    xv, yv, _ = toy_data(64, seed=9)
+    yv = yv[:, ::-1].copy()  # validation labels flipped: val_loss rises as training improves
+
+    seen = []
+
+    class Record(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((logs["val_loss"], self.model.get_weights()))
+
+    es = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    h = m.fit(x, y, epochs=50, validation_data=(xv, yv), callbacks=[Record(), es], verbose=0)
+    assert len(h.history["loss"]) < 50 and es.stopped_epoch > 0
+    best = min(range(len(seen)), key=lambda i: seen[i][0])
+    for a, b in zip(m.get_weights(), seen[best][1]):
+        assert np.array_equal(a, b)
+
+
+def test_stop_training_from_a_batch_callback():
+    m = small_model()
+    m.compile(loss="categorical_crossentropy")
+    x, y, _ = toy_data(320)
+
+    class StopAt3(Callback):
+        def __init__(self):
+            super().__init__()
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+            if batch == 2:
+                self.model.stop_training = True
+
+    cb = StopAt3()
+    m.fit(x, y, epochs=3, batch_size=32, callbacks=[cb], verbose=0)
+    assert cb.batches == 3
+
+
+def test_same_seed_gives_identical_weights_after_training(threads):
+    x, y, _ = toy_data(256)
+    results = []
+    for _ in range(2):
+        cnnbp.set_seed(11)
+        m = cnnbp.Sequential([Input((8, 8, 1)), Conv2D(8, 3, padding="same", activation="relu"), Dropout(0.3),
+                              MaxPooling2D(), Flatten(), Dense(2, activation="softmax")])
+        m.compile(optimizer="adam", loss="categorical_crossentropy")
+        m.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        results.append(m.get_weights())
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_one_and_two_threads_agree():
+    x, y, _ = toy_data(128)
+    out = []
+    for t in (1, 2):
+        cnnbp.set_num_threads(t)
+        cnnbp.set_seed(12)
+        m = small_model()
+        m.compile(optimizer="sgd", loss="categorical_crossentropy")
+        m.fit(x, y, epochs=1, batch_size=32, verbose=0, shuffle=False)
+        out.append(m.get_weights())
+    for a, b in zip(*out):
+        ref.assert_close(a, b, 1e-5)
+
+
+def test_dropout_is_identity_at_inference_and_active_in_training():
+    cnnbp.set_seed(13)
+    m = cnnbp.Sequential([Input((50,)), Dropout(0.5), Dense(3)])
+    m.compile(loss="mse")
+    x = np.ones((4, 50), dtype=np.float32)
+    w, b = m.get_weights()
+    assert np.allclose(m.predict(x), x @ w + b, atol=1e-5)
+    train_out = m.network.forward(x, training=True)
+    assert not np.allclose(train_out, x @ w + b, atol=1e-3)
+
+
+def test_channels_first_is_transposed_at_the_boundary():
+    rng = np.random.default_rng(0)
+    cnnbp.set_seed(14)
+    a = cnnbp.Sequential([Input((8, 8, 3)), Conv2D(4, 3), MaxPooling2D(), Flatten(), Dense(2)])
+    b = cnnbp.Sequential([Input((3, 8, 8)), Conv2D(4, 3, data_format="channels_first"),
+                          MaxPooling2D(data_format="channels_first"), Flatten(), Dense(2)])
+    b.set_weights(a.get_weights())
+    x = rng.standard_normal((5, 8, 8, 3)).astype(np.float32)
+    ref.assert_close(b.predict(x.transpose(0, 3, 1, 2)), a.predict(x), 1e-6)
+
+
+def test_activation_relu_layers_and_global_pool():
+    m = cnnbp.Sequential([Input((6, 6, 2)), Conv2D(3, 3), ReLU(), Activation("tanh"), GlobalAveragePooling2D(),
+                          Dense(2, activation="softmax")])
+    assert m.output_shape == (None, 2)
+    assert len(m.network.layer_info()) == 6
+
+
+def test_dense_acts_on_the_last_axis():
+    m = cnnbp.Sequential([Input((3, 4)), Dense(5)])
+    assert m.output_shape == (None, 3, 5)
+    w, b = m.get_weights()
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    ref.assert_close(m.predict(x), x @ w + b, 1e-6)
+
+
+def test_progress_output_one_line_per_epoch(capsys):
+    m = small_model()
+    m.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    x, y, _ = toy_data(64)
+    m.fit(x, y, epochs=2, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert out.count("img/s") == 2 and "accuracy:" in out
+
+
+def test_train_on_batch_and_initializers():
+    cnnbp.set_seed(15)
+    m = cnnbp.Sequential([Input((10,)), Dense(200, kernel_initializer="he_normal", bias_initializer="ones"),
+                          Dense(3, kernel_initializer="zeros")])
+    w0, b0, w1, b1 = m.get_weights()
+    assert np.all(b0 == 1) and np.all(w1 == 0)
+    assert abs(w0.std() - np.sqrt(2 / 10)) < 0.03 and np.abs(w0).max() <= 2 * np.sqrt(2 / 10) / 0.8796 + 1e-6
+    m.compile(optimizer="sgd", loss="mse")
+    loss = m.train_on_batch(np.ones((4, 10)), np.zeros((4, 3)))
+    assert np.isfinite(loss)
+
+
+def test_show_config_reports_path_and_threads():
+    buf = io.StringIO()
+    cnnbp.show_config(file=buf)
+    text = buf.getvalue()
+    assert cnnbp.cpu_capability() in text and "threads" in text
+    cnnbp.set_num_threads(1)
+    assert cnnbp.get_num_threads() == 1

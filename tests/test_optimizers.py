@@ -1,0 +1,121 @@
+"""Each optimizer, run by the C++ network over its flat buffers, equals its published update
+formula (tests/reference.py) step by step over 5 steps."""
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp.layers import Conv2D, Dense, Flatten, Input
+
+import reference as ref
+
+OPTIMIZERS = [
+    ("sgd", dict(learning_rate=0.1)),
+    ("sgd", dict(learning_rate=0.05, momentum=0.9)),
+    ("sgd", dict(learning_rate=0.05, momentum=0.9, nesterov=True)),
+    ("sgd", dict(learning_rate=0.05, momentum=0.5, weight_decay=0.01)),
+    ("adam", dict()),
+    ("adam", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5)),
+    ("adamw", dict(learning_rate=0.01)),
+    ("adamw", dict(learning_rate=0.01, weight_decay=0.1)),
+]
+
+
+def _model(dtype):
+    cnnbp.set_seed(21)
+    x = Input((5, 5, 2))
+    y = Dense(3, activation="softmax")(Flatten()(Conv2D(3, 3, activation="relu")(x)))
+    return cnnbp.Model(x, y, dtype=dtype)
+
+
+def _make_opt(name, kw):
+    return {"sgd": cnnbp.optimizers.SGD, "adam": cnnbp.optimizers.Adam, "adamw": cnnbp.optimizers.AdamW}[name](**kw)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name,kw", OPTIMIZERS, ids=[f"{o[0]}-{'-'.join(f'{k}{v}' for k, v in o[1].items())}" for o in OPTIMIZERS])
+def test_optimizer_matches_formula(name, kw, dtype):
+    model = _model(dtype)
+    opt = _make_opt(name, kw)
+    model.compile(optimizer=opt, loss="categorical_crossentropy")
+    net = model.network
+    rng = np.random.default_rng(2)
+    p = np.array(net.flat_params(), dtype=np.float64)
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for t in range(1, 6):
+        x = rng.standard_normal((4, 5, 5, 2))
+        y = np.eye(3)[rng.integers(0, 3, 4)]
+        net.forward(x, training=True)
+        net.backward(y)
+        g = np.array(net.flat_grads(), dtype=np.float64)
+        net.apply_update()
+        if name == "sgd":
+            p, m = ref.sgd_step(p, g, m, opt.learning_rate, opt.momentum, opt.weight_decay, opt.nesterov)
+        else:
+            p, m, v = ref.adam_step(p, g, m, v, t, opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon,
+                                    opt.weight_decay)
+        ref.assert_close(net.flat_params(), p, tol, f"step {t}")
+    assert net.iterations == 5 and opt.iterations == 5
+
+
+def test_train_step_equals_forward_backward_update():
+    a, b = _model("float32"), _model("float32")
+    for mdl in (a, b):
+        mdl.compile(optimizer=cnnbp.optimizers.Adam(0.01), loss="categorical_crossentropy")
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        x = rng.standard_normal((6, 5, 5, 2)).astype(np.float32)
+        y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 6)]
+        la, _ = a.network.train_step(x, y)
+        b.network.forward(x, training=True)
+        lb, _, _ = b.network.backward(y)
+        b.network.apply_update()
+        assert la == lb
+    assert np.array_equal(a.network.flat_params(), b.network.flat_params())
+
+
+def test_learning_rate_change_takes_effect_next_step():
+    model = _model("float64")
+    opt = cnnbp.optimizers.SGD(0.1)
+    model.compile(optimizer=opt, loss="categorical_crossentropy")
+    net = model.network
+    x = np.ones((2, 5, 5, 2))
+    y = np.eye(3)[[0, 1]]
+    opt.learning_rate = 0.0
+    before = np.array(net.flat_params())
+    net.train_step(x, y)
+    assert np.array_equal(before, net.flat_params())
+    opt.learning_rate = 0.5
+    assert net.learning_rate == 0.5
+    net.train_step(x, y)
+    assert not np.array_equal(before, net.flat_params())
+
+
+def test_ops_update_functions_match_formula():
+    rng = np.random.default_rng(4)
+    p = rng.standard_normal(37)
+    g = rng.standard_normal(37)
+    buf = np.zeros(37)
+    pe, be = ref.sgd_step(p.copy(), g, buf.copy(), 0.1, 0.9, 0.01, True)
+    cnnbp.ops.sgd_update(p, g, buf, 0.1, 0.9, 0.01, True)
+    ref.assert_close(p, pe, 1e-14)
+    ref.assert_close(buf, be, 1e-14)
+    m, v = np.zeros(37), np.zeros(37)
+    pe, me, ve = ref.adam_step(p.copy(), g, m.copy(), v.copy(), 1)
+    cnnbp.ops.adam_update(p, g, m, v, 1)
+    ref.assert_close(p, pe, 1e-14)
+
+
+@pytest.mark.parametrize("bad", [dict(learning_rate=-1), dict(momentum=-0.1), dict(momentum=0.0, nesterov=True),
+                                 dict(learning_rate=float("nan"))])
+def test_sgd_rejects_bad_hyperparameters(bad):
+    with pytest.raises(ValueError, match="SGD"):
+        cnnbp.optimizers.SGD(**bad)
+
+
+@pytest.mark.parametrize("bad", [dict(beta_1=1.0), dict(beta_2=-0.1), dict(epsilon=-1), dict(amsgrad=True)])
+def test_adam_rejects_bad_hyperparameters(bad):
+    with pytest.raises(ValueError, match="Adam"):
+        cnnbp.optimizers.Adam(**bad)
