@@ -55,3 +55,10 @@ def test_dropout_scaling_rate_and_determinism(rng):
     assert np.array_equal(ops.dropout_backward(dy, mask), dy * mask)
     y0, m0 = ops.dropout(x, 0.0)
     assert np.array_equal(y0, x)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_activations_propagate_nan(kind, isa):
+    x = np.array([[np.nan, 1.0, -1.0]], dtype=np.float32)
+    assert np.isnan(ops.activation(x, kind, isa=isa)[0, 0])

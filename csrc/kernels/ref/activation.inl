@@ -13,10 +13,11 @@ static void activation_forward(T* y, const T* x, int64_t n, Act kind, T alpha) {
   parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
     switch (kind) {
       case Act::relu:
-        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+        // Written so that NaN propagates (NaN < 0 is false), as PyTorch's relu.
+        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
         break;
       case Act::leaky_relu:
-        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] > T(0) ? x[i] : alpha * x[i];
+        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] < T(0) ? alpha * x[i] : x[i];
         break;
       case Act::sigmoid:
         for (int64_t i = i0; i < i1; ++i) y[i] = sigmoid_of(x[i]);

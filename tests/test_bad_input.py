@@ -1,0 +1,245 @@
+"""One test per bad-input case: each raises a Python exception whose message names the layer or
+argument and the expected and actual values; none crashes the interpreter."""
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+
+
+def model(loss="categorical_crossentropy"):
+    m = cnnbp.Sequential([Input((8, 8, 1)), Conv2D(2, 3, activation="relu", name="c1"), MaxPooling2D(),
+                          Flatten(), Dense(3, activation="softmax", name="out")])
+    m.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    return m
+
+
+X = np.zeros((4, 8, 8, 1), np.float32)
+Y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+
+
+def test_wrong_rank():
+    with pytest.raises(ValueError, match=r"expected input of shape \(None, 8, 8, 1\), got \(4, 8, 8\)"):
+        model().fit(np.zeros((4, 8, 8)), Y, verbose=0)
+
+
+def test_wrong_spatial_shape():
+    with pytest.raises(ValueError, match=r"expected input of shape \(None, 8, 8, 1\), got \(4, 9, 8, 1\)"):
+        model().predict(np.zeros((4, 9, 8, 1)))
+
+
+def test_wrong_channel_count():
+    with pytest.raises(ValueError, match=r"\(None, 8, 8, 1\), got \(4, 8, 8, 3\)"):
+        model().evaluate(np.zeros((4, 8, 8, 3)), Y, verbose=0)
+
+
+def test_single_sample_without_batch_axis_hints():
+    m = cnnbp.Sequential([Input((8,)), Dense(2)])
+    with pytest.raises(ValueError, match="add a batch axis"):
+        m.predict(np.zeros(8))
+
+
+def test_layer_input_rank_error_names_the_layer():
+    with pytest.raises(ValueError, match=r"c9 \(Conv2D\): expected input of rank 3 .* got shape \(None, 10\)"):
+        cnnbp.Sequential([Input((10,)), Conv2D(2, 3, name="c9")]).summary()
+
+
+def test_kernel_larger_than_input_names_the_layer():
+    with pytest.raises(ValueError, match=r"big \(Conv2D\): kernel 5x5 .* does not fit"):
+        cnnbp.Sequential([Input((4, 4, 1)), Conv2D(2, 5, name="big")]).summary()
+
+
+def test_pool_larger_than_input():
+    with pytest.raises(ValueError, match="MaxPooling2D.*does not fit"):
+        cnnbp.Sequential([Input((1, 1, 1)), MaxPooling2D()]).summary()
+
+
+def test_labels_out_of_range():
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 3\), found 3"):
+        model("sparse_categorical_crossentropy").fit(X, np.array([0, 1, 2, 3]), verbose=0)
+
+
+def test_labels_out_of_range_reach_cpp_check_too():
+    m = model("sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"integer class labels in \[0, 3\), got -1"):
+        m.network.train_step(X, np.array([0, 1, -1, 0], np.float32))
+    with pytest.raises(ValueError, match=r"got 1.5"):
+        m.network.train_step(X, np.array([0, 1, 1.5, 0], np.float32))
+
+
+def test_integer_labels_with_categorical_loss_hint():
+    with pytest.raises(ValueError, match="sparse_categorical_crossentropy.*to_categorical"):
+        model().fit(X, np.array([0, 1, 2, 0]), verbose=0)
+
+
+def test_wrong_target_width():
+    with pytest.raises(ValueError, match=r"expected targets of shape \(None, 3\).*got \(4, 4\)"):
+        model().fit(X, np.zeros((4, 4)), verbose=0)
+
+
+@pytest.mark.parametrize("bs", [0, -1])
+def test_batch_size_not_positive(bs):
+    with pytest.raises(ValueError, match="batch_size: expected a positive int"):
+        model().fit(X, Y, batch_size=bs, verbose=0)
+
+
+def test_batch_size_not_int():
+    with pytest.raises(TypeError, match="batch_size"):
+        model().fit(X, Y, batch_size=2.5, verbose=0)
+
+
+def test_empty_arrays():
+    with pytest.raises(ValueError, match="at least one sample"):
+        model().fit(np.zeros((0, 8, 8, 1)), np.zeros((0, 3)), verbose=0)
+
+
+@pytest.mark.parametrize("x", [np.array([["a"] * 64] * 4).reshape(4, 8, 8, 1), np.empty((4, 8, 8, 1), dtype=object)])
+def test_non_numeric_dtypes(x):
+    with pytest.raises(TypeError, match="expected a numeric array"):
+        model().fit(x, Y, verbose=0)
+
+
+def test_x_and_y_lengths_differ():
+    with pytest.raises(ValueError, match="x has 4 samples but y has 3"):
+        model().fit(X, Y[:3], verbose=0)
+
+
+def test_unknown_loss():
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        model().compile(loss="hinge")
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        model().compile(optimizer="rmsprop", loss="mse")
+
+
+def test_unknown_activation_names_the_layer():
+    with pytest.raises(ValueError, match="d7: unknown activation 'swishy'"):
+        Dense(3, activation="swishy", name="d7")
+
+
+def test_unknown_padding_names_the_layer():
+    with pytest.raises(ValueError, match="c3: padding must be 'valid' or 'same'.*got 'full'"):
+        Conv2D(2, 3, padding="full", name="c3")
+
+
+def test_unknown_metric():
+    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+        model().compile(loss="mse", metrics=["auc"])
+
+
+def test_bad_layer_arguments():
+    with pytest.raises(ValueError, match="filters must be positive"):
+        Conv2D(0, 3)
+    with pytest.raises(ValueError, match="kernel_size must be positive"):
+        Conv2D(2, 0)
+    with pytest.raises(ValueError, match="strides must be positive"):
+        Conv2D(2, 3, strides=(1, -1))
+    with pytest.raises(ValueError, match="units must be positive"):
+        Dense(-3)
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\)"):
+        Dropout(1.0)
+    with pytest.raises(ValueError, match="unknown kernel_initializer"):
+        Dense(3, kernel_initializer="orthogonal")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Dense(3, activations="relu")
+
+
+def test_not_compiled():
+    m = cnnbp.Sequential([Input((4,)), Dense(2)])
+    with pytest.raises(RuntimeError, match="compile"):
+        m.fit(np.zeros((2, 4)), np.zeros((2, 2)), verbose=0)
+    with pytest.raises(ValueError, match="not compiled"):
+        m.network.train_step(np.zeros((2, 4), np.float32), np.zeros((2, 2), np.float32))
+
+
+def test_float64_and_uint8_inputs_are_converted():
+    m = model()
+    m.fit(X.astype(np.float64), Y.astype(np.float64), verbose=0)
+    m.fit((X * 255).astype(np.uint8), Y.astype(np.uint8), verbose=0)
+    m.predict(np.asfortranarray(X.astype(np.float64))[:, ::-1])
+
+
+def test_nan_loss_raises_numerical_error_and_keeps_weights():
+    m = model()
+    before = m.get_weights()
+    x = X.copy()
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(cnnbp.NumericalError, match=r"epoch 1, batch 1: loss is nan at step 1"):
+        m.fit(x, Y, verbose=0)
+    for a, b in zip(before, m.get_weights()):
+        assert np.array_equal(a, b)
+    m.fit(X, Y, verbose=0)  # the model still trains afterwards
+
+
+def test_inf_loss_raises_numerical_error():
+    m = cnnbp.Sequential([Input((2,)), Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(cnnbp.NumericalError, match="loss is inf"):
+        m.fit(np.ones((2, 2)), np.full((2, 1), np.inf), verbose=0)
+
+
+def test_functional_branch_is_rejected():
+    x = Input((4,))
+    a = Dense(2)(x)
+    with pytest.raises(ValueError, match="single input"):
+        Dense(2)([a, a])
+
+
+def test_functional_outputs_not_from_inputs():
+    x1, x2 = Input((4,)), Input((4,))
+    with pytest.raises(ValueError, match="not computed from the given inputs"):
+        cnnbp.Model(x1, Dense(2)(x2))
+
+
+def test_layer_reused_in_two_models():
+    d = Dense(2)
+    cnnbp.Sequential([Input((3,)), d]).summary()
+    with pytest.raises(ValueError, match="one model"):
+        cnnbp.Sequential([Input((3,)), d]).summary()
+
+
+def test_set_weights_wrong_shape_names_the_layer():
+    m = model()
+    ws = m.get_weights()
+    ws[0] = np.zeros((2, 2, 1, 2))
+    with pytest.raises(ValueError, match=r"c1: expected kernel of shape \(3, 3, 1, 2\), got \(2, 2, 1, 2\)"):
+        m.set_weights(ws)
+    with pytest.raises(ValueError, match="expected 4 weight arrays, got 3"):
+        m.set_weights(ws[:3])
+
+
+def test_bad_input_shape_spec():
+    with pytest.raises(ValueError, match="shape must be positive"):
+        Input((0, 3))
+    with pytest.raises(ValueError, match="batch axis is not part"):
+        Input((None, 3))
+
+
+def test_ops_reject_bad_shapes():
+    with pytest.raises(ValueError, match=r"conv2d: expected x of rank 4"):
+        cnnbp.ops.conv2d(np.zeros((3, 3)), np.zeros((1, 1, 1, 1)))
+    with pytest.raises(ValueError, match="conv2d: expected kernel with 2 input channels"):
+        cnnbp.ops.conv2d(np.zeros((1, 3, 3, 2)), np.zeros((1, 1, 1, 1)))
+    with pytest.raises(ValueError, match="dense: expected kernel with 4 rows"):
+        cnnbp.ops.dense(np.zeros((2, 4)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="isa"):
+        cnnbp.ops.dense(np.zeros((2, 4)), np.zeros((4, 2)), isa="sse9")
+    with pytest.raises(ValueError, match="loss: unknown kind"):
+        cnnbp.ops.loss(np.zeros((2, 2)), np.zeros((2, 2)), "hinge")
+
+
+def test_set_num_threads_rejects_bad_values():
+    with pytest.raises(ValueError, match="positive thread count"):
+        cnnbp.set_num_threads(0)
+    with pytest.raises(TypeError):
+        cnnbp.set_num_threads("2")
+
+
+def test_network_backward_before_forward():
+    m = cnnbp.Sequential([Input((4,)), Dense(2)])
+    m.compile(loss="mse")
+    with pytest.raises(ValueError, match="call forward first"):
+        m.network.backward(np.zeros((1, 2), np.float32))
