@@ -15,6 +15,7 @@ from . import _core
 from ._core import NumericalError
 from ._random import set_seed
 from . import callbacks, datasets, layers, losses, ops, optimizers, utils
+from . import applications
 from .models import Model, Sequential
 
 __version__ = _core.__version__
