@@ -1,0 +1,184 @@
+"""Training throughput (images/s) of the reference models: cnnbp, and PyTorch side by side when
+it is installed (``pip install torch==2.13.0``; never a cnnbp dependency).
+
+Each (framework, model, batch, threads) runs in its own process (so OpenMP pools and allocators do
+not interfere), frameworks alternate, and the median over timed windows is reported with the
+ratio and each process's peak resident memory. Synthetic data; full step = forward + loss +
+backward + update.
+
+    python bench/bench_train.py                       # all models, native batch and 128, 1 and 2 threads
+    python bench/bench_train.py --models seed --threads 2 --json out.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+SPECS = {  # model: (input shape HWC, native batch, optimizer)
+    "seed": ((32, 32, 3), 32, "adam"),
+    "lenet": ((28, 28, 1), 64, "sgd"),
+    "vgg": ((32, 32, 3), 64, "adam"),
+}
+
+
+def peak_rss_mib():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_steps(step, steps, windows):
+    for _ in range(max(3, steps // 5)):  # warm-up: buffers, caches, thread pools
+        step()
+    rates = []
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(time.perf_counter() - t0)
+    return rates
+
+
+def worker_cnnbp(model_name, batch, threads, steps, windows):
+    import numpy as np
+    import cnnbp
+    cnnbp.set_num_threads(threads)
+    cnnbp.set_seed(0)
+    shape, _, opt = SPECS[model_name]
+    model = cnnbp.applications.MODELS[model_name](shape, 10)
+    optimizer = cnnbp.optimizers.Adam(1e-3) if opt == "adam" else cnnbp.optimizers.SGD(0.01, momentum=0.9)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.random((batch,) + shape, dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
+    net = model.network
+    secs = time_steps(lambda: net.train_step(x, y), steps, windows)
+    return {"isa": cnnbp.cpu_capability(), "secs": secs}
+
+
+def torch_model(name):
+    import torch.nn as nn
+    if name == "seed":
+        return nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 15 * 15, 10))
+    if name == "lenet":
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84),
+                             nn.ReLU(), nn.Linear(84, 10))
+    layers, c = [], 3
+    for f in (32, 64, 128):
+        layers += [nn.Conv2d(c, f, 3, padding=1), nn.ReLU(), nn.Conv2d(f, f, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        c = f
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def worker_torch(model_name, batch, threads, steps, windows):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    shape, _, opt = SPECS[model_name]
+    model = torch_model(model_name)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3) if opt == "adam" else \
+        torch.optim.SGD(model.parameters(), 0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.rand((batch, shape[2], shape[0], shape[1]))
+    y = torch.randint(0, 10, (batch,))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    return {"version": torch.__version__, "secs": time_steps(step, steps, windows)}
+
+
+def run_worker(framework, model, batch, threads, steps, windows):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--models", model, "--batch", str(batch),
+           "--threads", str(threads), "--steps", str(steps), "--windows", str(windows)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{framework} worker failed:\n{out.stderr[-2000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["img_s"] = [batch * steps / s for s in res["secs"]]
+    return res
+
+
+def have_torch():
+    try:
+        import importlib.util
+        return importlib.util.find_spec("torch") is not None
+    except Exception:
+        return False
+
+
+def machine():
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="seed,lenet,vgg")
+    ap.add_argument("--batches", default="native,128", help="comma list of sizes or 'native'")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--steps", type=int, default=0, help="steps per timed window (default: by model)")
+    ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=2, help="processes per framework and configuration")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--worker", choices=["cnnbp", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.worker:
+        fn = worker_cnnbp if a.worker == "cnnbp" else worker_torch
+        res = fn(a.models, a.batch, int(a.threads), a.steps, a.windows)
+        res["peak_rss_mib"] = peak_rss_mib()
+        print(json.dumps(res))
+        return
+
+    torch_ok = not a.no_torch and have_torch()
+    rows = []
+    print(f"machine: {machine()}")
+    hdr = f"{'model':6} {'batch':>5} {'thr':>3} {'cnnbp img/s':>12} {'torch img/s':>12} {'ratio':>6} {'RSS cnnbp':>10} {'RSS torch':>10}"
+    print(hdr)
+    for model in a.models.split(","):
+        shape, native, _ = SPECS[model]
+        batches = [native if b == "native" else int(b) for b in a.batches.split(",")]
+        for batch in dict.fromkeys(batches):
+            for threads in [int(t) for t in a.threads.split(",")]:
+                steps = a.steps or max(5, int({"seed": 2000, "lenet": 3000, "vgg": 60}[model] * 32 / batch / threads ** 0))
+                res = {"cnnbp": [], "torch": []}
+                for _ in range(a.repeats):  # alternate frameworks
+                    res["cnnbp"].append(run_worker("cnnbp", model, batch, threads, steps, a.windows))
+                    if torch_ok:
+                        res["torch"].append(run_worker("torch", model, batch, threads, steps, a.windows))
+                med = {k: statistics.median([r for v in res[k] for r in v["img_s"]]) if res[k] else None for k in res}
+                rss = {k: max(v["peak_rss_mib"] for v in res[k]) if res[k] else None for k in res}
+                ratio = med["cnnbp"] / med["torch"] if med["torch"] else None
+                row = {"model": model, "batch": batch, "threads": threads, "cnnbp_img_s": med["cnnbp"],
+                       "torch_img_s": med["torch"], "ratio": ratio, "cnnbp_rss_mib": rss["cnnbp"],
+                       "torch_rss_mib": rss["torch"], "isa": res["cnnbp"][0]["isa"], "raw": res}
+                rows.append(row)
+                f = lambda v, fmt: (fmt.format(v) if v is not None else "-")
+                print(f"{model:6} {batch:>5} {threads:>3} {f(med['cnnbp'], '{:12,.0f}')} {f(med['torch'], '{:12,.0f}')} "
+                      f"{f(ratio, '{:6.2f}')} {f(rss['cnnbp'], '{:9.0f}M')} {f(rss['torch'], '{:9.0f}M')}", flush=True)
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"machine": machine(), "rows": rows}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
