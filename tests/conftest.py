@@ -10,7 +10,10 @@ from cnnbp import _core
 def available_isas():
     order = ["baseline", "avx2", "avx512"]
     best = order.index(_core.detected_capability())
-    return [i for i in order[: best + 1] if i in _core.compiled_capabilities()]
+    paths = [i for i in order[: best + 1] if i in _core.compiled_capabilities()]
+    if "avx2" in paths and "avx512" not in paths:
+        paths.append("avx2-wide")  # the AVX-512 kernels' 16-float tiling, run on AVX2
+    return paths
 
 
 ISAS = available_isas()

@@ -11,11 +11,19 @@ namespace cnnbp {
 template <>
 const KernelTable<float>& table_named<float>(const std::string& isa) {
   if (isa.empty()) return kernels_f32();
+  if (isa == "avx2-wide") {
+#ifdef CNNBP_HAVE_AVX2
+    CNNBP_CHECK(int(detected_capability()) >= int(CpuCapability::avx2), "isa 'avx2-wide' needs an AVX2 CPU");
+    return *isa_avx2::table_f32_wide();
+#else
+    throw std::invalid_argument("isa 'avx2-wide' is not compiled into this build");
+#endif
+  }
   CpuCapability c;
   if (isa == "baseline") c = CpuCapability::baseline;
   else if (isa == "avx2") c = CpuCapability::avx2;
   else if (isa == "avx512") c = CpuCapability::avx512;
-  else throw std::invalid_argument("isa: expected 'baseline', 'avx2' or 'avx512', got '" + isa + "'");
+  else throw std::invalid_argument("isa: expected 'baseline', 'avx2', 'avx512' or 'avx2-wide', got '" + isa + "'");
   CNNBP_CHECK(compiled_capability(c), "isa '", isa, "' is not compiled into this build");
   CNNBP_CHECK(int(c) <= int(detected_capability()), "isa '", isa, "' is not supported by this CPU");
   return kernels_f32_for(c);
@@ -79,9 +87,10 @@ py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, P
   }
   const auto& k = table_named<T>(isa);
   py::array_t<T> y({py::ssize_t(p.N), py::ssize_t(p.P), py::ssize_t(p.Q), py::ssize_t(p.K)});
+  std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
   {
     py::gil_scoped_release nogil;
-    k.conv2d_forward(y.mutable_data(), x.data(), w.data(), bp, p);
+    k.conv2d_forward(y.mutable_data(), x.data(), w.data(), bp, ws.data(), p);
   }
   return y;
 }
@@ -97,7 +106,7 @@ py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair 
               p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
-  std::vector<T> ws(size_t(conv2d_workspace_size(p, get_num_threads())));
+  std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
   {
     py::gil_scoped_release nogil;
     k.conv2d_backward_data(dx.mutable_data(), dy.data(), w.data(), ws.data(), p);
@@ -117,7 +126,7 @@ py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st,
   const auto& k = table_named<T>(isa);
   py::array_t<T> dw({py::ssize_t(p.R), py::ssize_t(p.S), py::ssize_t(p.C), py::ssize_t(p.K)});
   py::array_t<T> db({py::ssize_t(p.K)});
-  std::vector<T> ws(size_t(conv2d_workspace_size(p, get_num_threads())));
+  std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
   {
     py::gil_scoped_release nogil;
     k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), ws.data(), p);
@@ -230,9 +239,10 @@ py::array_t<T> dense_forward(carray<T> x, carray<T> w, py::object b, const std::
   }
   const auto& k = table_named<T>(isa);
   py::array_t<T> y({py::ssize_t(N), py::ssize_t(O)});
+  std::vector<T> ws(size_t(k.dense_workspace(N, I, O)));
   {
     py::gil_scoped_release nogil;
-    k.dense_forward(y.mutable_data(), x.data(), w.data(), bp, N, I, O);
+    k.dense_forward(y.mutable_data(), x.data(), w.data(), bp, N, I, O, ws.data());
   }
   return y;
 }
@@ -245,9 +255,10 @@ py::array_t<T> dense_backward_data(carray<T> dy, carray<T> w, const std::string&
   const int N = int(dy.shape(0)), I = int(w.shape(0)), O = int(w.shape(1));
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx({py::ssize_t(N), py::ssize_t(I)});
+  std::vector<T> ws(size_t(k.dense_workspace(N, I, O)));
   {
     py::gil_scoped_release nogil;
-    k.dense_backward_data(dx.mutable_data(), dy.data(), w.data(), N, I, O);
+    k.dense_backward_data(dx.mutable_data(), dy.data(), w.data(), N, I, O, ws.data());
   }
   return dx;
 }
@@ -261,9 +272,11 @@ py::tuple dense_backward_weight(carray<T> dy, carray<T> x, bool with_bias, const
   const auto& k = table_named<T>(isa);
   py::array_t<T> dw({py::ssize_t(I), py::ssize_t(O)});
   py::array_t<T> db({py::ssize_t(O)});
+  std::vector<T> ws(size_t(k.dense_workspace(N, I, O)));
   {
     py::gil_scoped_release nogil;
-    k.dense_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), N, I, O);
+    k.dense_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), N, I, O,
+                            ws.data());
   }
   return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));
 }

@@ -27,7 +27,5 @@ void same_padding(int in, int k, int stride, int dilation, int* before, int* aft
 Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int K, int R, int S,
                                 int sh, int sw, int dh, int dw, int pt, int pb, int pl, int pr);
 
-// Scratch (in elements of T) that conv2d_backward_data / _backward_weight need with nthreads.
-int64_t conv2d_workspace_size(const Conv2dParams& p, int nthreads);
 
 }  // namespace cnnbp

@@ -17,8 +17,9 @@ template <typename T>
 struct KernelTable {
   const char* isa;
 
-  // conv2d (see conv2d.h). ws: conv2d_workspace_size elements.
-  void (*conv2d_forward)(T* y, const T* x, const T* w, const T* b, const Conv2dParams& p);
+  // conv2d (see conv2d.h). ws: conv2d_workspace(p, threads) elements of scratch for any pass.
+  int64_t (*conv2d_workspace)(const Conv2dParams& p, int nthreads);
+  void (*conv2d_forward)(T* y, const T* x, const T* w, const T* b, T* ws, const Conv2dParams& p);
   void (*conv2d_backward_data)(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p);
   void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, T* ws, const Conv2dParams& p);
 
@@ -30,10 +31,11 @@ struct KernelTable {
   void (*global_avg_pool2d_forward)(T* y, const T* x, int N, int HW, int C);
   void (*global_avg_pool2d_backward)(T* dx, const T* dy, int N, int HW, int C);
 
-  // dense: x [N,I], w [I,O], b [O], y [N,O]. db may be null.
-  void (*dense_forward)(T* y, const T* x, const T* w, const T* b, int N, int I, int O);
-  void (*dense_backward_data)(T* dx, const T* dy, const T* w, int N, int I, int O);
-  void (*dense_backward_weight)(T* dw, T* db, const T* dy, const T* x, int N, int I, int O);
+  // dense: x [N,I], w [I,O], b [O], y [N,O]. db may be null. ws: dense_workspace(N, I, O).
+  int64_t (*dense_workspace)(int N, int I, int O);
+  void (*dense_forward)(T* y, const T* x, const T* w, const T* b, int N, int I, int O, T* ws);
+  void (*dense_backward_data)(T* dx, const T* dy, const T* w, int N, int I, int O, T* ws);
+  void (*dense_backward_weight)(T* dw, T* db, const T* dy, const T* x, int N, int I, int O, T* ws);
 
   // activations (see activation.h); softmax over rows of [N,K].
   void (*activation_forward)(T* y, const T* x, int64_t n, Act kind, T alpha);
@@ -69,7 +71,11 @@ namespace isa_baseline {
 const KernelTable<float>* table_f32();
 const KernelTable<double>* table_f64();
 }  // namespace isa_baseline
-namespace isa_avx2 { const KernelTable<float>* table_f32(); }
+namespace isa_avx2 {
+const KernelTable<float>* table_f32();
+// The AVX-512 kernels' tiling (16-float vectors) built for AVX2: tests run it where AVX-512 is absent.
+const KernelTable<float>* table_f32_wide();
+}  // namespace isa_avx2
 namespace isa_avx512 { const KernelTable<float>* table_f32(); }
 
 }  // namespace cnnbp

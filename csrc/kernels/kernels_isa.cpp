@@ -3,6 +3,7 @@
 // table lives in an anonymous namespace, so no instantiation can leak from one ISA's object into
 // another's (each weak symbol would otherwise be merged by the linker, ISA flags and all).
 #include <cstdint>
+#include <type_traits>
 
 #include "core/parallel.h"
 #include "core/random.h"
@@ -23,16 +24,24 @@ namespace {
 #include "kernels/ref/loss.inl"
 #include "kernels/ref/pool2d.inl"
 #include "optim/update.inl"
+#ifndef CNNBP_ISA_BASELINE
+#include "kernels/simd/vec.inl"
+#include "kernels/simd/conv2d.inl"
+#include "kernels/simd/dense.inl"
+#endif
 
 #define CNNBP_STR2(x) #x
 #define CNNBP_STR(x) CNNBP_STR2(x)
 
 // constexpr: the tables are constant-initialised data. A dynamic initialiser compiled with AVX-512
 // flags would run at import on every CPU, and the compiler may use AVX-512 for it.
-template <typename T>
+// VL = 0: the portable templates (baseline float, and double everywhere); VL > 0: the
+// register-blocked float kernels with VL-float vectors.
+template <typename T, int VL>
 constexpr KernelTable<T> make_table() {
   KernelTable<T> t{};
   t.isa = CNNBP_STR(CNNBP_ISA_NS);
+  t.conv2d_workspace = conv2d_workspace;
   t.conv2d_forward = conv2d_forward<T>;
   t.conv2d_backward_data = conv2d_backward_data<T>;
   t.conv2d_backward_weight = conv2d_backward_weight<T>;
@@ -42,6 +51,7 @@ constexpr KernelTable<T> make_table() {
   t.avg_pool2d_backward = avg_pool2d_backward<T>;
   t.global_avg_pool2d_forward = global_avg_pool2d_forward<T>;
   t.global_avg_pool2d_backward = global_avg_pool2d_backward<T>;
+  t.dense_workspace = dense_workspace;
   t.dense_forward = dense_forward<T>;
   t.dense_backward_data = dense_backward_data<T>;
   t.dense_backward_weight = dense_backward_weight<T>;
@@ -55,19 +65,38 @@ constexpr KernelTable<T> make_table() {
   t.count_correct = count_correct<T>;
   t.sgd_update = sgd_update<T>;
   t.adam_update = adam_update<T>;
+#ifndef CNNBP_ISA_BASELINE
+  if constexpr (VL > 0 && std::is_same<T, float>::value) {
+    t.conv2d_workspace = conv2d_workspace_blocked<VL>;
+    t.conv2d_forward = conv2d_forward_blocked<VL>;
+    t.conv2d_backward_data = conv2d_backward_data_blocked<VL>;
+    t.conv2d_backward_weight = conv2d_backward_weight_blocked<VL>;
+    t.dense_workspace = dense_ws<VL>;
+    t.dense_forward = dense_forward_blocked<VL>;
+    t.dense_backward_data = dense_backward_data_blocked<VL>;
+    t.dense_backward_weight = dense_backward_weight_blocked<VL>;
+  }
+#endif
   return t;
 }
 
-constexpr KernelTable<float> kTableF32 = make_table<float>();
-#ifdef CNNBP_ISA_BASELINE
-constexpr KernelTable<double> kTableF64 = make_table<double>();
+#if defined(CNNBP_ISA_BASELINE)
+constexpr KernelTable<float> kTableF32 = make_table<float, 0>();
+constexpr KernelTable<double> kTableF64 = make_table<double, 0>();
+#elif defined(__AVX512F__)
+constexpr KernelTable<float> kTableF32 = make_table<float, 16>();
+#else
+constexpr KernelTable<float> kTableF32 = make_table<float, 8>();
+constexpr KernelTable<float> kTableWide = make_table<float, 16>();
 #endif
 
 }  // namespace
 
 const KernelTable<float>* table_f32() { return &kTableF32; }
-#ifdef CNNBP_ISA_BASELINE
+#if defined(CNNBP_ISA_BASELINE)
 const KernelTable<double>* table_f64() { return &kTableF64; }
+#elif !defined(__AVX512F__)
+const KernelTable<float>* table_f32_wide() { return &kTableWide; }
 #endif
 
 }  // namespace CNNBP_ISA_NS

@@ -47,11 +47,6 @@ Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int
   return p;
 }
 
-int64_t conv2d_workspace_size(const Conv2dParams& p, int nthreads) {
-  const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
-  return std::max(nw, int64_t(std::max(nthreads, 1) - 1) * (nw + p.K));
-}
-
 Pool2dParams make_pool2d_params(const char* who, int N, int H, int W, int C, int R, int S, int sh,
                                 int sw, int pt, int pb, int pl, int pr) {
   CNNBP_CHECK(N >= 0 && H > 0 && W > 0 && C > 0, who, ": expected a positive input shape (H, W, C), got (", H, ", ", W, ", ", C, ")");

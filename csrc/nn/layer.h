@@ -39,7 +39,10 @@ class Layer {
   virtual const char* kind() const = 0;
 
   // T elements of shared scratch for a batch of N (freely overwritten between layers).
-  virtual int64_t workspace(int N, int nthreads) const { (void)N; (void)nthreads; return 0; }
+  virtual int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const {
+    (void)k; (void)N; (void)nthreads;
+    return 0;
+  }
   // Per-layer state kept from forward to backward (arg-max, dropout mask), grown by plan().
   virtual void plan(int N) { (void)N; }
   // True when the output is the input, reinterpreted (Flatten): no buffer, no kernel.

@@ -66,15 +66,15 @@ class Conv2dLayer : public Layer<T> {
     if (c.use_bias) this->params.push_back({"bias", {c.filters}, 0, c.filters, c.bias_init, in[2], c.filters});
   }
   const char* kind() const override { return "Conv2D"; }
-  int64_t workspace(int N, int nthreads) const override {
+  int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const override {
     Conv2dParams p = p_;
     p.N = N;
-    return conv2d_workspace_size(p, nthreads);
+    return k.conv2d_workspace(p, nthreads);
   }
-  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
     Conv2dParams p = p_;
     p.N = N;
-    k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, p);
+    k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
                 T* dx, T* ws) override {
@@ -164,14 +164,17 @@ class DenseLayer : public Layer<T> {
     if (use_bias) this->params.push_back({"bias", {O_}, 0, O_, bi, I_, O_});
   }
   const char* kind() const override { return "Dense"; }
-  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
-    k.dense_forward(y, x, this->w(0), use_bias_ ? this->w(1) : nullptr, int(N * rows_), I_, O_);
+  int64_t workspace(const KernelTable<T>& k, int N, int) const override {
+    return k.dense_workspace(int(N * rows_), I_, O_);
+  }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
+    k.dense_forward(y, x, this->w(0), use_bias_ ? this->w(1) : nullptr, int(N * rows_), I_, O_, ws);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
-                T* dx, T*) override {
+                T* dx, T* ws) override {
     const int M = int(N * rows_);
-    k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_);
-    if (dx) k.dense_backward_data(dx, dy, this->w(0), M, I_, O_);
+    k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_, ws);
+    if (dx) k.dense_backward_data(dx, dy, this->w(0), M, I_, O_, ws);
   }
 
  private:

@@ -166,7 +166,7 @@ void Network<T>::plan(int N) {
     if (!l.is_alias()) acts_[i].reserve(size_t(cap) * l.out_size);
     l.plan(cap);
     max_act = std::max(max_act, l.out_size);
-    ws = std::max(ws, l.workspace(cap, nt));
+    ws = std::max(ws, l.workspace(k_, cap, nt));
   }
   dbuf_[0].reserve(size_t(cap) * max_act);
   dbuf_[1].reserve(size_t(cap) * max_act);

@@ -3,9 +3,17 @@
 // gradient, gather form: no two threads write the same dx) and images (weight gradient, private
 // partial sums reduced in thread order).
 
+// Scratch for any pass: the transposed weights (data gradient) or nthreads-1 private copies of
+// dw and db (weight gradient).
+static int64_t conv2d_workspace(const Conv2dParams& p, int nthreads) {
+  const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
+  const int64_t partials = int64_t(nthreads > 1 ? nthreads - 1 : 0) * (nw + p.K);
+  return nw > partials ? nw : partials;
+}
+
 // x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
 template <typename T>
-static void conv2d_forward(T* y, const T* x, const T* w, const T* b, const Conv2dParams& p) {
+static void conv2d_forward(T* y, const T* x, const T* w, const T* b, T* /*ws*/, const Conv2dParams& p) {
   const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
   const int64_t rows = int64_t(p.N) * P;
   parallel_for(rows, grain(int64_t(Q) * R * S * C * K), [&](int64_t r0, int64_t r1, int) {

@@ -2,8 +2,10 @@
 // vectorise along O; data gradient is a dot product over O per (n, i).
 
 // x: [N,I]  w: [I,O]  b: [O] or null  y: [N,O]
+static int64_t dense_workspace(int, int, int) { return 0; }
+
 template <typename T>
-static void dense_forward(T* y, const T* x, const T* w, const T* b, int N, int I, int O) {
+static void dense_forward(T* y, const T* x, const T* w, const T* b, int N, int I, int O, T* /*ws*/) {
   parallel_for(N, grain(int64_t(I) * O), [&](int64_t n0, int64_t n1, int) {
     for (int64_t n = n0; n < n1; ++n) {
       T* yp = y + n * O;
@@ -21,7 +23,7 @@ static void dense_forward(T* y, const T* x, const T* w, const T* b, int N, int I
 
 // dy: [N,O]  w: [I,O]  dx: [N,I]
 template <typename T>
-static void dense_backward_data(T* dx, const T* dy, const T* w, int N, int I, int O) {
+static void dense_backward_data(T* dx, const T* dy, const T* w, int N, int I, int O, T* /*ws*/) {
   parallel_for(int64_t(N) * I, grain(O), [&](int64_t j0, int64_t j1, int) {
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t n = j / I, i = j % I;
@@ -32,7 +34,7 @@ static void dense_backward_data(T* dx, const T* dy, const T* w, int N, int I, in
 
 // dy: [N,O]  x: [N,I]  dw: [I,O]  db: [O] or null. Split over input features: no partials.
 template <typename T>
-static void dense_backward_weight(T* dw, T* db, const T* dy, const T* x, int N, int I, int O) {
+static void dense_backward_weight(T* dw, T* db, const T* dy, const T* x, int N, int I, int O, T* /*ws*/) {
   parallel_for(I, grain(int64_t(N) * O), [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; ++i) {
       T* wp = dw + i * O;

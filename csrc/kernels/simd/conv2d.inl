@@ -1,0 +1,356 @@
+// conv2d, register-blocked direct convolution on NHWC (float; AVX2 / AVX-512 tables).
+//
+// Forward: a tile of MR consecutive output pixels x KB = NV*VL output channels stays in
+// registers for the whole reduction over (r, s, c): per input channel, NV weight vectors are
+// loaded and MR input values broadcast. The input is physically zero-padded into the workspace
+// when the layer pads, so the inner loops have no bounds checks; weights are repacked to
+// [K/KB][R][S][C][KB] (zero-filled K tail). Parallel over (image, K block).
+// Backward-data (stride 1) is the forward kernel on dy with the weights rotated 180 degrees and
+// C, K swapped; other strides use the portable gather kernel.
+// Backward-weight: per tap (r, s), a tile of MC input channels x KB output channels accumulates
+// over every pixel of one image at a time (the image stays in L2); images are split across
+// threads with private partial sums reduced in thread order.
+
+struct ConvGeom {
+  int Hp, Wp;        // padded input size
+  bool padded;       // the input is copied into the workspace
+  int64_t xpad_size;  // floats of the padded copy (0 when not padded)
+};
+
+static inline ConvGeom conv_geom(const Conv2dParams& p) {
+  ConvGeom g;
+  g.Hp = p.H + p.pt + p.pb;
+  g.Wp = p.W + p.pl + p.pr;
+  g.padded = p.pt || p.pb || p.pl || p.pr;
+  g.xpad_size = g.padded ? int64_t(p.N) * g.Hp * g.Wp * p.C : 0;
+  return g;
+}
+
+static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Copies x [N,H,W,C] into xp [N,Hp,Wp,C] with zero borders.
+static void pad_input(float* xp, const float* x, const Conv2dParams& p, const ConvGeom& g) {
+  const int64_t row = int64_t(p.W) * p.C, prow = int64_t(g.Wp) * p.C;
+  parallel_for(int64_t(p.N) * g.Hp, grain(prow), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.Hp;
+      const int h = int(r % g.Hp) - p.pt;
+      float* dst = xp + r * prow;
+      if (h < 0 || h >= p.H) {
+        for (int64_t i = 0; i < prow; ++i) dst[i] = 0.0f;
+        continue;
+      }
+      const float* src = x + (n * p.H + h) * row;
+      int64_t i = 0;
+      for (; i < int64_t(p.pl) * p.C; ++i) dst[i] = 0.0f;
+      for (int64_t j = 0; j < row; ++j) dst[i + j] = src[j];
+      for (i += row; i < prow; ++i) dst[i] = 0.0f;
+    }
+  });
+}
+
+// One output tile: MR pixels (input pixel stride xs_stride floats) x NV vectors.
+template <int VL, int MR, int NV>
+static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride,
+                                 int64_t x_row, const float* wp, const float* bias, int C, int R, int S,
+                                 int dh_row_mul, int64_t dw_C) {
+  typedef Vec<VL> V;
+  constexpr int KB = NV * VL;
+  V acc[MR][NV];
+  for (int v = 0; v < NV; ++v) {
+    const V b = bias ? vload<VL>(bias + v * VL) : vzero<VL>();
+    for (int i = 0; i < MR; ++i) acc[i][v] = b;
+  }
+  for (int r = 0; r < R; ++r) {
+    const float* xr = xs + int64_t(r) * dh_row_mul * x_row;
+    for (int s = 0; s < S; ++s) {
+      const float* xq = xr + s * dw_C;
+      const float* wq = wp + int64_t(r * S + s) * C * KB;
+      for (int c = 0; c < C; ++c) {
+        V w[NV];
+        for (int v = 0; v < NV; ++v) w[v] = vload<VL>(wq + c * KB + v * VL);
+        for (int i = 0; i < MR; ++i) {
+          const V xb = vbroadcast<VL>(xq[i * xs_stride + c]);
+          for (int v = 0; v < NV; ++v) acc[i][v] += xb * w[v];
+        }
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* yo = y + int64_t(i) * ldy;
+    for (int v = 0; v < NV; ++v) {
+      const int lanes = kvalid - v * VL;
+      if (lanes >= VL) vstore<VL>(yo + v * VL, acc[i][v]);
+      else if (lanes > 0) vstore_partial<VL>(yo + v * VL, acc[i][v], lanes);
+    }
+  }
+}
+
+template <int VL, int NV, int MR>
+static inline void conv_fwd_row(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride, int64_t x_row,
+                                const float* wp, const float* bias, int C, int R, int S, int dh, int64_t dw_C, int Q) {
+  int ow = 0;
+  for (; ow + MR <= Q; ow += MR)
+    conv_fwd_tile<VL, MR, NV>(y + int64_t(ow) * ldy, ldy, kvalid, xs + ow * xs_stride, xs_stride, x_row, wp, bias, C,
+                              R, S, dh, dw_C);
+  const int rem = Q - ow;
+  if (rem <= 0) return;
+  float* yo = y + int64_t(ow) * ldy;
+  const float* xo = xs + ow * xs_stride;
+#define CNNBP_TAIL(m)                                                                                             \
+  case m:                                                                                                         \
+    if constexpr (m < MR) conv_fwd_tile<VL, m, NV>(yo, ldy, kvalid, xo, xs_stride, x_row, wp, bias, C, R, S, dh, dw_C); \
+    break;
+  switch (rem) {
+    CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
+    CNNBP_TAIL(8) CNNBP_TAIL(9) CNNBP_TAIL(10) CNNBP_TAIL(11) CNNBP_TAIL(12) CNNBP_TAIL(13)
+    default: break;
+  }
+#undef CNNBP_TAIL
+}
+
+// Packs w [R,S,C,K] into wp [K/KB][R][S][C][KB] and b into bp [K/KB][KB], zero-filled tails.
+// rotate: use w'[r][s][k][c] = w[R-1-r][S-1-s][c][k] instead (backward-data), with C and K swapped.
+static void pack_conv_weights(float* wp, float* bp, const float* w, const float* b, int R, int S, int C, int K, int KB,
+                              bool rotate) {
+  // For rotate, the packed "C" is the original K and the packed "K" the original C.
+  const int Cp = rotate ? K : C, Kp = rotate ? C : K;
+  const int nkb = int((Kp + KB - 1) / KB);
+  for (int kb = 0; kb < nkb; ++kb)
+    for (int r = 0; r < R; ++r)
+      for (int s = 0; s < S; ++s)
+        for (int c = 0; c < Cp; ++c) {
+          float* dst = wp + (((int64_t(kb) * R + r) * S + s) * Cp + c) * KB;
+          for (int j = 0; j < KB; ++j) {
+            const int k = kb * KB + j;
+            float v = 0.0f;
+            if (k < Kp) {
+              v = rotate ? w[((int64_t(R - 1 - r) * S + (S - 1 - s)) * C + k) * K + c]
+                         : w[((int64_t(r) * S + s) * C + c) * K + k];
+            }
+            dst[j] = v;
+          }
+        }
+  if (bp)
+    for (int j = 0; j < nkb * KB; ++j) bp[j] = (b && j < Kp) ? b[j] : 0.0f;
+}
+
+// Forward driver over already packed weights; x may be padded in the workspace first.
+template <int VL>
+static void conv_fwd_packed(float* y, const float* x, const float* wp, const float* bp, const Conv2dParams& p,
+                            float* xpad_ws, int NV) {
+  const ConvGeom g = conv_geom(p);
+  const float* xs = x;
+  if (g.padded) {
+    pad_input(xpad_ws, x, p, g);
+    xs = xpad_ws;
+  }
+  const int KB = NV * VL, nkb = int((p.K + KB - 1) / KB);
+  const int64_t x_row = int64_t(g.Wp) * p.C;
+  const int64_t xs_stride = int64_t(p.sw) * p.C, dw_C = int64_t(p.dw) * p.C;
+  const int64_t items = int64_t(p.N) * nkb;
+  parallel_for(items, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * KB), [&](int64_t i0, int64_t i1, int) {
+    for (int64_t it = i0; it < i1; ++it) {
+      const int n = int(it / nkb), kb = int(it % nkb);
+      const int kvalid = p.K - kb * KB;
+      const float* wkb = wp + int64_t(kb) * p.R * p.S * p.C * KB;
+      const float* bkb = bp ? bp + int64_t(kb) * KB : nullptr;
+      for (int oh = 0; oh < p.P; ++oh) {
+        float* yrow = y + ((int64_t(n) * p.P + oh) * p.Q) * p.K + int64_t(kb) * KB;
+        const float* xrow = xs + (int64_t(n) * g.Hp + int64_t(oh) * p.sh) * x_row;
+        if (NV == 2)
+          conv_fwd_row<VL, 2, Tile<VL>::MR2>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S,
+                                             p.dh, dw_C, p.Q);
+        else
+          conv_fwd_row<VL, 1, Tile<VL>::MR1>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S,
+                                             p.dh, dw_C, p.Q);
+      }
+    }
+  });
+}
+
+static inline int conv_nv(int K, int VL) { return K <= VL ? 1 : 2; }
+
+// Workspace layout (floats): [padded input][packed weights][packed bias]
+template <int VL>
+static int64_t conv_fwd_ws(const Conv2dParams& p) {
+  const int KB = conv_nv(p.K, VL) * VL;
+  return conv_geom(p).xpad_size + int64_t(p.R) * p.S * p.C * round_up(p.K, KB) + round_up(p.K, KB);
+}
+
+// x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
+template <int VL>
+static void conv2d_forward_blocked(float* y, const float* x, const float* w, const float* b, float* ws,
+                                   const Conv2dParams& p) {
+  const int NV = conv_nv(p.K, VL), KB = NV * VL;
+  const ConvGeom g = conv_geom(p);
+  float* xpad = ws;
+  float* wp = ws + g.xpad_size;
+  float* bp = wp + int64_t(p.R) * p.S * p.C * round_up(p.K, KB);
+  pack_conv_weights(wp, bp, w, b, p.R, p.S, p.C, p.K, KB, false);
+  conv_fwd_packed<VL>(y, x, wp, bp, p, xpad, NV);
+}
+
+// The forward problem that computes dx for stride 1: input dy [N,P,Q,K], "filters" C, padding
+// (R-1)*dh - pt before and (R-1)*dh - pb after; false when that padding would be negative.
+static inline bool bwd_data_as_forward(const Conv2dParams& p, Conv2dParams* q) {
+  if (p.sh != 1 || p.sw != 1) return false;
+  const int et = (p.R - 1) * p.dh, el = (p.S - 1) * p.dw;
+  Conv2dParams r = p;
+  r.H = p.P; r.W = p.Q; r.C = p.K; r.K = p.C;
+  r.pt = et - p.pt; r.pb = et - p.pb; r.pl = el - p.pl; r.pr = el - p.pr;
+  if (r.pt < 0 || r.pb < 0 || r.pl < 0 || r.pr < 0) return false;
+  r.P = p.H; r.Q = p.W;
+  // The forward geometry must land exactly on the input size.
+  if (r.H + r.pt + r.pb - et != p.H || r.W + r.pl + r.pr - el != p.W) return false;
+  *q = r;
+  return true;
+}
+
+template <int VL>
+static int64_t conv_bwd_data_ws(const Conv2dParams& p) {
+  Conv2dParams q;
+  if (!bwd_data_as_forward(p, &q)) return int64_t(p.R) * p.S * p.C * p.K;  // the gather kernel's transpose
+  return conv_fwd_ws<VL>(q);
+}
+
+// dy: [N,P,Q,K]  w: [R,S,C,K]  dx: [N,H,W,C]
+template <int VL>
+static void conv2d_backward_data_blocked(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p) {
+  Conv2dParams q;
+  if (!bwd_data_as_forward(p, &q)) {
+    conv2d_backward_data<float>(dx, dy, w, ws, p);
+    return;
+  }
+  const int NV = conv_nv(q.K, VL), KB = NV * VL;
+  const ConvGeom g = conv_geom(q);
+  float* wp = ws + g.xpad_size;
+  pack_conv_weights(wp, nullptr, w, nullptr, p.R, p.S, p.C, p.K, KB, true);
+  conv_fwd_packed<VL>(dx, dy, wp, nullptr, q, ws, NV);
+}
+
+// Weight-gradient tile: MC input channels x NV vectors of output channels, over one image.
+template <int VL, int MC, int NV>
+static inline void conv_bwd_w_tile(float* dw, int ldw, int kvalid, const float* x, const float* dy,
+                                   const Conv2dParams& p, const ConvGeom& g, int r, int s, int c0, int k0) {
+  typedef Vec<VL> V;
+  V acc[MC][NV];
+  for (int i = 0; i < MC; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = vzero<VL>();
+  const int64_t x_row = int64_t(g.Wp) * p.C, xs_stride = int64_t(p.sw) * p.C;
+  const bool full = kvalid >= NV * VL;
+  for (int oh = 0; oh < p.P; ++oh) {
+    const float* xr = x + (int64_t(oh) * p.sh + int64_t(r) * p.dh) * x_row + int64_t(s) * p.dw * p.C + c0;
+    const float* dyr = dy + int64_t(oh) * p.Q * p.K + k0;
+    for (int ow = 0; ow < p.Q; ++ow) {
+      const float* xp = xr + ow * xs_stride;
+      const float* dp = dyr + int64_t(ow) * p.K;
+      V d[NV];
+      if (full) {
+        for (int v = 0; v < NV; ++v) d[v] = vload<VL>(dp + v * VL);
+      } else {
+        for (int v = 0; v < NV; ++v) {
+          const int lanes = kvalid - v * VL;
+          d[v] = lanes >= VL ? vload<VL>(dp + v * VL) : (lanes > 0 ? vload_partial<VL>(dp + v * VL, lanes) : vzero<VL>());
+        }
+      }
+      for (int i = 0; i < MC; ++i) {
+        const V xb = vbroadcast<VL>(xp[i]);
+        for (int v = 0; v < NV; ++v) acc[i][v] += xb * d[v];
+      }
+    }
+  }
+  for (int i = 0; i < MC; ++i) {
+    float* o = dw + int64_t(i) * ldw;
+    for (int v = 0; v < NV; ++v) {
+      const int lanes = kvalid - v * VL;
+      if (lanes >= VL) vstore<VL>(o + v * VL, vload<VL>(o + v * VL) + acc[i][v]);
+      else if (lanes > 0) vstore_partial<VL>(o + v * VL, vload_partial<VL>(o + v * VL, lanes) + acc[i][v], lanes);
+    }
+  }
+}
+
+template <int VL, int NV>
+static void conv_bwd_w_image(float* dw, const float* x, const float* dy, const Conv2dParams& p, const ConvGeom& g) {
+  constexpr int MCMAX = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
+  const int KB = NV * VL, nkb = int((p.K + KB - 1) / KB);
+  for (int r = 0; r < p.R; ++r)
+    for (int s = 0; s < p.S; ++s)
+      for (int kb = 0; kb < nkb; ++kb) {
+        const int k0 = kb * KB, kvalid = p.K - k0;
+        float* dwt = dw + (int64_t(r * p.S + s) * p.C) * p.K + k0;
+        int c0 = 0;
+        for (; c0 + MCMAX <= p.C; c0 += MCMAX)
+          conv_bwd_w_tile<VL, MCMAX, NV>(dwt + int64_t(c0) * p.K, p.K, kvalid, x, dy, p, g, r, s, c0, k0);
+        const int rem = p.C - c0;
+        float* o = dwt + int64_t(c0) * p.K;
+#define CNNBP_TAIL(m) \
+  case m:             \
+    if constexpr (m < MCMAX) conv_bwd_w_tile<VL, m, NV>(o, p.K, kvalid, x, dy, p, g, r, s, c0, k0); \
+    break;
+        switch (rem) {
+          CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
+          CNNBP_TAIL(8) CNNBP_TAIL(9) CNNBP_TAIL(10) CNNBP_TAIL(11) CNNBP_TAIL(12) CNNBP_TAIL(13)
+          default: break;
+        }
+#undef CNNBP_TAIL
+      }
+}
+
+// Workspace: [padded input][(nthreads-1) partial dw + db]
+template <int VL>
+static int64_t conv_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
+  const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
+  return conv_geom(p).xpad_size + int64_t(nthreads > 1 ? nthreads - 1 : 0) * (nw + p.K);
+}
+
+// dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
+template <int VL>
+static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, float* ws,
+                                           const Conv2dParams& p) {
+  const ConvGeom g = conv_geom(p);
+  const float* xs = x;
+  if (g.padded) {
+    pad_input(ws, x, p, g);
+    xs = ws;
+  }
+  float* partials = ws + g.xpad_size;
+  const int64_t nw = int64_t(p.R) * p.S * p.C * p.K, stride = nw + p.K;
+  const int nt = threads_for(p.N, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * p.K));
+  const int64_t img_x = int64_t(g.Hp) * g.Wp * p.C, img_y = int64_t(p.P) * p.Q * p.K;
+  const int NV = conv_nv(p.K, VL);
+  int used = nt;
+  parallel_region(nt, [&](int tid, int nth) {
+    if (tid == 0) used = nth;
+    float* aw = tid == 0 ? dw : partials + (tid - 1) * stride;
+    float* ab = tid == 0 ? db : partials + (tid - 1) * stride + nw;
+    for (int64_t i = 0; i < nw; ++i) aw[i] = 0.0f;
+    if (db) for (int k = 0; k < p.K; ++k) ab[k] = 0.0f;
+    const int n0 = int(int64_t(p.N) * tid / nth), n1 = int(int64_t(p.N) * (tid + 1) / nth);
+    for (int n = n0; n < n1; ++n) {
+      const float* xn = xs + n * img_x;
+      const float* dyn = dy + n * img_y;
+      if (NV == 2) conv_bwd_w_image<VL, 2>(aw, xn, dyn, p, g);
+      else conv_bwd_w_image<VL, 1>(aw, xn, dyn, p, g);
+      if (db)
+        for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
+          for (int k = 0; k < p.K; ++k) ab[k] += dyn[px * p.K + k];
+    }
+  });
+  if (used > 1) {
+    parallel_for(stride, 4096, [&](int64_t i0, int64_t i1, int) {
+      for (int t = 1; t < used; ++t) {
+        const float* src = partials + (t - 1) * stride;
+        for (int64_t i = i0; i < lmin(i1, nw); ++i) dw[i] += src[i];
+        if (db)
+          for (int64_t i = i0 > nw ? i0 : nw; i < i1; ++i) db[i - nw] += src[i];
+      }
+    });
+  }
+}
+
+template <int VL>
+static int64_t conv2d_workspace_blocked(const Conv2dParams& p, int nthreads) {
+  const int64_t a = conv_fwd_ws<VL>(p), b = conv_bwd_data_ws<VL>(p), c = conv_bwd_weight_ws<VL>(p, nthreads);
+  return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}

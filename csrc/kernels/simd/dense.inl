@@ -1,0 +1,127 @@
+// dense as a small GEMM (float; AVX2 / AVX-512 tables): C[M,N] = A[M,K] B[K,N] (+ bias).
+// A is read in place through strides (so x^T needs no copy); B is packed into column panels
+// [N/KB][K][KB] with a zero-filled tail, once per call (for the forward pass B is the weight
+// matrix, a copy the size of the weights). An MR x KB tile of C stays in registers over the
+// whole K loop. Parallel over (row tile, column panel) pairs: no two threads write the same C.
+
+// B(k, n) = b[k*bk + n*bn]  ->  bp [N/KB][K][KB]
+static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int N, int KB) {
+  const int nnb = (N + KB - 1) / KB;
+  parallel_for(int64_t(nnb) * K, grain(KB), [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int nb = int(i / K), k = int(i % K);
+      float* dst = bp + i * KB;
+      for (int j = 0; j < KB; ++j) {
+        const int n = nb * KB + j;
+        dst[j] = n < N ? b[k * bk + n * bn] : 0.0f;
+      }
+    }
+  });
+}
+
+template <int VL, int MR, int NV>
+static inline void gemm_tile(float* c, int64_t ldc, int nvalid, const float* a, int64_t am, int64_t ak, const float* bp,
+                             int K, const float* bias) {
+  typedef Vec<VL> V;
+  constexpr int KB = NV * VL;
+  V acc[MR][NV];
+  for (int v = 0; v < NV; ++v) {
+    const int lanes = nvalid - v * VL;
+    const V b0 = bias ? (lanes >= VL ? vload<VL>(bias + v * VL) : vload_partial<VL>(bias + v * VL, lanes > 0 ? lanes : 0))
+                      : vzero<VL>();
+    for (int i = 0; i < MR; ++i) acc[i][v] = b0;
+  }
+  for (int k = 0; k < K; ++k) {
+    V w[NV];
+    for (int v = 0; v < NV; ++v) w[v] = vload<VL>(bp + int64_t(k) * KB + v * VL);
+    const float* ak_ = a + k * ak;
+    for (int i = 0; i < MR; ++i) {
+      const V xb = vbroadcast<VL>(ak_[i * am]);
+      for (int v = 0; v < NV; ++v) acc[i][v] += xb * w[v];
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* o = c + i * ldc;
+    for (int v = 0; v < NV; ++v) {
+      const int lanes = nvalid - v * VL;
+      if (lanes >= VL) vstore<VL>(o + v * VL, acc[i][v]);
+      else if (lanes > 0) vstore_partial<VL>(o + v * VL, acc[i][v], lanes);
+    }
+  }
+}
+
+template <int VL, int NV>
+static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bp, const float* bias,
+                        int M, int N, int K) {
+  constexpr int MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
+  constexpr int KB = NV * VL;
+  const int nmt = (M + MR - 1) / MR, nnb = (N + KB - 1) / KB;
+  parallel_for(int64_t(nmt) * nnb, grain(int64_t(K) * MR * KB), [&](int64_t i0, int64_t i1, int) {
+    for (int64_t it = i0; it < i1; ++it) {
+      const int nb = int(it % nnb), mt = int(it / nnb);
+      const int m0 = mt * MR, n0 = nb * KB, rows = imin(MR, M - m0), nvalid = N - n0;
+      float* ct = c + m0 * ldc + n0;
+      const float* at = a + m0 * am;
+      const float* bt = bp + int64_t(nb) * K * KB;
+      const float* bs = bias ? bias + n0 : nullptr;
+      if (rows == MR) {
+        gemm_tile<VL, MR, NV>(ct, ldc, nvalid, at, am, ak, bt, K, bs);
+        continue;
+      }
+#define CNNBP_TAIL(m) \
+  case m:             \
+    if constexpr (m < MR) gemm_tile<VL, m, NV>(ct, ldc, nvalid, at, am, ak, bt, K, bs); \
+    break;
+      switch (rows) {
+        CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
+        CNNBP_TAIL(8) CNNBP_TAIL(9) CNNBP_TAIL(10) CNNBP_TAIL(11) CNNBP_TAIL(12) CNNBP_TAIL(13)
+        default: break;
+      }
+#undef CNNBP_TAIL
+    }
+  });
+}
+
+static inline int gemm_nv(int N, int VL) { return N <= VL ? 1 : 2; }
+
+// C = A B with B(k, n) = b[k*bk + n*bn], packed into ws first.
+template <int VL>
+static void gemm(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* b, int64_t bk, int64_t bn,
+                 const float* bias, int M, int N, int K, float* ws) {
+  const int NV = gemm_nv(N, VL);
+  pack_b(ws, b, bk, bn, K, N, NV * VL);
+  if (NV == 2) gemm_packed<VL, 2>(c, ldc, a, am, ak, ws, bias, M, N, K);
+  else gemm_packed<VL, 1>(c, ldc, a, am, ak, ws, bias, M, N, K);
+}
+
+template <int VL>
+static int64_t dense_ws(int N, int I, int O) {
+  // The largest packed B of the three passes: W (I x O), W^T (O x I), dy (N x O).
+  const int64_t kb = 2 * VL;
+  const int64_t a = int64_t(I) * round_up(O, kb), b = int64_t(O) * round_up(I, kb), c = int64_t(N) * round_up(O, kb);
+  return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+
+// x: [N,I]  w: [I,O]  b: [O] or null  y: [N,O]
+template <int VL>
+static void dense_forward_blocked(float* y, const float* x, const float* w, const float* b, int N, int I, int O, float* ws) {
+  gemm<VL>(y, O, x, I, 1, w, O, 1, b, N, O, I, ws);
+}
+
+// dy: [N,O]  w: [I,O]  dx: [N,I]   (dx = dy W^T)
+template <int VL>
+static void dense_backward_data_blocked(float* dx, const float* dy, const float* w, int N, int I, int O, float* ws) {
+  gemm<VL>(dx, I, dy, O, 1, w, 1, O, nullptr, N, I, O, ws);
+}
+
+// dy: [N,O]  x: [N,I]  dw: [I,O]  db: [O] or null   (dw = x^T dy)
+template <int VL>
+static void dense_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, int N, int I, int O,
+                                          float* ws) {
+  gemm<VL>(dw, O, x, 1, I, dy, O, 1, nullptr, I, O, N, ws);
+  if (db) {
+    for (int o = 0; o < O; ++o) db[o] = 0.0f;
+    for (int n = 0; n < N; ++n)
+      for (int o = 0; o < O; ++o) db[o] += dy[int64_t(n) * O + o];
+  }
+}
