@@ -94,12 +94,13 @@ def test_dropout_gradient_uses_the_forward_mask():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 20)), rng.standard_normal((4, 2))
     net.forward(x, training=True)
-    mask_out = net.activation(2) / np.where(net.activation(1) == 0, 1, net.activation(1))
+    h = net.activation(0)  # dense + tanh (fused), then dropout
+    mask_out = net.activation(1) / np.where(h == 0, 1, h)
     net.backward(y)
     grads = np.array(net.flat_grads())
     # Reproduce the same mask with ops.dropout and differentiate the masked network numerically.
     _, mask = cnnbp.ops.dropout(np.ones((4, 30)), 0.5, seed=11, stream=0)
-    assert np.allclose(mask_out[net.activation(1) != 0], mask[net.activation(1) != 0])
+    assert np.allclose(mask_out[h != 0], mask[h != 0])
     w1, b1, w2, b2 = model.get_weights()
 
     def loss_with(params):

@@ -90,7 +90,8 @@ void bind_network(py::module_& m, const char* cls) {
       .def(py::init([](const std::vector<int>& shape) { return new Net(shape); }), py::arg("input_shape"))
       .def("add_conv2d",
            [](Net& n, const std::string& name, int filters, Pair k, Pair s, Pair d, const std::string& pad,
-              std::tuple<int, int, int, int> pads, bool bias, const std::string& ki, const std::string& bi) {
+              std::tuple<int, int, int, int> pads, bool bias, const std::string& ki, const std::string& bi,
+              const std::string& act, double alpha) {
              Conv2dConfig c;
              c.filters = filters;
              std::tie(c.kh, c.kw) = k;
@@ -101,11 +102,14 @@ void bind_network(py::module_& m, const char* cls) {
              c.use_bias = bias;
              c.kernel_init = ki;
              c.bias_init = bi;
+             c.act = act_from_name(act);
+             c.alpha = alpha;
              n.add(make_conv2d<T>(name, n.output_shape(), c));
            },
            py::arg("name"), py::arg("filters"), py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"),
            py::arg("padding"), py::arg("pads"), py::arg("use_bias"), py::arg("kernel_initializer"),
-           py::arg("bias_initializer"))
+           py::arg("bias_initializer"), py::arg("activation") = "linear", py::arg("alpha") = 0.0,
+           "A Conv2D layer; an elementwise activation (not softmax) is fused into it.")
       .def("add_pool2d",
            [](Net& n, const std::string& name, bool max, Pair pool, Pair s, const std::string& pad) {
              Pool2dConfig c;
@@ -119,10 +123,13 @@ void bind_network(py::module_& m, const char* cls) {
            py::arg("name"), py::arg("max"), py::arg("pool_size"), py::arg("strides"), py::arg("padding"))
       .def("add_global_avg_pool2d", [](Net& n, const std::string& name) { n.add(make_global_avg_pool2d<T>(name, n.output_shape())); })
       .def("add_dense",
-           [](Net& n, const std::string& name, int units, bool bias, const std::string& ki, const std::string& bi) {
-             n.add(make_dense<T>(name, n.output_shape(), units, bias, ki, bi));
+           [](Net& n, const std::string& name, int units, bool bias, const std::string& ki, const std::string& bi,
+              const std::string& act, double alpha) {
+             n.add(make_dense<T>(name, n.output_shape(), units, bias, ki, bi, act_from_name(act), alpha));
            },
-           py::arg("name"), py::arg("units"), py::arg("use_bias"), py::arg("kernel_initializer"), py::arg("bias_initializer"))
+           py::arg("name"), py::arg("units"), py::arg("use_bias"), py::arg("kernel_initializer"), py::arg("bias_initializer"),
+           py::arg("activation") = "linear", py::arg("alpha") = 0.0,
+           "A Dense layer; an elementwise activation (not softmax) is fused into it.")
       .def("add_flatten", [](Net& n, const std::string& name) { n.add(make_flatten<T>(name, n.output_shape())); })
       .def("add_activation",
            [](Net& n, const std::string& name, const std::string& kind, double alpha) {
@@ -312,6 +319,33 @@ void bind_network(py::module_& m, const char* cls) {
              return py::make_tuple(r.loss, r.correct);
            },
            py::arg("x"), py::arg("y"), "(mean loss, correct count) without updating.")
+      .def("set_profiling",
+           [](Net& n, bool on) {
+             std::lock_guard<std::mutex> g(n.mutex());
+             n.set_profiling(on);
+           },
+           py::arg("on"), "Time every layer pass from now on (resets the totals).")
+      .def("profile",
+           [](Net& n) {
+             std::lock_guard<std::mutex> g(n.mutex());
+             const auto& p = n.profile();
+             py::list layers;
+             for (size_t i = 0; i < n.layers().size() && i < p.forward.size(); ++i) {
+               py::dict d;
+               d["name"] = n.layers()[i]->name;
+               d["kind"] = n.layers()[i]->kind();
+               d["forward_s"] = p.forward[i];
+               d["backward_s"] = p.backward[i];
+               layers.append(d);
+             }
+             py::dict out;
+             out["layers"] = layers;
+             out["loss_s"] = p.loss;
+             out["update_s"] = p.update;
+             out["steps"] = p.steps;
+             return out;
+           },
+           "Seconds per layer pass summed over the train steps since set_profiling(True).")
       .def("activation",
            [](Net& n, size_t i) {
              std::lock_guard<std::mutex> g(n.mutex());

@@ -48,11 +48,41 @@ void resolve_pad(PadMode mode, int H, int W, int kh, int kw, int sh, int sw, int
   }
 }
 
+// An elementwise activation fused into a layer with weights: applied to the layer's output in
+// place after the kernel, and undone in backward as d(pre) = dy * act'(y) (every supported kind's
+// derivative is a function of its output: relu and leaky_relu test y > 0, sigmoid and tanh use y).
+template <typename T>
+class FusedAct {
+ public:
+  FusedAct(const std::string& name, Act act, double alpha) : act_(act), alpha_(T(alpha)) {
+    CNNBP_CHECK(act != Act::softmax, name, ": softmax cannot be fused into the layer (it is its own layer)");
+    CNNBP_CHECK(act != Act::leaky_relu || alpha > 0, name, ": leaky_relu slope must be > 0 to fuse");
+  }
+  bool active() const { return act_ != Act::linear; }
+  void plan(size_t n) {
+    if (active()) dpre_.reserve(n);
+  }
+  void forward(const KernelTable<T>& k, T* y, int64_t n) const {
+    if (active()) k.activation_forward(y, y, n, act_, alpha_);
+  }
+  // Returns the gradient with respect to the pre-activation output.
+  const T* backward(const KernelTable<T>& k, const T* dy, const T* y, int64_t n) {
+    if (!active()) return dy;
+    k.activation_backward(dpre_.data(), dy, y, y, n, act_, alpha_);
+    return dpre_.data();
+  }
+
+ private:
+  Act act_;
+  T alpha_;
+  Buffer<T> dpre_;
+};
+
 // ---- conv2d ---------------------------------------------------------------------------------
 template <typename T>
 class Conv2dLayer : public Layer<T> {
  public:
-  Conv2dLayer(const std::string& name, const Shape& in, const Conv2dConfig& c) : cfg_(c) {
+  Conv2dLayer(const std::string& name, const Shape& in, const Conv2dConfig& c) : cfg_(c), act_(name, c.act, c.alpha) {
     require_rank3(name, "Conv2D", in);
     int pt = c.pt, pb = c.pb, pl = c.pl, pr = c.pr;
     resolve_pad(c.pad, in[0], in[1], c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, &pt, &pb, &pl, &pr);
@@ -71,15 +101,18 @@ class Conv2dLayer : public Layer<T> {
     p.N = N;
     return k.conv2d_workspace(p, nthreads);
   }
+  void plan(int N) override { act_.plan(size_t(N) * this->out_size); }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
     Conv2dParams p = p_;
     p.N = N;
     k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
+    act_.forward(k, y, N * this->out_size);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, const T* dy,
                 T* dx, T* ws) override {
     Conv2dParams p = p_;
     p.N = N;
+    dy = act_.backward(k, dy, y, N * this->out_size);
     k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, ws, p);
     if (dx) k.conv2d_backward_data(dx, dy, this->w(0), ws, p);
   }
@@ -87,6 +120,7 @@ class Conv2dLayer : public Layer<T> {
  private:
   Conv2dConfig cfg_;
   Conv2dParams p_;
+  FusedAct<T> act_;
 };
 
 // ---- pool2d ---------------------------------------------------------------------------------
@@ -149,8 +183,8 @@ template <typename T>
 class DenseLayer : public Layer<T> {
  public:
   DenseLayer(const std::string& name, const Shape& in, int units, bool use_bias, const std::string& ki,
-             const std::string& bi)
-      : use_bias_(use_bias) {
+             const std::string& bi, Act act, double alpha)
+      : use_bias_(use_bias), act_(name, act, alpha) {
     CNNBP_CHECK(!in.empty(), name, " (Dense): expected an input with at least one feature axis, got shape ",
                 shape_str(in, true));
     CNNBP_CHECK(units > 0, name, " (Dense): expected units > 0, got ", units);
@@ -167,18 +201,22 @@ class DenseLayer : public Layer<T> {
   int64_t workspace(const KernelTable<T>& k, int N, int) const override {
     return k.dense_workspace(int(N * rows_), I_, O_);
   }
+  void plan(int N) override { act_.plan(size_t(N) * this->out_size); }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
     k.dense_forward(y, x, this->w(0), use_bias_ ? this->w(1) : nullptr, int(N * rows_), I_, O_, ws);
+    act_.forward(k, y, N * this->out_size);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, const T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, const T* dy,
                 T* dx, T* ws) override {
     const int M = int(N * rows_);
+    dy = act_.backward(k, dy, y, N * this->out_size);
     k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_, ws);
     if (dx) k.dense_backward_data(dx, dy, this->w(0), M, I_, O_, ws);
   }
 
  private:
   bool use_bias_;
+  FusedAct<T> act_;
   int I_ = 0, O_ = 0;
   int64_t rows_ = 1;
 };
@@ -280,8 +318,8 @@ std::unique_ptr<Layer<T>> make_global_avg_pool2d(const std::string& name, const 
 }
 template <typename T>
 std::unique_ptr<Layer<T>> make_dense(const std::string& name, const Shape& in, int units, bool use_bias,
-                                     const std::string& ki, const std::string& bi) {
-  return std::make_unique<DenseLayer<T>>(name, in, units, use_bias, ki, bi);
+                                     const std::string& ki, const std::string& bi, Act act, double alpha) {
+  return std::make_unique<DenseLayer<T>>(name, in, units, use_bias, ki, bi, act, alpha);
 }
 template <typename T>
 std::unique_ptr<Layer<T>> make_flatten(const std::string& name, const Shape& in) {
@@ -306,7 +344,7 @@ int activation_kind(const Layer<T>& l) {
   template std::unique_ptr<Layer<T>> make_pool2d<T>(const std::string&, const Shape&, const Pool2dConfig&); \
   template std::unique_ptr<Layer<T>> make_global_avg_pool2d<T>(const std::string&, const Shape&);          \
   template std::unique_ptr<Layer<T>> make_dense<T>(const std::string&, const Shape&, int, bool,           \
-                                                   const std::string&, const std::string&);             \
+                                                   const std::string&, const std::string&, Act, double); \
   template std::unique_ptr<Layer<T>> make_flatten<T>(const std::string&, const Shape&);                    \
   template std::unique_ptr<Layer<T>> make_activation<T>(const std::string&, const Shape&, Act, double);   \
   template std::unique_ptr<Layer<T>> make_dropout<T>(const std::string&, const Shape&, double, uint64_t); \

@@ -11,6 +11,8 @@ struct Conv2dConfig {
   int pt = 0, pb = 0, pl = 0, pr = 0;  // used when pad == explicit_
   bool use_bias = true;
   std::string kernel_init = "glorot_uniform", bias_init = "zeros";
+  Act act = Act::linear;  // applied to the output in place (elementwise kinds only)
+  double alpha = 0.0;
 };
 
 struct Pool2dConfig {
@@ -27,7 +29,8 @@ template <typename T>
 std::unique_ptr<Layer<T>> make_global_avg_pool2d(const std::string& name, const Shape& in);
 template <typename T>
 std::unique_ptr<Layer<T>> make_dense(const std::string& name, const Shape& in, int units, bool use_bias,
-                                     const std::string& kernel_init, const std::string& bias_init);
+                                     const std::string& kernel_init, const std::string& bias_init,
+                                     Act act = Act::linear, double alpha = 0.0);
 template <typename T>
 std::unique_ptr<Layer<T>> make_flatten(const std::string& name, const Shape& in);
 template <typename T>

@@ -1,5 +1,6 @@
 #include "nn/network.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -10,6 +11,10 @@
 namespace cnnbp {
 
 namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // Truncated at two standard deviations, as Keras's variance-scaling initializers; the constant
 // restores the requested variance after truncation.
@@ -196,6 +201,14 @@ const T* Network<T>::activation(size_t i) const {
 }
 
 template <typename T>
+void Network<T>::set_profiling(bool on) {
+  profiling_ = on;
+  prof_ = Profile();
+  prof_.forward.assign(layers_.size(), 0.0);
+  prof_.backward.assign(layers_.size(), 0.0);
+}
+
+template <typename T>
 void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
   PassContext c{get_num_threads(), uint64_t(iterations_)};
   x_ = x;
@@ -203,7 +216,9 @@ void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
     Layer<T>& l = *layers_[i];
     if (l.is_alias()) continue;
     const T* in = i == 0 ? x : act_ptr(i - 1);
+    const double t0 = profiling_ ? now_s() : 0.0;
     l.forward(k_, c, N, in, acts_[i].data(), ws_.data(), training);
+    if (profiling_) prof_.forward[i] += now_s() - t0;
   }
   last_N_ = N;
   last_upto_ = upto;
@@ -222,7 +237,9 @@ void Network<T>::run_backward(int N, size_t from, T* input_grad) {
     }
     const T* in = i == 0 ? x_ : act_ptr(i - 1);
     T* dx = i > 0 ? dbuf_[1 - cur].data() : input_grad;
+    const double t0 = profiling_ ? now_s() : 0.0;
     l.backward(k_, c, N, in, acts_[i].data(), dbuf_[cur].data(), dx, ws_.data());
+    if (profiling_) prof_.backward[i] += now_s() - t0;
     cur = 1 - cur;
   }
 }
@@ -258,12 +275,19 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
   check_target(target, N);
   plan(N);
   run_forward(x, N, true, train_layers_);
+  double t0 = profiling_ ? now_s() : 0.0;
   StepResult r = compute_loss(target, N, true);
+  if (profiling_) prof_.loss += now_s() - t0;
   if (!std::isfinite(r.loss))
     throw NumericalError(detail::concat("loss is ", r.loss, " at step ", iterations_ + 1,
                                         "; weights were not updated"));
   run_backward(N, train_layers_, nullptr);
+  t0 = profiling_ ? now_s() : 0.0;
   apply_update();
+  if (profiling_) {
+    prof_.update += now_s() - t0;
+    ++prof_.steps;
+  }
   return r;
 }
 

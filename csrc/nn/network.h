@@ -75,6 +75,16 @@ class Network {
 
   std::mutex& mutex() { return mu_; }
 
+  // Per-layer wall time of forward and backward passes (seconds, summed since the last reset),
+  // plus loss and update; off by default (two clock reads per layer pass when on).
+  struct Profile {
+    std::vector<double> forward, backward;
+    double loss = 0, update = 0;
+    int64_t steps = 0;
+  };
+  void set_profiling(bool on);
+  const Profile& profile() const { return prof_; }
+
   // Validation helpers for the API edge.
   void check_target(const T* target, int N) const;
   int output_classes() const;
@@ -109,6 +119,8 @@ class Network {
   int last_N_ = 0;
   size_t last_upto_ = 0;
   std::mutex mu_;
+  bool profiling_ = false;
+  Profile prof_;
 };
 
 }  // namespace cnnbp

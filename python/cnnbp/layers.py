@@ -38,6 +38,12 @@ def _activation(name, act):
     return _ACTIVATIONS[key]
 
 
+def _fusable(act):
+    """The activation the C++ layer applies itself. softmax and sigmoid stay layers of their own,
+    so that with cross-entropy they fold into the loss (the stable from-logits form)."""
+    return "linear" if act in ("softmax", "sigmoid") else act
+
+
 def _initializer(name, arg, value):
     if value is None:
         value = "zeros"
@@ -279,9 +285,11 @@ class Conv2D(Layer):
         self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _add_to(self, net, seed=0):
+        fused = _fusable(self.activation)
         net.add_conv2d(self.name, self.filters, self.kernel_size, self.strides, self.dilation_rate,
-                       self.padding, self._pads, self.use_bias, self.kernel_initializer, self.bias_initializer)
-        if self.activation != "linear":
+                       self.padding, self._pads, self.use_bias, self.kernel_initializer, self.bias_initializer,
+                       fused, self._alpha)
+        if fused != self.activation:
             net.add_activation(f"{self.name}/{self.activation}", self.activation, self._alpha)
 
     def get_config(self):
@@ -367,8 +375,10 @@ class Dense(Layer):
         self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _add_to(self, net, seed=0):
-        net.add_dense(self.name, self.units, self.use_bias, self.kernel_initializer, self.bias_initializer)
-        if self.activation != "linear":
+        fused = _fusable(self.activation)
+        net.add_dense(self.name, self.units, self.use_bias, self.kernel_initializer, self.bias_initializer,
+                      fused, self._alpha)
+        if fused != self.activation:
             net.add_activation(f"{self.name}/{self.activation}", self.activation, self._alpha)
 
     def get_config(self):

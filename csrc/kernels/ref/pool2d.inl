@@ -1,38 +1,53 @@
 // pool2d, portable path. Parallel over output rows (forward) and images (backward: each image's
 // dx is zeroed and scattered into by one thread, so overlapping windows need no atomics).
 
+// Channel loop of one window position: take v where it is larger, or where it is the window's
+// first NaN. Unconditional selects over restrict pointers, so it vectorises (with a possibly
+// aliasing int32 store in the loop, GCC reloaded the loop bound and ran it scalar).
+template <typename T>
+static inline void max_pool_merge(T* __restrict y, int32_t* __restrict am, const T* __restrict x, int C, int32_t pos) {
+  for (int c = 0; c < C; ++c) {
+    const T v = x[c], best = y[c];
+    const bool take = (v > best) | ((v != v) & (best == best));
+    y[c] = take ? v : best;
+    am[c] = take ? pos : am[c];
+  }
+}
+template <typename T>
+static inline void max_pool_merge(T* __restrict y, const T* __restrict x, int C) {
+  for (int c = 0; c < C; ++c) {
+    const T v = x[c], best = y[c];
+    const bool take = (v > best) | ((v != v) & (best == best));
+    y[c] = take ? v : best;
+  }
+}
+
 // x: [N,H,W,C]  y: [N,P,Q,C]  argmax: [N,P,Q,C] input position ih*W+iw, or null
 template <typename T>
 static void max_pool2d_forward(T* y, int32_t* argmax, const T* x, const Pool2dParams& p) {
-  const int H = p.H, W = p.W, C = p.C, P = p.P, Q = p.Q;
-  const int64_t rows = int64_t(p.N) * P;
-  parallel_for(rows, grain(int64_t(Q) * p.R * p.S * C), [&](int64_t r0, int64_t r1, int) {
+  const Pool2dParams q = p;
+  parallel_for(int64_t(q.N) * q.P, grain(int64_t(q.Q) * q.R * q.S * q.C), [y, argmax, x, q](int64_t r0, int64_t r1, int) {
+    const int H = q.H, W = q.W, C = q.C, P = q.P, Q = q.Q;
     for (int64_t row = r0; row < r1; ++row) {
       const int n = int(row / P), oh = int(row % P);
-      const int h0 = oh * p.sh - p.pt;
+      const int h0 = oh * q.sh - q.pt;
       for (int ow = 0; ow < Q; ++ow) {
         T* yp = y + (row * Q + ow) * C;
         int32_t* ap = argmax ? argmax + (row * Q + ow) * C : nullptr;
         bool first = true;
-        for (int ih = imax(h0, 0); ih < imin(h0 + p.R, H); ++ih) {
-          const int ws0 = ow * p.sw - p.pl;
-          for (int iw = imax(ws0, 0); iw < imin(ws0 + p.S, W); ++iw) {
+        const int ws0 = ow * q.sw - q.pl;
+        for (int ih = imax(h0, 0); ih < imin(h0 + q.R, H); ++ih) {
+          for (int iw = imax(ws0, 0); iw < imin(ws0 + q.S, W); ++iw) {
             const T* xp = x + ((int64_t(n) * H + ih) * W + iw) * C;
             const int32_t pos = ih * W + iw;
             if (first) {
               for (int c = 0; c < C; ++c) yp[c] = xp[c];
               if (ap) for (int c = 0; c < C; ++c) ap[c] = pos;
               first = false;
-              continue;
-            }
-            for (int c = 0; c < C; ++c) {
-              const T v = xp[c], best = yp[c];
-              // Take v when it is larger, or when it is the window's first NaN.
-              const bool take = (v > best) || (v != v && best == best);
-              if (take) {
-                yp[c] = v;
-                if (ap) ap[c] = pos;
-              }
+            } else if (ap) {
+              max_pool_merge(yp, ap, xp, C, pos);
+            } else {
+              max_pool_merge(yp, xp, C);
             }
           }
         }

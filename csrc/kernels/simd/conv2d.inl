@@ -61,12 +61,16 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
     const V b = bias ? vload<VL>(bias + v * VL) : vzero<VL>();
     for (int i = 0; i < MR; ++i) acc[i][v] = b;
   }
+  // With dilation 1 along the width, the (s, c) pairs of a kernel row are contiguous both in the
+  // input row and in the packed weights: one reduction loop of length S*C instead of S loops of C.
+  const bool flat = dw_C == C;
+  const int SJ = flat ? 1 : S, J = flat ? S * C : C;
   for (int r = 0; r < R; ++r) {
     const float* xr = xs + int64_t(r) * dh_row_mul * x_row;
-    for (int s = 0; s < S; ++s) {
+    for (int s = 0; s < SJ; ++s) {
       const float* xq = xr + s * dw_C;
       const float* wq = wp + int64_t(r * S + s) * C * KB;
-      for (int c = 0; c < C; ++c) {
+      for (int c = 0; c < J; ++c) {
         V w[NV];
         for (int v = 0; v < NV; ++v) w[v] = vload<VL>(wq + c * KB + v * VL);
         for (int i = 0; i < MR; ++i) {
@@ -229,31 +233,25 @@ static void conv2d_backward_data_blocked(float* dx, const float* dy, const float
   conv_fwd_packed<VL>(dx, dy, wp, nullptr, q, ws, NV);
 }
 
-// Weight-gradient tile: MC input channels x NV vectors of output channels, over one image.
+// Weight-gradient tile over one image: MC consecutive reduction channels j (input channels, or
+// (s, c) pairs of a kernel row when the width dilation is 1) x NV vectors of output channels.
+// x0 points at the first channel of output pixel (0, 0)'s window for this tap; dy has row stride ldd
+// (K, or K rounded up to the vector width when the image's dy was repacked to avoid tail loads).
 template <int VL, int MC, int NV>
-static inline void conv_bwd_w_tile(float* dw, int ldw, int kvalid, const float* x, const float* dy,
-                                   const Conv2dParams& p, const ConvGeom& g, int r, int s, int c0, int k0) {
+static inline void conv_bwd_w_tile(float* dw, int ldw, int kvalid, const float* x0, int64_t x_rows, int64_t xs_stride,
+                                   const float* dy, int ldd, int P, int Q) {
   typedef Vec<VL> V;
   V acc[MC][NV];
   for (int i = 0; i < MC; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = vzero<VL>();
-  const int64_t x_row = int64_t(g.Wp) * p.C, xs_stride = int64_t(p.sw) * p.C;
-  const bool full = kvalid >= NV * VL;
-  for (int oh = 0; oh < p.P; ++oh) {
-    const float* xr = x + (int64_t(oh) * p.sh + int64_t(r) * p.dh) * x_row + int64_t(s) * p.dw * p.C + c0;
-    const float* dyr = dy + int64_t(oh) * p.Q * p.K + k0;
-    for (int ow = 0; ow < p.Q; ++ow) {
+  for (int oh = 0; oh < P; ++oh) {
+    const float* xr = x0 + oh * x_rows;
+    const float* dyr = dy + int64_t(oh) * Q * ldd;
+    for (int ow = 0; ow < Q; ++ow) {
       const float* xp = xr + ow * xs_stride;
-      const float* dp = dyr + int64_t(ow) * p.K;
+      const float* dp = dyr + int64_t(ow) * ldd;
       V d[NV];
-      if (full) {
-        for (int v = 0; v < NV; ++v) d[v] = vload<VL>(dp + v * VL);
-      } else {
-        for (int v = 0; v < NV; ++v) {
-          const int lanes = kvalid - v * VL;
-          d[v] = lanes >= VL ? vload<VL>(dp + v * VL) : (lanes > 0 ? vload_partial<VL>(dp + v * VL, lanes) : vzero<VL>());
-        }
-      }
+      for (int v = 0; v < NV; ++v) d[v] = vload<VL>(dp + v * VL);
       for (int i = 0; i < MC; ++i) {
         const V xb = vbroadcast<VL>(xp[i]);
         for (int v = 0; v < NV; ++v) acc[i][v] += xb * d[v];
@@ -270,23 +268,32 @@ static inline void conv_bwd_w_tile(float* dw, int ldw, int kvalid, const float* 
   }
 }
 
+// dy: one image [P,Q,ldd] (the K tail zero-filled when ldd > K)
 template <int VL, int NV>
-static void conv_bwd_w_image(float* dw, const float* x, const float* dy, const Conv2dParams& p, const ConvGeom& g) {
+static void conv_bwd_w_image(float* dw, const float* x, const float* dy, int ldd, const Conv2dParams& p,
+                             const ConvGeom& g) {
   constexpr int MCMAX = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
   const int KB = NV * VL, nkb = int((p.K + KB - 1) / KB);
+  const int64_t x_row = int64_t(g.Wp) * p.C, xs_stride = int64_t(p.sw) * p.C, x_rows = int64_t(p.sh) * x_row;
+  const bool flat = p.dw == 1;  // (s, c) pairs of a kernel row are contiguous: one channel axis of S*C
+  const int SJ = flat ? 1 : p.S, J = flat ? p.S * p.C : p.C;
   for (int r = 0; r < p.R; ++r)
-    for (int s = 0; s < p.S; ++s)
+    for (int s = 0; s < SJ; ++s)
       for (int kb = 0; kb < nkb; ++kb) {
         const int k0 = kb * KB, kvalid = p.K - k0;
         float* dwt = dw + (int64_t(r * p.S + s) * p.C) * p.K + k0;
-        int c0 = 0;
-        for (; c0 + MCMAX <= p.C; c0 += MCMAX)
-          conv_bwd_w_tile<VL, MCMAX, NV>(dwt + int64_t(c0) * p.K, p.K, kvalid, x, dy, p, g, r, s, c0, k0);
-        const int rem = p.C - c0;
-        float* o = dwt + int64_t(c0) * p.K;
+        const float* xt = x + int64_t(r) * p.dh * x_row + int64_t(s) * p.dw * p.C;
+        const float* dyt = dy + k0;
+        int j0 = 0;
+        for (; j0 + MCMAX <= J; j0 += MCMAX)
+          conv_bwd_w_tile<VL, MCMAX, NV>(dwt + int64_t(j0) * p.K, p.K, kvalid, xt + j0, x_rows, xs_stride, dyt, ldd,
+                                         p.P, p.Q);
+        const int rem = J - j0;
+        float* o = dwt + int64_t(j0) * p.K;
+        const float* xo = xt + j0;
 #define CNNBP_TAIL(m) \
   case m:             \
-    if constexpr (m < MCMAX) conv_bwd_w_tile<VL, m, NV>(o, p.K, kvalid, x, dy, p, g, r, s, c0, k0); \
+    if constexpr (m < MCMAX) conv_bwd_w_tile<VL, m, NV>(o, p.K, kvalid, xo, x_rows, xs_stride, dyt, ldd, p.P, p.Q); \
     break;
         switch (rem) {
           CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
@@ -297,11 +304,19 @@ static void conv_bwd_w_image(float* dw, const float* x, const float* dy, const C
       }
 }
 
+// Floats of one image's dy repacked with K rounded up to the tile width (0 when K needs no tail).
+template <int VL>
+static inline int64_t dy_pack_size(const Conv2dParams& p) {
+  const int KB = conv_nv(p.K, VL) * VL;
+  return p.K % KB ? int64_t(p.P) * p.Q * round_up(p.K, KB) : 0;
+}
+
 // Workspace: [padded input][(nthreads-1) partial dw + db]
 template <int VL>
 static int64_t conv_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
-  return conv_geom(p).xpad_size + int64_t(nthreads > 1 ? nthreads - 1 : 0) * (nw + p.K);
+  const int nt = nthreads > 1 ? nthreads : 1;
+  return conv_geom(p).xpad_size + int64_t(nt - 1) * (nw + p.K) + int64_t(nt) * dy_pack_size<VL>(p);
 }
 
 // dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
@@ -317,6 +332,9 @@ static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy
   float* partials = ws + g.xpad_size;
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K, stride = nw + p.K;
   const int nt = threads_for(p.N, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * p.K));
+  const int64_t dpack = dy_pack_size<VL>(p);
+  float* dy_packs = partials + int64_t(nt - 1) * stride;
+  const int KB = conv_nv(p.K, VL) * VL, ldp = int(round_up(p.K, KB));
   const int64_t img_x = int64_t(g.Hp) * g.Wp * p.C, img_y = int64_t(p.P) * p.Q * p.K;
   const int NV = conv_nv(p.K, VL);
   int used = nt;
@@ -330,8 +348,17 @@ static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy
     for (int n = n0; n < n1; ++n) {
       const float* xn = xs + n * img_x;
       const float* dyn = dy + n * img_y;
-      if (NV == 2) conv_bwd_w_image<VL, 2>(aw, xn, dyn, p, g);
-      else conv_bwd_w_image<VL, 1>(aw, xn, dyn, p, g);
+      const float* dyt = dyn;
+      int ldd = p.K;
+      if (dpack) {  // zero-fill the K tail once per image instead of masking every load
+        float* dst = dy_packs + tid * dpack;
+        for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
+          for (int k = 0; k < ldp; ++k) dst[px * ldp + k] = k < p.K ? dyn[px * p.K + k] : 0.0f;
+        dyt = dst;
+        ldd = ldp;
+      }
+      if (NV == 2) conv_bwd_w_image<VL, 2>(aw, xn, dyt, ldd, p, g);
+      else conv_bwd_w_image<VL, 1>(aw, xn, dyt, ldd, p, g);
       if (db)
         for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
           for (int k = 0; k < p.K; ++k) ab[k] += dyn[px * p.K + k];
