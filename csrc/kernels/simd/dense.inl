@@ -19,14 +19,21 @@ static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int
   });
 }
 
+// accumulate: start from C (a later K block) instead of from the bias.
 template <int VL, int MR, int NV>
 static inline void gemm_tile(float* c, int64_t ldc, int nvalid, const float* a, int64_t am, int64_t ak, const float* bp,
-                             int K, const float* bias) {
+                             int K, const float* bias, bool accumulate) {
   typedef Vec<VL> V;
   constexpr int KB = NV * VL;
   V acc[MR][NV];
   for (int v = 0; v < NV; ++v) {
     const int lanes = nvalid - v * VL;
+    if (accumulate) {
+      for (int i = 0; i < MR; ++i)
+        acc[i][v] = lanes >= VL ? vload<VL>(c + i * ldc + v * VL)
+                                : vload_partial<VL>(c + i * ldc + v * VL, lanes > 0 ? lanes : 0);
+      continue;
+    }
     const V b0 = bias ? (lanes >= VL ? vload<VL>(bias + v * VL) : vload_partial<VL>(bias + v * VL, lanes > 0 ? lanes : 0))
                       : vzero<VL>();
     for (int i = 0; i < MR; ++i) acc[i][v] = b0;
@@ -50,27 +57,30 @@ static inline void gemm_tile(float* c, int64_t ldc, int nvalid, const float* a, 
   }
 }
 
+// One column panel: for each K block of KC rows (the B sub-panel, KC*KB floats, stays in L1),
+// every row tile of C.
 template <int VL, int NV>
-static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bp, const float* bias,
-                        int M, int N, int K) {
+static void gemm_panel(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bpanel,
+                       const float* bias, int m0, int m1, int n0, int N, int K) {
   constexpr int MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
-  constexpr int KB = NV * VL;
-  const int nmt = (M + MR - 1) / MR, nnb = (N + KB - 1) / KB;
-  parallel_for(int64_t(nmt) * nnb, grain(int64_t(K) * MR * KB), [&](int64_t i0, int64_t i1, int) {
-    for (int64_t it = i0; it < i1; ++it) {
-      const int nb = int(it % nnb), mt = int(it / nnb);
-      const int m0 = mt * MR, n0 = nb * KB, rows = imin(MR, M - m0), nvalid = N - n0;
-      float* ct = c + m0 * ldc + n0;
-      const float* at = a + m0 * am;
-      const float* bt = bp + int64_t(nb) * K * KB;
-      const float* bs = bias ? bias + n0 : nullptr;
+  constexpr int KB = NV * VL, KC = 256;
+  const int nvalid = N - n0;
+  for (int k0 = 0; k0 < K; k0 += KC) {
+    const int kc = imin(KC, K - k0);
+    const bool acc = k0 > 0;
+    const float* bt = bpanel + int64_t(k0) * KB;
+    const float* bs = bias ? bias + n0 : nullptr;
+    for (int mr = m0; mr < m1; mr += MR) {
+      const int rows = imin(MR, m1 - mr);
+      float* ct = c + mr * ldc + n0;
+      const float* at = a + mr * am + k0 * ak;
       if (rows == MR) {
-        gemm_tile<VL, MR, NV>(ct, ldc, nvalid, at, am, ak, bt, K, bs);
+        gemm_tile<VL, MR, NV>(ct, ldc, nvalid, at, am, ak, bt, kc, bs, acc);
         continue;
       }
 #define CNNBP_TAIL(m) \
   case m:             \
-    if constexpr (m < MR) gemm_tile<VL, m, NV>(ct, ldc, nvalid, at, am, ak, bt, K, bs); \
+    if constexpr (m < MR) gemm_tile<VL, m, NV>(ct, ldc, nvalid, at, am, ak, bt, kc, bs, acc); \
     break;
       switch (rows) {
         CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
@@ -78,6 +88,26 @@ static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64
         default: break;
       }
 #undef CNNBP_TAIL
+    }
+  }
+}
+
+// Work items are (column panel, row range): panels first, so a thread keeps one B panel hot
+// across all its row tiles; rows are split further only when there are few panels.
+template <int VL, int NV>
+static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bp, const float* bias,
+                        int M, int N, int K) {
+  constexpr int MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
+  constexpr int KB = NV * VL;
+  const int nnb = (N + KB - 1) / KB, nmt = (M + MR - 1) / MR;
+  const int nt = get_num_threads();
+  const int mchunks = nnb >= 2 * nt ? 1 : imin(nmt, (2 * nt + nnb - 1) / nnb);
+  const int64_t items = int64_t(nnb) * mchunks;
+  parallel_for(items, grain(int64_t(K) * KB * ((M + mchunks - 1) / mchunks)), [=](int64_t i0, int64_t i1, int) {
+    for (int64_t it = i0; it < i1; ++it) {
+      const int nb = int(it / mchunks), mc = int(it % mchunks);
+      const int t0 = int(int64_t(nmt) * mc / mchunks), t1 = int(int64_t(nmt) * (mc + 1) / mchunks);
+      gemm_panel<VL, NV>(c, ldc, a, am, ak, bp + int64_t(nb) * K * KB, bias, t0 * MR, imin(t1 * MR, M), nb * KB, N, K);
     }
   });
 }

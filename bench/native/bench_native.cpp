@@ -1,0 +1,226 @@
+// Native benchmark: times each conv pass of the reference shapes and whole training steps of the
+// reference models, without Python, and prints GFLOP/s beside the measured FMA peak. This is the
+// binary to profile (perf record, valgrind --tool=callgrind).
+//
+//   cmake -S . -B build/bench -DCNNBP_BUILD_BENCH=ON [-Dpybind11_DIR=...] && cmake --build build/bench
+//   build/bench/cnnbp_bench [threads] [--steps N]
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/parallel.h"
+#include "kernels/kernels.h"
+#include "nn/network.h"
+
+using namespace cnnbp;
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Median seconds per call over 5 timed batches after a warm-up.
+double time_it(const std::function<void()>& f, double min_time = 0.2) {
+  f();
+  int n = 1;
+  for (;;) {
+    double t = now();
+    for (int i = 0; i < n; ++i) f();
+    if (now() - t > min_time / 5) break;
+    n *= 2;
+  }
+  std::vector<double> v;
+  for (int r = 0; r < 5; ++r) {
+    double t = now();
+    for (int i = 0; i < n; ++i) f();
+    v.push_back((now() - t) / n);
+  }
+  std::sort(v.begin(), v.end());
+  return v[2];
+}
+
+// Twelve (sixteen) independent FMA chains in named registers: enough to cover FMA latency on
+// two pipes. The empty asm keeps the compiler from folding the chains.
+#define CNNBP_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+__attribute__((target("avx2,fma"))) double fma_peak_avx2(long n) {
+#define DECL(i) __m256 a##i = _mm256_set1_ps(1.0f + i);
+#define STEP(i) a##i = _mm256_fmadd_ps(a##i, b, c);
+#define KEEP(i) __asm__ volatile("" : "+x"(a##i));
+  CNNBP_CHAINS(DECL)
+  const __m256 b = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
+  double t = now();
+  for (long it = 0; it < n; ++it) {
+    CNNBP_CHAINS(STEP)
+    CNNBP_CHAINS(KEEP)
+  }
+  return n * 12.0 * 16.0 / (now() - t) / 1e9;
+#undef DECL
+#undef STEP
+#undef KEEP
+}
+
+__attribute__((target("avx512f"))) double fma_peak_avx512(long n) {
+#define DECL(i) __m512 a##i = _mm512_set1_ps(1.0f + i);
+#define STEP(i) a##i = _mm512_fmadd_ps(a##i, b, c);
+#define KEEP(i) __asm__ volatile("" : "+v"(a##i));
+  CNNBP_CHAINS(DECL)
+  const __m512 b = _mm512_set1_ps(0.9999f), c = _mm512_set1_ps(1e-4f);
+  double t = now();
+  for (long it = 0; it < n; ++it) {
+    CNNBP_CHAINS(STEP)
+    CNNBP_CHAINS(KEEP)
+  }
+  return n * 12.0 * 32.0 / (now() - t) / 1e9;
+#undef DECL
+#undef STEP
+#undef KEEP
+}
+
+// FMA peak of all threads together (GFLOP/s) for the capability in use.
+double fma_peak(int threads) {
+  const CpuCapability c = cpu_capability();
+  if (c == CpuCapability::baseline) return 0.0;
+  double total = 0.0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+  total += c == CpuCapability::avx512 ? fma_peak_avx512(50000000) : fma_peak_avx2(50000000);
+  return total;
+}
+
+std::vector<float> randn(size_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+struct ConvShape {
+  const char* name;
+  int N, H, W, C, K, k, pad;
+};
+
+void bench_convs(int threads, double peak) {
+  const ConvShape shapes[] = {
+      {"3->32 32x32 3x3", 64, 32, 32, 3, 32, 3, 0},   {"32->32 32x32 3x3", 64, 32, 32, 32, 32, 3, 1},
+      {"32->64 16x16 3x3", 64, 16, 16, 32, 64, 3, 1}, {"64->128 8x8 3x3", 64, 8, 8, 64, 128, 3, 1},
+      {"1->6 28x28 5x5", 64, 28, 28, 1, 6, 5, 2},     {"6->16 14x14 5x5", 64, 14, 14, 6, 16, 5, 0},
+  };
+  const auto& k = kernels_f32();
+  std::printf("\nconvolution passes, %s, %d threads: GFLOP/s (%% of FMA peak)\n", k.isa, threads);
+  std::printf("%-18s %16s %16s %16s\n", "shape", "forward", "backward-data", "backward-weight");
+  for (const auto& s : shapes) {
+    Conv2dParams p = make_conv2d_params("bench", s.N, s.H, s.W, s.C, s.K, s.k, s.k, 1, 1, 1, 1, s.pad, s.pad, s.pad, s.pad);
+    auto x = randn(size_t(p.N) * p.H * p.W * p.C, 1), w = randn(size_t(p.R) * p.S * p.C * p.K, 2);
+    auto dy = randn(size_t(p.N) * p.P * p.Q * p.K, 3), b = randn(size_t(p.K), 4);
+    std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(b.size());
+    std::vector<float> ws(size_t(k.conv2d_workspace(p, threads)));
+    const double flop = 2.0 * p.N * p.P * p.Q * p.K * p.C * p.R * p.S;
+    double g[3] = {
+        flop / time_it([&] { k.conv2d_forward(y.data(), x.data(), w.data(), b.data(), ws.data(), p); }) / 1e9,
+        flop / time_it([&] { k.conv2d_backward_data(dx.data(), dy.data(), w.data(), ws.data(), p); }) / 1e9,
+        flop / time_it([&] { k.conv2d_backward_weight(dw.data(), db.data(), dy.data(), x.data(), ws.data(), p); }) / 1e9};
+    std::printf("%-18s", s.name);
+    for (double v : g) std::printf("  %7.1f (%4.0f%%)", v, peak > 0 ? 100.0 * v / peak : 0.0);
+    std::printf("\n");
+  }
+}
+
+void add_conv(Network<float>& net, const char* name, int filters, int k, int pad, PadMode mode) {
+  Conv2dConfig c;
+  c.filters = filters;
+  c.kh = c.kw = k;
+  c.pad = mode;
+  c.pt = c.pb = c.pl = c.pr = pad;
+  c.act = Act::relu;
+  net.add(make_conv2d<float>(name, net.output_shape(), c));
+}
+void add_pool(Network<float>& net, const char* name) {
+  Pool2dConfig c;
+  net.add(make_pool2d<float>(name, net.output_shape(), c));
+}
+
+void build(Network<float>& net, const std::string& model) {
+  if (model == "seed") {
+    add_conv(net, "conv", 32, 3, 0, PadMode::valid);
+    add_pool(net, "pool");
+  } else if (model == "lenet") {
+    add_conv(net, "conv1", 6, 5, 2, PadMode::explicit_);
+    add_pool(net, "pool1");
+    add_conv(net, "conv2", 16, 5, 0, PadMode::valid);
+    add_pool(net, "pool2");
+  } else {
+    const int f[] = {32, 64, 128};
+    for (int i = 0; i < 3; ++i) {
+      add_conv(net, "conv_a", f[i], 3, 0, PadMode::same);
+      add_conv(net, "conv_b", f[i], 3, 0, PadMode::same);
+      add_pool(net, "pool");
+    }
+  }
+  net.add(make_flatten<float>("flatten", net.output_shape()));
+  if (model == "lenet") {
+    net.add(make_dense<float>("fc1", net.output_shape(), 120, true, "glorot_uniform", "zeros", Act::relu, 0.0));
+    net.add(make_dense<float>("fc2", net.output_shape(), 84, true, "glorot_uniform", "zeros", Act::relu, 0.0));
+  } else if (model == "vgg") {
+    net.add(make_dense<float>("fc1", net.output_shape(), 256, true, "glorot_uniform", "zeros", Act::relu, 0.0));
+  }
+  net.add(make_dense<float>("logits", net.output_shape(), 10, true, "glorot_uniform", "zeros"));
+  net.add(make_activation<float>("softmax", net.output_shape(), Act::softmax, 0.0));
+  net.finalize(0);
+  net.set_loss(LossKind::cce, 1e-7, true);
+  OptimizerConfig o;
+  if (model == "lenet") {
+    o.kind = OptKind::sgd;
+    o.lr = 0.01;
+    o.momentum = 0.9;
+  } else {
+    o.kind = OptKind::adam;
+    o.lr = 1e-3;
+  }
+  net.set_optimizer(o);
+}
+
+void bench_steps(int threads, int steps) {
+  std::printf("\ntraining steps (forward + loss + backward + update), %d threads\n", threads);
+  std::printf("%-6s %6s %12s %10s\n", "model", "batch", "img/s", "ms/step");
+  struct M { const char* name; Shape in; int batch; };
+  const M models[] = {{"seed", {32, 32, 3}, 32}, {"lenet", {28, 28, 1}, 64}, {"vgg", {32, 32, 3}, 64}};
+  for (const auto& m : models) {
+    for (int batch : {m.batch, 128}) {
+      Network<float> net(m.in);
+      build(net, m.name);
+      const int64_t in = shape_numel(m.in);
+      auto x = randn(size_t(batch) * in, 5);
+      std::vector<float> y(size_t(batch) * 10, 0.0f);
+      for (int n = 0; n < batch; ++n) y[size_t(n) * 10 + n % 10] = 1.0f;
+      const int reps = std::string(m.name) == "vgg" ? std::max(3, steps / 20) : steps;
+      const double t = time_it([&] { for (int i = 0; i < reps; ++i) net.train_step(x.data(), y.data(), batch); }) / reps;
+      std::printf("%-6s %6d %12.0f %10.3f\n", m.name, batch, batch / t, t * 1e3);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = get_num_threads(), steps = 20;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
+    else threads = std::atoi(argv[i]);
+  }
+  set_num_threads(threads);
+  const double peak = fma_peak(threads);
+  std::printf("cnnbp native benchmark: %s kernels (CPU supports %s), %d threads, FMA peak %.0f GFLOP/s\n",
+              capability_name(cpu_capability()), capability_name(detected_capability()), threads, peak);
+  bench_convs(threads, peak);
+  bench_steps(threads, steps);
+  return 0;
+}
