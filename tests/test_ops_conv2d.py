@@ -110,3 +110,16 @@ def test_conv2d_weight_grad_bit_identical_for_same_thread_count(rng):
         a = ops.conv2d_backward_weight(dy, x, 3, padding="same")
         b = ops.conv2d_backward_weight(dy, x, 3, padding="same")
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("g", [GRID[0], GRID[2], GRID[4], GRID[11]], ids=[IDS[0], IDS[2], IDS[4], IDS[11]])
+def test_conv2d_fused_relu_epilogue(rng, g, isa):
+    N, H, W, C, K, ks, st, pad, dil = g
+    x, w, b = _make(rng, g, np.float32)
+    x[0, 0, 0, 0] = np.nan  # NaN propagates through the fused ReLU
+    y = ops.conv2d(x, w, b, strides=st, padding=pad, dilation_rate=dil, relu=True, isa=isa)
+    y_plain = ops.conv2d(x, w, b, strides=st, padding=pad, dilation_rate=dil, isa=isa)
+    assert np.array_equal(np.isnan(y), np.isnan(y_plain)) and np.isnan(y).any()
+    ok = ~np.isnan(y)
+    assert np.array_equal(y[ok], np.maximum(y_plain, 0)[ok])

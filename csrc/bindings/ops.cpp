@@ -70,13 +70,14 @@ Conv2dParams conv_params(int N, int H, int W, int C, int K, int R, int S, Pair s
 
 template <typename T>
 py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, Pair dil, int mode, Pads pads,
-                              const std::string& isa) {
+                              bool relu, const std::string& isa) {
   require_ndim(x, 4, "conv2d", "x", "(N, H, W, C)");
   require_ndim(w, 4, "conv2d", "kernel", "(kh, kw, C, K)");
   CNNBP_CHECK(w.shape(2) == x.shape(3), "conv2d: expected kernel with ", x.shape(3), " input channels, got kernel shape ",
               py_shape_str(w));
-  const Conv2dParams p = conv_params<T>(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
-                                        int(w.shape(3)), int(w.shape(0)), int(w.shape(1)), st, dil, mode, pads);
+  Conv2dParams p = conv_params<T>(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
+                                  int(w.shape(3)), int(w.shape(0)), int(w.shape(1)), st, dil, mode, pads);
+  p.relu = relu;
   carray<T> bias;
   const T* bp = nullptr;
   if (!b.is_none()) {
@@ -90,7 +91,7 @@ py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, P
   std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
   {
     py::gil_scoped_release nogil;
-    k.conv2d_forward(y.mutable_data(), x.data(), w.data(), bp, ws.data(), p);
+    k.conv2d_forward(y.mutable_data(), nullptr, x.data(), w.data(), bp, ws.data(), p);
   }
   return y;
 }
@@ -129,7 +130,8 @@ py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st,
   std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
   {
     py::gil_scoped_release nogil;
-    k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), ws.data(), p);
+    k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), nullptr,
+                             ws.data(), p);
   }
   return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));
 }
@@ -394,7 +396,8 @@ template <typename T>
 void bind_typed(py::module_& m, const std::string& sfx) {
   const auto isa = py::arg("isa") = std::string();
   m.def(("conv2d_forward" + sfx).c_str(), &conv2d_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("strides"),
-        py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), isa, "y = conv2d(x, w) + b; x NHWC, w (kh, kw, C, K).");
+        py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), py::arg("relu") = false, isa,
+        "y = conv2d(x, w) + b (then ReLU when relu); x NHWC, w (kh, kw, C, K).");
   m.def(("conv2d_backward_data" + sfx).c_str(), &conv2d_backward_data<T>, py::arg("dy"), py::arg("w"), py::arg("input_hw"),
         py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), isa, "Gradient of conv2d w.r.t. x.");
   m.def(("conv2d_backward_weight" + sfx).c_str(), &conv2d_backward_weight<T>, py::arg("dy"), py::arg("x"),

@@ -15,6 +15,7 @@ struct Conv2dParams {
   int dh, dw;       // dilations
   int pt, pb, pl, pr;  // zero padding top, bottom, left, right
   int P, Q;         // output height and width: y [N,P,Q,K]
+  int relu;         // forward applies max(y, 0) as it stores (ReLU fused; NaN propagates)
 };
 
 // Padding modes shared by conv and pooling.

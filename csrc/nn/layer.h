@@ -44,7 +44,7 @@ class Layer {
     return 0;
   }
   // Per-layer state kept from forward to backward (arg-max, dropout mask), grown by plan().
-  virtual void plan(int N) { (void)N; }
+  virtual void plan(const KernelTable<T>& k, int N) { (void)k; (void)N; }
   // True when the output is the input, reinterpreted (Flatten): no buffer, no kernel.
   virtual bool is_alias() const { return false; }
 

@@ -101,19 +101,25 @@ class Conv2dLayer : public Layer<T> {
     p.N = N;
     return k.conv2d_workspace(p, nthreads);
   }
-  void plan(int N) override { act_.plan(size_t(N) * this->out_size); }
+  void plan(const KernelTable<T>& k, int N) override {
+    act_.plan(size_t(N) * this->out_size);
+    Conv2dParams p = p_;
+    p.N = N;
+    xpad_.reserve(size_t(k.conv2d_padded_size(p)));
+  }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
     Conv2dParams p = p_;
     p.N = N;
-    k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
-    act_.forward(k, y, N * this->out_size);
+    p.relu = cfg_.act == Act::relu;  // fused into the kernel's store
+    k.conv2d_forward(y, xpad_.data(), x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
+    if (!p.relu) act_.forward(k, y, N * this->out_size);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, const T* dy,
                 T* dx, T* ws) override {
     Conv2dParams p = p_;
     p.N = N;
     dy = act_.backward(k, dy, y, N * this->out_size);
-    k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, ws, p);
+    k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, xpad_.data(), ws, p);
     if (dx) k.conv2d_backward_data(dx, dy, this->w(0), ws, p);
   }
 
@@ -121,6 +127,7 @@ class Conv2dLayer : public Layer<T> {
   Conv2dConfig cfg_;
   Conv2dParams p_;
   FusedAct<T> act_;
+  Buffer<T> xpad_;  // the zero-padded input, from forward to backward (SIMD paths that pad)
 };
 
 // ---- pool2d ---------------------------------------------------------------------------------
@@ -136,7 +143,7 @@ class Pool2dLayer : public Layer<T> {
     set_shapes(*this, name, in, Shape{p_.P, p_.Q, in[2]});
   }
   const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
-  void plan(int N) override {
+  void plan(const KernelTable<T>&, int N) override {
     if (max_) argmax_.reserve(size_t(N) * this->out_size);
   }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool training) override {
@@ -201,7 +208,7 @@ class DenseLayer : public Layer<T> {
   int64_t workspace(const KernelTable<T>& k, int N, int) const override {
     return k.dense_workspace(int(N * rows_), I_, O_);
   }
-  void plan(int N) override { act_.plan(size_t(N) * this->out_size); }
+  void plan(const KernelTable<T>&, int N) override { act_.plan(size_t(N) * this->out_size); }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
     k.dense_forward(y, x, this->w(0), use_bias_ ? this->w(1) : nullptr, int(N * rows_), I_, O_, ws);
     act_.forward(k, y, N * this->out_size);
@@ -277,7 +284,7 @@ class DropoutLayer : public Layer<T> {
     set_shapes(*this, name, in, in);
   }
   const char* kind() const override { return "Dropout"; }
-  void plan(int N) override { mask_.reserve(size_t(N) * this->in_size); }
+  void plan(const KernelTable<T>&, int N) override { mask_.reserve(size_t(N) * this->in_size); }
   void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T*, bool training) override {
     const int64_t n = N * this->in_size;
     training_ = training && rate_ > 0.0;

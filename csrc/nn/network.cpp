@@ -169,7 +169,7 @@ void Network<T>::plan(int N) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer<T>& l = *layers_[i];
     if (!l.is_alias()) acts_[i].reserve(size_t(cap) * l.out_size);
-    l.plan(cap);
+    l.plan(k_, cap);
     max_act = std::max(max_act, l.out_size);
     ws = std::max(ws, l.workspace(k_, cap, nt));
   }

@@ -44,12 +44,13 @@ def _conv_args(strides, padding, dilation_rate):
     return _pair("conv2d", "strides", strides), _pair("conv2d", "dilation_rate", dilation_rate), _PAD[mode], pads
 
 
-def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, isa=None):
-    """y[n,p,q,k] = b[k] + sum_{r,s,c} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, c] * w[r,s,c,k]."""
+def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, relu=False, isa=None):
+    """y[n,p,q,k] = b[k] + sum_{r,s,c} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, c] * w[r,s,c,k];
+    with relu=True, max(y, 0) applied as the kernel stores y (NaN propagates)."""
     dt = _dtype(x, w, b)
     st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
     return _fn("conv2d_forward", dt)(_arr(x, dt), _arr(w, dt), None if b is None else _arr(b, dt), st, dil, mode,
-                                     pads, _isa(isa))
+                                     pads, bool(relu), _isa(isa))
 
 
 def conv2d_backward_data(dy, w, input_hw, strides=1, padding="valid", dilation_rate=1, isa=None):

@@ -53,7 +53,7 @@ static void pad_input(float* xp, const float* x, const Conv2dParams& p, const Co
 template <int VL, int MR, int NV>
 static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride,
                                  int64_t x_row, const float* wp, const float* bias, int C, int R, int S,
-                                 int dh_row_mul, int64_t dw_C) {
+                                 int dh_row_mul, int64_t dw_C, bool relu) {
   typedef Vec<VL> V;
   constexpr int KB = NV * VL;
   V acc[MR][NV];
@@ -80,6 +80,11 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
       }
     }
   }
+  if (relu) {  // acc < 0 is false for NaN, so NaN propagates
+    const V zero = vzero<VL>();
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = acc[i][v] < zero ? zero : acc[i][v];
+  }
   for (int i = 0; i < MR; ++i) {
     float* yo = y + int64_t(i) * ldy;
     for (int v = 0; v < NV; ++v) {
@@ -92,18 +97,19 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
 
 template <int VL, int NV, int MR>
 static inline void conv_fwd_row(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride, int64_t x_row,
-                                const float* wp, const float* bias, int C, int R, int S, int dh, int64_t dw_C, int Q) {
+                                const float* wp, const float* bias, int C, int R, int S, int dh, int64_t dw_C, int Q,
+                                bool relu) {
   int ow = 0;
   for (; ow + MR <= Q; ow += MR)
     conv_fwd_tile<VL, MR, NV>(y + int64_t(ow) * ldy, ldy, kvalid, xs + ow * xs_stride, xs_stride, x_row, wp, bias, C,
-                              R, S, dh, dw_C);
+                              R, S, dh, dw_C, relu);
   const int rem = Q - ow;
   if (rem <= 0) return;
   float* yo = y + int64_t(ow) * ldy;
   const float* xo = xs + ow * xs_stride;
 #define CNNBP_TAIL(m)                                                                                             \
   case m:                                                                                                         \
-    if constexpr (m < MR) conv_fwd_tile<VL, m, NV>(yo, ldy, kvalid, xo, xs_stride, x_row, wp, bias, C, R, S, dh, dw_C); \
+    if constexpr (m < MR) conv_fwd_tile<VL, m, NV>(yo, ldy, kvalid, xo, xs_stride, x_row, wp, bias, C, R, S, dh, dw_C, relu); \
     break;
   switch (rem) {
     CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
@@ -164,10 +170,10 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
         const float* xrow = xs + (int64_t(n) * g.Hp + int64_t(oh) * p.sh) * x_row;
         if (NV == 2)
           conv_fwd_row<VL, 2, Tile<VL>::MR2>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S,
-                                             p.dh, dw_C, p.Q);
+                                             p.dh, dw_C, p.Q, p.relu != 0);
         else
           conv_fwd_row<VL, 1, Tile<VL>::MR1>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S,
-                                             p.dh, dw_C, p.Q);
+                                             p.dh, dw_C, p.Q, p.relu != 0);
       }
     }
   });
@@ -183,16 +189,17 @@ static int64_t conv_fwd_ws(const Conv2dParams& p) {
 }
 
 // x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
+static int64_t conv2d_padded_size_blocked(const Conv2dParams& p) { return conv_geom(p).xpad_size; }
+
 template <int VL>
-static void conv2d_forward_blocked(float* y, const float* x, const float* w, const float* b, float* ws,
+static void conv2d_forward_blocked(float* y, float* xpad, const float* x, const float* w, const float* b, float* ws,
                                    const Conv2dParams& p) {
   const int NV = conv_nv(p.K, VL), KB = NV * VL;
   const ConvGeom g = conv_geom(p);
-  float* xpad = ws;
   float* wp = ws + g.xpad_size;
   float* bp = wp + int64_t(p.R) * p.S * p.C * round_up(p.K, KB);
   pack_conv_weights(wp, bp, w, b, p.R, p.S, p.C, p.K, KB, false);
-  conv_fwd_packed<VL>(y, x, wp, bp, p, xpad, NV);
+  conv_fwd_packed<VL>(y, x, wp, bp, p, xpad ? xpad : ws, NV);
 }
 
 // The forward problem that computes dx for stride 1: input dy [N,P,Q,K], "filters" C, padding
@@ -230,6 +237,7 @@ static void conv2d_backward_data_blocked(float* dx, const float* dy, const float
   const ConvGeom g = conv_geom(q);
   float* wp = ws + g.xpad_size;
   pack_conv_weights(wp, nullptr, w, nullptr, p.R, p.S, p.C, p.K, KB, true);
+  q.relu = 0;
   conv_fwd_packed<VL>(dx, dy, wp, nullptr, q, ws, NV);
 }
 
@@ -321,11 +329,13 @@ static int64_t conv_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
 
 // dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
 template <int VL>
-static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, float* ws,
-                                           const Conv2dParams& p) {
+static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, const float* xpad,
+                                           float* ws, const Conv2dParams& p) {
   const ConvGeom g = conv_geom(p);
   const float* xs = x;
-  if (g.padded) {
+  if (g.padded && xpad) {
+    xs = xpad;  // the forward pass left the padded input there
+  } else if (g.padded) {
     pad_input(ws, x, p, g);
     xs = ws;
   }
