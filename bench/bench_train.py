@@ -159,7 +159,7 @@ def main():
         batches = [native if b == "native" else int(b) for b in a.batches.split(",")]
         for batch in dict.fromkeys(batches):
             for threads in [int(t) for t in a.threads.split(",")]:
-                steps = a.steps or max(5, int({"seed": 2000, "lenet": 3000, "vgg": 60}[model] * 32 / batch / threads ** 0))
+                steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16}[model] * 32 / batch))
                 res = {"cnnbp": [], "torch": []}
                 for _ in range(a.repeats):  # alternate frameworks
                     res["cnnbp"].append(run_worker("cnnbp", model, batch, threads, steps, a.windows))

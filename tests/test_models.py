@@ -304,3 +304,21 @@ def test_show_config_reports_path_and_threads():
     assert cnnbp.cpu_capability() in text and "threads" in text
     cnnbp.set_num_threads(1)
     assert cnnbp.get_num_threads() == 1
+
+
+def test_steady_state_training_step_allocates_no_buffers():
+    from cnnbp import _core
+    m = cnnbp.Sequential([Input((12, 12, 3)), Conv2D(8, 3, padding="same", activation="relu"), MaxPooling2D(),
+                          Dropout(0.1), Flatten(), Dense(4, activation="softmax")])
+    m.compile(optimizer="adam", loss="categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 12, 12, 3), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 32)]
+    net = m.network
+    net.train_step(x, y)  # plans the buffers for batch 32
+    before = _core._buffer_allocations()
+    for _ in range(10):
+        net.train_step(x, y)
+    net.train_step(x[:20], y[:20])  # a smaller last batch reuses the same buffers
+    net.predict(x)
+    assert _core._buffer_allocations() == before

@@ -2,6 +2,7 @@
 // std::out_of_range -> IndexError, std::bad_alloc -> MemoryError (pybind11's defaults),
 // cnnbp::NumericalError -> cnnbp.NumericalError.
 #include "bindings/common.h"
+#include "core/buffer.h"
 #include "core/cpu.h"
 #include "core/parallel.h"
 
@@ -17,6 +18,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("get_num_threads", &cb::get_num_threads, "Threads cnnbp's parallel regions use.");
   m.def("set_num_threads", &cb::set_num_threads, py::arg("n"), "Set the thread count of cnnbp's parallel regions.");
+  m.def("_buffer_allocations", &cb::buffer_allocations,
+        "Buffers allocated so far (a steady-state training step allocates none).");
   m.def("cpu_capability", [] { return std::string(cb::capability_name(cb::cpu_capability())); },
         "The kernel path in use: 'avx512', 'avx2' or 'baseline'.");
   m.def("detected_capability", [] { return std::string(cb::capability_name(cb::detected_capability())); },

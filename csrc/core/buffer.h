@@ -2,6 +2,7 @@
 // every later step, so a steady-state training step allocates nothing.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -9,6 +10,10 @@
 namespace cnnbp {
 
 constexpr std::size_t kAlign = 64;
+
+// Number of Buffer allocations made in this process (tests check a steady-state step adds none).
+int64_t buffer_allocations();
+void count_buffer_allocation();
 
 template <typename T>
 class Buffer {
@@ -31,6 +36,7 @@ class Buffer {
     if (bytes / sizeof(T) < n) throw std::bad_alloc();
     void* p = std::aligned_alloc(kAlign, bytes);
     if (!p) throw std::bad_alloc();
+    count_buffer_allocation();
     std::free(data_);
     data_ = static_cast<T*>(p);
     cap_ = n;

@@ -1,5 +1,7 @@
 #include "core/parallel.h"
 
+#include "core/buffer.h"
+
 #include <sched.h>
 
 #include <atomic>
@@ -52,5 +54,11 @@ void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("set_num_threads: expected a positive thread count, got " + std::to_string(n));
   thread_setting().store(n, std::memory_order_relaxed);
 }
+
+namespace {
+std::atomic<int64_t> g_buffer_allocations{0};
+}  // namespace
+int64_t buffer_allocations() { return g_buffer_allocations.load(std::memory_order_relaxed); }
+void count_buffer_allocation() { g_buffer_allocations.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace cnnbp

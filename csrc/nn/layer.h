@@ -50,9 +50,10 @@ class Layer {
 
   virtual void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y,
                        T* ws, bool training) = 0;
-  // Writes the parameter gradients (fresh) into grads, and dx when dx is not null.
+  // Writes the parameter gradients (fresh) into grads, and dx when dx is not null. dy is the
+  // network's scratch: a layer may overwrite it (a fused activation turns it into d(pre) in place).
   virtual void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x,
-                        const T* y, const T* dy, T* dx, T* ws) = 0;
+                        const T* y, T* dy, T* dx, T* ws) = 0;
 
   std::string name;
   Shape in_shape, out_shape;

@@ -59,23 +59,17 @@ class FusedAct {
     CNNBP_CHECK(act != Act::leaky_relu || alpha > 0, name, ": leaky_relu slope must be > 0 to fuse");
   }
   bool active() const { return act_ != Act::linear; }
-  void plan(size_t n) {
-    if (active()) dpre_.reserve(n);
-  }
   void forward(const KernelTable<T>& k, T* y, int64_t n) const {
     if (active()) k.activation_forward(y, y, n, act_, alpha_);
   }
-  // Returns the gradient with respect to the pre-activation output.
-  const T* backward(const KernelTable<T>& k, const T* dy, const T* y, int64_t n) {
-    if (!active()) return dy;
-    k.activation_backward(dpre_.data(), dy, y, y, n, act_, alpha_);
-    return dpre_.data();
+  // Turns dy into the gradient with respect to the pre-activation output, in place.
+  void backward(const KernelTable<T>& k, T* dy, const T* y, int64_t n) const {
+    if (active()) k.activation_backward(dy, dy, y, y, n, act_, alpha_);
   }
 
  private:
   Act act_;
   T alpha_;
-  Buffer<T> dpre_;
 };
 
 // ---- conv2d ---------------------------------------------------------------------------------
@@ -102,7 +96,6 @@ class Conv2dLayer : public Layer<T> {
     return k.conv2d_workspace(p, nthreads);
   }
   void plan(const KernelTable<T>& k, int N) override {
-    act_.plan(size_t(N) * this->out_size);
     Conv2dParams p = p_;
     p.N = N;
     xpad_.reserve(size_t(k.conv2d_padded_size(p)));
@@ -114,11 +107,11 @@ class Conv2dLayer : public Layer<T> {
     k.conv2d_forward(y, xpad_.data(), x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
     if (!p.relu) act_.forward(k, y, N * this->out_size);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, const T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy,
                 T* dx, T* ws) override {
     Conv2dParams p = p_;
     p.N = N;
-    dy = act_.backward(k, dy, y, N * this->out_size);
+    act_.backward(k, dy, y, N * this->out_size);
     k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, xpad_.data(), ws, p);
     if (dx) k.conv2d_backward_data(dx, dy, this->w(0), ws, p);
   }
@@ -152,7 +145,7 @@ class Pool2dLayer : public Layer<T> {
     if (max_) k.max_pool2d_forward(y, training ? argmax_.data() : nullptr, x, p);
     else k.avg_pool2d_forward(y, x, p);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, const T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, T* dy,
                 T* dx, T*) override {
     if (!dx) return;
     Pool2dParams p = p_;
@@ -178,7 +171,7 @@ class GlobalAvgPoolLayer : public Layer<T> {
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
     k.global_avg_pool2d_forward(y, x, N, this->in_shape[0] * this->in_shape[1], this->in_shape[2]);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, const T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, T* dy,
                 T* dx, T*) override {
     if (dx) k.global_avg_pool2d_backward(dx, dy, N, this->in_shape[0] * this->in_shape[1], this->in_shape[2]);
   }
@@ -208,15 +201,14 @@ class DenseLayer : public Layer<T> {
   int64_t workspace(const KernelTable<T>& k, int N, int) const override {
     return k.dense_workspace(int(N * rows_), I_, O_);
   }
-  void plan(const KernelTable<T>&, int N) override { act_.plan(size_t(N) * this->out_size); }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
     k.dense_forward(y, x, this->w(0), use_bias_ ? this->w(1) : nullptr, int(N * rows_), I_, O_, ws);
     act_.forward(k, y, N * this->out_size);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, const T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy,
                 T* dx, T* ws) override {
     const int M = int(N * rows_);
-    dy = act_.backward(k, dy, y, N * this->out_size);
+    act_.backward(k, dy, y, N * this->out_size);
     k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_, ws);
     if (dx) k.dense_backward_data(dx, dy, this->w(0), M, I_, O_, ws);
   }
@@ -238,7 +230,7 @@ class FlattenLayer : public Layer<T> {
   const char* kind() const override { return "Flatten"; }
   bool is_alias() const override { return true; }
   void forward(const KernelTable<T>&, const PassContext&, int, const T*, T*, T*, bool) override {}
-  void backward(const KernelTable<T>&, const PassContext&, int, const T*, const T*, const T*, T*, T*) override {}
+  void backward(const KernelTable<T>&, const PassContext&, int, const T*, const T*, T*, T*, T*) override {}
 };
 
 // ---- activation -----------------------------------------------------------------------------
@@ -259,7 +251,7 @@ class ActivationLayer : public Layer<T> {
       k.activation_forward(y, x, N * this->in_size, act_, alpha_);
     }
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, const T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy,
                 T* dx, T*) override {
     if (!dx) return;
     if (act_ == Act::softmax) {
@@ -294,7 +286,7 @@ class DropoutLayer : public Layer<T> {
       for (int64_t i = 0; i < n; ++i) y[i] = x[i];
     }
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, const T* dy, T* dx,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, T* dy, T* dx,
                 T*) override {
     if (!dx) return;
     const int64_t n = N * this->in_size;

@@ -31,20 +31,19 @@ static void activation_forward(T* y, const T* x, int64_t n, Act kind, T alpha) {
   });
 }
 
-// dy, x, y, dx: [n]. Each kind is its own function so the loops vectorise (with the four pointers
-// in one switch, GCC's alias checks gave up and ran them scalar).
+// dy, x, y, dx: [n]; dx may be dy (in place). One small loop per kind, each with an unconditional
+// multiply, so every loop vectorises.
 template <typename T>
-static void relu_backward(T* __restrict dx, const T* __restrict dy, const T* __restrict x, int64_t i0, int64_t i1,
-                          T slope) {
+static void relu_backward(T* dx, const T* dy, const T* x, int64_t i0, int64_t i1, T slope) {
   // The multiply is unconditional: a conditional one is not if-converted (it could trap).
   for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * (x[i] > T(0) ? T(1) : slope);
 }
 template <typename T>
-static void sigmoid_backward(T* __restrict dx, const T* __restrict dy, const T* __restrict y, int64_t i0, int64_t i1) {
+static void sigmoid_backward(T* dx, const T* dy, const T* y, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
 }
 template <typename T>
-static void tanh_backward(T* __restrict dx, const T* __restrict dy, const T* __restrict y, int64_t i0, int64_t i1) {
+static void tanh_backward(T* dx, const T* dy, const T* y, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
 }
 
