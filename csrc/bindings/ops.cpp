@@ -4,6 +4,7 @@
 
 #include "bindings/common.h"
 #include "core/cpu.h"
+#include "core/buffer.h"
 #include "core/parallel.h"
 
 namespace cnnbp {
@@ -35,6 +36,14 @@ const KernelTable<double>& table_named<double>(const std::string& isa) {
 }
 
 namespace {
+
+// Per-thread scratch that only grows: repeated op calls do not allocate (or fault in) workspace.
+template <typename T>
+T* scratch(int64_t n) {
+  thread_local Buffer<T> buf;
+  buf.reserve(size_t(n > 0 ? n : 1));
+  return buf.data();
+}
 
 using Pair = std::pair<int, int>;
 using Pads = std::tuple<int, int, int, int>;
@@ -88,10 +97,10 @@ py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, P
   }
   const auto& k = table_named<T>(isa);
   py::array_t<T> y({py::ssize_t(p.N), py::ssize_t(p.P), py::ssize_t(p.Q), py::ssize_t(p.K)});
-  std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
+  T* ws = scratch<T>(k.conv2d_workspace(p, get_num_threads()));
   {
     py::gil_scoped_release nogil;
-    k.conv2d_forward(y.mutable_data(), nullptr, x.data(), w.data(), bp, ws.data(), p);
+    k.conv2d_forward(y.mutable_data(), nullptr, x.data(), w.data(), bp, ws, p);
   }
   return y;
 }
@@ -107,10 +116,10 @@ py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair 
               p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
-  std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
+  T* ws = scratch<T>(k.conv2d_workspace(p, get_num_threads()));
   {
     py::gil_scoped_release nogil;
-    k.conv2d_backward_data(dx.mutable_data(), dy.data(), w.data(), ws.data(), p);
+    k.conv2d_backward_data(dx.mutable_data(), dy.data(), w.data(), ws, p);
   }
   return dx;
 }
@@ -127,11 +136,11 @@ py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st,
   const auto& k = table_named<T>(isa);
   py::array_t<T> dw({py::ssize_t(p.R), py::ssize_t(p.S), py::ssize_t(p.C), py::ssize_t(p.K)});
   py::array_t<T> db({py::ssize_t(p.K)});
-  std::vector<T> ws(size_t(k.conv2d_workspace(p, get_num_threads())));
+  T* ws = scratch<T>(k.conv2d_workspace(p, get_num_threads()));
   {
     py::gil_scoped_release nogil;
     k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), nullptr,
-                             ws.data(), p);
+                             ws, p);
   }
   return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));
 }
@@ -241,10 +250,10 @@ py::array_t<T> dense_forward(carray<T> x, carray<T> w, py::object b, const std::
   }
   const auto& k = table_named<T>(isa);
   py::array_t<T> y({py::ssize_t(N), py::ssize_t(O)});
-  std::vector<T> ws(size_t(k.dense_workspace(N, I, O)));
+  T* ws = scratch<T>(k.dense_workspace(N, I, O));
   {
     py::gil_scoped_release nogil;
-    k.dense_forward(y.mutable_data(), x.data(), w.data(), bp, N, I, O, ws.data());
+    k.dense_forward(y.mutable_data(), x.data(), w.data(), bp, N, I, O, ws);
   }
   return y;
 }
@@ -257,10 +266,10 @@ py::array_t<T> dense_backward_data(carray<T> dy, carray<T> w, const std::string&
   const int N = int(dy.shape(0)), I = int(w.shape(0)), O = int(w.shape(1));
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx({py::ssize_t(N), py::ssize_t(I)});
-  std::vector<T> ws(size_t(k.dense_workspace(N, I, O)));
+  T* ws = scratch<T>(k.dense_workspace(N, I, O));
   {
     py::gil_scoped_release nogil;
-    k.dense_backward_data(dx.mutable_data(), dy.data(), w.data(), N, I, O, ws.data());
+    k.dense_backward_data(dx.mutable_data(), dy.data(), w.data(), N, I, O, ws);
   }
   return dx;
 }
@@ -274,11 +283,11 @@ py::tuple dense_backward_weight(carray<T> dy, carray<T> x, bool with_bias, const
   const auto& k = table_named<T>(isa);
   py::array_t<T> dw({py::ssize_t(I), py::ssize_t(O)});
   py::array_t<T> db({py::ssize_t(O)});
-  std::vector<T> ws(size_t(k.dense_workspace(N, I, O)));
+  T* ws = scratch<T>(k.dense_workspace(N, I, O));
   {
     py::gil_scoped_release nogil;
     k.dense_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), N, I, O,
-                            ws.data());
+                            ws);
   }
   return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));
 }
