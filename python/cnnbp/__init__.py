@@ -17,11 +17,12 @@ from ._random import set_seed
 from . import callbacks, datasets, layers, losses, ops, optimizers, utils
 from . import applications
 from .models import Model, Sequential
+from .io import load_model
 
 __version__ = _core.__version__
 
 __all__ = [
-    "Model", "Sequential", "NumericalError", "layers", "losses", "optimizers", "callbacks", "datasets",
+    "Model", "Sequential", "NumericalError", "load_model", "layers", "losses", "optimizers", "callbacks", "datasets",
     "ops", "utils", "set_num_threads", "get_num_threads", "set_seed", "show_config", "cpu_capability",
     "__version__",
 ]

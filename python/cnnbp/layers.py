@@ -293,9 +293,11 @@ class Conv2D(Layer):
             net.add_activation(f"{self.name}/{self.activation}", self.activation, self._alpha)
 
     def get_config(self):
-        return dict(super().get_config(), filters=self.filters, kernel_size=self.kernel_size,
-                    strides=self.strides, padding=self.padding if self.padding != "explicit" else self._pads,
-                    dilation_rate=self.dilation_rate, activation=self.activation, use_bias=self.use_bias)
+        pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
+        return dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
+                    strides=list(self.strides), padding=pad, data_format=self.data_format,
+                    dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
+                    kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
 
 
 class _Pool2D(Layer):
@@ -313,7 +315,8 @@ class _Pool2D(Layer):
         net.add_pool2d(self.name, self._max, self.pool_size, self.strides, self.padding)
 
     def get_config(self):
-        return dict(super().get_config(), pool_size=self.pool_size, strides=self.strides, padding=self.padding)
+        return dict(super().get_config(), pool_size=list(self.pool_size), strides=list(self.strides),
+                    padding=self.padding, data_format=self.data_format)
 
 
 class MaxPooling2D(_Pool2D):
@@ -342,6 +345,9 @@ class GlobalAveragePooling2D(Layer):
     def _add_to(self, net, seed=0):
         net.add_global_avg_pool2d(self.name)
 
+    def get_config(self):
+        return dict(super().get_config(), data_format=self.data_format)
+
 
 GlobalAvgPool2D = GlobalAveragePooling2D
 
@@ -355,6 +361,9 @@ class Flatten(Layer):
 
     def _add_to(self, net, seed=0):
         net.add_flatten(self.name)
+
+    def get_config(self):
+        return dict(super().get_config(), data_format=self.data_format)
 
 
 class Dense(Layer):
@@ -382,7 +391,8 @@ class Dense(Layer):
             net.add_activation(f"{self.name}/{self.activation}", self.activation, self._alpha)
 
     def get_config(self):
-        return dict(super().get_config(), units=self.units, activation=self.activation, use_bias=self.use_bias)
+        return dict(super().get_config(), units=self.units, activation=self.activation, use_bias=self.use_bias,
+                    kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
 
 
 class Activation(Layer):
@@ -394,6 +404,9 @@ class Activation(Layer):
 
     def _add_to(self, net, seed=0):
         net.add_activation(self.name, self.activation, self._alpha)
+
+    def get_config(self):
+        return dict(super().get_config(), activation=self.activation)
 
 
 class ReLU(Layer):
@@ -413,6 +426,9 @@ class ReLU(Layer):
         else:
             net.add_activation(self.name, "relu", 0.0)
 
+    def get_config(self):
+        return dict(super().get_config(), negative_slope=self.negative_slope)
+
 
 class LeakyReLU(Layer):
     """x if x > 0 else negative_slope * x (Keras default slope 0.3)."""
@@ -427,6 +443,9 @@ class LeakyReLU(Layer):
 
     def _add_to(self, net, seed=0):
         net.add_activation(self.name, "leaky_relu", self.negative_slope)
+
+    def get_config(self):
+        return dict(super().get_config(), negative_slope=self.negative_slope)
 
 
 class Softmax(Layer):
@@ -457,4 +476,9 @@ class Dropout(Layer):
 
     def _add_to(self, net, seed=0):
         s = self.seed if self.seed is not None else seed
-        net.add_dropout(self.name, self.rate, int(s) & 0xFFFFFFFFFFFFFFFF)
+        self._effective_seed = int(s) & 0xFFFFFFFFFFFFFFFF
+        net.add_dropout(self.name, self.rate, self._effective_seed)
+
+    def get_config(self):
+        # The seed the masks were drawn with, so a reloaded model continues the same mask stream.
+        return dict(super().get_config(), rate=self.rate, seed=getattr(self, "_effective_seed", self.seed))

@@ -462,6 +462,21 @@ class Model:
         out += ["=" * sum(w), f"Total params: {self.count_params():,}", line]
         print_fn("\n".join(out))
 
+    # -- saving -------------------------------------------------------------------------------
+    def save(self, path, include_optimizer=True):
+        """One file with architecture, weights, and (if compiled) loss, optimizer and its state;
+        ``cnnbp.load_model(path)`` restores it. Written atomically (temporary file, then rename)."""
+        from .io import save_model
+        save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, path):
+        from .io import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path):
+        from .io import load_weights
+        load_weights(self, path)
+
     @property
     def network(self):
         """The C++ network (cnnbp._core.Network32/64): forward, backward, apply_update, views."""

@@ -1,0 +1,265 @@
+"""Saving and loading models: one file with the architecture (JSON), the weights, the optimizer
+state and a format version.
+
+File layout (little-endian): 8-byte magic ``CNNBP\\0\\x01\\n``, u32 format version, u64 header
+length, u32 CRC-32 of the header, the header (UTF-8 JSON), then the tensor data (raw arrays,
+offsets in the header, CRC-32 of all of it in the header). Loading parses only JSON and raw numeric
+arrays — nothing in the file is ever executed — and validates every size against the file before
+allocating. Saving writes a temporary file in the same folder, flushes it to disk and renames it
+over the target, so a crash while saving never destroys the previous file."""
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT_VERSION"]
+
+MAGIC = b"CNNBP\x00\x01\n"
+FORMAT_VERSION = 1
+_PRELUDE = struct.Struct("<8sIQI")
+_MAX_HEADER = 64 << 20
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class _Corrupt(ValueError):
+    pass
+
+
+# ---- writing ----------------------------------------------------------------------------------
+def _write_atomic(path, header, arrays):
+    path = os.fspath(path)
+    blob_parts, tensors, offset = [], [], 0
+    for name, a in arrays:
+        a = np.ascontiguousarray(a)
+        if a.dtype.name not in _DTYPES:
+            raise TypeError(f"save: tensor {name!r} has unsupported dtype {a.dtype}")
+        data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        tensors.append({"name": name, "dtype": a.dtype.name, "shape": list(a.shape), "offset": offset,
+                        "nbytes": len(data)})
+        blob_parts.append(data)
+        offset += len(data)
+    blob = b"".join(blob_parts)
+    header = dict(header, tensors=tensors, blob_nbytes=len(blob), blob_crc32=zlib.crc32(blob))
+    hbytes = json.dumps(header, sort_keys=True).encode("utf-8")
+    prelude = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(hbytes), zlib.crc32(hbytes))
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".cnnbp-save-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(prelude)
+            f.write(hbytes)
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+# ---- reading ----------------------------------------------------------------------------------
+def _read(path):
+    """(header, {name: array}) from a cnnbp file, or a ValueError saying what is wrong."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load: no such file: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"load: {path} is a directory, not a cnnbp model file") from None
+    where = f"load: {path}"
+    if len(data) < _PRELUDE.size or data[:8] != MAGIC:
+        raise _Corrupt(f"{where} is not a cnnbp model file (bad magic bytes)")
+    _, version, hlen, hcrc = _PRELUDE.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise _Corrupt(f"{where} has format version {version}; this cnnbp reads version {FORMAT_VERSION}")
+    if hlen > _MAX_HEADER or _PRELUDE.size + hlen > len(data):
+        raise _Corrupt(f"{where} is truncated or corrupt (header of {hlen} bytes in a {len(data)}-byte file)")
+    hbytes = data[_PRELUDE.size:_PRELUDE.size + hlen]
+    if zlib.crc32(hbytes) != hcrc:
+        raise _Corrupt(f"{where} is corrupt (header checksum mismatch)")
+    try:
+        header = json.loads(hbytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _Corrupt(f"{where} is corrupt (header is not valid JSON: {e})") from None
+    if not isinstance(header, dict):
+        raise _Corrupt(f"{where} is corrupt (header is not an object)")
+    blob = memoryview(data)[_PRELUDE.size + hlen:]
+    if header.get("blob_nbytes") != len(blob):
+        raise _Corrupt(f"{where} is truncated or corrupt (data holds {len(blob)} bytes, header says "
+                       f"{header.get('blob_nbytes')})")
+    if zlib.crc32(blob) != header.get("blob_crc32"):
+        raise _Corrupt(f"{where} is corrupt (data checksum mismatch)")
+    arrays = {}
+    for t in header.get("tensors", []):
+        try:
+            dt = np.dtype(_DTYPES[t["dtype"]]).newbyteorder("<")
+            shape = tuple(int(d) for d in t["shape"])
+            off, nb = int(t["offset"]), int(t["nbytes"])
+            if any(d < 0 for d in shape) or nb != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
+                raise ValueError("size does not match shape")
+            if off < 0 or off + nb > len(blob):
+                raise ValueError("outside the data")
+            arrays[t["name"]] = np.frombuffer(blob, dtype=dt, count=nb // dt.itemsize, offset=off).reshape(
+                shape).astype(dt.newbyteorder("="))
+        except (KeyError, TypeError, ValueError) as e:
+            raise _Corrupt(f"{where} is corrupt (bad tensor entry {t!r}: {e})") from None
+    return header, arrays
+
+
+# ---- models -----------------------------------------------------------------------------------
+def _model_config(model):
+    model._ensure_built()
+    return {
+        "class_name": "Sequential",
+        "name": model.name,
+        "dtype": model.dtype.name,
+        "input_shape": list(model._input_shape),
+        "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in model._layers],
+    }
+
+
+def _weight_arrays(model):
+    out = []
+    for l in model._layers:
+        for pname, (off, shape) in l._params.items():
+            out.append((f"{l.name}/{pname}", l._net.param_view(off, list(shape))))
+    return out
+
+
+def save_model(model, path, include_optimizer=True):
+    """Write architecture, weights and (if compiled) loss, optimizer and its state to one file."""
+    from . import __version__
+    header = {"format_version": FORMAT_VERSION, "cnnbp_version": __version__, "kind": "model",
+              "model": _model_config(model), "training": None}
+    arrays = _weight_arrays(model)
+    if include_optimizer and model._loss is not None:
+        net = model._net
+        opt = model._optimizer
+        header["training"] = {
+            "loss": {"class_name": type(model._loss).__name__, "from_logits": model._loss.from_logits},
+            "optimizer": dict(opt.get_config(), class_name=type(opt).__name__),
+            "metrics": list(model._metrics), "loss_epsilon": model._loss_epsilon, "fuse_loss": model._fuse,
+            "iterations": int(net.iterations),
+        }
+        arrays += [(f"optimizer/state{i}", v) for i, v in enumerate(net.optimizer_state())]
+    _write_atomic(path, header, arrays)
+
+
+def _layer_from_config(entry, where):
+    from . import layers as L
+    allowed = {c: getattr(L, c) for c in L.__all__ if isinstance(getattr(L, c), type)}
+    try:
+        cls = allowed[entry["class_name"]]
+        cfg = dict(entry["config"])
+    except (KeyError, TypeError):
+        raise _Corrupt(f"{where}: unknown or malformed layer entry {entry!r}") from None
+    if cls is L.Conv2D and isinstance(cfg.get("padding"), list):
+        cfg["padding"] = tuple(tuple(p) for p in cfg["padding"])
+    try:
+        return cls(**cfg)
+    except (TypeError, ValueError) as e:
+        raise _Corrupt(f"{where}: cannot rebuild layer {entry.get('class_name')}: {e}") from None
+
+
+def _build(header, where):
+    from .models import Sequential
+    from .layers import Input
+    m = header.get("model")
+    if not isinstance(m, dict) or m.get("class_name") != "Sequential":
+        raise _Corrupt(f"{where}: no model architecture in the file")
+    try:
+        model = Sequential(name=m["name"], dtype=m["dtype"])
+        model.add(Input(tuple(m["input_shape"])))
+        for entry in m["layers"]:
+            model.add(_layer_from_config(entry, where))
+        model._ensure_built()
+    except _Corrupt:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise _Corrupt(f"{where}: cannot rebuild the model: {e}") from None
+    return model
+
+
+def _set_weights(model, arrays, where):
+    """By layer name; when the names differ (a model built again gets new automatic names), by
+    order, as long as count and shapes agree. Everything is checked before anything is written."""
+    expected = _weight_arrays(model)
+    if all(n in arrays for n, _ in expected):
+        pairs = [(n, arrays[n], dst) for n, dst in expected]
+    else:
+        stored = [(n, a) for n, a in arrays.items() if not n.startswith("optimizer/")]
+        if len(stored) != len(expected):
+            raise ValueError(f"{where}: the file holds {len(stored)} weight arrays, the model has {len(expected)}")
+        pairs = [(n, a, dst) for (n, a), (_, dst) in zip(stored, expected)]
+    for name, src, dst in pairs:
+        if src.shape != dst.shape:
+            raise ValueError(f"{where}: {name} has shape {src.shape} in the file, the model expects {dst.shape}")
+    for _, src, dst in pairs:
+        dst[...] = src
+
+
+def load_model(path, compile=True):
+    """Rebuild a model saved with ``model.save(path)``: predictions are identical, and training
+    continues exactly where it stopped (optimizer state and step count included)."""
+    from . import losses, optimizers
+    where = f"load: {os.fspath(path)}"
+    header, arrays = _read(path)
+    if header.get("kind") != "model":
+        raise ValueError(f"{where} holds only weights; build the model and call model.load_weights(path)")
+    model = _build(header, where)
+    _set_weights(model, arrays, where)
+    tr = header.get("training")
+    if compile and tr:
+        try:
+            loss_cls = {c.__name__: c for c in (losses.MeanSquaredError, losses.BinaryCrossentropy,
+                                               losses.CategoricalCrossentropy,
+                                               losses.SparseCategoricalCrossentropy)}[tr["loss"]["class_name"]]
+            loss = loss_cls(from_logits=bool(tr["loss"]["from_logits"]))
+            ocfg = dict(tr["optimizer"])
+            opt_cls = {"SGD": optimizers.SGD, "Adam": optimizers.Adam, "AdamW": optimizers.AdamW}[ocfg.pop("class_name")]
+            ocfg.pop("name", None)
+            opt = opt_cls(**ocfg)
+            model.compile(optimizer=opt, loss=loss, metrics=tr["metrics"], loss_epsilon=tr["loss_epsilon"],
+                          fuse_loss=tr["fuse_loss"])
+            state = model._net.optimizer_state()
+            for i, dst in enumerate(state):
+                src = arrays.get(f"optimizer/state{i}")
+                if src is None or src.shape != dst.shape:
+                    raise ValueError(f"optimizer state {i} missing or of the wrong size")
+                dst[...] = src
+            model._net.iterations = int(tr["iterations"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise _Corrupt(f"{where}: cannot restore the training configuration: {e}") from None
+    return model
+
+
+def save_weights(model, path):
+    """Write only the weights (load them into the same architecture with load_weights)."""
+    from . import __version__
+    _write_atomic(path, {"format_version": FORMAT_VERSION, "cnnbp_version": __version__, "kind": "weights",
+                         "model": _model_config(model)}, _weight_arrays(model))
+
+
+def load_weights(model, path):
+    """Load weights saved by save_weights or save into this model (names and shapes must match)."""
+    where = f"load_weights: {os.fspath(path)}"
+    _, arrays = _read(path)
+    model._ensure_built()
+    _set_weights(model, arrays, where)

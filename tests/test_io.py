@@ -1,0 +1,151 @@
+"""Saving and loading: identical predictions, bit-identical continued training, atomic writes,
+and clear errors (never a crash) for truncated, corrupted and foreign files."""
+
+import os
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp.layers import AveragePooling2D, Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+
+
+def make(optimizer="adam", channels_first=False):
+    cnnbp.set_seed(7)
+    fmt = "channels_first" if channels_first else None
+    shape = (3, 10, 10) if channels_first else (10, 10, 3)
+    m = cnnbp.Sequential([Input(shape), Conv2D(6, 3, padding=((1, 0), (0, 1)), activation="relu", data_format=fmt),
+                          MaxPooling2D(data_format=fmt), Conv2D(4, 2, activation="tanh", data_format=fmt),
+                          AveragePooling2D(padding="same", data_format=fmt), Flatten(), Dropout(0.25),
+                          Dense(8, activation="leaky_relu"), Dense(3, activation="softmax")])
+    m.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def data(n=32, seed=0, channels_first=False):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 10, 10, 3), dtype=np.float32)
+    if channels_first:
+        x = x.transpose(0, 3, 1, 2).copy()
+    return x, np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_save_load_predict_identical(tmp_path, channels_first):
+    m = make(channels_first=channels_first)
+    x, y = data(channels_first=channels_first)
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    p = tmp_path / "model.cnnbp"
+    m.save(p)
+    m2 = cnnbp.load_model(p)
+    assert np.array_equal(m.predict(x), m2.predict(x))
+    assert [l.name for l in m2.layers] == [l.name for l in m.layers]
+    assert m2.count_params() == m.count_params()
+    assert m2.evaluate(x, y, verbose=0) == m.evaluate(x, y, verbose=0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "adamw"])
+def test_continue_training_after_load_is_bit_identical(tmp_path, optimizer):
+    if optimizer == "sgd":
+        optimizer = cnnbp.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+    a = make(optimizer)
+    x, y = data(64)
+    for i in range(5):
+        a.train_on_batch(x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8])
+    p = tmp_path / "mid.cnnbp"
+    a.save(p)
+    b = cnnbp.load_model(p)
+    assert b.network.iterations == 5
+    for i in range(5, 8):
+        a.train_on_batch(x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8])
+        b.train_on_batch(x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8])
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(wa, wb)
+
+
+def test_save_weights_and_load_weights_into_a_new_build(tmp_path):
+    a = make()
+    p = tmp_path / "w.cnnbp"
+    a.save_weights(p)
+    b = make()
+    for w in b.layers[0].weights:
+        w[...] = 0
+    b.load_weights(p)  # new automatic layer names: matched by order and shape
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(wa, wb)
+    with pytest.raises(ValueError, match="holds only weights"):
+        cnnbp.load_model(p)
+    other = cnnbp.Sequential([Input((10, 10, 3)), Flatten(), Dense(3)])
+    with pytest.raises(ValueError, match="weight arrays"):
+        other.load_weights(p)
+
+
+def test_truncated_file_gives_a_clear_error(tmp_path):
+    m = make()
+    p = tmp_path / "m.cnnbp"
+    m.save(p)
+    raw = p.read_bytes()
+    for cut in (0, 5, 20, len(raw) // 2, len(raw) - 1):
+        q = tmp_path / f"cut{cut}.cnnbp"
+        q.write_bytes(raw[:cut])
+        with pytest.raises(ValueError, match="cnnbp model file|truncated|corrupt"):
+            cnnbp.load_model(q)
+
+
+def test_random_byte_edits_never_load_silently_or_crash(tmp_path):
+    m = make()
+    p = tmp_path / "m.cnnbp"
+    m.save(p)
+    raw = bytearray(p.read_bytes())
+    rng = np.random.default_rng(0)
+    q = tmp_path / "edit.cnnbp"
+    cases = 300
+    for _ in range(cases):
+        edited = bytearray(raw)
+        for pos in rng.integers(0, len(raw), rng.integers(1, 4)):
+            edited[pos] = (edited[pos] + int(rng.integers(1, 256))) % 256
+        q.write_bytes(bytes(edited))
+        with pytest.raises(ValueError):
+            cnnbp.load_model(q)
+
+
+def test_foreign_and_missing_files(tmp_path):
+    q = tmp_path / "image.png"
+    q.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+    with pytest.raises(ValueError, match="not a cnnbp model file"):
+        cnnbp.load_model(q)
+    with pytest.raises(FileNotFoundError):
+        cnnbp.load_model(tmp_path / "missing.cnnbp")
+    with pytest.raises(ValueError, match="directory"):
+        cnnbp.load_model(tmp_path)
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    m = make()
+    p = tmp_path / "m.cnnbp"
+    m.save(p)
+    good = p.read_bytes()
+    m.fit(*data(), epochs=1, verbose=0)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        m.save(p)
+    monkeypatch.undo()
+    assert p.read_bytes() == good
+    assert sorted(os.listdir(tmp_path)) == ["m.cnnbp"]  # no temporary file left behind
+    assert cnnbp.load_model(p).count_params() == m.count_params()
+
+
+def test_uncompiled_model_round_trip(tmp_path):
+    cnnbp.set_seed(1)
+    m = cnnbp.Sequential([Input((4,)), Dense(3, activation="relu", kernel_initializer="he_uniform"), Dense(2)],
+                         dtype="float64")
+    p = tmp_path / "u.cnnbp"
+    m.save(p)
+    m2 = cnnbp.load_model(p)
+    assert m2.dtype == np.float64 and m2.loss is None
+    x = np.random.default_rng(0).random((5, 4))
+    assert np.array_equal(m.predict(x), m2.predict(x))
