@@ -294,7 +294,7 @@ class Model:
             x, y = x[:split], y[:split]
 
         history = callbacks_mod.History()
-        cbs = [history] + list(callbacks or [])
+        cbs = list(callbacks or []) + [history]  # last, as Keras: it records what the others add to the logs
         for cb in cbs:
             if not isinstance(cb, callbacks_mod.Callback):
                 raise TypeError(f"fit: callbacks must be cnnbp.callbacks.Callback instances, got {type(cb).__name__}")
