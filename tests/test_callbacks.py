@@ -87,7 +87,8 @@ def test_csv_logger_writes_header_and_rows(tmp_path):
     f = tmp_path / "log.csv"
     m.fit(x, y, epochs=2, verbose=0, callbacks=[CSVLogger(f)])
     m.fit(x, y, epochs=1, verbose=0, callbacks=[CSVLogger(f, append=True)])
-    rows = list(csv.reader(open(f)))
+    with open(f) as fh:
+        rows = list(csv.reader(fh))
     assert rows[0] == ["epoch", "accuracy", "loss"]
     assert [r[0] for r in rows[1:]] == ["0", "1", "0"]
     assert all(0 <= float(r[1]) <= 1 for r in rows[1:])
