@@ -138,3 +138,23 @@ def test_float32_network_agrees_with_float64():
         m.network.backward(yb)
     ref.assert_close(m32.network.flat_grads(), m64.network.flat_grads(), 1e-4)
     ref.assert_close(m32.predict(xb), m64.predict(xb), 1e-5)
+
+
+def test_backward_after_an_inference_forward_uses_that_batch():
+    """A backward pass may follow an inference forward pass (saliency maps): max pooling must
+    route with the arg-max of that batch, never a stale one."""
+    cnnbp.set_seed(6)
+    m = _net(4, "softmax")
+    m.compile(optimizer="sgd", loss="categorical_crossentropy")
+    net = m.network
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal((3, 7, 6, 2)), rng.standard_normal((3, 7, 6, 2))
+    y = np.eye(4)[[0, 1, 2]]
+    net.forward(x2, training=True)
+    net.backward(y)
+    expected = np.array(net.flat_grads())
+    net.forward(x1, training=True)
+    net.backward(y)
+    net.forward(x2, training=False)
+    net.backward(y)
+    assert np.array_equal(np.array(net.flat_grads()), expected)

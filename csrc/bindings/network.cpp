@@ -285,6 +285,28 @@ void bind_network(py::module_& m, const char* cls) {
              return input_grad ? py::object(dx) : py::object(py::none());
            },
            py::arg("dout"), py::arg("input_grad") = true, "Backward from a given output gradient (saliency maps).")
+      .def("backward_between",
+           [](Net& n, carray<T> dout, size_t from, size_t stop) {
+             CNNBP_CHECK(n.last_batch() > 0, "backward_between: call forward first");
+             CNNBP_CHECK_INDEX(stop < from && from <= n.layers().size(), "backward_between: need 0 <= stop < from <= ",
+                               n.layers().size(), ", got stop ", stop, ", from ", from);
+             std::vector<py::ssize_t> os{py::ssize_t(n.last_batch())}, gs{py::ssize_t(n.last_batch())};
+             for (int d : n.layers()[from - 1]->out_shape) os.push_back(d);
+             for (int d : n.layers()[stop]->in_shape) gs.push_back(d);
+             CNNBP_CHECK(array_shape(dout) == Shape(os.begin(), os.end()), "backward_between: expected a gradient of shape ",
+                         shape_str(n.layers()[from - 1]->out_shape, true), " with batch ", n.last_batch(), ", got ",
+                         py_shape_str(dout));
+             py::array_t<T> g(gs);
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lk(n.mutex());
+               n.backward_between(dout.data(), n.last_batch(), from, stop, g.mutable_data());
+             }
+             return g;
+           },
+           py::arg("dout"), py::arg("from_layer"), py::arg("stop_layer"),
+           "Backward through layers [stop_layer, from_layer) of the last forward pass: dout is the gradient "
+           "of layer from_layer-1's output; returns the gradient of layer stop_layer's input.")
       .def("apply_update",
            [](Net& n) {
              py::gil_scoped_release nogil;

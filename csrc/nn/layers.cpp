@@ -142,7 +142,10 @@ class Pool2dLayer : public Layer<T> {
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool training) override {
     Pool2dParams p = p_;
     p.N = N;
-    if (max_) k.max_pool2d_forward(y, training ? argmax_.data() : nullptr, x, p);
+    // The arg-max is recorded in inference too: a backward pass may follow any forward pass
+    // (saliency maps), and it must never read positions from an older batch.
+    (void)training;
+    if (max_) k.max_pool2d_forward(y, argmax_.data(), x, p);
     else k.avg_pool2d_forward(y, x, p);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, T* dy,

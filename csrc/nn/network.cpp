@@ -225,18 +225,19 @@ void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
 }
 
 template <typename T>
-void Network<T>::run_backward(int N, size_t from, T* input_grad) {
-  // dbuf_[cur] holds d(loss)/d(output of layer from-1).
+void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop) {
+  // dbuf_[cur] holds d(loss)/d(output of layer from-1); layers [stop, from) run; input_grad, when
+  // given, receives d/d(input of layer stop).
   PassContext c{get_num_threads(), uint64_t(iterations_)};
   int cur = 0;
-  for (size_t i = from; i-- > 0;) {
+  for (size_t i = from; i-- > stop;) {
     Layer<T>& l = *layers_[i];
     if (l.is_alias()) {
-      if (i == 0 && input_grad) std::memcpy(input_grad, dbuf_[cur].data(), sizeof(T) * N * l.in_size);
+      if (i == stop && input_grad) std::memcpy(input_grad, dbuf_[cur].data(), sizeof(T) * N * l.in_size);
       continue;
     }
     const T* in = i == 0 ? x_ : act_ptr(i - 1);
-    T* dx = i > 0 ? dbuf_[1 - cur].data() : input_grad;
+    T* dx = i > stop ? dbuf_[1 - cur].data() : input_grad;
     const double t0 = profiling_ ? now_s() : 0.0;
     l.backward(k_, c, N, in, acts_[i].data(), dbuf_[cur].data(), dx, ws_.data());
     if (profiling_) prof_.backward[i] += now_s() - t0;
@@ -321,6 +322,16 @@ void Network<T>::backward_from_output(const T* dout, int N, T* input_grad) {
   }
   std::memcpy(dbuf_[0].data(), dout, sizeof(T) * N * layers_.back()->out_size);
   run_backward(N, layers_.size(), input_grad);
+}
+
+template <typename T>
+void Network<T>::backward_between(const T* dout, int N, size_t from, size_t stop, T* grad) {
+  CNNBP_CHECK(last_N_ == N && last_upto_ == layers_.size() && N > 0,
+              "backward: expected a batch of ", last_N_, " (the last forward pass), got ", N);
+  CNNBP_CHECK_INDEX(stop < from && from <= layers_.size(), "backward_between: need 0 <= stop < from <= ",
+                    layers_.size(), ", got stop ", stop, ", from ", from);
+  std::memcpy(dbuf_[0].data(), dout, sizeof(T) * N * layers_[from - 1]->out_size);
+  run_backward(N, from, grad, stop);
 }
 
 template <typename T>

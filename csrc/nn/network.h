@@ -64,6 +64,9 @@ class Network {
   void forward(const T* x, int N, bool training);                   // keeps a copy of x
   StepResult loss_backward(const T* target, int N, T* input_grad);  // after forward(training)
   void backward_from_output(const T* dout, int N, T* input_grad);   // d(output) given
+  // Backward through layers [stop, from) only: dout is d/d(output of layer from-1); grad receives
+  // d/d(input of layer stop) (saliency maps, Grad-CAM). Parameter gradients are overwritten.
+  void backward_between(const T* dout, int N, size_t from, size_t stop, T* grad);
   void apply_update();
   // Inference: full forward, output copied to out [N, *output_shape].
   void predict(const T* x, int N, T* out);
@@ -92,7 +95,7 @@ class Network {
  private:
   void plan(int N);
   void run_forward(const T* x, int N, bool training, size_t upto);
-  void run_backward(int N, size_t from, T* input_grad);
+  void run_backward(int N, size_t from, T* input_grad, size_t stop = 0);
   StepResult compute_loss(const T* target, int N, bool want_grad);
   const T* act_ptr(size_t i) const;
   T* act_ptr(size_t i);

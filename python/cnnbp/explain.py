@@ -1,0 +1,90 @@
+"""What did the network look at: gradient saliency maps and Grad-CAM, computed by the same C++
+backward pass that trains the network (with the input gradient of the first layer switched on).
+
+Both call the network's forward pass in inference mode and then a backward pass from one class
+score; they overwrite the parameter-gradient buffer (the next training step recomputes it)."""
+
+import numpy as np
+
+__all__ = ["saliency", "grad_cam"]
+
+
+def _score_layer(model):
+    """Index one past the layer whose output holds the class scores: the logits when the model ends
+    in a softmax or sigmoid layer (the classic choice: the normalisation only couples the classes)."""
+    info = model.network.layer_info()
+    n = len(info)
+    if n and info[-1]["kind"] == "Activation" and info[-1]["name"].split("/")[-1] in ("softmax", "sigmoid"):
+        return n - 1
+    last = model.layers[-1] if model.layers else None
+    if last is not None and getattr(last, "activation", None) in ("softmax", "sigmoid") and n >= 2:
+        return n - 1
+    return n
+
+
+def _forward_and_seed(model, x, class_index):
+    x = model._prepare_x(x)
+    net = model.network
+    probs = net.forward(x, training=False)
+    from_layer = _score_layer(model)
+    scores = net.activation(from_layer - 1)
+    scores = scores.reshape(len(x), -1)
+    k = scores.shape[1]
+    if class_index is None:
+        cls = probs.reshape(len(x), -1).argmax(axis=1)
+    else:
+        cls = np.broadcast_to(np.asarray(class_index), (len(x),)).astype(np.int64)
+        if np.any(cls < 0) or np.any(cls >= k):
+            raise ValueError(f"class_index: expected values in [0, {k}), got {class_index!r}")
+    dout = np.zeros((len(x), k), dtype=model.dtype)
+    dout[np.arange(len(x)), cls] = 1.0
+    out_shape = tuple(net.layer_info()[from_layer - 1]["output_shape"])
+    return x, net, from_layer, dout.reshape((len(x),) + out_shape), cls
+
+
+def saliency(model, x, class_index=None, reduce="max"):
+    """|d score / d input| for each pixel: an array (N, H, W) (channels reduced by max, or 'mean',
+    or None to keep them). The score is the class's logit; class_index defaults to the predicted
+    class of each sample (an int, or one per sample)."""
+    if reduce not in ("max", "mean", None):
+        raise ValueError(f"saliency: reduce must be 'max', 'mean' or None, got {reduce!r}")
+    x, net, from_layer, dout, _ = _forward_and_seed(model, x, class_index)
+    g = np.abs(net.backward_between(dout, from_layer, 0))
+    if model._channels_first:
+        g = g.transpose(0, 3, 1, 2)
+        axis = 1
+    else:
+        axis = -1
+    if g.ndim < 3 or reduce is None:
+        return g
+    return g.max(axis=axis) if reduce == "max" else g.mean(axis=axis)
+
+
+def grad_cam(model, x, class_index=None, layer=None):
+    """Grad-CAM heat maps (N, H, W) in [0, 1] at the input's resolution: the activations of a
+    convolution layer (default: the last one) weighted by the spatial mean of the class score's
+    gradient, ReLU, upsampled (nearest) and scaled by each map's maximum."""
+    from .layers import Conv2D
+    convs = [l for l in model.layers if isinstance(l, Conv2D)]
+    if layer is None:
+        if not convs:
+            raise ValueError("grad_cam: the model has no Conv2D layer")
+        layer = convs[-1]
+    elif isinstance(layer, str):
+        layer = model.get_layer(layer)
+    if not isinstance(layer, Conv2D):
+        raise ValueError(f"grad_cam: layer must be a Conv2D layer, got {type(layer).__name__}")
+    x, net, from_layer, dout, _ = _forward_and_seed(model, x, class_index)
+    li = layer._core_index[-1]  # the conv's output (its activation fused in, or the layer after it)
+    if li + 1 >= from_layer:
+        raise ValueError(f"grad_cam: {layer.name} is the score layer itself")
+    acts = net.activation(li)                       # (N, h, w, K)
+    grads = net.backward_between(dout, from_layer, li + 1)
+    alpha = grads.mean(axis=(1, 2), keepdims=True)   # (N, 1, 1, K)
+    cam = np.maximum((alpha * acts).sum(axis=-1), 0.0)
+    H, W = x.shape[1], x.shape[2]
+    rows = (np.arange(H) * cam.shape[1]) // H
+    cols = (np.arange(W) * cam.shape[2]) // W
+    cam = cam[:, rows][:, :, cols]
+    peak = cam.reshape(len(cam), -1).max(axis=1)
+    return cam / np.where(peak > 0, peak, 1.0)[:, None, None]
