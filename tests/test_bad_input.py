@@ -243,3 +243,16 @@ def test_network_backward_before_forward():
     m.compile(loss="mse")
     with pytest.raises(ValueError, match="call forward first"):
         m.network.backward(np.zeros((1, 2), np.float32))
+
+
+def test_backward_after_predict_is_refused_not_a_use_after_free():
+    m = model()
+    net = m.network
+    m.predict(X)  # reads the caller's array in place: nothing is kept for backward
+    with pytest.raises(ValueError, match="call forward"):
+        net.backward(Y)
+    m.fit(X, Y, verbose=0)
+    with pytest.raises(ValueError, match="call forward"):
+        net.backward_from_output(np.zeros((4, 3), np.float32))
+    net.forward(X)
+    net.backward(Y)  # fine after forward

@@ -197,7 +197,10 @@ T* Network<T>::act_ptr(size_t i) {
 template <typename T>
 const T* Network<T>::activation(size_t i) const {
   CNNBP_CHECK_INDEX(i < last_upto_, "activation: layer index ", i, " out of range (last pass ran ", last_upto_, " layers)");
-  return act_ptr(i);
+  const T* p = act_ptr(i);
+  // A leading Flatten shares the caller's input, which only forward() keeps a copy of.
+  CNNBP_CHECK(p != x_ || backward_ready_, "activation: layer ", i, " is a view of the input; call forward(x) first");
+  return p;
 }
 
 template <typename T>
@@ -212,6 +215,7 @@ template <typename T>
 void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
   PassContext c{get_num_threads(), uint64_t(iterations_)};
   x_ = x;
+  backward_ready_ = false;
   for (size_t i = 0; i < upto; ++i) {
     Layer<T>& l = *layers_[i];
     if (l.is_alias()) continue;
@@ -299,11 +303,14 @@ void Network<T>::forward(const T* x, int N, bool training) {
   input_copy_.reserve(size_t(planned_N_) * input_size_);
   std::memcpy(input_copy_.data(), x, sizeof(T) * N * input_size_);
   run_forward(input_copy_.data(), N, training, layers_.size());
+  backward_ready_ = true;
 }
 
 template <typename T>
 StepResult Network<T>::loss_backward(const T* target, int N, T* input_grad) {
   CNNBP_CHECK(loss_set_, "model is not compiled: no loss set");
+  CNNBP_CHECK(backward_ready_, "backward: call forward(x) first (train_step, evaluate and predict do not keep "
+              "what backward needs)");
   CNNBP_CHECK(last_N_ == N && last_upto_ == layers_.size() && N > 0,
               "backward: expected a batch of ", last_N_, " (the last forward pass), got ", N);
   check_target(target, N);
@@ -314,6 +321,8 @@ StepResult Network<T>::loss_backward(const T* target, int N, T* input_grad) {
 
 template <typename T>
 void Network<T>::backward_from_output(const T* dout, int N, T* input_grad) {
+  CNNBP_CHECK(backward_ready_, "backward: call forward(x) first (train_step, evaluate and predict do not keep "
+              "what backward needs)");
   CNNBP_CHECK(last_N_ == N && last_upto_ == layers_.size() && N > 0,
               "backward: expected a batch of ", last_N_, " (the last forward pass), got ", N);
   if (layers_.empty()) {
@@ -326,6 +335,8 @@ void Network<T>::backward_from_output(const T* dout, int N, T* input_grad) {
 
 template <typename T>
 void Network<T>::backward_between(const T* dout, int N, size_t from, size_t stop, T* grad) {
+  CNNBP_CHECK(backward_ready_, "backward: call forward(x) first (train_step, evaluate and predict do not keep "
+              "what backward needs)");
   CNNBP_CHECK(last_N_ == N && last_upto_ == layers_.size() && N > 0,
               "backward: expected a batch of ", last_N_, " (the last forward pass), got ", N);
   CNNBP_CHECK_INDEX(stop < from && from <= layers_.size(), "backward_between: need 0 <= stop < from <= ",

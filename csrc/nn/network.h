@@ -121,6 +121,9 @@ class Network {
   const T* x_ = nullptr;  // input of the last forward pass
   int last_N_ = 0;
   size_t last_upto_ = 0;
+  // Set only by forward(), which keeps its own copy of the input: the backward entry points need
+  // it (after train_step, evaluate or predict the caller's input may already be gone).
+  bool backward_ready_ = false;
   std::mutex mu_;
   bool profiling_ = false;
   Profile prof_;
