@@ -1,17 +1,28 @@
 """The ``cnnbp`` command line (also ``python -m cnnbp``).
 
-    cnnbp train [--model seed|lenet|vgg] [--epochs N] [--batch-size N] [--optimizer sgd|adam|adamw]
-                [--lr X] [--threads N] [--seed N] [--data DIR]
+    cnnbp train [--model seed|lenet|vgg] [--data fashion-mnist|bundled|PATH] [--epochs N]
+                [--batch-size N] [--optimizer sgd|adam|adamw] [--lr X] [--threads N] [--seed N]
+                [--out DIR] [--quiet]
+    cnnbp evaluate MODEL [--data ...]
+    cnnbp predict MODEL IMAGE... [--top K]
+    cnnbp explain MODEL IMAGE... --out DIR
     cnnbp info
+
+Exit status: 0 success, 1 a runtime error (missing or bad files, bad data), 2 bad options.
 """
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}
+
+
+class CliError(Exception):
+    pass
 
 
 def _positive_int(s):
@@ -39,7 +50,8 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a reference CNN on Fashion-MNIST and report test accuracy")
     t.add_argument("--model", choices=["seed", "lenet", "vgg"], default="seed")
-    t.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files (default: installed set)")
+    t.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist (the installed set, else the bundled subset), bundled, or a folder of IDX files")
     t.add_argument("--epochs", type=_positive_int, default=2)
     t.add_argument("--batch-size", type=_positive_int, default=None, help="default: 32 (seed), 64 (lenet, vgg)")
     t.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
@@ -47,9 +59,61 @@ def build_parser():
     t.add_argument("--lr", type=_positive_float, default=None)
     t.add_argument("--threads", type=_positive_int, default=None)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="cnnbp-run",
+                   help="folder for model.cnnbp, history.csv, history.png, confusion.png (default: cnnbp-run)")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on the test set")
+    e.add_argument("model")
+    e.add_argument("--data", default="fashion-mnist")
+    pr = sub.add_parser("predict", help="top classes for images (.npy, .png, .jpg)")
+    pr.add_argument("model")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--top", type=_positive_int, default=3)
+    x = sub.add_parser("explain", help="saliency and Grad-CAM overlays for images")
+    x.add_argument("model")
+    x.add_argument("images", nargs="+")
+    x.add_argument("--out", required=True)
     sub.add_parser("info", help="print the build and CPU configuration")
     return p
+
+
+def _load_data(spec):
+    import cnnbp
+    if spec == "bundled":
+        return cnnbp.datasets.load_fashion_mnist(subset=True)
+    if spec == "fashion-mnist":
+        return cnnbp.datasets.load_fashion_mnist()
+    if spec == "mnist":
+        return cnnbp.datasets.load_mnist()
+    if not os.path.exists(spec):
+        raise CliError(f"--data: no such file or folder: {spec}")
+    if spec.endswith(".npz"):
+        return cnnbp.datasets.load_npz(spec)
+    return cnnbp.datasets.load_fashion_mnist(path=spec, subset=False)
+
+
+def _fit_images(x, shape):
+    """uint8 (N, 28, 28) images -> float32 (N, H, W, C) in [0, 1] for a model input (H, W, C)."""
+    x = np.asarray(x, dtype=np.float32) / 255.0
+    if x.ndim == 3:
+        x = x[..., None]
+    h, w, c = shape
+    if x.shape[1] > h or x.shape[2] > w:
+        raise CliError(f"images of {x.shape[1]}x{x.shape[2]} do not fit the model input {h}x{w}")
+    ph, pw = h - x.shape[1], w - x.shape[2]
+    if ph or pw:  # center on a zero border (28x28 images into vgg's 32x32)
+        x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    if x.shape[3] != c:
+        if x.shape[3] == 1:
+            x = np.repeat(x, c, axis=3)
+        else:
+            raise CliError(f"images have {x.shape[3]} channels, the model takes {c}")
+    return x
+
+
+def _class_names(k):
+    import cnnbp
+    return cnnbp.datasets.FASHION_MNIST_CLASSES if k == 10 else [str(i) for i in range(k)]
 
 
 def cmd_train(args):
@@ -59,48 +123,151 @@ def cmd_train(args):
     if args.threads:
         cnnbp.set_num_threads(args.threads)
     cnnbp.set_seed(args.seed)
-    try:
-        (x_train, y_train), (x_test, y_test) = cnnbp.datasets.load_fashion_mnist(args.data)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"cnnbp train: {e}", file=sys.stderr)
-        return 1
-    x_train = (x_train / 255.0).astype(np.float32)[..., None]
-    x_test = (x_test / 255.0).astype(np.float32)[..., None]
-    shape = (28, 28, 1)
-    if args.model == "vgg":  # vgg's three pooling stages want 32x32: pad the 28x28 images
-        x_train = np.pad(x_train, ((0, 0), (2, 2), (2, 2), (0, 0)))
-        x_test = np.pad(x_test, ((0, 0), (2, 2), (2, 2), (0, 0)))
-        shape = (32, 32, 1)
+    (x_train, y_train), (x_test, y_test) = _load_data(args.data)
+    shape = (32, 32, 1) if args.model == "vgg" else (28, 28, 1)
+    x_train, x_test = _fit_images(x_train, shape), _fit_images(x_test, shape)
     model = applications.MODELS[args.model](shape, 10)
     opt_name = args.optimizer or ("sgd" if args.model == "lenet" else "adam")
     lr = args.lr or DEFAULT_LR[opt_name]
-    if opt_name == "sgd":
-        opt = cnnbp.optimizers.SGD(lr, momentum=0.9)
-    elif opt_name == "adam":
-        opt = cnnbp.optimizers.Adam(lr)
-    else:
-        opt = cnnbp.optimizers.AdamW(lr)
+    opt = {"sgd": lambda: cnnbp.optimizers.SGD(lr, momentum=0.9), "adam": lambda: cnnbp.optimizers.Adam(lr),
+           "adamw": lambda: cnnbp.optimizers.AdamW(lr)}[opt_name]()
     bs = args.batch_size or (32 if args.model == "seed" else 64)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    os.makedirs(args.out, exist_ok=True)
     print(f"cnnbp {cnnbp.__version__}: training '{args.model}' ({model.count_params():,} parameters) on "
           f"Fashion-MNIST ({len(x_train):,} train / {len(x_test):,} test images), {args.epochs} epochs, "
           f"batch {bs}, {opt_name} lr {lr}, {cnnbp.get_num_threads()} threads, {cnnbp.cpu_capability()} kernels")
     t0 = time.perf_counter()
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=bs, validation_data=(x_test, y_test),
-              verbose=2 if args.quiet else 1)
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=bs, validation_data=(x_test, y_test),
+                        verbose=2 if args.quiet else 1,
+                        callbacks=[cnnbp.callbacks.CSVLogger(os.path.join(args.out, "history.csv"))])
     elapsed = time.perf_counter() - t0
     loss, acc = model.evaluate(x_test, y_test, verbose=0)
+    model.save(os.path.join(args.out, "model.cnnbp"))
+    written = ["model.cnnbp", "history.csv"]
+    try:
+        pred = model.predict(x_test, batch_size=256).argmax(axis=1)
+        cnnbp.plot.history(history, os.path.join(args.out, "history.png"))
+        cnnbp.plot.confusion(y_test, pred, cnnbp.datasets.FASHION_MNIST_CLASSES, os.path.join(args.out, "confusion.png"))
+        written += ["history.png", "confusion.png"]
+    except ImportError as e:
+        print(f"note: no plots ({e})")
     print(f"test accuracy: {acc:.4f} (loss {loss:.4f}); trained in {elapsed:.1f} s")
+    print(f"wrote {', '.join(written)} to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args):
+    import cnnbp
+    model = cnnbp.load_model(args.model)
+    if model.loss is None:
+        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _, (x_test, y_test) = _load_data(args.data)
+    x = _fit_images(x_test, model.input_shape[1:])
+    y = y_test if model.loss.sparse else cnnbp.utils.to_categorical(y_test, model.output_shape[-1])
+    loss, acc = model.evaluate(x, y, verbose=0)
+    print(f"{args.model}: test accuracy {acc:.4f}, loss {loss:.4f} on {len(x):,} images")
+    return 0
+
+
+def _read_image(path, shape):
+    h, w, c = shape
+    if path.endswith(".npy"):
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CliError(f"{path}: not a readable .npy array ({e})") from None
+        a = np.asarray(a)
+        if a.ndim == 2:
+            a = a[..., None]
+        if a.ndim != 3:
+            raise CliError(f"{path}: expected an image array (H, W) or (H, W, C), got shape {a.shape}")
+        scale = 255.0 if a.dtype == np.uint8 else 1.0
+        a = a.astype(np.float32) / scale
+    else:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise CliError(f"{path}: reading images needs Pillow (pip install pillow); .npy arrays need nothing")
+        try:
+            img = Image.open(path)
+            img = img.convert("L" if c == 1 else "RGB").resize((w, h))
+        except (OSError, ValueError) as e:
+            raise CliError(f"{path}: cannot read the image ({e})") from None
+        a = np.asarray(img, dtype=np.float32) / 255.0
+        if a.ndim == 2:
+            a = a[..., None]
+    if a.shape[2] != c and a.shape[2] == 1:
+        a = np.repeat(a, c, axis=2)
+    if a.shape[:2] != (h, w):
+        ph, pw = h - a.shape[0], w - a.shape[1]
+        if ph < 0 or pw < 0:
+            raise CliError(f"{path}: image of {a.shape[0]}x{a.shape[1]} does not fit the model input {h}x{w}")
+        a = np.pad(a, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    if a.shape[2] != c:
+        raise CliError(f"{path}: image has {a.shape[2]} channels, the model takes {c}")
+    return a
+
+
+def cmd_predict(args):
+    import cnnbp
+    model = cnnbp.load_model(args.model, compile=False)
+    shape = model.input_shape[1:]
+    x = np.stack([_read_image(p, shape) for p in args.images])
+    probs = model.predict(x).reshape(len(x), -1)
+    names = _class_names(probs.shape[1])
+    for path, p in zip(args.images, probs):
+        top = np.argsort(-p)[: args.top]
+        print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.3f}" for i in top))
+    return 0
+
+
+def cmd_explain(args):
+    import cnnbp
+    model = cnnbp.load_model(args.model, compile=False)
+    shape = model.input_shape[1:]
+    x = np.stack([_read_image(p, shape) for p in args.images])
+    sal = cnnbp.explain.saliency(model, x)
+    cam = cnnbp.explain.grad_cam(model, x)
+    pred = model.predict(x).reshape(len(x), -1).argmax(axis=1)
+    names = _class_names(model.output_shape[-1])
+    os.makedirs(args.out, exist_ok=True)
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise CliError("explain writes images with matplotlib: pip install 'cnnbp[plot]'")
+    for i, path in enumerate(args.images):
+        fig = Figure(figsize=(9, 3), layout="constrained")
+        axes = fig.subplots(1, 3)
+        img = x[i].mean(axis=2)
+        for ax, data, title in zip(axes, [img, sal[i], cam[i]], ["input", "saliency |d score/d x|", "Grad-CAM"]):
+            ax.imshow(img, cmap="gray")
+            if data is not img:
+                ax.imshow(data, cmap="jet", alpha=0.5)
+            ax.set_title(title)
+            ax.axis("off")
+        fig.suptitle(f"{os.path.basename(path)}: predicted {names[pred[i]]}")
+        out = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "-explain.png")
+        fig.savefig(out, dpi=100)
+        print(f"{path}: {names[pred[i]]} -> {out}")
     return 0
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.command == "info":
-        import cnnbp
-        cnnbp.show_config()
-        return 0
-    return cmd_train(args)
+    try:
+        if args.command == "info":
+            import cnnbp
+            cnnbp.show_config()
+            return 0
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+                "explain": cmd_explain}[args.command](args)
+    except CliError as e:
+        print(f"cnnbp {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"cnnbp {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

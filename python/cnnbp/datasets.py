@@ -5,10 +5,16 @@ images (N, 28, 28)."""
 import gzip
 import os
 import struct
+import sys
 
 import numpy as np
 
-__all__ = ["load_idx", "load_fashion_mnist", "load_mnist"]
+__all__ = ["load_idx", "load_fashion_mnist", "load_mnist", "load_npz", "FASHION_MNIST_CLASSES"]
+
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
+_BUNDLED = os.path.join(os.path.dirname(__file__), "data", "fashion_mnist_subset.npz")
+_told = set()
 
 _FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -76,14 +82,74 @@ def _load(kind, path, default_dirs, how_to_get):
     return (xtr, ytr), (xte, yte)
 
 
-def load_fashion_mnist(path=None):
-    """Fashion-MNIST: 60,000 training and 10,000 test images of 10 clothing classes.
+_FASHION_HOW = ("Install it with 'apt-get install dataset-fashion-mnist', or download the four IDX files "
+                "from github.com/zalandoresearch/fashion-mnist and pass path= or set CNNBP_DATA.")
+
+
+def load_fashion_mnist(path=None, subset=None):
+    """Fashion-MNIST: 60,000 training and 10,000 test images of 10 clothing classes (28x28 uint8).
 
     Looks in ``path``, else ``$CNNBP_DATA`` (and ``$CNNBP_DATA/fashion-mnist``), else
-    /usr/share/datasets/fashion-mnist (Debian/Ubuntu: ``apt-get install dataset-fashion-mnist``)."""
+    /usr/share/datasets/fashion-mnist (Debian/Ubuntu: ``apt-get install dataset-fashion-mnist``).
+    When none of these is given and the default location is empty, it returns the subset shipped
+    with cnnbp (6,000 training and 1,000 test images, class-balanced) and says so once.
+    ``subset=True`` always returns that subset; ``subset=False`` never does."""
+    if subset:
+        return load_bundled_subset()
+    if path is None and not os.environ.get("CNNBP_DATA") and subset is None:
+        try:
+            return _load("fashion-mnist", None, [os.path.join(os.sep, "usr", "share", "datasets", "fashion-mnist")],
+                         _FASHION_HOW)
+        except FileNotFoundError:
+            if "fashion" not in _told:
+                _told.add("fashion")
+                print("cnnbp: the full Fashion-MNIST set was not found; using the 7,000-image subset bundled "
+                      f"with cnnbp. {_FASHION_HOW}", file=sys.stderr)
+            return load_bundled_subset()
     return _load("fashion-mnist", path, [os.path.join(os.sep, "usr", "share", "datasets", "fashion-mnist")],
-                 "Install it with 'apt-get install dataset-fashion-mnist', or download the four IDX files "
-                 "from github.com/zalandoresearch/fashion-mnist and pass path= or set CNNBP_DATA.")
+                 _FASHION_HOW)
+
+
+def load_bundled_subset():
+    """The class-balanced Fashion-MNIST subset shipped in the package: ((6000 x 28 x 28, 6000),
+    (1000 x 28 x 28, 1000)) uint8, the first 600 (100) images of each class of the training (test)
+    set in their original order. Fashion-MNIST is (c) 2017 Zalando SE, MIT licence
+    (cnnbp/data/LICENSE-fashion-mnist.txt)."""
+    return load_npz(_BUNDLED)
+
+
+def load_npz(path):
+    """((x_train, y_train), (x_test, y_test)) from an .npz file with those four arrays (no pickles)."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+            if missing:
+                raise ValueError(f"load_npz: {path} lacks {missing}; expected x_train, y_train, x_test, y_test")
+            parts = [np.array(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load_npz: no such file: {path}") from None
+    except (OSError, zipfile_error()) as e:
+        raise ValueError(f"load_npz: cannot read {path}: {e}") from None
+    if len(parts[0]) != len(parts[1]) or len(parts[2]) != len(parts[3]):
+        raise ValueError(f"load_npz: {path}: image and label counts differ")
+    return (parts[0], parts[1]), (parts[2], parts[3])
+
+
+def zipfile_error():
+    import zipfile
+    return zipfile.BadZipFile
+
+
+def _write_bundled_subset(out_path, path=None, per_class_train=600, per_class_test=100):
+    """Make the bundled subset from the full set (how cnnbp/data/fashion_mnist_subset.npz was made)."""
+    (xtr, ytr), (xte, yte) = _load("fashion-mnist", path, [os.path.join(os.sep, "usr", "share", "datasets",
+                                                                        "fashion-mnist")], _FASHION_HOW)
+
+    def pick(y, k):
+        return np.sort(np.concatenate([np.flatnonzero(y == c)[:k] for c in range(10)]))
+
+    a, b = pick(ytr, per_class_train), pick(yte, per_class_test)
+    np.savez_compressed(out_path, x_train=xtr[a], y_train=ytr[a], x_test=xte[b], y_test=yte[b])
 
 
 def load_mnist(path=None):

@@ -14,7 +14,7 @@ from . import callbacks as callbacks_mod
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from ._progress import Progress
-from ._random import next_seed
+from ._seeding import next_seed
 from .layers import InputLayer, KerasTensor, Layer
 
 __all__ = ["Model", "Sequential"]

@@ -1,0 +1,96 @@
+"""Plots (matplotlib, an optional extra: ``pip install cnnbp[plot]``). Each function returns a
+matplotlib Figure and, given ``path``, saves it there; no GUI backend is needed."""
+
+import numpy as np
+
+__all__ = ["history", "confusion", "filters"]
+
+
+def _figure(*args, **kwargs):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("cnnbp.plot needs matplotlib: pip install 'cnnbp[plot]' (or pip install matplotlib)") from None
+    return Figure(*args, **kwargs)
+
+
+def history(history, path=None):
+    """Loss and accuracy per epoch, training and validation, from a History (or its dict)."""
+    h = getattr(history, "history", history)
+    if not isinstance(h, dict) or "loss" not in h:
+        raise ValueError("plot.history: expected a History from fit() or its .history dict")
+    has_acc = "accuracy" in h
+    fig = _figure(figsize=(10 if has_acc else 5, 4), layout="constrained")
+    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
+    epochs = np.arange(1, len(h["loss"]) + 1)
+    for ax, key in zip(axes, ["loss"] + (["accuracy"] if has_acc else [])):
+        ax.plot(epochs, h[key], "o-", label="train")
+        if f"val_{key}" in h:
+            ax.plot(epochs, h[f"val_{key}"], "s--", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_xticks(epochs if len(epochs) <= 20 else ax.get_xticks())
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def confusion(y_true, y_pred, classes=None, path=None, normalize=True):
+    """Confusion matrix of integer labels (rows: true class, columns: predicted)."""
+    y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
+    y_pred = np.asarray(y_pred).astype(np.int64).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"plot.confusion: {y_true.shape[0]} true labels but {y_pred.shape[0]} predictions")
+    k = int(max(y_true.max(initial=0), y_pred.max(initial=0)) + 1) if classes is None else len(classes)
+    m = np.zeros((k, k), dtype=np.float64)
+    np.add.at(m, (y_true, y_pred), 1)
+    if normalize:
+        m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig = _figure(figsize=(7, 6), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(m, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    names = classes if classes is not None else [str(i) for i in range(k)]
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{m[i, j]:.2f}" if normalize else int(m[i, j]), ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black", fontsize=7)
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def filters(model, layer=None, path=None):
+    """The learned kernels of a Conv2D layer (default: the first) as a grid, one tile per filter
+    (the mean over input channels)."""
+    from .layers import Conv2D
+    if layer is None:
+        convs = [l for l in model.layers if isinstance(l, Conv2D)]
+        if not convs:
+            raise ValueError("plot.filters: the model has no Conv2D layer")
+        layer = convs[0]
+    elif isinstance(layer, str):
+        layer = model.get_layer(layer)
+    if not isinstance(layer, Conv2D):
+        raise ValueError(f"plot.filters: expected a Conv2D layer, got {type(layer).__name__}")
+    k = np.asarray(layer.kernel).mean(axis=2)  # (kh, kw, filters)
+    n = k.shape[-1]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig = _figure(figsize=(cols * 1.2, rows * 1.2), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    lim = np.abs(k).max() or 1.0
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(k[:, :, i], cmap="bwr", vmin=-lim, vmax=lim)
+    fig.suptitle(f"{layer.name}: {n} filters {k.shape[0]}x{k.shape[1]}")
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

@@ -1,0 +1,35 @@
+"""Plots: files are written; a missing matplotlib gives a clear message."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp.layers import Conv2D, Dense, Flatten, Input
+
+
+def small():
+    m = cnnbp.Sequential([Input((6, 6, 1)), Conv2D(5, 3, activation="relu"), Flatten(), Dense(3, activation="softmax")])
+    m.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def test_history_confusion_filters(tmp_path):
+    m = small()
+    x = np.random.default_rng(0).random((30, 6, 6, 1), dtype=np.float32)
+    y = np.arange(30) % 3
+    h = m.fit(x, y, epochs=2, validation_split=0.2, verbose=0)
+    for name, fn in [("h.png", lambda p: cnnbp.plot.history(h, p)),
+                     ("c.png", lambda p: cnnbp.plot.confusion(y, m.predict(x).argmax(1), ["a", "b", "c"], p)),
+                     ("f.png", lambda p: cnnbp.plot.filters(m, path=p))]:
+        fn(tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="History"):
+        cnnbp.plot.history({"acc": [1]})
+
+
+def test_missing_matplotlib_message(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install 'cnnbp\[plot\]'"):
+        cnnbp.plot.history({"loss": [1.0]})
