@@ -83,3 +83,22 @@ def test_to_categorical():
     assert y.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]] and y.dtype == np.float32
     with pytest.raises(ValueError, match="out of range"):
         cnnbp.utils.to_categorical([3], 3)
+
+
+def test_bundled_subset_is_the_fallback_and_says_so_once(monkeypatch, capsys):
+    import cnnbp.datasets as d
+
+    def missing(*a, **k):
+        raise FileNotFoundError("not installed")
+
+    monkeypatch.setattr(d, "_load", missing)
+    monkeypatch.delenv("CNNBP_DATA", raising=False)
+    monkeypatch.setattr(d, "_told", set())
+    (xtr, ytr), (xte, yte) = d.load_fashion_mnist()
+    assert xtr.shape == (6000, 28, 28) and xte.shape == (1000, 28, 28) and xtr.dtype == np.uint8
+    assert np.bincount(ytr).tolist() == [600] * 10 and np.bincount(yte).tolist() == [100] * 10
+    d.load_fashion_mnist()
+    err = capsys.readouterr().err
+    assert err.count("bundled") == 1 and "apt-get install dataset-fashion-mnist" in err
+    with pytest.raises(FileNotFoundError):
+        d.load_fashion_mnist(subset=False)
