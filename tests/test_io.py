@@ -149,3 +149,50 @@ def test_uncompiled_model_round_trip(tmp_path):
     assert m2.dtype == np.float64 and m2.loss is None
     x = np.random.default_rng(0).random((5, 4))
     assert np.array_equal(m.predict(x), m2.predict(x))
+
+
+def _conv_pool_dense():
+    cnnbp.set_seed(2)
+    return cnnbp.Sequential([Input((9, 9, 2)), Conv2D(4, 3, activation="relu"), MaxPooling2D(), Flatten(),
+                             Dense(5, activation="relu"), Dense(3)])
+
+
+def test_torch_layout_round_trip_and_semantics():
+    import reference as ref
+    m = _conv_pool_dense()
+    sd = cnnbp.io.to_torch_state_dict(m)
+    conv, d1 = m.layers[0], m.layers[3]
+    assert sd[f"{conv.name}.weight"].shape == (4, 2, 3, 3) and sd[f"{d1.name}.weight"].shape == (5, 36)
+    # NCHW semantics, computed independently with numpy: conv with OIHW weights on NCHW input, then
+    # PyTorch's flatten order (C, H, W) into the dense layer.
+    x = np.random.default_rng(0).random((3, 9, 9, 2)).astype(np.float32)
+    w_oihw = sd[f"{conv.name}.weight"]
+    h = np.maximum(ref.conv2d(x, w_oihw.transpose(2, 3, 1, 0), sd[f"{conv.name}.bias"]), 0)
+    h = ref.max_pool2d(h, (2, 2))[0]
+    flat_nchw = h.transpose(0, 3, 1, 2).reshape(3, -1)
+    h1 = np.maximum(flat_nchw @ sd[f"{d1.name}.weight"].T + sd[f"{d1.name}.bias"], 0)
+    d2 = m.layers[4]
+    y = h1 @ sd[f"{d2.name}.weight"].T + sd[f"{d2.name}.bias"]
+    ref.assert_close(m.predict(x), y, 1e-5)
+    # and back, into a freshly built model (new names: matched by order)
+    m2 = _conv_pool_dense()
+    cnnbp.io.from_torch_state_dict(m2, dict(zip([f"l{i}.{k.split('.')[-1]}" for i, k in enumerate(sd)], sd.values())))
+    for a, b in zip(m.get_weights(), m2.get_weights()):
+        assert np.array_equal(a, b)
+    bad = dict(sd)
+    bad[f"{conv.name}.weight"] = np.zeros((4, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="expected the PyTorch layout"):
+        cnnbp.io.from_torch_state_dict(m2, bad)
+
+
+def test_torch_model_gives_the_same_outputs():
+    torch = pytest.importorskip("torch")  # the numpy check above always runs
+    m = _conv_pool_dense()
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                              torch.nn.Linear(36, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    sd = list(cnnbp.io.to_torch_state_dict(m).values())
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in zip(net.state_dict(), sd)})
+    x = np.random.default_rng(1).random((4, 9, 9, 2)).astype(np.float32)
+    with torch.no_grad():
+        yt = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert np.allclose(m.predict(x), yt, atol=1e-5)

@@ -16,7 +16,8 @@ import zlib
 
 import numpy as np
 
-__all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "to_torch_state_dict", "from_torch_state_dict",
+           "FORMAT_VERSION"]
 
 MAGIC = b"CNNBP\x00\x01\n"
 FORMAT_VERSION = 1
@@ -263,3 +264,92 @@ def load_weights(model, path):
     _, arrays = _read(path)
     model._ensure_built()
     _set_weights(model, arrays, where)
+
+
+# ---- PyTorch layouts --------------------------------------------------------------------------
+def _torch_plan(model):
+    """(layer, kind, flatten_shape) for each layer with weights; flatten_shape is the (H, W, C)
+    that a Dense layer's input features were flattened from (their order differs in PyTorch)."""
+    from .layers import Conv2D, Dense, Flatten
+    model._ensure_built()
+    plan, flat = [], None
+    for layer in model._layers:
+        if isinstance(layer, Flatten):
+            shape = tuple(layer.input_shape[1:])
+            flat = shape if len(shape) == 3 else None
+        elif isinstance(layer, Conv2D):
+            plan.append((layer, "conv", None))
+            flat = None
+        elif isinstance(layer, Dense):
+            plan.append((layer, "dense", flat))
+            flat = None
+        elif layer._params:
+            raise ValueError(f"{layer.name}: no PyTorch layout for {type(layer).__name__}")
+    return plan
+
+
+def _chw_order(shape):
+    h, w, c = shape
+    return np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
+
+
+def to_torch_state_dict(model):
+    """The weights as a dict of numpy arrays in PyTorch's layouts: ``<layer>.weight`` is OIHW for
+    convolutions and (out, in) for dense layers, whose input features follow PyTorch's NCHW
+    flatten order; ``<layer>.bias`` as is. ``torch.from_numpy`` turns each into a tensor."""
+    out = {}
+    for layer, kind, flat in _torch_plan(model):
+        k = np.array(layer.kernel)
+        if kind == "conv":
+            w = k.transpose(3, 2, 0, 1)
+        else:
+            w = (k[_chw_order(flat)] if flat else k).T
+        out[f"{layer.name}.weight"] = np.ascontiguousarray(w)
+        if "bias" in layer._params:
+            out[f"{layer.name}.bias"] = np.array(layer.bias)
+    return out
+
+
+def from_torch_state_dict(model, state):
+    """Load weights given in PyTorch's layouts (see to_torch_state_dict). Keys are matched by
+    layer name, else by order; every shape is checked before anything is written."""
+    plan = _torch_plan(model)
+    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in dict(state).items()}
+    names = [f"{l.name}.weight" for l, _, _ in plan]
+    keys = list(state)
+    if all(n in state for n in names):  # by layer name
+        pairs = [(n, n[: -len("weight")] + "bias" if "bias" in l._params else None) for n, (l, _, _) in zip(names, plan)]
+    else:  # by order, as a PyTorch state_dict lists them: weight, then bias, per module
+        pairs, i = [], 0
+        for layer, _, _ in plan:
+            wk = keys[i] if i < len(keys) else None
+            bk = keys[i + 1] if "bias" in layer._params and i + 1 < len(keys) else None
+            if wk is None or not wk.endswith("weight") or ("bias" in layer._params and (bk is None or not bk.endswith("bias"))):
+                raise ValueError(f"from_torch_state_dict: the state does not list a weight (and bias) for {layer.name} "
+                                 f"at position {i}; keys: {keys[:8]}")
+            pairs.append((wk, bk))
+            i += 2 if bk else 1
+        if i != len(keys):
+            raise ValueError(f"from_torch_state_dict: {len(keys) - i} entries of the state are left over")
+    pending = []
+    for (layer, kind, flat), (wk, bk) in zip(plan, pairs):
+        w = state[wk]
+        kshape = tuple(layer.kernel.shape)
+        ours = None
+        if kind == "conv" and w.ndim == 4:
+            ours = w.transpose(2, 3, 1, 0)
+        elif kind == "dense" and w.ndim == 2:
+            ours = w.T.copy()
+            if flat:
+                tmp = np.empty_like(ours)
+                tmp[_chw_order(flat)] = ours
+                ours = tmp
+        if ours is None or ours.shape != kshape:
+            raise ValueError(f"{layer.name}: {wk} has shape {w.shape}, expected the PyTorch layout of {kshape}")
+        pending.append((layer.kernel, ours))
+        if bk is not None:
+            if bk not in state or state[bk].shape != tuple(layer.bias.shape):
+                raise ValueError(f"{layer.name}: missing or misshapen {bk}")
+            pending.append((layer.bias, state[bk]))
+    for dst, src in pending:
+        dst[...] = src

@@ -1,0 +1,282 @@
+# Type stub of the cnnbp._core extension (generated with pybind11-stubgen from the built module).
+"""
+cnnbp C++ core: kernels, network and training step.
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+ops: typing.Any  # the raw kernels; cnnbp.ops wraps them
+__all__: list[str] = ['Network32', 'Network64', 'NumericalError', 'build_info', 'compiled_capabilities', 'cpu_capability', 'detected_capability', 'get_num_threads', 'ops', 'set_num_threads']
+class NumericalError(ArithmeticError):
+    pass
+class Network32:
+    """
+    The C++ network: layers in order, flat parameter/gradient buffers, the training step.
+    """
+    def __init__(self, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    def activation(self, index: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        A copy of layer i's output from the last forward pass.
+        """
+    def add_activation(self, name: str, kind: str, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    def add_conv2d(self, name: str, filters: typing.SupportsInt | typing.SupportsIndex, kernel_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], dilation: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str, pads: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        A Conv2D layer; an elementwise activation (not softmax) is fused into it.
+        """
+    def add_dense(self, name: str, units: typing.SupportsInt | typing.SupportsIndex, use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        A Dense layer; an elementwise activation (not softmax) is fused into it.
+        """
+    def add_dropout(self, name: str, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def add_flatten(self, arg0: str) -> None:
+        ...
+    def add_global_avg_pool2d(self, arg0: str) -> None:
+        ...
+    def add_pool2d(self, name: str, max: bool, pool_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str) -> None:
+        ...
+    def apply_update(self) -> None:
+        """
+        One optimizer step over the flat buffers.
+        """
+    def backward(self, y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], input_grad: bool = False) -> tuple:
+        """
+        Loss on the last forward pass and backward into the gradient buffer: (loss, correct, dx or None).
+        """
+    def backward_between(self, dout: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], from_layer: typing.SupportsInt | typing.SupportsIndex, stop_layer: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Backward through layers [stop_layer, from_layer) of the last forward pass: dout is the gradient of layer from_layer-1's output; returns the gradient of layer stop_layer's input.
+        """
+    def backward_from_output(self, dout: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], input_grad: bool = True) -> typing.Any:
+        """
+        Backward from a given output gradient (saliency maps).
+        """
+    def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[float, int]:
+        """
+        (mean loss, correct count) without updating.
+        """
+    def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        Allocate the flat buffers and initialise every parameter.
+        """
+    def flat_grads(self) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def flat_params(self) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def forward(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], training: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Full forward pass; keeps what backward needs.
+        """
+    def initialize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def layer_info(self) -> list:
+        ...
+    def optimizer_state(self) -> list:
+        """
+        Views of the optimizer's state buffers (momentum; or Adam's m and v).
+        """
+    def param_view(self, offset: typing.SupportsInt | typing.SupportsIndex, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], grad: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        A numpy view of part of the flat parameter (or gradient) buffer; it keeps the network alive.
+        """
+    def predict(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Inference forward pass.
+        """
+    def profile(self) -> dict:
+        """
+        Seconds per layer pass summed over the train steps since set_profiling(True).
+        """
+    def set_adam(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def set_loss(self, kind: str, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, fuse: bool = True) -> None:
+        ...
+    def set_profiling(self, on: bool) -> None:
+        """
+        Time every layer pass from now on (resets the totals).
+        """
+    def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[float, int]:
+        """
+        Forward, loss, backward and update on one batch: (mean loss, correct count).
+        """
+    @property
+    def input_shape(self) -> list[int]:
+        ...
+    @property
+    def iterations(self) -> int:
+        ...
+    @iterations.setter
+    def iterations(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @learning_rate.setter
+    def learning_rate(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def loss(self) -> str:
+        ...
+    @property
+    def loss_fused(self) -> bool:
+        ...
+    @property
+    def num_params(self) -> int:
+        ...
+    @property
+    def output_shape(self) -> list[int]:
+        ...
+class Network64:
+    """
+    The C++ network: layers in order, flat parameter/gradient buffers, the training step.
+    """
+    def __init__(self, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    def activation(self, index: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        A copy of layer i's output from the last forward pass.
+        """
+    def add_activation(self, name: str, kind: str, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    def add_conv2d(self, name: str, filters: typing.SupportsInt | typing.SupportsIndex, kernel_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], dilation: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str, pads: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        A Conv2D layer; an elementwise activation (not softmax) is fused into it.
+        """
+    def add_dense(self, name: str, units: typing.SupportsInt | typing.SupportsIndex, use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        A Dense layer; an elementwise activation (not softmax) is fused into it.
+        """
+    def add_dropout(self, name: str, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def add_flatten(self, arg0: str) -> None:
+        ...
+    def add_global_avg_pool2d(self, arg0: str) -> None:
+        ...
+    def add_pool2d(self, name: str, max: bool, pool_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str) -> None:
+        ...
+    def apply_update(self) -> None:
+        """
+        One optimizer step over the flat buffers.
+        """
+    def backward(self, y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], input_grad: bool = False) -> tuple:
+        """
+        Loss on the last forward pass and backward into the gradient buffer: (loss, correct, dx or None).
+        """
+    def backward_between(self, dout: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], from_layer: typing.SupportsInt | typing.SupportsIndex, stop_layer: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Backward through layers [stop_layer, from_layer) of the last forward pass: dout is the gradient of layer from_layer-1's output; returns the gradient of layer stop_layer's input.
+        """
+    def backward_from_output(self, dout: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], input_grad: bool = True) -> typing.Any:
+        """
+        Backward from a given output gradient (saliency maps).
+        """
+    def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, int]:
+        """
+        (mean loss, correct count) without updating.
+        """
+    def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        Allocate the flat buffers and initialise every parameter.
+        """
+    def flat_grads(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    def flat_params(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    def forward(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], training: bool = False) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Full forward pass; keeps what backward needs.
+        """
+    def initialize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def layer_info(self) -> list:
+        ...
+    def optimizer_state(self) -> list:
+        """
+        Views of the optimizer's state buffers (momentum; or Adam's m and v).
+        """
+    def param_view(self, offset: typing.SupportsInt | typing.SupportsIndex, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], grad: bool = False) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        A numpy view of part of the flat parameter (or gradient) buffer; it keeps the network alive.
+        """
+    def predict(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Inference forward pass.
+        """
+    def profile(self) -> dict:
+        """
+        Seconds per layer pass summed over the train steps since set_profiling(True).
+        """
+    def set_adam(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def set_loss(self, kind: str, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, fuse: bool = True) -> None:
+        ...
+    def set_profiling(self, on: bool) -> None:
+        """
+        Time every layer pass from now on (resets the totals).
+        """
+    def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, int]:
+        """
+        Forward, loss, backward and update on one batch: (mean loss, correct count).
+        """
+    @property
+    def input_shape(self) -> list[int]:
+        ...
+    @property
+    def iterations(self) -> int:
+        ...
+    @iterations.setter
+    def iterations(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @learning_rate.setter
+    def learning_rate(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def loss(self) -> str:
+        ...
+    @property
+    def loss_fused(self) -> bool:
+        ...
+    @property
+    def num_params(self) -> int:
+        ...
+    @property
+    def output_shape(self) -> list[int]:
+        ...
+def _buffer_allocations() -> int:
+    """
+    Buffers allocated so far (a steady-state training step allocates none).
+    """
+def build_info() -> dict:
+    ...
+def compiled_capabilities() -> list[str]:
+    """
+    The kernel paths built into this extension.
+    """
+def cpu_capability() -> str:
+    """
+    The kernel path in use: 'avx512', 'avx2' or 'baseline'.
+    """
+def detected_capability() -> str:
+    """
+    The best path this CPU supports.
+    """
+def get_num_threads() -> int:
+    """
+    Threads cnnbp's parallel regions use.
+    """
+def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Set the thread count of cnnbp's parallel regions.
+    """
+__version__: str = '0.1.0'
