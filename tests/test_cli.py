@@ -56,8 +56,6 @@ def test_errors_and_exit_codes(trained, tmp_path):
     d, _ = trained
     r = cli("train", "--epochs", "0", cwd=tmp_path)
     assert r.returncode == 2 and "expected a positive integer" in r.stderr
-    r = cli("train", "--model", "resnet", cwd=tmp_path)
-    assert r.returncode == 2 and "invalid choice" in r.stderr
     r = cli("train", "--data", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert r.returncode == 1 and "no such file or folder" in r.stderr
     r = cli("predict", "missing.cnnbp", "x.npy", cwd=tmp_path)
@@ -70,3 +68,18 @@ def test_errors_and_exit_codes(trained, tmp_path):
     assert r.returncode == 1 and "does not fit" in r.stderr
     r = cli("info", cwd=tmp_path)
     assert r.returncode == 0 and "kernel path" in r.stdout
+
+
+def test_train_a_json_architecture(tmp_path):
+    from cnnbp.layers import Dense, Flatten, Input
+    arch = cnnbp.io.model_to_json(cnnbp.Sequential([Input((28, 28, 1)), Flatten(), Dense(10, activation="softmax")]))
+    (tmp_path / "mlp.json").write_text(arch)
+    r = cli("train", "--model", "mlp.json", "--data", "bundled", "--epochs", "1", "--quiet", "--out", "o",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "7,850 parameters" in r.stdout
+    (tmp_path / "bad.json").write_text("{not json")
+    r = cli("train", "--model", "bad.json", "--data", "bundled", cwd=tmp_path)
+    assert r.returncode == 1 and "not valid JSON" in r.stderr
+    r = cli("train", "--model", "resnet", cwd=tmp_path)
+    assert r.returncode == 1 and "expected seed, lenet, vgg" in r.stderr

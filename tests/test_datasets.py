@@ -102,3 +102,23 @@ def test_bundled_subset_is_the_fallback_and_says_so_once(monkeypatch, capsys):
     assert err.count("bundled") == 1 and "apt-get install dataset-fashion-mnist" in err
     with pytest.raises(FileNotFoundError):
         d.load_fashion_mnist(subset=False)
+
+
+def test_load_image_folder(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for cls, n in (("cat", 2), ("dog", 3)):
+        (tmp_path / cls).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (6, 5), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    x, y, classes = cnnbp.datasets.load_image_folder(tmp_path)
+    assert x.shape == (5, 6, 5, 1) and x.dtype == np.uint8 and y.tolist() == [0, 0, 1, 1, 1]
+    assert classes == ["cat", "dog"]
+    x3, _, _ = cnnbp.datasets.load_image_folder(tmp_path, image_size=(8, 8), color_mode="rgb")
+    assert x3.shape == (5, 8, 8, 3)
+    (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ValueError, match="cannot read"):
+        cnnbp.datasets.load_image_folder(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        cnnbp.datasets.load_image_folder(tmp_path / "none")

@@ -49,7 +49,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="cnnbp", description="Train convolutional neural networks on the CPU.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a reference CNN on Fashion-MNIST and report test accuracy")
-    t.add_argument("--model", choices=["seed", "lenet", "vgg"], default="seed")
+    t.add_argument("--model", default="seed",
+                   help="seed, lenet, vgg, or a JSON architecture (cnnbp.io.model_to_json's format)")
     t.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist (the installed set, else the bundled subset), bundled, or a folder of IDX files")
     t.add_argument("--epochs", type=_positive_int, default=2)
@@ -123,10 +124,23 @@ def cmd_train(args):
     if args.threads:
         cnnbp.set_num_threads(args.threads)
     cnnbp.set_seed(args.seed)
+    if args.model in applications.MODELS:
+        shape = (32, 32, 1) if args.model == "vgg" else (28, 28, 1)
+        model = applications.MODELS[args.model](shape, 10)
+    elif args.model.endswith(".json"):
+        try:
+            with open(args.model) as f:
+                model = cnnbp.io.model_from_json(f.read())
+        except OSError as e:
+            raise CliError(f"--model: cannot read {args.model}: {e.strerror}") from None
+        shape = tuple(model.input_shape[1:])
+        if len(shape) != 3 or model.output_shape[1:] != (10,):
+            raise CliError(f"--model: {args.model} must take (H, W, C) images and output 10 classes; it takes "
+                           f"{model.input_shape} and outputs {model.output_shape}")
+    else:
+        raise CliError(f"--model: expected seed, lenet, vgg or a .json architecture, got {args.model!r}")
     (x_train, y_train), (x_test, y_test) = _load_data(args.data)
-    shape = (32, 32, 1) if args.model == "vgg" else (28, 28, 1)
     x_train, x_test = _fit_images(x_train, shape), _fit_images(x_test, shape)
-    model = applications.MODELS[args.model](shape, 10)
     opt_name = args.optimizer or ("sgd" if args.model == "lenet" else "adam")
     lr = args.lr or DEFAULT_LR[opt_name]
     opt = {"sgd": lambda: cnnbp.optimizers.SGD(lr, momentum=0.9), "adam": lambda: cnnbp.optimizers.Adam(lr),

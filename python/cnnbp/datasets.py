@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["load_idx", "load_fashion_mnist", "load_mnist", "load_npz", "FASHION_MNIST_CLASSES"]
+__all__ = ["load_idx", "load_fashion_mnist", "load_mnist", "load_npz", "load_image_folder", "FASHION_MNIST_CLASSES"]
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot"]
@@ -156,3 +156,48 @@ def load_mnist(path=None):
     """MNIST digits from the same IDX layout (``path``, ``$CNNBP_DATA/mnist``, or Debian's location)."""
     return _load("mnist", path, [os.path.join(os.sep, "usr", "share", "datasets", "mnist")],
                  "Download the four IDX files of MNIST and pass path= or set CNNBP_DATA.")
+
+
+_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def load_image_folder(path, image_size=None, color_mode="grayscale"):
+    """Images sorted into one sub-folder per class (``path/<class>/*.png``) -> (x, y, class_names):
+    x uint8 (N, H, W, C), y int64 labels in sorted class order. Needs Pillow. Every image is
+    resized to ``image_size`` (H, W), default the first image's size; ``color_mode`` is
+    'grayscale' (C = 1) or 'rgb' (C = 3)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("load_image_folder needs Pillow: pip install pillow") from None
+    if color_mode not in ("grayscale", "rgb"):
+        raise ValueError(f"load_image_folder: color_mode must be 'grayscale' or 'rgb', got {color_mode!r}")
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"load_image_folder: no such folder: {path}")
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise ValueError(f"load_image_folder: {path} has no class sub-folders (expected {path}/<class>/*.png)")
+    images, labels = [], []
+    size = None if image_size is None else (int(image_size[1]), int(image_size[0]))
+    for label, cls in enumerate(classes):
+        folder = os.path.join(path, cls)
+        for name in sorted(os.listdir(folder)):
+            if not name.lower().endswith(_IMAGE_EXT):
+                continue
+            f = os.path.join(folder, name)
+            try:
+                with Image.open(f) as img:
+                    img = img.convert("L" if color_mode == "grayscale" else "RGB")
+                    if size is None:
+                        size = img.size
+                    if img.size != size:
+                        img = img.resize(size)
+                    a = np.asarray(img, dtype=np.uint8)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"load_image_folder: cannot read {f}: {e}") from None
+            images.append(a[..., None] if a.ndim == 2 else a)
+            labels.append(label)
+    if not images:
+        raise ValueError(f"load_image_folder: no images ({', '.join(_IMAGE_EXT)}) under {path}")
+    return np.stack(images), np.array(labels, dtype=np.int64), classes

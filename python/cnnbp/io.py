@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "to_torch_state_dict", "from_torch_state_dict",
+           "model_to_json", "model_from_json",
            "FORMAT_VERSION"]
 
 MAGIC = b"CNNBP\x00\x01\n"
@@ -353,3 +354,22 @@ def from_torch_state_dict(model, state):
             pending.append((layer.bias, state[bk]))
     for dst, src in pending:
         dst[...] = src
+
+
+def model_to_json(model):
+    """The architecture as JSON (no weights): ``{"class_name": "Sequential", "input_shape": [...],
+    "layers": [{"class_name": "Conv2D", "config": {...}}, ...]}``."""
+    return json.dumps(_model_config(model), indent=1)
+
+
+def model_from_json(text):
+    """Build a model (fresh weights) from model_to_json's output or a hand-written equivalent;
+    ``name`` and ``dtype`` may be omitted."""
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"model_from_json: not valid JSON: {e}") from None
+    if not isinstance(cfg, dict) or "layers" not in cfg or "input_shape" not in cfg:
+        raise ValueError("model_from_json: expected an object with 'input_shape' and 'layers'")
+    cfg = dict({"class_name": "Sequential", "name": "sequential", "dtype": "float32"}, **cfg)
+    return _build({"model": cfg}, "model_from_json")
