@@ -39,6 +39,9 @@ def test_save_load_predict_identical(tmp_path, channels_first):
     m.save(p)
     m2 = cnnbp.load_model(p)
     assert np.array_equal(m.predict(x), m2.predict(x))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(p).st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
     assert [l.name for l in m2.layers] == [l.name for l in m.layers]
     assert m2.count_params() == m.count_params()
     assert m2.evaluate(x, y, verbose=0) == m.evaluate(x, y, verbose=0)

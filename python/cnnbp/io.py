@@ -32,6 +32,16 @@ class _Corrupt(ValueError):
 
 
 # ---- writing ----------------------------------------------------------------------------------
+def _file_mode(path):
+    """The mode a new file would get (0666 less the umask), or the existing file's mode."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def _write_atomic(path, header, arrays):
     path = os.fspath(path)
     blob_parts, tensors, offset = [], [], 0
@@ -57,6 +67,7 @@ def _write_atomic(path, header, arrays):
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
