@@ -199,3 +199,16 @@ def test_torch_model_gives_the_same_outputs():
     with torch.no_grad():
         yt = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     assert np.allclose(m.predict(x), yt, atol=1e-5)
+
+
+def test_fit_resumed_after_load_equals_uninterrupted_fit(tmp_path):
+    x, y = data(96)
+    a = make()
+    a.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    b = make()
+    b.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    b.save(tmp_path / "b.cnnbp")
+    c = cnnbp.load_model(tmp_path / "b.cnnbp")
+    c.fit(x, y, epochs=3, initial_epoch=2, batch_size=16, verbose=0)
+    for wa, wc in zip(a.get_weights(), c.get_weights()):
+        assert np.array_equal(wa, wc)

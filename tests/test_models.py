@@ -322,3 +322,22 @@ def test_steady_state_training_step_allocates_no_buffers():
     net.train_step(x[:20], y[:20])  # a smaller last batch reuses the same buffers
     net.predict(x)
     assert _core._buffer_allocations() == before
+
+
+def test_live_progress_bar_on_a_terminal():
+    import io as _io
+    from cnnbp._progress import Progress
+
+    class Tty(_io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    bar = Progress(total_steps=4, total_samples=128, verbose=1, stream=out)
+    for step in range(1, 5):
+        bar.last_draw = 0.0  # draw every update
+        bar.update(step, step * 32, {"loss": 1.0 / step, "accuracy": 0.5})
+    bar.finish({"loss": 0.25, "accuracy": 0.5})
+    text = out.getvalue()
+    assert text.count("\r") >= 4 and "ETA" in text and "img/s" in text and "[" in text
+    assert text.endswith("loss: 0.2500 - accuracy: 0.5000\n")

@@ -36,6 +36,7 @@ def set_num_threads(n):
 
 
 def get_num_threads():
+    """Threads cnnbp's kernels use."""
     return _core.get_num_threads()
 
 

@@ -10,6 +10,8 @@ __all__ = ["Callback", "History", "LossThreshold", "EarlyStopping", "TerminateOn
 
 
 class Callback:
+    """Base class with Keras's hook names; ``self.model`` is the model being trained."""
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -149,6 +151,8 @@ class TerminateOnNaN(Callback):
 
 
 class LambdaCallback(Callback):
+    """A callback from functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ...)."""
+
     def __init__(self, **hooks):
         super().__init__()
         for name, fn in hooks.items():

@@ -169,7 +169,7 @@ def save_model(model, path, include_optimizer=True):
             "loss": {"class_name": type(model._loss).__name__, "from_logits": model._loss.from_logits},
             "optimizer": dict(opt.get_config(), class_name=type(opt).__name__),
             "metrics": list(model._metrics), "loss_epsilon": model._loss_epsilon, "fuse_loss": model._fuse,
-            "iterations": int(net.iterations),
+            "iterations": int(net.iterations), "shuffle_seed": int(model._shuffle_seed),
         }
         arrays += [(f"optimizer/state{i}", v) for i, v in enumerate(net.optimizer_state())]
     _write_atomic(path, header, arrays)
@@ -258,6 +258,7 @@ def load_model(path, compile=True):
                     raise ValueError(f"optimizer state {i} missing or of the wrong size")
                 dst[...] = src
             model._net.iterations = int(tr["iterations"])
+            model._shuffle_seed = int(tr.get("shuffle_seed", model._shuffle_seed))
         except (KeyError, TypeError, ValueError) as e:
             raise _Corrupt(f"{where}: cannot restore the training configuration: {e}") from None
     return model

@@ -192,9 +192,11 @@ class Layer:
         return self._net.param_view(off, list(shape), grad)
 
     def get_weights(self):
+        """Copies of this layer's weights (kernel, then bias)."""
         return [np.array(w) for w in self.weights]
 
     def set_weights(self, weights):
+        """Write this layer's weights (shapes and dtypes checked first)."""
         current = self.weights
         if len(weights) != len(current):
             raise ValueError(f"{self.name}: expected {len(current)} weight arrays, got {len(weights)}")
@@ -207,9 +209,11 @@ class Layer:
             dst[...] = w
 
     def count_params(self):
+        """Number of parameters of this layer."""
         return int(sum(int(np.prod(s)) for _, s in self._params.values()))
 
     def get_config(self):
+        """The constructor arguments that rebuild this layer (JSON-compatible)."""
         return {"name": self.name}
 
     def __repr__(self):

@@ -11,6 +11,8 @@ __all__ = ["Loss", "MeanSquaredError", "BinaryCrossentropy", "CategoricalCrossen
 
 
 class Loss:
+    """Base class: a loss is called as loss(y_true, y_pred) and selects the C++ loss for training."""
+
     kind = None          # C++ loss name on probabilities / values
     logits_kind = None   # C++ loss name when from_logits=True
     sparse = False
@@ -105,19 +107,23 @@ def get(identifier):
 
 
 def mean_squared_error(y_true, y_pred):
+    """Mean of (y_pred - y_true)^2."""
     return MeanSquaredError()(y_true, y_pred)
 
 
-mse = mean_squared_error
+mse = mean_squared_error  # Keras's alias
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False):
+    """Mean binary cross-entropy."""
     return BinaryCrossentropy(from_logits=from_logits)(y_true, y_pred)
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """Mean categorical cross-entropy with one-hot (or soft) targets."""
     return CategoricalCrossentropy(from_logits=from_logits)(y_true, y_pred)
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """Mean categorical cross-entropy with integer labels."""
     return SparseCategoricalCrossentropy(from_logits=from_logits)(y_true, y_pred)

@@ -125,6 +125,7 @@ class Model:
         cls = _core.Network64 if self.dtype == np.float64 else _core.Network32
         net = cls(list(shape))
         self._seed = next_seed()
+        self._shuffle_seed = next_seed()
         bounds = []
         for i, layer in enumerate(self._layers):
             first = len(net.layer_info())
@@ -157,6 +158,7 @@ class Model:
         return list(self._layers)
 
     def get_layer(self, name=None, index=None):
+        """A layer by name (or by index)."""
         if index is not None:
             return self._layers[index]
         for l in self._layers:
@@ -304,7 +306,11 @@ class Model:
         for cb in cbs:
             cb.set_model(self)
             cb.set_params(params)
-        rng = np.random.default_rng(next_seed() if seed is None else seed)
+        # Epoch e's order depends only on (shuffle seed, e): fit(epochs=2) then fit(initial_epoch=2,
+        # epochs=3) -- even across save and load_model -- sees the orders fit(epochs=3) sees.
+        if seed is not None:
+            self._shuffle_seed = int(seed)
+        shuffle_seed = self._shuffle_seed
         xbuf = np.empty((min(bs, n),) + x.shape[1:], dtype=self.dtype) if shuffle else None
         ybuf = np.empty((min(bs, n),) + y.shape[1:], dtype=self.dtype) if shuffle else None
         net = self._net
@@ -319,7 +325,7 @@ class Model:
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             bar = Progress(steps, n, verbose)
-            order = rng.permutation(n) if shuffle else None
+            order = np.random.default_rng([shuffle_seed, epoch]).permutation(n) if shuffle else None
             loss_sum = 0.0
             correct = 0
             seen = 0
@@ -422,10 +428,12 @@ class Model:
 
     # -- weights ------------------------------------------------------------------------------
     def get_weights(self):
+        """Copies of every weight array, layer by layer (kernel, then bias)."""
         self._ensure_built()
         return [w for l in self._layers for w in l.get_weights()]
 
     def set_weights(self, weights):
+        """Write weight arrays in get_weights() order; shapes are checked first."""
         self._ensure_built()
         weights = list(weights)
         need = sum(len(l.weights) for l in self._layers)
@@ -443,10 +451,12 @@ class Model:
         return [w for l in self._layers for w in l.weights]
 
     def count_params(self):
+        """Number of trainable parameters."""
         self._ensure_built()
         return int(self._net.num_params)
 
     def summary(self, print_fn=None):
+        """Print the layers, their output shapes and parameter counts."""
         self._ensure_built()
         print_fn = print_fn or print
         rows = [("Layer (type)", "Output Shape", "Param #")]
@@ -470,10 +480,12 @@ class Model:
         save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
+        """Write only the weights (see cnnbp.io.save_weights)."""
         from .io import save_weights
         save_weights(self, path)
 
     def load_weights(self, path):
+        """Load weights from save_weights or save (by layer name, else by order)."""
         from .io import load_weights
         load_weights(self, path)
 
@@ -493,6 +505,7 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer):
+        """Append a layer (or start with Input(shape))."""
         if self._net is not None:
             raise ValueError(f"{self.name}: cannot add layers after the model was built")
         if isinstance(layer, KerasTensor):
@@ -513,6 +526,7 @@ class Sequential(Model):
         self._layers.append(layer)
 
     def pop(self):
+        """Remove and return the last layer (before the model is built)."""
         if self._net is not None:
             raise ValueError(f"{self.name}: cannot remove layers after the model was built")
         if not self._layers:

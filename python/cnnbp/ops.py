@@ -102,23 +102,27 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", isa=N
 
 
 def avg_pool2d(x, pool_size=2, strides=None, padding="valid", isa=None):
+    """Average pooling (padding excluded from each window's count)."""
     dt = _dtype(x)
     pool, st, mode = _pool_args(pool_size, strides, padding)
     return _fn("avg_pool2d_forward", dt)(_arr(x, dt), pool, st, mode, _isa(isa))
 
 
 def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", isa=None):
+    """Gradient of average pooling with respect to x."""
     dt = _dtype(dy, x)
     pool, st, mode = _pool_args(pool_size, strides, padding)
     return _fn("avg_pool2d_backward", dt)(_arr(dy, dt), _arr(x, dt), pool, st, mode, _isa(isa))
 
 
 def global_avg_pool2d(x, isa=None):
+    """Mean over height and width: (N, H, W, C) -> (N, C)."""
     dt = _dtype(x)
     return _fn("global_avg_pool2d_forward", dt)(_arr(x, dt), _isa(isa))
 
 
 def global_avg_pool2d_backward(dy, input_hw, isa=None):
+    """Gradient of global average pooling for an input of spatial size input_hw."""
     dt = _dtype(dy)
     return _fn("global_avg_pool2d_backward", dt)(_arr(dy, dt), tuple(input_hw), _isa(isa))
 
@@ -130,17 +134,20 @@ def dense(x, w, b=None, isa=None):
 
 
 def dense_backward_data(dy, w, isa=None):
+    """dx = dy @ w.T."""
     dt = _dtype(dy, w)
     return _fn("dense_backward_data", dt)(_arr(dy, dt), _arr(w, dt), _isa(isa))
 
 
 def dense_backward_weight(dy, x, isa=None):
+    """dw = x.T @ dy."""
     dt = _dtype(dy, x)
     dw, _ = _fn("dense_backward_weight", dt)(_arr(dy, dt), _arr(x, dt), False, _isa(isa))
     return dw
 
 
 def dense_backward_bias(dy, isa=None):
+    """db = dy summed over the batch."""
     dt = _dtype(dy)
     dy = _arr(dy, dt)
     if dy.ndim != 2:
@@ -165,16 +172,19 @@ def activation(x, kind, alpha=0.2, isa=None):
 
 
 def activation_backward(dy, x, y, kind, alpha=0.2, isa=None):
+    """Gradient of an activation given its input x and output y."""
     dt = _dtype(dy, x, y)
     return _fn("activation_backward", dt)(_arr(dy, dt), _arr(x, dt), _arr(y, dt), _act_kind(kind), float(alpha),
                                           _isa(isa))
 
 
 def softmax(x, isa=None):
+    """Softmax over the last axis."""
     return activation(x, "softmax", isa=isa)
 
 
 def softmax_backward(dy, y, isa=None):
+    """Gradient of softmax given its output y."""
     return activation_backward(dy, y, y, "softmax", isa=isa)
 
 
@@ -185,6 +195,7 @@ def dropout(x, rate, seed=0, stream=0, isa=None):
 
 
 def dropout_backward(dy, mask, isa=None):
+    """dy * mask."""
     dt = _dtype(dy, mask)
     return _fn("dropout_backward", dt)(_arr(dy, dt), _arr(mask, dt), _isa(isa))
 

@@ -15,6 +15,8 @@ def _nonneg(cls, arg, v):
 
 
 class Optimizer:
+    """Base class: hyperparameters on the Python side, the update in C++ over the flat buffers."""
+
     def __init__(self, learning_rate):
         self._lr = _nonneg(type(self).__name__, "learning_rate", learning_rate)
         self._nets = []
@@ -105,6 +107,7 @@ _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def get(identifier):
+    """An Optimizer from a name ('sgd', 'adam', 'adamw') or an Optimizer instance."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Optimizer):
