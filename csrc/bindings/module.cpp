@@ -2,8 +2,11 @@
 // std::out_of_range -> IndexError, std::bad_alloc -> MemoryError (pybind11's defaults),
 // cnnbp::NumericalError -> cnnbp.NumericalError.
 #include "bindings/common.h"
+#include <atomic>
+
 #include "core/buffer.h"
 #include "core/cpu.h"
+#include "nn/network.h"
 #include "core/parallel.h"
 
 #ifndef CNNBP_VERSION
@@ -20,6 +23,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &cb::set_num_threads, py::arg("n"), "Set the thread count of cnnbp's parallel regions.");
   m.def("_buffer_allocations", &cb::buffer_allocations,
         "Buffers allocated so far (a steady-state training step allocates none).");
+  m.def("_threads_in_region", [] {
+    std::atomic<int> seen{0};
+    cb::parallel_region(cb::get_num_threads(), [&](int, int) { seen.fetch_add(1); });
+    return seen.load();
+  }, "How many threads one parallel region runs with the current setting (tests).");
+  m.def("_in_forked_child", &cb::in_forked_child);
+  m.def("_live_networks", &cb::live_networks, "C++ networks alive (tests).");
   m.def("cpu_capability", [] { return std::string(cb::capability_name(cb::cpu_capability())); },
         "The kernel path in use: 'avx512', 'avx2' or 'baseline'.");
   m.def("detected_capability", [] { return std::string(cb::capability_name(cb::detected_capability())); },

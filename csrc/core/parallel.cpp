@@ -2,6 +2,7 @@
 
 #include "core/buffer.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
@@ -31,7 +32,15 @@ std::atomic<int>& thread_setting() {
   static std::atomic<int> n{default_num_threads()};
   return n;
 }
+
+// libgomp's worker threads do not survive fork(): a child that enters a parallel region hangs.
+// A child of a process that loaded cnnbp therefore runs every kernel on its calling thread.
+std::atomic<bool> g_forked_child{false};
+void on_fork_child() { g_forked_child.store(true, std::memory_order_relaxed); }
+const int g_atfork_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
 }  // namespace
+
+bool in_forked_child() { return g_forked_child.load(std::memory_order_relaxed); }
 
 int default_num_threads() {
   if (const char* s = std::getenv("OMP_NUM_THREADS")) {
@@ -44,6 +53,8 @@ int default_num_threads() {
 
 int get_num_threads() {
 #ifdef _OPENMP
+  (void)g_atfork_registered;
+  if (in_forked_child()) return 1;
   return thread_setting().load(std::memory_order_relaxed);
 #else
   return 1;

@@ -13,7 +13,8 @@
 
 namespace cnnbp {
 
-int get_num_threads();
+int get_num_threads();     // 1 in a child forked after cnnbp loaded (libgomp is not fork-safe)
+bool in_forked_child();
 void set_num_threads(int n);
 int default_num_threads();
 

@@ -1,6 +1,10 @@
 #include "nn/network.h"
 
+#include <atomic>
 #include <chrono>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <cmath>
 #include <cstring>
 
@@ -53,9 +57,27 @@ void init_param(T* dst, const ParamInfo& pi, uint64_t seed, uint64_t stream) {
 
 }  // namespace
 
+namespace {
+std::atomic<int64_t> g_live_networks{0};
+}  // namespace
+int64_t live_networks() { return g_live_networks.load(); }
+
+template <typename T>
+Network<T>::~Network() {
+  g_live_networks.fetch_sub(1);
+  layers_.clear();
+#ifdef __GLIBC__
+  // Hand the heap memory of this network (and what Python freed with its model) back to the
+  // system: without it, building and dropping 100 models grew the resident size by ~20 MiB of
+  // free-but-kept heap. A network is destroyed rarely, so the cost does not matter.
+  malloc_trim(0);
+#endif
+}
+
 template <typename T>
 Network<T>::Network(const Shape& input_shape)
     : k_(kernels<T>()), input_shape_(input_shape), input_size_(shape_numel(input_shape)) {
+  g_live_networks.fetch_add(1);
   CNNBP_CHECK(!input_shape.empty(), "Input: expected a shape with at least one axis, got ()");
   for (int d : input_shape) CNNBP_CHECK(d > 0, "Input: expected positive dimensions, got shape ", shape_str(input_shape));
 }

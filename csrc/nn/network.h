@@ -25,10 +25,16 @@ struct StepResult {
   int64_t correct;
 };
 
+// Networks alive in this process (tests check that dropped models free theirs).
+int64_t live_networks();
+
 template <typename T>
 class Network {
  public:
   explicit Network(const Shape& input_shape);
+  ~Network();
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
 
   // Building. Each add checks the new layer against the current output shape.
   void add(std::unique_ptr<Layer<T>> layer);

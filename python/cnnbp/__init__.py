@@ -53,7 +53,8 @@ def show_config(file=None):
         f"cnnbp {__version__}",
         f"  kernel path (ISA):  {_core.cpu_capability()} (CPU supports {_core.detected_capability()}; "
         f"built: {', '.join(_core.compiled_capabilities())})",
-        f"  threads:            {_core.get_num_threads()}",
+        f"  threads:            {_core.get_num_threads()}"
+        + (" (a forked child: kernels run on the calling thread)" if _core._in_forked_child() else ""),
         f"  OpenMP:             {info['openmp']}",
         f"  compiler:           {info['compiler']}",
     ]

@@ -64,7 +64,10 @@ class Model:
         self._loss = None
         self._optimizer = None
         self._metrics = []
-        self._seed = None
+        # Drawn now, not when the network is built (lazily, for a Sequential without an input
+        # shape): the weights depend on set_seed() before construction, not on later calls.
+        self._seed = next_seed()
+        self._shuffle_seed = next_seed()
         self.stop_training = False
         self.history = None
         if isinstance(self, Sequential):
@@ -124,8 +127,6 @@ class Model:
             seen.add(id(layer))
         cls = _core.Network64 if self.dtype == np.float64 else _core.Network32
         net = cls(list(shape))
-        self._seed = next_seed()
-        self._shuffle_seed = next_seed()
         bounds = []
         for i, layer in enumerate(self._layers):
             first = len(net.layer_info())
