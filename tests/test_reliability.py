@@ -145,3 +145,19 @@ def test_memory_stays_flat_over_2000_steps_and_200_models():
     assert r.returncode == 0, r.stderr
     steps, models = map(float, r.stdout.split())
     assert steps < 5.0 and models < 5.0, f"growth: {steps:.2f} MiB over 2000 steps, {models:.2f} MiB over 200 models"
+
+
+@pytest.mark.skipif(_core._mxcsr() < 0, reason="x86-64 only")
+def test_denormals_flushed_inside_cnnbp_only():
+    before = _core._mxcsr()
+    assert before & 0x8040 == 0  # Python starts without FTZ/DAZ
+    for n in (1, 2):
+        cnnbp.set_num_threads(n)
+        assert _core._mxcsr_in_region() & 0x8040 == 0x8040
+    m = _model(3)
+    x = np.random.default_rng(0).random((16, 12, 12, 3), dtype=np.float32)
+    m.fit(x, np.eye(4, dtype=np.float32)[np.arange(16) % 4], verbose=0)
+    assert _core._mxcsr() == before  # the caller's floating-point state is untouched
+    tiny = np.full((4, 4), 1e-40, dtype=np.float32)  # subnormal in float32
+    y, _ = cnnbp.ops.dropout(tiny, 0.0)  # y = x * 1 inside cnnbp's parallel work: read as zero
+    assert np.all(y == 0) and np.all(tiny * np.float32(1) > 0)

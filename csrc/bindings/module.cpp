@@ -29,6 +29,25 @@ PYBIND11_MODULE(_core, m) {
     return seen.load();
   }, "How many threads one parallel region runs with the current setting (tests).");
   m.def("_in_forked_child", &cb::in_forked_child);
+  m.def("_mxcsr", [] {
+#if defined(__x86_64__) || defined(_M_X64)
+    return int(_mm_getcsr());
+#else
+    return -1;
+#endif
+  }, "The calling thread's MXCSR (tests: cnnbp leaves it as it was).");
+  m.def("_mxcsr_in_region", [] {
+    std::atomic<int> seen{0};
+    cb::parallel_region(cb::get_num_threads(), [&](int tid, int) {
+#if defined(__x86_64__) || defined(_M_X64)
+      if (tid == 0) seen = int(_mm_getcsr());
+#else
+      (void)tid;
+      seen = -1;
+#endif
+    });
+    return seen.load();
+  }, "MXCSR as cnnbp's parallel work sees it (tests).");
   m.def("_live_networks", &cb::live_networks, "C++ networks alive (tests).");
   m.def("cpu_capability", [] { return std::string(cb::capability_name(cb::cpu_capability())); },
         "The kernel path in use: 'avx512', 'avx2' or 'baseline'.");

@@ -10,6 +10,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 namespace cnnbp {
 
@@ -17,6 +20,22 @@ int get_num_threads();     // 1 in a child forked after cnnbp loaded (libgomp is
 bool in_forked_child();
 void set_num_threads(int n);
 int default_num_threads();
+
+// Denormals are flushed to zero (FTZ) and read as zero (DAZ) inside cnnbp's parallel work, where
+// subnormal gradients would otherwise slow every instruction that touches them; the thread's
+// previous floating-point state is restored on the way out, so the caller's stays as it was.
+// (Free functions with internal linkage: this header is compiled into every ISA's object.)
+#if defined(__x86_64__) || defined(_M_X64)
+static inline unsigned enter_flush_denormals() {
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr(saved | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+  return saved;
+}
+static inline void leave_flush_denormals(unsigned saved) { _mm_setcsr(saved); }
+#else
+static inline unsigned enter_flush_denormals() { return 0; }
+static inline void leave_flush_denormals(unsigned) {}
+#endif
 
 // Number of threads parallel_for will use for n items with at least min_per_thread each.
 static inline int threads_for(int64_t n, int64_t min_per_thread) {
@@ -32,19 +51,25 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
   if (n <= 0) return;
   const int nt = threads_for(n, min_per_thread);
   if (nt <= 1) {
+    const unsigned fp = enter_flush_denormals();
     f(int64_t(0), n, 0);
+    leave_flush_denormals(fp);
     return;
   }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
   {
+    const unsigned fp = enter_flush_denormals();
     const int tid = omp_get_thread_num();
     const int nth = omp_get_num_threads();
     const int64_t b = n * tid / nth, e = n * (tid + 1) / nth;
     if (b < e) f(b, e, tid);
+    leave_flush_denormals(fp);
   }
 #else
+  const unsigned fp = enter_flush_denormals();
   f(int64_t(0), n, 0);
+  leave_flush_denormals(fp);
 #endif
 }
 
@@ -53,14 +78,22 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
 template <typename F>
 void parallel_region(int nt, F&& f) {
   if (nt <= 1) {
+    const unsigned fp = enter_flush_denormals();
     f(0, 1);
+    leave_flush_denormals(fp);
     return;
   }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
-  { f(omp_get_thread_num(), omp_get_num_threads()); }
+  {
+    const unsigned fp = enter_flush_denormals();
+    f(omp_get_thread_num(), omp_get_num_threads());
+    leave_flush_denormals(fp);
+  }
 #else
+  const unsigned fp = enter_flush_denormals();
   f(0, 1);
+  leave_flush_denormals(fp);
 #endif
 }
 
