@@ -256,3 +256,22 @@ def test_backward_after_predict_is_refused_not_a_use_after_free():
         net.backward_from_output(np.zeros((4, 3), np.float32))
     net.forward(X)
     net.backward(Y)  # fine after forward
+
+
+def test_check_numerics_names_the_first_bad_layer():
+    m = cnnbp.Sequential([Input((4,)), Dense(3, name="ok1"), Dense(3, name="blows_up"), Dense(2, activation="softmax")])
+    m.compile(optimizer="sgd", loss="categorical_crossentropy", check_numerics=True)
+    ws = m.get_weights()
+    ws[0][:] = 1.0  # ok1 outputs 4 for an input of ones
+    ws[2][:] = 3e38  # so the second layer's output overflows to inf
+    m.set_weights(ws)
+    before = m.get_weights()
+    x = np.ones((2, 4), np.float32)
+    y = np.eye(2, dtype=np.float32)
+    with pytest.raises(cnnbp.NumericalError, match=r"epoch 1, batch 1: layer 'blows_up' \(Dense\) produced a non-finite output"):
+        m.fit(x, y, verbose=0)
+    for a, b in zip(before, m.get_weights()):
+        assert np.array_equal(a, b)
+    m.compile(optimizer="sgd", loss="categorical_crossentropy")  # default: only the loss is checked
+    with pytest.raises(cnnbp.NumericalError, match=r"loss is nan"):
+        m.fit(x, y, verbose=0)

@@ -85,31 +85,38 @@ def test_two_models_trained_in_two_threads_equal_sequential_training():
 
 def test_ctrl_c_stops_fit_within_a_batch_and_the_model_trains_on():
     code = """
-        import sys, time, numpy as np, cnnbp
+        import signal, sys, time, numpy as np, cnnbp
         from cnnbp.layers import Input, Conv2D, Flatten, Dense
+        arrived = []
+        def on_sigint(signum, frame):  # Python's own handler, plus the arrival time
+            arrived.append(time.perf_counter())
+            raise KeyboardInterrupt
+        # A shell that starts jobs in the background (CI) ignores SIGINT in them; a terminal does not.
+        signal.signal(signal.SIGINT, on_sigint)
         m = cnnbp.Sequential([Input((28, 28, 1)), Conv2D(16, 3, activation="relu"), Flatten(), Dense(10, activation="softmax")])
         m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         x = np.random.rand(20000, 28, 28, 1).astype(np.float32); y = np.random.randint(0, 10, 20000)
         print("ready", flush=True)
-        t0 = time.perf_counter()
         try:
             m.fit(x, y, epochs=1000, batch_size=32, verbose=0)
         except KeyboardInterrupt:
-            print("interrupted after %.2f s, step %d" % (time.perf_counter() - t0, m.network.iterations), flush=True)
+            print("interrupted %.6f" % time.time(), flush=True)
         h = m.fit(x[:256], y[:256], epochs=1, verbose=0)
         print("trained on", np.isfinite(h.history["loss"][0]), flush=True)
     """
     p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
-    assert p.stdout.readline().strip() == "ready"
-    time.sleep(1.5)
-    sent = time.perf_counter()
-    p.send_signal(signal.SIGINT)
-    line = p.stdout.readline()
-    latency = time.perf_counter() - sent
-    out, err = p.communicate(timeout=120)
-    assert line.startswith("interrupted after"), err
-    assert latency < 2.0  # one batch takes milliseconds
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+        sent = time.time()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    lines = out.splitlines()
+    assert lines and lines[0].startswith("interrupted"), err
+    assert float(lines[0].split()[1]) - sent < 1.0  # a batch takes milliseconds; fit stops after it
     assert "trained on True" in out
 
 

@@ -341,6 +341,12 @@ void bind_network(py::module_& m, const char* cls) {
              return py::make_tuple(r.loss, r.correct);
            },
            py::arg("x"), py::arg("y"), "(mean loss, correct count) without updating.")
+      .def_property("check_numerics", &Net::check_numerics,
+                    [](Net& n, bool on) {
+                      std::lock_guard<std::mutex> g(n.mutex());
+                      n.set_check_numerics(on);
+                    },
+                    "Debug: check every layer's output and gradients for NaN/Inf in each training step.")
       .def("set_profiling",
            [](Net& n, bool on) {
              std::lock_guard<std::mutex> g(n.mutex());

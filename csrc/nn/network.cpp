@@ -234,6 +234,16 @@ void Network<T>::set_profiling(bool on) {
 }
 
 template <typename T>
+void Network<T>::check_finite(const T* p, int64_t n, const Layer<T>& l, const char* what) const {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i]))
+      throw NumericalError(detail::concat("layer '", l.name, "' (", l.kind(), ") produced a non-finite ", what, " (",
+                                          std::isnan(p[i]) ? "nan" : (p[i] > 0 ? "inf" : "-inf"), " at element ", i,
+                                          ") at step ", iterations_ + 1,
+                                          "; weights were not updated"));
+}
+
+template <typename T>
 void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
   PassContext c{get_num_threads(), uint64_t(iterations_)};
   x_ = x;
@@ -245,6 +255,7 @@ void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
     const double t0 = profiling_ ? now_s() : 0.0;
     l.forward(k_, c, N, in, acts_[i].data(), ws_.data(), training);
     if (profiling_) prof_.forward[i] += now_s() - t0;
+    if (check_numerics_ && training) check_finite(acts_[i].data(), N * l.out_size, l, "output");
   }
   last_N_ = N;
   last_upto_ = upto;
@@ -267,6 +278,10 @@ void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop) {
     const double t0 = profiling_ ? now_s() : 0.0;
     l.backward(k_, c, N, in, acts_[i].data(), dbuf_[cur].data(), dx, ws_.data());
     if (profiling_) prof_.backward[i] += now_s() - t0;
+    if (check_numerics_) {
+      for (size_t p = 0; p < l.params.size(); ++p) check_finite(l.g(p), l.params[p].size, l, "parameter gradient");
+      if (dx) check_finite(dx, N * l.in_size, l, "input gradient");
+    }
     cur = 1 - cur;
   }
 }
@@ -306,7 +321,8 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
   StepResult r = compute_loss(target, N, true);
   if (profiling_) prof_.loss += now_s() - t0;
   if (!std::isfinite(r.loss))
-    throw NumericalError(detail::concat("loss is ", r.loss, " at step ", iterations_ + 1,
+    throw NumericalError(detail::concat("loss is ", std::isnan(r.loss) ? "nan" : (r.loss > 0 ? "inf" : "-inf"),
+                                        " at step ", iterations_ + 1,
                                         "; weights were not updated"));
   run_backward(N, train_layers_, nullptr);
   t0 = profiling_ ? now_s() : 0.0;

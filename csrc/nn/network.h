@@ -92,6 +92,10 @@ class Network {
     int64_t steps = 0;
   };
   void set_profiling(bool on);
+  // Debug: check every layer's output, input gradient and parameter gradients for NaN/Inf in
+  // each training step, and name the first layer that produced one (NumericalError).
+  void set_check_numerics(bool on) { check_numerics_ = on; }
+  bool check_numerics() const { return check_numerics_; }
   const Profile& profile() const { return prof_; }
 
   // Validation helpers for the API edge.
@@ -132,6 +136,8 @@ class Network {
   bool backward_ready_ = false;
   std::mutex mu_;
   bool profiling_ = false;
+  bool check_numerics_ = false;
+  void check_finite(const T* p, int64_t n, const Layer<T>& l, const char* what) const;
   Profile prof_;
 };
 

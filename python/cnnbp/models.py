@@ -178,9 +178,12 @@ class Model:
         return (None,) + out
 
     # -- compile ------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss=None, metrics=None, loss_epsilon=1e-7, fuse_loss=True, **kwargs):
+    def compile(self, optimizer="adam", loss=None, metrics=None, loss_epsilon=1e-7, fuse_loss=True,
+                check_numerics=False, **kwargs):
         """Choose the optimizer, loss and metrics. Keras's run_eagerly/jit_compile/steps_per_execution
-        are accepted and ignored (the step always runs as one C++ call)."""
+        are accepted and ignored (the step always runs as one C++ call). By default a NaN or Inf
+        loss stops training (NumericalError); check_numerics=True also checks every layer's output
+        and gradients each step and names the first layer that produced one (slower: a debug aid)."""
         for k in kwargs:
             if k not in ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss", "weighted_metrics"):
                 raise TypeError(f"compile: unexpected keyword argument {k!r}")
@@ -195,11 +198,13 @@ class Model:
         self._metrics = ["accuracy"] if metrics else []
         self._loss_epsilon = float(loss_epsilon)
         self._fuse = bool(fuse_loss)
+        self._check_numerics = bool(check_numerics)
         if self._net is not None:
             self._attach_training()
 
     def _attach_training(self):
         self._net.set_loss(self._loss.core_kind, self._loss_epsilon, self._fuse)
+        self._net.check_numerics = self._check_numerics
         self._optimizer._attach(self._net)
 
     @property
