@@ -1,0 +1,144 @@
+"""Property-based fuzzing of the public entry points (hypothesis): random shapes (including
+zero-sized ones), dtypes, memory layouts (Fortran order, negative strides, slices, read-only),
+NaN/Inf and wrong types. Each case either works and equals the same call on a contiguous float32
+copy, or raises a ValueError/TypeError; none crashes, and later calls still work."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cnnbp
+from cnnbp import ops
+from cnnbp.layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DTYPES = [np.float32, np.float64, np.int32, np.uint8, np.bool_, np.float16]
+
+
+@st.composite
+def arrays(draw, shape):
+    """An array of the shape with a random dtype and a random memory layout."""
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    a = (rng.standard_normal(shape) * 3).astype(dtype)
+    layout = draw(st.sampled_from(["c", "fortran", "reversed", "strided", "readonly"]))
+    if layout == "fortran":
+        a = np.asfortranarray(a)
+    elif layout == "reversed" and a.ndim and a.shape[0] > 0:
+        a = np.ascontiguousarray(a[::-1])[::-1]
+    elif layout == "strided":
+        big = np.zeros(tuple(2 * s for s in shape), dtype=dtype)
+        big[tuple(slice(None, None, 2) for _ in shape)] = a
+        a = big[tuple(slice(None, None, 2) for _ in shape)]
+    elif layout == "readonly":
+        a.setflags(write=False)
+    return a
+
+
+def same_or_clean_error(fn, *args, **kw):
+    try:
+        out = fn(*args, **kw)
+    except (ValueError, TypeError):
+        return None
+    return out
+
+
+@SETTINGS
+@given(st.data(), st.integers(0, 3), st.integers(1, 7), st.integers(1, 7), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 4), st.integers(1, 3), st.integers(1, 2), st.sampled_from(["valid", "same", 0, 1, 2]))
+def test_conv2d_any_input(data, n, h, w, c, k, ks, stride, dil, padding):
+    x = data.draw(arrays((n, h, w, c)))
+    wt = data.draw(arrays((ks, ks, c, k)))
+    if stride > 1 and dil > 1:
+        dil = 1
+    out = same_or_clean_error(ops.conv2d, x, wt, strides=stride, padding=padding, dilation_rate=dil)
+    if out is None:
+        return
+    x32 = np.ascontiguousarray(x, dtype=np.float32) if x.dtype != np.float64 else x
+    w32 = np.ascontiguousarray(wt, dtype=np.float32) if wt.dtype != np.float64 else wt
+    ref = ops.conv2d(x32, w32, strides=stride, padding=padding, dilation_rate=dil)
+    assert out.shape == ref.shape
+    assert np.array_equal(out, ref, equal_nan=True)
+
+
+@SETTINGS
+@given(st.data(), st.integers(0, 4), st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.integers(1, 3),
+       st.sampled_from(["valid", "same"]))
+def test_pooling_any_input(data, n, h, w, c, pool, padding):
+    x = data.draw(arrays((n, h, w, c)))
+    for fn in (ops.max_pool2d, ops.avg_pool2d):
+        out = same_or_clean_error(fn, x, pool, None, padding)
+        if out is not None:
+            x32 = np.ascontiguousarray(x, dtype=np.float32) if x.dtype != np.float64 else x
+            assert np.array_equal(out, fn(x32, pool, None, padding), equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def model():
+    cnnbp.set_seed(0)
+    m = cnnbp.Sequential([Input((6, 6, 2)), Conv2D(3, 3, activation="relu"), MaxPooling2D(), Flatten(),
+                          Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+shapes = st.one_of(st.just((4, 6, 6, 2)), st.just((0, 6, 6, 2)), st.just((4, 6, 6)), st.just((4, 6, 2, 6)),
+                   st.just((1, 6, 6, 2, 1)), st.just((4,)), st.just(()), st.just((3, 6, 6, 3)))
+
+
+@SETTINGS
+@given(st.data(), shapes, st.sampled_from([None, "nan", "inf"]))
+def test_predict_any_input(model, data, shape, special):
+    x = data.draw(arrays(shape))
+    if special and x.size and np.issubdtype(x.dtype, np.floating):
+        x = np.array(x)
+        x.flat[0] = np.nan if special == "nan" else np.inf
+    out = same_or_clean_error(model.predict, x)
+    if out is not None:
+        ref = model.predict(np.ascontiguousarray(x, dtype=np.float32))
+        assert np.array_equal(out, ref, equal_nan=True)
+    assert model.predict(np.zeros((1, 6, 6, 2), np.float32)).shape == (1, 3)  # still works
+
+
+@SETTINGS
+@given(st.data(), st.integers(1, 6), st.lists(st.integers(-2, 5), min_size=1, max_size=6),
+       st.sampled_from([1, 2, 0, -1, 2.5, "8", None]))
+def test_fit_any_labels_and_batch_size(model, data, n, labels, batch_size):
+    x = data.draw(arrays((n, 6, 6, 2)))
+    y = np.array(labels)
+    try:
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    except (ValueError, TypeError, cnnbp.NumericalError):
+        pass
+    assert np.isfinite(model.evaluate(np.zeros((2, 6, 6, 2)), np.array([0, 1]), verbose=0)[0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=400))
+def test_load_model_random_bytes(tmp_path_factory, blob):
+    p = tmp_path_factory.mktemp("fz") / "m.cnnbp"
+    p.write_bytes(blob)
+    with pytest.raises(ValueError):
+        cnnbp.load_model(p)
+
+
+@SETTINGS
+@given(st.one_of(st.integers(-3, 0), st.floats(allow_nan=True), st.text(max_size=3), st.none(),
+                 st.tuples(st.integers(-2, 3), st.integers(-2, 3))),
+       st.sampled_from(["filters", "kernel_size", "strides", "dilation_rate", "padding", "units", "rate", "pool"]))
+def test_layer_constructors_reject_bad_arguments_cleanly(value, which):
+    from cnnbp.layers import Dropout
+    try:
+        if which == "units":
+            Dense(value)
+        elif which == "rate":
+            Dropout(value)
+        elif which == "pool":
+            MaxPooling2D(value)
+        elif which == "filters":
+            Conv2D(value, 3)
+        else:
+            Conv2D(2, 3, **{which: value})
+    except (ValueError, TypeError):
+        pass
