@@ -275,3 +275,13 @@ def test_check_numerics_names_the_first_bad_layer():
     m.compile(optimizer="sgd", loss="categorical_crossentropy")  # default: only the loss is checked
     with pytest.raises(cnnbp.NumericalError, match=r"loss is nan"):
         m.fit(x, y, verbose=0)
+
+
+def test_absurd_sizes_raise_memory_error_not_a_crash():
+    with pytest.raises(MemoryError, match="cannot allocate"):
+        cnnbp.Sequential([Input((100000,)), Dense(10**9)]).summary()
+    m = cnnbp.Sequential([Input((2**20, 2**20, 3)), Conv2D(4, 3)])  # fine to describe...
+    assert m.count_params() == 4 * 27 + 4
+    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (1, 2**20, 2**20, 3), (0, 0, 0, 0))
+    with pytest.raises((MemoryError, ValueError, TypeError)):  # ...but not to run on one 12 TiB image
+        m.network.forward(x)

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -15,6 +16,19 @@
 namespace cnnbp {
 
 constexpr std::size_t kAlign = 64;
+
+// std::bad_alloc (MemoryError in Python) that says how much was asked for.
+class AllocError : public std::bad_alloc {
+ public:
+  explicit AllocError(double bytes) {
+    std::snprintf(msg_, sizeof(msg_), "cnnbp: cannot allocate %.3g GiB (a layer or batch too large for this machine)",
+                  bytes / (1024.0 * 1024.0 * 1024.0));
+  }
+  const char* what() const noexcept override { return msg_; }
+
+ private:
+  char msg_[128];
+};
 
 // Number of Buffer allocations made in this process (tests check a steady-state step adds none).
 int64_t buffer_allocations();
@@ -49,17 +63,17 @@ class Buffer {
   // Makes room for n elements; old contents are kept only when no reallocation happens.
   void reserve(std::size_t n) {
     if (n <= cap_) return;
+    if (n > (std::size_t(1) << 46) / sizeof(T)) throw AllocError(double(n) * sizeof(T));  // > 64 TiB
     std::size_t bytes = ((n * sizeof(T) + kAlign - 1) / kAlign) * kAlign;
-    if (bytes / sizeof(T) < n) throw std::bad_alloc();
     void* p = nullptr;
     std::size_t mapped = 0;
     if (bytes >= kMapThreshold) {
       p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
+      if (p == MAP_FAILED) throw AllocError(double(bytes));
       mapped = bytes;
     } else {
       p = std::aligned_alloc(kAlign, bytes);
-      if (!p) throw std::bad_alloc();
+      if (!p) throw AllocError(double(bytes));
     }
     count_buffer_allocation();
     release();
