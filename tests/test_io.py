@@ -212,3 +212,39 @@ def test_fit_resumed_after_load_equals_uninterrupted_fit(tmp_path):
     c.fit(x, y, epochs=3, initial_epoch=2, batch_size=16, verbose=0)
     for wa, wc in zip(a.get_weights(), c.get_weights()):
         assert np.array_equal(wa, wc)
+
+
+def test_killing_a_process_while_it_saves_never_leaves_a_broken_file(tmp_path):
+    """SIGKILL a process that keeps re-saving a model at random moments: the file is always the
+    previous good one or the new one, never a partial write."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    target = tmp_path / "m.cnnbp"
+    code = textwrap.dedent(f"""
+        import numpy as np, cnnbp
+        from cnnbp.layers import Input, Dense, Flatten
+        m = cnnbp.Sequential([Input((64, 64, 3)), Flatten(), Dense(256), Dense(10)])   # ~12 MiB file
+        m.compile(optimizer="adam", loss="mse")
+        m.save({str(target)!r})
+        print("saved", flush=True)
+        i = 0
+        while True:
+            m.layers[-1].bias[:] = i
+            m.save({str(target)!r})
+            i += 1
+    """)
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:
+            try:
+                assert p.stdout.readline().strip() == "saved"
+                time.sleep(float(rng.uniform(0.05, 0.6)))
+            finally:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+        m = cnnbp.load_model(target)  # loads: never a partial file
+        b = m.layers[-1].bias
+        assert np.all(b == b[0])  # one consistent save
