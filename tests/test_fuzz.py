@@ -142,3 +142,47 @@ def test_layer_constructors_reject_bad_arguments_cleanly(value, which):
             Conv2D(2, 3, **{which: value})
     except (ValueError, TypeError):
         pass
+
+
+@SETTINGS
+@given(st.data(), st.integers(0, 5), st.integers(1, 9), st.integers(1, 9),
+       st.sampled_from(["linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"]))
+def test_dense_activation_and_loss_ops_any_input(data, n, i, o, kind):
+    x = data.draw(arrays((n, i)))
+    w = data.draw(arrays((i, o)))
+    y = same_or_clean_error(ops.dense, x, w)
+    if y is not None:
+        x32 = np.ascontiguousarray(x, dtype=np.float32) if x.dtype != np.float64 else x
+        w32 = np.ascontiguousarray(w, dtype=np.float32) if w.dtype != np.float64 else w
+        assert np.array_equal(y, ops.dense(x32, w32), equal_nan=True)
+    a = same_or_clean_error(ops.activation, x, kind)
+    if a is not None:
+        x32 = np.ascontiguousarray(x, dtype=np.float32) if x.dtype != np.float64 else x
+        assert np.array_equal(a, ops.activation(x32, kind), equal_nan=True)
+    t = data.draw(arrays((n, i)))
+    kind_loss = data.draw(st.sampled_from(["mean_squared_error", "categorical_crossentropy_from_logits",
+                                           "binary_crossentropy_from_logits", "sparse_categorical_crossentropy"]))
+    same_or_clean_error(ops.loss, x, t if not kind_loss.startswith("sparse") else t[:, 0], kind_loss)
+
+
+@SETTINGS
+@given(st.one_of(st.sampled_from(["adam", "sgd", "adamw", "rmsprop", "", None, 3]),
+                 st.builds(cnnbp.optimizers.SGD, st.floats(0, 1), st.floats(0, 1))),
+       st.one_of(st.sampled_from(["mse", "categorical_crossentropy", "hinge", None, 1.5]),
+                 st.builds(cnnbp.losses.CategoricalCrossentropy, st.booleans())),
+       st.one_of(st.none(), st.lists(st.sampled_from(["accuracy", "acc", "auc", 3]), max_size=2)))
+def test_compile_any_arguments_then_evaluate(model, optimizer, loss, metrics):
+    try:
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    except (ValueError, TypeError):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return
+    x = np.random.default_rng(0).random((4, 6, 6, 2), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    try:
+        out = model.evaluate(x, y if not model.loss.sparse else np.array([0, 1, 2, 0]), verbose=0)
+        assert np.all(np.isfinite(out))
+    except (ValueError, TypeError):
+        pass
+    finally:
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
