@@ -186,3 +186,26 @@ def test_compile_any_arguments_then_evaluate(model, optimizer, loss, metrics):
         pass
     finally:
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+_OPS = [n for n in ops.__all__ if n not in ("sgd_update", "adam_update")]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.sampled_from(_OPS), st.integers(1, 4))
+def test_every_op_with_random_arguments_returns_or_raises_cleanly(data, name, nargs):
+    """Any op, any number of random arrays (random ranks, sizes, dtypes, layouts) as arguments."""
+    shape = st.lists(st.integers(0, 5), min_size=0, max_size=4).map(tuple)
+    args = [data.draw(arrays(data.draw(shape))) for _ in range(nargs)]
+    try:
+        getattr(ops, name)(*args)
+    except (ValueError, TypeError, IndexError):
+        pass
+    p = np.zeros(4, np.float32)
+    for fn, a in ((ops.sgd_update, (p, data.draw(arrays((data.draw(st.integers(0, 5)),))), np.zeros(4, np.float32), 0.1)),
+                  (ops.adam_update, (p, np.ones(4, np.float32), np.zeros(3, np.float32), np.zeros(4, np.float32), 1))):
+        try:
+            fn(*a)
+        except (ValueError, TypeError, IndexError):
+            pass
+    assert ops.dense(np.ones((2, 3), np.float32), np.ones((3, 2), np.float32)).sum() == 12  # still works

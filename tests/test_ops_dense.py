@@ -35,3 +35,15 @@ def test_dense_finite_differences(rng):
     assert ref.rel_error(ops.dense_backward_data(G, w), ref.numerical_grad(f, x)) < 1e-6
     assert ref.rel_error(ops.dense_backward_weight(G, x), ref.numerical_grad(f, w)) < 1e-6
     assert ref.rel_error(ops.dense_backward_bias(G), ref.numerical_grad(f, b)) < 1e-6
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_dense_zero_sized_dimensions(isa):
+    b = np.arange(3, dtype=np.float32)
+    y = ops.dense(np.zeros((2, 0), np.float32), np.zeros((0, 3), np.float32), b, isa=isa)
+    assert np.array_equal(y, np.tile(b, (2, 1)))  # an empty sum: the bias
+    assert ops.dense(np.zeros((0, 4), np.float32), np.ones((4, 3), np.float32), isa=isa).shape == (0, 3)
+    assert ops.dense(np.ones((2, 4), np.float32), np.ones((4, 0), np.float32), isa=isa).shape == (2, 0)
+    dw = ops.dense_backward_weight(np.zeros((0, 3), np.float32), np.zeros((0, 4), np.float32), isa=isa)
+    assert dw.shape == (4, 3) and not dw.any()
+    assert ops.dense_backward_data(np.ones((2, 0), np.float32), np.ones((4, 0), np.float32), isa=isa).shape == (2, 4)

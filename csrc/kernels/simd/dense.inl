@@ -118,6 +118,12 @@ static inline int gemm_nv(int N, int VL) { return N <= VL ? 1 : 2; }
 template <int VL>
 static void gemm(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* b, int64_t bk, int64_t bn,
                  const float* bias, int M, int N, int K, float* ws) {
+  if (M <= 0 || N <= 0) return;  // empty result (the tiling below divides by the panel count)
+  if (K <= 0) {                  // empty sum: the bias, or zeros
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) c[m * ldc + n] = bias ? bias[n] : 0.0f;
+    return;
+  }
   const int NV = gemm_nv(N, VL);
   pack_b(ws, b, bk, bn, K, N, NV * VL);
   if (NV == 2) gemm_packed<VL, 2>(c, ldc, a, am, ak, ws, bias, M, N, K);
