@@ -233,6 +233,24 @@ void bind_network(py::module_& m, const char* cls) {
              return py::make_tuple(r.loss, r.correct);
            },
            py::arg("x"), py::arg("y"), "Forward, loss, backward and update on one batch: (mean loss, correct count).")
+      .def("compute_gradients",
+           [](Net& n, carray<T> x, carray<T> y, double grad_scale) {
+             check_input(n, x);
+             check_target_shape(n, x, y);
+             CNNBP_CHECK(x.shape(0) > 0, "compute_gradients: expected a non-empty batch");
+             StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> g(n.mutex());
+               r = n.compute_gradients(x.data(), y.data(), int(x.shape(0)), grad_scale);
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), py::arg("grad_scale") = 1.0,
+           "Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, "
+           "correct count). The data-parallel step: all-reduce flat_grads(), then apply_update().")
+      .def_property("rng_stream", &Net::rng_stream, &Net::set_rng_stream,
+                    "Dropout stream (the rank in data-parallel training; 0 = single process).")
       .def("forward",
            [](Net& n, carray<T> x, bool training) {
              check_input(n, x);

@@ -245,7 +245,7 @@ void Network<T>::check_finite(const T* p, int64_t n, const Layer<T>& l, const ch
 
 template <typename T>
 void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
-  PassContext c{get_num_threads(), uint64_t(iterations_)};
+  PassContext c{get_num_threads(), pass_step()};
   x_ = x;
   backward_ready_ = false;
   for (size_t i = 0; i < upto; ++i) {
@@ -265,7 +265,7 @@ template <typename T>
 void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop) {
   // dbuf_[cur] holds d(loss)/d(output of layer from-1); layers [stop, from) run; input_grad, when
   // given, receives d/d(input of layer stop).
-  PassContext c{get_num_threads(), uint64_t(iterations_)};
+  PassContext c{get_num_threads(), pass_step()};
   int cur = 0;
   for (size_t i = from; i-- > stop;) {
     Layer<T>& l = *layers_[i];
@@ -330,6 +330,27 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
   if (profiling_) {
     prof_.update += now_s() - t0;
     ++prof_.steps;
+  }
+  return r;
+}
+
+template <typename T>
+StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, double grad_scale) {
+  CNNBP_CHECK(loss_set_ && opt_set_, "model is not compiled: call compile(optimizer=..., loss=...) first");
+  CNNBP_CHECK(N > 0, "compute_gradients: expected a non-empty batch");
+  CNNBP_CHECK(!layers_.empty(), "compute_gradients: the model has no layers");
+  CNNBP_CHECK(std::isfinite(grad_scale), "compute_gradients: grad_scale must be finite, got ", grad_scale);
+  check_target(target, N);
+  plan(N);
+  run_forward(x, N, true, train_layers_);
+  StepResult r = compute_loss(target, N, true);
+  run_backward(N, train_layers_, nullptr);
+  if (grad_scale != 1.0) {
+    T* g = grads_.data();
+    const T s = T(grad_scale);
+    parallel_for(num_params_, 1 << 14, [&](int64_t a, int64_t b, int) {
+      for (int64_t i = a; i < b; ++i) g[i] *= s;
+    });
   }
   return r;
 }

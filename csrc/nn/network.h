@@ -74,6 +74,15 @@ class Network {
   // d/d(input of layer stop) (saliency maps, Grad-CAM). Parameter gradients are overwritten.
   void backward_between(const T* dout, int N, size_t from, size_t stop, T* grad);
   void apply_update();
+  // Data-parallel step, first half: forward (training), loss and backward into the gradient
+  // buffer, then the gradients multiplied by grad_scale (a rank's share of the global batch, so
+  // that a sum over ranks is the global mean). Never throws on a non-finite loss: every rank must
+  // reach the all-reduce; the caller checks the reduced loss before apply_update.
+  StepResult compute_gradients(const T* x, const T* target, int N, double grad_scale);
+  // Dropout masks depend on (layer seed, step, stream): data-parallel ranks use their rank as the
+  // stream so that their masks differ; 0 (the default) gives the single-process masks.
+  void set_rng_stream(uint64_t s) { rng_stream_ = s; }
+  uint64_t rng_stream() const { return rng_stream_; }
   // Inference: full forward, output copied to out [N, *output_shape].
   void predict(const T* x, int N, T* out);
   // Loss and correct count without updating anything.
@@ -124,6 +133,8 @@ class Network {
   OptimizerConfig opt_;
   bool opt_set_ = false;
   int64_t iterations_ = 0;
+  uint64_t rng_stream_ = 0;
+  uint64_t pass_step() const { return uint64_t(iterations_) ^ (rng_stream_ << 40); }
 
   int planned_N_ = 0, planned_threads_ = 0;
   std::vector<Buffer<T>> acts_;

@@ -55,6 +55,10 @@ class Network32:
         """
         Backward from a given output gradient (saliency maps).
         """
+    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple[float, int]:
+        """
+        Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update().
+        """
     def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[float, int]:
         """
         (mean loss, correct count) without updating.
@@ -106,6 +110,14 @@ class Network32:
         Forward, loss, backward and update on one batch: (mean loss, correct count).
         """
     @property
+    def check_numerics(self) -> bool:
+        """
+        Debug: check every layer's output and gradients for NaN/Inf in each training step.
+        """
+    @check_numerics.setter
+    def check_numerics(self, arg1: bool) -> None:
+        ...
+    @property
     def input_shape(self) -> list[int]:
         ...
     @property
@@ -131,6 +143,14 @@ class Network32:
         ...
     @property
     def output_shape(self) -> list[int]:
+        ...
+    @property
+    def rng_stream(self) -> int:
+        """
+        Dropout stream (the rank in data-parallel training; 0 = single process).
+        """
+    @rng_stream.setter
+    def rng_stream(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class Network64:
     """
@@ -175,6 +195,10 @@ class Network64:
     def backward_from_output(self, dout: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], input_grad: bool = True) -> typing.Any:
         """
         Backward from a given output gradient (saliency maps).
+        """
+    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple[float, int]:
+        """
+        Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update().
         """
     def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, int]:
         """
@@ -227,6 +251,14 @@ class Network64:
         Forward, loss, backward and update on one batch: (mean loss, correct count).
         """
     @property
+    def check_numerics(self) -> bool:
+        """
+        Debug: check every layer's output and gradients for NaN/Inf in each training step.
+        """
+    @check_numerics.setter
+    def check_numerics(self, arg1: bool) -> None:
+        ...
+    @property
     def input_shape(self) -> list[int]:
         ...
     @property
@@ -253,9 +285,35 @@ class Network64:
     @property
     def output_shape(self) -> list[int]:
         ...
+    @property
+    def rng_stream(self) -> int:
+        """
+        Dropout stream (the rank in data-parallel training; 0 = single process).
+        """
+    @rng_stream.setter
+    def rng_stream(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
 def _buffer_allocations() -> int:
     """
     Buffers allocated so far (a steady-state training step allocates none).
+    """
+def _in_forked_child() -> bool:
+    ...
+def _live_networks() -> int:
+    """
+    C++ networks alive (tests).
+    """
+def _mxcsr() -> int:
+    """
+    The calling thread's MXCSR (tests: cnnbp leaves it as it was).
+    """
+def _mxcsr_in_region() -> int:
+    """
+    MXCSR as cnnbp's parallel work sees it (tests).
+    """
+def _threads_in_region() -> int:
+    """
+    How many threads one parallel region runs with the current setting (tests).
     """
 def build_info() -> dict:
     ...

@@ -164,7 +164,9 @@ class LambdaCallback(Callback):
 class ModelCheckpoint(Callback):
     """Save the model (or only its weights) after each epoch; with save_best_only, only when the
     monitored value improves. ``filepath`` may contain ``{epoch}`` and log keys, e.g.
-    ``"ckpt-{epoch:02d}-{val_loss:.3f}.cnnbp"``."""
+    ``"ckpt-{epoch:02d}-{val_loss:.3f}.cnnbp"``. In distributed training only rank 0 saves."""
+
+    _root_only = True
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto"):
@@ -267,7 +269,10 @@ class LearningRateScheduler(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row of epoch logs per epoch to a CSV file (header written once)."""
+    """Append one row of epoch logs per epoch to a CSV file (header written once). In distributed
+    training only rank 0 writes."""
+
+    _root_only = True
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

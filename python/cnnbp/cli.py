@@ -2,7 +2,7 @@
 
     cnnbp train [--model seed|lenet|vgg] [--data fashion-mnist|bundled|PATH] [--epochs N]
                 [--batch-size N] [--optimizer sgd|adam|adamw] [--lr X] [--threads N] [--seed N]
-                [--out DIR] [--quiet]
+                [--out DIR] [--quiet] [--distributed]
     cnnbp evaluate MODEL [--data ...]
     cnnbp predict MODEL IMAGE... [--top K]
     cnnbp explain MODEL IMAGE... --out DIR
@@ -63,6 +63,9 @@ def build_parser():
     t.add_argument("--out", default="cnnbp-run",
                    help="folder for model.cnnbp, history.csv, history.png, confusion.png (default: cnnbp-run)")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks: run as 'mpiexec -n N cnnbp train --distributed'; "
+                        "--batch-size is per rank; rank 0 prints and writes the files")
     e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on the test set")
     e.add_argument("model")
     e.add_argument("--data", default="fashion-mnist")
@@ -118,6 +121,19 @@ def _class_names(k):
 
 
 def cmd_train(args):
+    if not args.distributed:
+        return _train(args, 0, 1)
+    import contextlib
+    from cnnbp import distributed
+    distributed.init()
+    rank, size = distributed.rank(), distributed.world_size()
+    if rank == 0:
+        return _train(args, rank, size)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return _train(args, rank, size)
+
+
+def _train(args, rank, world):
     import cnnbp
     from cnnbp import applications
 
@@ -147,15 +163,19 @@ def cmd_train(args):
            "adamw": lambda: cnnbp.optimizers.AdamW(lr)}[opt_name]()
     bs = args.batch_size or (32 if args.model == "seed" else 64)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    os.makedirs(args.out, exist_ok=True)
+    if rank == 0:
+        os.makedirs(args.out, exist_ok=True)
+    batch = f"batch {bs} per rank x {world} ranks" if args.distributed else f"batch {bs}"
     print(f"cnnbp {cnnbp.__version__}: training '{args.model}' ({model.count_params():,} parameters) on "
           f"Fashion-MNIST ({len(x_train):,} train / {len(x_test):,} test images), {args.epochs} epochs, "
-          f"batch {bs}, {opt_name} lr {lr}, {cnnbp.get_num_threads()} threads, {cnnbp.cpu_capability()} kernels")
+          f"{batch}, {opt_name} lr {lr}, {cnnbp.get_num_threads()} threads, {cnnbp.cpu_capability()} kernels")
     t0 = time.perf_counter()
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=bs, validation_data=(x_test, y_test),
-                        verbose=2 if args.quiet else 1,
+                        verbose=2 if args.quiet else 1, distributed=args.distributed,
                         callbacks=[cnnbp.callbacks.CSVLogger(os.path.join(args.out, "history.csv"))])
     elapsed = time.perf_counter() - t0
+    if rank != 0:  # the weights are the same on every rank; rank 0 reports and writes
+        return 0
     loss, acc = model.evaluate(x_test, y_test, verbose=0)
     model.save(os.path.join(args.out, "model.cnnbp"))
     written = ["model.cnnbp", "history.csv"]

@@ -271,8 +271,13 @@ class Model:
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None, **kwargs):
-        """Train for ``epochs`` epochs (or until a callback stops it); returns a History."""
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None,
+            distributed=False, **kwargs):
+        """Train for ``epochs`` epochs (or until a callback stops it); returns a History.
+
+        ``distributed=True`` trains data-parallel over MPI ranks (see ``cnnbp.distributed``; run
+        the script under ``mpiexec -n N``): ``batch_size`` is then per rank, every step averages
+        the gradients of the ``N * batch_size`` samples of one global batch."""
         for k in kwargs:
             if k not in ("class_weight", "sample_weight", "steps_per_epoch", "validation_steps",
                          "validation_batch_size", "validation_freq"):
@@ -306,16 +311,43 @@ class Model:
         for cb in cbs:
             if not isinstance(cb, callbacks_mod.Callback):
                 raise TypeError(f"fit: callbacks must be cnnbp.callbacks.Callback instances, got {type(cb).__name__}")
+        if seed is not None:
+            self._shuffle_seed = int(seed)
+        if not distributed:
+            return self._fit_loop(x, y, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, None)
+        from . import distributed as dist_mod
+        dist = dist_mod._Session(self)
+        fit_args = {"batch_size": bs, "epochs": epochs, "initial_epoch": initial_epoch, "shuffle": bool(shuffle),
+                    "validation samples": 0 if val is None else len(val[0]),
+                    "callbacks": [type(cb).__name__ for cb in cbs]}
+        if dist.rank != 0:
+            cbs = [cb for cb in cbs if not getattr(cb, "_root_only", False)]
+        net = self._net
+        stream = net.rng_stream
+        try:
+            with dist.guard():
+                dist_mod._check_consistent(dist.c, dist_mod._fingerprint(self, x, y, fit_args))
+                dist_mod._broadcast_state(dist.c, self)
+                net.rng_stream = dist.rank
+                history = self._fit_loop(x, y, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist)
+        finally:
+            net.rng_stream = stream
+        history.allreduce_seconds = dist.allreduce_s
+        history.allreduce_steps = dist.steps
+        return history
+
+    def _fit_loop(self, x, y, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist):
+        history = cbs[-1]
         n = len(x)
-        steps = math.ceil(n / bs)
+        world = dist.size if dist else 1
+        gbs = bs * world  # one optimizer step sees gbs samples (bs per rank)
+        steps = math.ceil(n / gbs)
         params = {"epochs": epochs, "steps": steps, "batch_size": bs, "verbose": verbose, "samples": n}
         for cb in cbs:
             cb.set_model(self)
             cb.set_params(params)
         # Epoch e's order depends only on (shuffle seed, e): fit(epochs=2) then fit(initial_epoch=2,
         # epochs=3) -- even across save and load_model -- sees the orders fit(epochs=3) sees.
-        if seed is not None:
-            self._shuffle_seed = int(seed)
         shuffle_seed = self._shuffle_seed
         xbuf = np.empty((min(bs, n),) + x.shape[1:], dtype=self.dtype) if shuffle else None
         ybuf = np.empty((min(bs, n),) + y.shape[1:], dtype=self.dtype) if shuffle else None
@@ -336,19 +368,29 @@ class Model:
             correct = 0
             seen = 0
             for step in range(steps):
-                a, b = step * bs, min((step + 1) * bs, n)
+                a, b = step * gbs, min((step + 1) * gbs, n)
+                la, lb = dist.local(a, b) if dist else (a, b)
                 if shuffle:
-                    idx = order[a:b]
-                    xb = np.take(x, idx, axis=0, out=xbuf[: b - a])
-                    yb = np.take(y, idx, axis=0, out=ybuf[: b - a])
+                    idx = order[la:lb]
+                    xb = np.take(x, idx, axis=0, out=xbuf[: lb - la])
+                    yb = np.take(y, idx, axis=0, out=ybuf[: lb - la])
                 else:
-                    xb, yb = x[a:b], y[a:b]
+                    xb, yb = x[la:lb], y[la:lb]
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
-                try:
-                    loss, c = net.train_step(xb, yb)
-                except NumericalError as e:
-                    raise NumericalError(f"epoch {epoch + 1}, batch {step + 1}: {e}") from None
+                if dist:
+                    loss, c = dist.step(xb, yb, b - a)
+                    if not math.isfinite(loss):
+                        from .distributed import _CollectiveError
+                        err = NumericalError(f"epoch {epoch + 1}, batch {step + 1}: loss is {loss} (summed over "
+                                             f"{world} ranks) at step {net.iterations + 1}; weights were not updated")
+                        raise _CollectiveError() from err
+                    net.apply_update()
+                else:
+                    try:
+                        loss, c = net.train_step(xb, yb)
+                    except NumericalError as e:
+                        raise NumericalError(f"epoch {epoch + 1}, batch {step + 1}: {e}") from None
                 loss_sum += loss * (b - a)
                 correct += c
                 seen += b - a
@@ -359,19 +401,29 @@ class Model:
                 blogs = dict(logs, batch_loss=loss)
                 for cb in cbs:
                     cb.on_train_batch_end(step, blogs)
+                if world > 1:  # a stop asked for on any rank stops all of them
+                    self.stop_training = dist.any(self.stop_training)
                 if self.stop_training:
                     break
             epoch_logs = {"loss": loss_sum / max(seen, 1)}
             if acc:
                 epoch_logs["accuracy"] = correct / max(seen, 1)
             if val is not None:
-                vl = self._evaluate_arrays(val[0], val[1], bs)
+                if dist:  # each rank evaluates its slice; the sums are reduced
+                    va, vb = dist.local(0, len(val[0]))
+                    vl = self._evaluate_arrays(val[0][va:vb], val[1][va:vb], bs) if vb > va else (0.0, 0.0)
+                    tot = dist.sum([vl[0] * (vb - va), vl[1] * (vb - va)])
+                    vl = (tot[0] / len(val[0]), round(tot[1]) / len(val[0]))
+                else:
+                    vl = self._evaluate_arrays(val[0], val[1], bs)
                 epoch_logs["val_loss"] = vl[0]
                 if acc:
                     epoch_logs["val_accuracy"] = vl[1]
             bar.finish(epoch_logs)
             for cb in cbs:
                 cb.on_epoch_end(epoch, epoch_logs)
+            if world > 1:
+                self.stop_training = dist.any(self.stop_training)
             if self.stop_training:
                 break
         for cb in cbs:
