@@ -8,8 +8,9 @@ gradient all-reduce.
 Each configuration is one ``mpiexec -n R`` run of this script in worker mode: it times
 ``model.fit(..., distributed=True)`` over synthetic data (batch_size per rank, so R ranks process
 R x batch images per step) after a warm-up epoch, and reports images/s over all ranks. The
-all-reduce time is measured around the blocking MPI_Allreduce calls on rank 0, so it includes any
-wait for a slower rank; "pure" is the same all-reduce of a buffer of the gradient's size with no
+all-reduce time is what rank 0 spends in MPI calls per step (starting the bucketed all-reduces
+during the backward pass and waiting for them after it; or the one blocking MPI_Allreduce with
+--bucket-mb 0), so it includes any wait for a slower rank; "pure" is the same all-reduce of a buffer of the gradient's size with no
 training around it (the communication cost alone). Needs mpi4py and an MPI (pip install
 "cnnbp[mpi]"); the mpiexec next to the running python is used, else the one on PATH.
 """
@@ -33,6 +34,7 @@ def worker(args):
     from cnnbp import distributed as D
     from mpi4py import MPI
     cnnbp.set_num_threads(args.threads)
+    D.init(bucket_mb=args.bucket_mb)
     cnnbp.set_seed(0)
     shape, opt = SPECS[args.model]
     model = cnnbp.applications.MODELS[args.model](shape, 10)
@@ -78,10 +80,10 @@ def mpiexec():
     return exe
 
 
-def run(model, ranks, threads, args):
+def run(model, ranks, threads, bucket_mb, args):
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, __file__, "--worker", "--model", model,
            "--threads", str(threads), "--batch", str(args.batch), "--steps", str(args.steps),
-           "--repeats", str(args.repeats)]
+           "--repeats", str(args.repeats), "--bucket-mb", str(bucket_mb)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -100,25 +102,27 @@ def main():
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--bucket-mb", type=float, default=1.0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker(args)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}")
     print(f"batch {args.batch} per rank, {args.steps} steps per timed epoch, median of {args.repeats}\n")
-    head = (f"{'model':6} {'ranks x threads':>15} {'img/s':>8} {'step ms':>8} {'speed-up':>8} {'efficiency':>10} "
+    head = (f"{'model':6} {'ranks x threads':>15} {'all-reduce':>10} {'img/s':>8} {'step ms':>8} {'speed-up':>8} {'efficiency':>10} "
             f"{'allreduce ms/step':>17} {'pure allreduce ms':>17}")
     print(head)
     print("-" * len(head))
     results = []
     for model in args.models.split(","):
         base = None
-        for ranks, threads in ((1, 1), (2, 1), (1, 2)):
-            r = run(model, ranks, threads, args)
+        for ranks, threads, bucket in ((1, 1, 1), (2, 1, 1), (2, 1, 0), (1, 2, 1)):
+            r = run(model, ranks, threads, bucket, args)
+            r["mode"] = "-" if ranks == 1 else ("bucketed" if bucket else "blocking")
             results.append(r)
             base = base or r["images_per_s"]
             speed = r["images_per_s"] / base
             eff = speed / (ranks * threads)
-            print(f"{model:6} {f'{ranks} x {threads}':>15} {r['images_per_s']:8.0f} {r['step_ms']:8.1f} "
+            print(f"{model:6} {f'{ranks} x {threads}':>15} {r['mode']:>10} {r['images_per_s']:8.0f} {r['step_ms']:8.1f} "
                   f"{speed:7.2f}x {100 * eff:9.0f}% {r['allreduce_ms']:17.2f} {r['pure_allreduce_ms']:17.3f}",
                   flush=True)
     print(f"\n{results[0]['mpi']}; kernels: {results[0]['isa']}")

@@ -143,8 +143,29 @@ def progress(out, distributed):
     report(out, "progress", r, f"epochs run {len(h.history['loss'])}, steps {m.optimizer.iterations}")
 
 
+def drift(out, distributed):
+    # Rank 1's weights are disturbed after epoch 1: the end-of-epoch check restores rank 0's.
+    import warnings
+    r = D.rank()
+    x, y = data(128)
+    cnnbp.set_seed(1)
+    m = model()
+
+    class Disturb(cnnbp.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if r == 1 and epoch == 0:
+                self.model.network.flat_params()[:10] += 1.0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(x, y, batch_size=16, epochs=2, distributed=True, verbose=0, callbacks=[Disturb()])
+    save(out, "drift", r, weights=flat(m), warned=np.array(any("drifted apart" in str(w.message) for w in caught)))
+
+
 if __name__ == "__main__":
     scenario, out = sys.argv[1], sys.argv[2]
     distributed = len(sys.argv) < 4 or sys.argv[3] != "single"
     cnnbp.set_num_threads(1)
+    if distributed and "CNNBP_TEST_BUCKET_MB" in os.environ:
+        D.init(bucket_mb=float(os.environ["CNNBP_TEST_BUCKET_MB"]))
     globals()[scenario](out, distributed)

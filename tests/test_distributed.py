@@ -68,11 +68,18 @@ def rel_err(a, b):
 
 
 @pytest.fixture(scope="module")
-def equivalence(tmp_path_factory):
-    d2, d1 = tmp_path_factory.mktemp("eq2"), tmp_path_factory.mktemp("eq1")
-    r, _ = run_mpi("equivalence", d2)
+def single_equivalence(tmp_path_factory):
+    return run_single("equivalence", tmp_path_factory.mktemp("eq1"))
+
+
+# bucketed: layer-sized buckets (0.001 MiB), each reduced while the backward pass goes on;
+# default: 1 MiB buckets (this small model's gradient is one bucket); blocking: one all-reduce.
+@pytest.fixture(scope="module", params=["0.001", "1", "0"], ids=["bucketed", "default", "blocking"])
+def equivalence(tmp_path_factory, single_equivalence, request):
+    d2 = tmp_path_factory.mktemp("eq2")
+    r, _ = run_mpi("equivalence", d2, CNNBP_TEST_BUCKET_MB=request.param)
     assert r.returncode == 0, r.stdout + r.stderr
-    return [load(d2, "equivalence", k) for k in (0, 1)], run_single("equivalence", d1)
+    return [load(d2, "equivalence", k) for k in (0, 1)], single_equivalence
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
@@ -161,7 +168,67 @@ def test_cli_train_distributed(tmp_path):
     assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 2
 
 
+def test_weights_that_drift_apart_are_restored_from_rank_0(tmp_path):
+    r, _ = run_mpi("drift", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    a, b = load(tmp_path, "drift", 0), load(tmp_path, "drift", 1)
+    np.testing.assert_array_equal(a["weights"], b["weights"])
+    assert bool(a["warned"]) and not bool(b["warned"])  # rank 0 says so, once
+
+
 # ---- without MPI ------------------------------------------------------------------------------
+@pytest.mark.parametrize("nbytes", [1, 200, 1000, 1 << 20])
+def test_gradient_buckets_cover_the_buffer_in_backward_order(nbytes):
+    from cnnbp.distributed import _buckets
+    m = _tiny()
+    m2 = cnnbp.Sequential([L.Input((8, 8, 2)), L.Conv2D(5, 3), L.Conv2D(7, 3, use_bias=False), L.Flatten(),
+                           L.Dense(9), L.Dense(3, use_bias=False)])
+    for net in (m.network, m2.network):
+        b = _buckets(net, nbytes)
+        total = net.flat_grads().size
+        assert b[0][1] == total and b[-1][0] == 0
+        assert all(hi == lo2 for (lo2, _), (_, hi) in zip(b[:-1], b[1:]))  # contiguous, descending
+        assert all((hi - lo) * 4 >= nbytes for lo, hi in b[:-1])
+        starts = {min(p[2] for p in info["params"]) for info in net.layer_info() if info["params"]}
+        assert all(lo in starts for lo, _ in b)  # buckets end on layer boundaries
+        if nbytes == 1:
+            assert len(b) == len(starts)  # one per layer with parameters
+
+
+def test_grads_ready_reports_each_layer_once_last_layer_first():
+    m = cnnbp.Sequential([L.Input((8, 8, 2)), L.Conv2D(5, 3), L.MaxPooling2D(2), L.Conv2D(7, 3, use_bias=False),
+                          L.Flatten(), L.Dense(9, activation="relu"), L.Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(1).standard_normal((4, 8, 8, 2)).astype(np.float32)
+    seen = []
+    snapshot = {}
+
+    def ready(b, e):
+        seen.append((b, e))
+        snapshot[(b, e)] = m.network.flat_grads()[b:e].copy()
+
+    m.network.compute_gradients(x, np.arange(4, dtype=np.float32) % 3, 0.25, ready)
+    layers = [info["params"] for info in m.network.layer_info() if info["params"]]
+    expect = [(min(p[2] for p in ps), max(p[2] + p[3] for p in ps)) for ps in layers][::-1]
+    assert seen == expect
+    g = m.network.flat_grads()
+    for (b, e), v in snapshot.items():  # final when reported: later layers do not touch them
+        np.testing.assert_array_equal(g[b:e], v)
+    with pytest.raises(ValueError, match="callable"):
+        m.network.compute_gradients(x, np.zeros(4, np.float32), 1.0, 42)
+
+    def boom(b, e):
+        raise KeyError("from the hook")
+
+    with pytest.raises(KeyError, match="from the hook"):
+        m.network.compute_gradients(x, np.zeros(4, np.float32), 1.0, boom)
+    m.network.compute_gradients(x, np.zeros(4, np.float32), 1.0)  # the network still works
+
+
+def test_init_rejects_a_bad_bucket_size():
+    from cnnbp import distributed
+    with pytest.raises(ValueError, match="bucket_mb"):
+        distributed.init(bucket_mb=-1)
 def _tiny(dropout=0.0):
     cnnbp.set_seed(3)
     layers = [L.Input((6, 6, 1)), L.Conv2D(3, 3, activation="relu"), L.Flatten()]

@@ -234,21 +234,31 @@ void bind_network(py::module_& m, const char* cls) {
            },
            py::arg("x"), py::arg("y"), "Forward, loss, backward and update on one batch: (mean loss, correct count).")
       .def("compute_gradients",
-           [](Net& n, carray<T> x, carray<T> y, double grad_scale) {
+           [](Net& n, carray<T> x, carray<T> y, double grad_scale, py::object grads_ready) {
              check_input(n, x);
              check_target_shape(n, x, y);
              CNNBP_CHECK(x.shape(0) > 0, "compute_gradients: expected a non-empty batch");
+             typename Net::GradsReady hook;
+             if (!grads_ready.is_none()) {
+               CNNBP_CHECK(PyCallable_Check(grads_ready.ptr()), "compute_gradients: grads_ready must be callable");
+               hook = [&grads_ready](int64_t b, int64_t e) {
+                 py::gil_scoped_acquire gil;
+                 grads_ready(b, e);
+               };
+             }
              StepResult r;
              {
                py::gil_scoped_release nogil;
                std::lock_guard<std::mutex> g(n.mutex());
-               r = n.compute_gradients(x.data(), y.data(), int(x.shape(0)), grad_scale);
+               r = n.compute_gradients(x.data(), y.data(), int(x.shape(0)), grad_scale, hook);
              }
              return py::make_tuple(r.loss, r.correct);
            },
-           py::arg("x"), py::arg("y"), py::arg("grad_scale") = 1.0,
+           py::arg("x"), py::arg("y"), py::arg("grad_scale") = 1.0, py::arg("grads_ready") = py::none(),
            "Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, "
-           "correct count). The data-parallel step: all-reduce flat_grads(), then apply_update().")
+           "correct count). The data-parallel step: all-reduce flat_grads(), then apply_update(). "
+           "grads_ready(begin, end), if given, is called as each layer's gradient range of flat_grads() "
+           "becomes final (last layer first), so its reduction can start during the backward pass.")
       .def_property("rng_stream", &Net::rng_stream, &Net::set_rng_stream,
                     "Dropout stream (the rank in data-parallel training; 0 = single process).")
       .def("forward",

@@ -1,5 +1,6 @@
 #include "nn/network.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #ifdef __GLIBC__
@@ -262,7 +263,7 @@ void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
 }
 
 template <typename T>
-void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop) {
+void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop, const GradsReady* ready) {
   // dbuf_[cur] holds d(loss)/d(output of layer from-1); layers [stop, from) run; input_grad, when
   // given, receives d/d(input of layer stop).
   PassContext c{get_num_threads(), pass_step()};
@@ -281,6 +282,14 @@ void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop) {
     if (check_numerics_) {
       for (size_t p = 0; p < l.params.size(); ++p) check_finite(l.g(p), l.params[p].size, l, "parameter gradient");
       if (dx) check_finite(dx, N * l.in_size, l, "input gradient");
+    }
+    if (ready && !l.params.empty()) {
+      int64_t b = l.params[0].offset, e = b;
+      for (const ParamInfo& p : l.params) {
+        b = std::min(b, p.offset);
+        e = std::max(e, p.offset + p.size);
+      }
+      (*ready)(b, e);
     }
     cur = 1 - cur;
   }
@@ -335,7 +344,8 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
 }
 
 template <typename T>
-StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, double grad_scale) {
+StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, double grad_scale,
+                                         const GradsReady& grads_ready) {
   CNNBP_CHECK(loss_set_ && opt_set_, "model is not compiled: call compile(optimizer=..., loss=...) first");
   CNNBP_CHECK(N > 0, "compute_gradients: expected a non-empty batch");
   CNNBP_CHECK(!layers_.empty(), "compute_gradients: the model has no layers");
@@ -344,14 +354,15 @@ StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, dou
   plan(N);
   run_forward(x, N, true, train_layers_);
   StepResult r = compute_loss(target, N, true);
-  run_backward(N, train_layers_, nullptr);
   if (grad_scale != 1.0) {
-    T* g = grads_.data();
+    // Backward is linear in the loss gradient: scaling it scales every parameter gradient, so
+    // each layer's gradients are final (and can be reduced) as soon as its backward is done.
+    T* d = dbuf_[0].data();
+    const int64_t n = int64_t(N) * layers_[train_layers_ - 1]->out_size;
     const T s = T(grad_scale);
-    parallel_for(num_params_, 1 << 14, [&](int64_t a, int64_t b, int) {
-      for (int64_t i = a; i < b; ++i) g[i] *= s;
-    });
+    for (int64_t i = 0; i < n; ++i) d[i] *= s;
   }
+  run_backward(N, train_layers_, nullptr, 0, grads_ready ? &grads_ready : nullptr);
   return r;
 }
 

@@ -3,6 +3,7 @@
 // allocates nothing), and the whole training step (forward, loss, backward, update) in one call.
 // Network<float> trains; Network<double> runs the portable kernels in double for gradient checks.
 #pragma once
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -78,7 +79,13 @@ class Network {
   // buffer, then the gradients multiplied by grad_scale (a rank's share of the global batch, so
   // that a sum over ranks is the global mean). Never throws on a non-finite loss: every rank must
   // reach the all-reduce; the caller checks the reduced loss before apply_update.
-  StepResult compute_gradients(const T* x, const T* target, int N, double grad_scale);
+  // grads_ready, when given, is called during the backward pass each time a layer's parameter
+  // gradients are final, with that layer's range [begin, end) of the flat gradient buffer (layers
+  // in reverse order, so the ranges move from the end of the buffer to its start): the caller can
+  // start reducing them while the earlier layers' backward runs.
+  using GradsReady = std::function<void(int64_t begin, int64_t end)>;
+  StepResult compute_gradients(const T* x, const T* target, int N, double grad_scale,
+                               const GradsReady& grads_ready = nullptr);
   // Dropout masks depend on (layer seed, step, stream): data-parallel ranks use their rank as the
   // stream so that their masks differ; 0 (the default) gives the single-process masks.
   void set_rng_stream(uint64_t s) { rng_stream_ = s; }
@@ -114,7 +121,7 @@ class Network {
  private:
   void plan(int N);
   void run_forward(const T* x, int N, bool training, size_t upto);
-  void run_backward(int N, size_t from, T* input_grad, size_t stop = 0);
+  void run_backward(int N, size_t from, T* input_grad, size_t stop = 0, const GradsReady* ready = nullptr);
   StepResult compute_loss(const T* target, int N, bool want_grad);
   const T* act_ptr(size_t i) const;
   T* act_ptr(size_t i);

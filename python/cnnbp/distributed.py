@@ -8,10 +8,15 @@ the same training data. ``fit(distributed=True)``
 - broadcasts rank 0's weights, optimizer state, step counter and shuffle seed;
 - splits every global batch of ``batch_size * world_size()`` samples of the epoch's shuffled order
   into one contiguous slice per rank (the union over ranks is the single-process epoch);
-- after each backward pass sums the flat gradient buffer over ranks with one in-place
-  ``MPI_Allreduce`` on the numpy view of the C++ buffer (mpi4py releases the GIL while it waits).
-  Each rank's gradient is scaled by its share of the global batch first, so the sum is the mean
-  gradient over the global batch, exactly what one process computes on that batch;
+- sums the flat gradient buffer over ranks in place, on the numpy view of the C++ buffer (mpi4py
+  releases the GIL while it waits): in buckets of about 1 MiB of consecutive layers, each started
+  with ``MPI_Iallreduce`` from inside the backward pass as soon as its layers are done (last layer
+  first), so the reduction overlaps the backward pass of the earlier layers; ``init(bucket_mb=0)``
+  makes it one blocking ``MPI_Allreduce`` after the backward pass. Each rank's gradient is scaled
+  by its share of the global batch (through the loss gradient), so the sum is the mean gradient
+  over the global batch, what one process computes on that batch;
+- checks at the end of each epoch that the weights are bit-identical on all ranks, and
+  broadcasts rank 0's (with a RuntimeWarning) if a reduction rounded differently somewhere;
 - sums loss, correct count and validation results over ranks, so every rank sees the same logs and
   callbacks decide the same way (a stop requested on any rank stops all of them);
 - prints progress only on rank 0; ModelCheckpoint and CSVLogger write only on rank 0.
@@ -22,8 +27,8 @@ per-rank batch, the usual starting point is a learning rate scaled by N for SGD 
 rule) and unchanged, or scaled by sqrt(N), for Adam.
 
 Timeouts: the start-of-fit check waits ``timeout`` seconds (default 60, environment variable
-``CNNBP_DISTRIBUTED_TIMEOUT``) for every rank to arrive; a rank that is still waiting then prints
-which ranks are missing and aborts the whole job (``MPI_Abort``), since the others cannot be
+``CNNBP_DISTRIBUTED_TIMEOUT``) for every rank to arrive; a rank that is still waiting then says
+that some ranks never arrived and aborts the whole job (``MPI_Abort``), since the others cannot be
 reached any more. During training an exception that is not raised identically on every rank (an
 error in one rank's callback, Ctrl-C) likewise prints its traceback and aborts the job: a rank
 that left the step would otherwise leave the others waiting in the all-reduce forever. Errors that
@@ -38,12 +43,15 @@ import os
 import sys
 import time
 import traceback
+import warnings
+import zlib
 
 import numpy as np
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "barrier", "comm", "DistributedError"]
 
 _comm = None
+_bucket_bytes = 1 << 20
 
 
 class DistributedError(RuntimeError):
@@ -59,10 +67,19 @@ def _mpi():
     return MPI
 
 
-def init(comm=None):
+def init(comm=None, bucket_mb=None):
     """Start (or join) MPI and use ``comm`` (default ``MPI.COMM_WORLD``) for data-parallel
-    training. Safe to call more than once; returns the communicator."""
-    global _comm
+    training. Safe to call more than once; returns the communicator.
+
+    ``bucket_mb`` (default 1): the gradient is reduced in buckets of about this many MiB, each
+    started (non-blocking) as soon as the backward pass has finished its layers, so communication
+    overlaps the backward pass of the earlier layers; 0 reduces the whole buffer with one blocking
+    all-reduce after the backward pass."""
+    global _comm, _bucket_bytes
+    if bucket_mb is not None:
+        if not isinstance(bucket_mb, (int, float)) or isinstance(bucket_mb, bool) or not bucket_mb >= 0:
+            raise ValueError(f"init: bucket_mb must be a number >= 0, got {bucket_mb!r}")
+        _bucket_bytes = int(bucket_mb * (1 << 20))
     MPI = _mpi()
     if comm is not None:
         _comm = comm
@@ -184,6 +201,31 @@ def _layer_difference(r, mine, ref):
     return f"rank {r} model differs from rank 0"
 
 
+def _buckets(net, nbytes):
+    """Contiguous ranges of the gradient buffer, each at least nbytes (but the last), in the order
+    the backward pass finishes them: from the end of the buffer towards its start."""
+    g = net.flat_grads()  # num_params plus the padding that keeps each parameter 64-byte aligned
+    total, itemsize = g.size, g.itemsize
+    ranges = []
+    for info in net.layer_info():
+        ps = info["params"]
+        if ps:
+            ranges.append((min(p[2] for p in ps), max(p[2] + p[3] for p in ps)))
+    out = []
+    hi = total
+    lo = None
+    for b, _ in sorted(ranges, reverse=True):
+        lo = b
+        if (hi - lo) * itemsize >= nbytes:
+            out.append((lo, hi))
+            hi = lo
+    if hi > 0 or not out:
+        out.append((0, hi))
+    if out[0][1] != total or out[-1][0] != 0:
+        raise AssertionError(f"gradient buckets {out} do not cover [0, {total})")
+    return [r for r in out if r[1] > r[0]]
+
+
 def _broadcast_state(c, model):
     """Rank 0's weights, optimizer state, step counter and shuffle seed on every rank."""
     net = model._net
@@ -206,29 +248,71 @@ class _Session:
         self.stats = np.zeros(3, dtype=np.float64)
         self.allreduce_s = 0.0
         self.steps = 0
+        self.buckets = _buckets(model._net, _bucket_bytes) if self.size > 1 and _bucket_bytes > 0 else None
+        self.reqs = []
 
     def local(self, a, b):
         """This rank's contiguous slice of global rows [a, b)."""
         m = b - a
         return a + m * self.rank // self.size, a + m * (self.rank + 1) // self.size
 
+    def _launch(self, upto):
+        """Start the all-reduce of every bucket not started yet whose range lies at or above upto."""
+        MPI = self.MPI
+        while self.next < len(self.buckets) and self.buckets[self.next][0] >= upto:
+            lo, hi = self.buckets[self.next]
+            self.reqs.append(self.c.Iallreduce(MPI.IN_PLACE, self.grads[lo:hi], op=MPI.SUM))
+            self.next += 1
+
+    def _ready(self, begin, end):
+        # Called from inside the backward pass (last layer first): start the buckets that are
+        # complete, and let MPI progress the ones in flight while the earlier layers run.
+        t0 = time.perf_counter()
+        self._launch(begin)
+        if self.reqs:
+            self.MPI.Request.Testall(self.reqs)
+        self.allreduce_s += time.perf_counter() - t0
+
     def step(self, xb, yb, m):
         """Gradients of this rank's rows (xb may be empty), summed over ranks; returns the global
         (mean loss, correct count) of the m-sample global batch."""
-        net = self.model._net
+        net, MPI = self.model._net, self.MPI
         k = len(xb)
+        self.next = 0
+        overlap = self.buckets is not None
         if k:
-            loss, correct = net.compute_gradients(xb, yb, k / m)
+            loss, correct = net.compute_gradients(xb, yb, k / m, self._ready if overlap else None)
         else:
             self.grads.fill(0)
             loss, correct = 0.0, 0
         self.stats[:] = (loss * k, correct, k)
         t0 = time.perf_counter()
-        self.c.Allreduce(self.MPI.IN_PLACE, self.grads, op=self.MPI.SUM)
-        self.c.Allreduce(self.MPI.IN_PLACE, self.stats, op=self.MPI.SUM)
+        if overlap:
+            self._launch(0)  # the same buckets in the same order on every rank, also an empty one
+            self.reqs.append(self.c.Iallreduce(MPI.IN_PLACE, self.stats, op=MPI.SUM))
+            MPI.Request.Waitall(self.reqs)
+            self.reqs.clear()
+        else:
+            self.c.Allreduce(MPI.IN_PLACE, self.grads, op=MPI.SUM)
+            self.c.Allreduce(MPI.IN_PLACE, self.stats, op=MPI.SUM)
         self.allreduce_s += time.perf_counter() - t0
         self.steps += 1
         return self.stats[0] / m, int(round(self.stats[1]))
+
+    def check_weights(self):
+        """Every rank applies the same summed gradient, so the weights should be bit-identical; if
+        an MPI library's reduction rounded differently on some rank, rank 0's weights win."""
+        net = self.model._net
+        mine = zlib.crc32(net.flat_params()) ^ (int(net.iterations) << 32)
+        crcs = self.c.allgather(mine)
+        if len(set(crcs)) > 1:
+            _broadcast_state(self.c, self.model)
+            if self.rank == 0:
+                warnings.warn("cnnbp.distributed: the ranks' weights drifted apart (the MPI reduction gave "
+                              "different roundings on different ranks); rank 0's weights were broadcast",
+                              RuntimeWarning, stacklevel=2)
+            return False
+        return True
 
     def sum(self, values):
         buf = np.asarray(values, dtype=np.float64).copy()

@@ -423,6 +423,7 @@ class Model:
             for cb in cbs:
                 cb.on_epoch_end(epoch, epoch_logs)
             if world > 1:
+                dist.check_weights()
                 self.stop_training = dist.any(self.stop_training)
             if self.stop_training:
                 break
