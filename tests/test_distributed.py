@@ -302,3 +302,11 @@ def test_distributed_module_without_mpi4py_says_how_to_install(monkeypatch):
     monkeypatch.setattr(distributed, "_comm", None)
     with pytest.raises(ImportError, match=r"cnnbp\[mpi\]"):
         distributed.rank()
+
+
+def test_cli_distributed_without_mpi4py_exits_1_with_the_install_hint(tmp_path):
+    code = ("import sys; sys.modules['mpi4py'] = None; from cnnbp.cli import main; "
+            "sys.exit(main(['train', '--distributed', '--data', 'bundled', '--epochs', '1']))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert 'cnnbp train: --distributed: cnnbp.distributed needs mpi4py' in r.stderr and 'cnnbp[mpi]' in r.stderr

@@ -125,7 +125,10 @@ def cmd_train(args):
         return _train(args, 0, 1)
     import contextlib
     from cnnbp import distributed
-    distributed.init()
+    try:
+        distributed.init()
+    except ImportError as e:
+        raise CliError(f"--distributed: {e}") from None
     rank, size = distributed.rank(), distributed.world_size()
     if rank == 0:
         return _train(args, rank, size)
