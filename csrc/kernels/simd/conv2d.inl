@@ -50,7 +50,12 @@ static void pad_input(float* xp, const float* x, const Conv2dParams& p, const Co
 }
 
 // One output tile: MR pixels (input pixel stride xs_stride floats) x NV vectors.
-template <int VL, int MR, int NV>
+// FR, FJ > 0: the kernel has FR rows of FJ = S*C contiguous (s, c) pairs known at compile time
+// (first layers: 3x3x3, 5x5x1), so the short reduction loops unroll completely; their loop-exit
+// branches would otherwise mispredict a few times per tile of only 27 or 25 steps. Only full
+// tiles get these variants (row tails take the generic loop: unrolling every tail width would
+// multiply the kernels' compile time by ten).
+template <int VL, int MR, int NV, int FR = 0, int FJ = 0>
 static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride,
                                  int64_t x_row, const float* wp, const float* bias, int C, int R, int S,
                                  int dh_row_mul, int64_t dw_C, bool relu) {
@@ -61,21 +66,37 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
     const V b = bias ? vload<VL>(bias + v * VL) : vzero<VL>();
     for (int i = 0; i < MR; ++i) acc[i][v] = b;
   }
-  // With dilation 1 along the width, the (s, c) pairs of a kernel row are contiguous both in the
-  // input row and in the packed weights: one reduction loop of length S*C instead of S loops of C.
-  const bool flat = dw_C == C;
-  const int SJ = flat ? 1 : S, J = flat ? S * C : C;
-  for (int r = 0; r < R; ++r) {
-    const float* xr = xs + int64_t(r) * dh_row_mul * x_row;
-    for (int s = 0; s < SJ; ++s) {
-      const float* xq = xr + s * dw_C;
-      const float* wq = wp + int64_t(r * S + s) * C * KB;
-      for (int c = 0; c < J; ++c) {
+  if constexpr (FR > 0) {
+    (void)C; (void)R; (void)S; (void)dw_C;
+    for (int r = 0; r < FR; ++r) {
+      const float* xq = xs + int64_t(r) * dh_row_mul * x_row;
+      const float* wq = wp + int64_t(r) * FJ * KB;
+      for (int c = 0; c < FJ; ++c) {
         V w[NV];
         for (int v = 0; v < NV; ++v) w[v] = vload<VL>(wq + c * KB + v * VL);
         for (int i = 0; i < MR; ++i) {
           const V xb = vbroadcast<VL>(xq[i * xs_stride + c]);
           for (int v = 0; v < NV; ++v) acc[i][v] += xb * w[v];
+        }
+      }
+    }
+  } else {
+    // With dilation 1 along the width, the (s, c) pairs of a kernel row are contiguous both in the
+    // input row and in the packed weights: one reduction loop of length S*C instead of S loops of C.
+    const bool flat = dw_C == C;
+    const int SJ = flat ? 1 : S, J = flat ? S * C : C;
+    for (int r = 0; r < R; ++r) {
+      const float* xr = xs + int64_t(r) * dh_row_mul * x_row;
+      for (int s = 0; s < SJ; ++s) {
+        const float* xq = xr + s * dw_C;
+        const float* wq = wp + int64_t(r * S + s) * C * KB;
+        for (int c = 0; c < J; ++c) {
+          V w[NV];
+          for (int v = 0; v < NV; ++v) w[v] = vload<VL>(wq + c * KB + v * VL);
+          for (int i = 0; i < MR; ++i) {
+            const V xb = vbroadcast<VL>(xq[i * xs_stride + c]);
+            for (int v = 0; v < NV; ++v) acc[i][v] += xb * w[v];
+          }
         }
       }
     }
@@ -95,21 +116,22 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
   }
 }
 
-template <int VL, int NV, int MR>
+template <int VL, int NV, int MR, int FR = 0, int FJ = 0>
 static inline void conv_fwd_row(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride, int64_t x_row,
                                 const float* wp, const float* bias, int C, int R, int S, int dh, int64_t dw_C, int Q,
                                 bool relu) {
   int ow = 0;
   for (; ow + MR <= Q; ow += MR)
-    conv_fwd_tile<VL, MR, NV>(y + int64_t(ow) * ldy, ldy, kvalid, xs + ow * xs_stride, xs_stride, x_row, wp, bias, C,
-                              R, S, dh, dw_C, relu);
+    conv_fwd_tile<VL, MR, NV, FR, FJ>(y + int64_t(ow) * ldy, ldy, kvalid, xs + ow * xs_stride, xs_stride, x_row, wp,
+                                      bias, C, R, S, dh, dw_C, relu);
   const int rem = Q - ow;
   if (rem <= 0) return;
   float* yo = y + int64_t(ow) * ldy;
   const float* xo = xs + ow * xs_stride;
 #define CNNBP_TAIL(m)                                                                                             \
   case m:                                                                                                         \
-    if constexpr (m < MR) conv_fwd_tile<VL, m, NV>(yo, ldy, kvalid, xo, xs_stride, x_row, wp, bias, C, R, S, dh, dw_C, relu); \
+    if constexpr (m < MR)                                                                                         \
+      conv_fwd_tile<VL, m, NV>(yo, ldy, kvalid, xo, xs_stride, x_row, wp, bias, C, R, S, dh, dw_C, relu);         \
     break;
   switch (rem) {
     CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
@@ -159,6 +181,9 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
   const int64_t x_row = int64_t(g.Wp) * p.C;
   const int64_t xs_stride = int64_t(p.sw) * p.C, dw_C = int64_t(p.dw) * p.C;
   const int64_t items = int64_t(p.N) * nkb;
+  // First-layer kernels with a fixed, short reduction get fully unrolled tiles (see conv_fwd_tile).
+  const bool flat = dw_C == p.C;
+  const int first = !flat ? 0 : (p.R == 3 && p.S * p.C == 9) ? 1 : (p.R == 5 && p.S * p.C == 25) ? 2 : 0;
   parallel_for(items, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * KB), [&](int64_t i0, int64_t i1, int) {
     for (int64_t it = i0; it < i1; ++it) {
       const int n = int(it / nkb), kb = int(it % nkb);
@@ -168,12 +193,19 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
       for (int oh = 0; oh < p.P; ++oh) {
         float* yrow = y + ((int64_t(n) * p.P + oh) * p.Q) * p.K + int64_t(kb) * KB;
         const float* xrow = xs + (int64_t(n) * g.Hp + int64_t(oh) * p.sh) * x_row;
-        if (NV == 2)
-          conv_fwd_row<VL, 2, Tile<VL>::MR2>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S,
-                                             p.dh, dw_C, p.Q, p.relu != 0);
-        else
-          conv_fwd_row<VL, 1, Tile<VL>::MR1>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S,
-                                             p.dh, dw_C, p.Q, p.relu != 0);
+#define CNNBP_ROW(nv, mr, fr, fj)                                                                              \
+  conv_fwd_row<VL, nv, mr, fr, fj>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S, p.dh, dw_C, \
+                                   p.Q, p.relu != 0)
+        if (NV == 2) {
+          if (first == 1) CNNBP_ROW(2, Tile<VL>::MR2, 3, 9);
+          else if (first == 2) CNNBP_ROW(2, Tile<VL>::MR2, 5, 25);
+          else CNNBP_ROW(2, Tile<VL>::MR2, 0, 0);
+        } else {
+          if (first == 1) CNNBP_ROW(1, Tile<VL>::MR1, 3, 9);
+          else if (first == 2) CNNBP_ROW(1, Tile<VL>::MR1, 5, 25);
+          else CNNBP_ROW(1, Tile<VL>::MR1, 0, 0);
+        }
+#undef CNNBP_ROW
       }
     }
   });
