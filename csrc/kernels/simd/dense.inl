@@ -11,10 +11,14 @@ static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int
     for (int64_t i = i0; i < i1; ++i) {
       const int nb = int(i / K), k = int(i % K);
       float* dst = bp + i * KB;
-      for (int j = 0; j < KB; ++j) {
-        const int n = nb * KB + j;
-        dst[j] = n < N ? b[k * bk + n * bn] : 0.0f;
+      const int nv = imin(KB, N - nb * KB);  // valid columns of this panel
+      const float* src = b + int64_t(k) * bk + int64_t(nb) * KB * bn;
+      if (bn == 1) {  // rows of B contiguous (the forward's weights, dy): a plain vectorisable copy
+        for (int j = 0; j < nv; ++j) dst[j] = src[j];
+      } else {
+        for (int j = 0; j < nv; ++j) dst[j] = src[int64_t(j) * bn];
       }
+      for (int j = nv; j < KB; ++j) dst[j] = 0.0f;
     }
   });
 }
