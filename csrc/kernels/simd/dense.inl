@@ -7,6 +7,23 @@
 // B(k, n) = b[k*bk + n*bn]  ->  bp [N/KB][K][KB]
 static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int N, int KB) {
   const int nnb = (N + KB - 1) / KB;
+  if (bk == 1 && bn != 1) {  // B^T stored row-major (backward-data's W^T): read its rows, write columns
+    parallel_for(int64_t(nnb), grain(int64_t(K) * KB), [&](int64_t i0, int64_t i1, int) {
+      for (int64_t nb = i0; nb < i1; ++nb) {
+        float* panel = bp + nb * int64_t(K) * KB;
+        const int nv = imin(KB, N - int(nb) * KB);
+        for (int j = 0; j < KB; ++j) {
+          if (j >= nv) {
+            for (int k = 0; k < K; ++k) panel[int64_t(k) * KB + j] = 0.0f;
+            continue;
+          }
+          const float* src = b + (nb * KB + j) * bn;
+          for (int k = 0; k < K; ++k) panel[int64_t(k) * KB + j] = src[k];
+        }
+      }
+    });
+    return;
+  }
   parallel_for(int64_t(nnb) * K, grain(KB), [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; ++i) {
       const int nb = int(i / K), k = int(i % K);
