@@ -136,6 +136,7 @@ def barrier(timeout=None):
 
 def _abort(c, message):
     print(message, file=sys.stderr, flush=True)
+    time.sleep(1.0)  # let mpiexec forward the message before MPI_Abort tears the job down
     c.Abort(1)
     os._exit(1)  # Abort does not return; never continue if an MPI library lets it
 
