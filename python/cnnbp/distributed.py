@@ -38,7 +38,6 @@ Python exceptions on every rank.
 
 import contextlib
 import hashlib
-import math
 import os
 import sys
 import time
@@ -114,12 +113,11 @@ def _timeout(value=None):
 
 
 def barrier(timeout=None):
-    """Wait until every rank arrives; after ``timeout`` seconds print which ranks are missing and
+    """Wait until every rank arrives; after ``timeout`` seconds say that some never arrived and
     abort the job (they cannot be waited for any longer without hanging)."""
     c = init()
     if c.Get_size() == 1:
         return
-    MPI = _mpi()
     limit = _timeout(timeout)
     req = c.Ibarrier()
     deadline = time.monotonic() + limit
@@ -131,7 +129,6 @@ def barrier(timeout=None):
                       "(did every rank call fit(distributed=True) with the same arguments?). Aborting the job.")
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
-    del MPI
 
 
 def _abort(c, message):
