@@ -181,10 +181,10 @@ def test_inf_loss_raises_numerical_error():
         m.fit(np.ones((2, 2)), np.full((2, 1), np.inf), verbose=0)
 
 
-def test_functional_branch_is_rejected():
+def test_list_into_single_input_layer_is_rejected():
     x = Input((4,))
     a = Dense(2)(x)
-    with pytest.raises(ValueError, match="single input"):
+    with pytest.raises(ValueError, match="takes a single tensor, got a list of 2"):
         Dense(2)([a, a])
 
 

@@ -3,23 +3,14 @@
 
 #include "bindings/common.h"
 #include "nn/network.h"
+#include "nn/registry.h"
+#include "core/parallel.h"
 
 namespace cnnbp {
 
 namespace {
 
 using Pair = std::pair<int, int>;
-
-Act act_from_name(const std::string& s) {
-  if (s == "linear" || s == "None") return Act::linear;
-  if (s == "relu") return Act::relu;
-  if (s == "leaky_relu") return Act::leaky_relu;
-  if (s == "sigmoid") return Act::sigmoid;
-  if (s == "tanh") return Act::tanh;
-  if (s == "softmax") return Act::softmax;
-  throw std::invalid_argument("unknown activation '" + s +
-                              "'; expected one of linear, relu, leaky_relu, sigmoid, tanh, softmax");
-}
 
 LossKind loss_from_name(const std::string& s) {
   static const std::pair<const char*, LossKind> names[] = {
@@ -48,11 +39,36 @@ const char* loss_name(LossKind k) {
   return "?";
 }
 
-PadMode pad_from_name(const std::string& s) {
-  if (s == "valid") return PadMode::valid;
-  if (s == "same") return PadMode::same;
-  if (s == "explicit") return PadMode::explicit_;
-  throw std::invalid_argument("unknown padding '" + s + "'; expected 'valid' or 'same'");
+LayerConfig config_from_dict(const py::dict& d) {
+  LayerConfig c;
+  for (auto item : d) {
+    const std::string key = py::str(item.first);
+    py::handle v = item.second;
+    if (v.is_none()) continue;
+    if (py::isinstance<py::bool_>(v)) {
+      c.set(key, v.cast<bool>());
+    } else if (py::isinstance<py::int_>(v)) {
+      // Seeds are unsigned 64-bit: keep their bits.
+      const py::int_ i = py::reinterpret_borrow<py::int_>(v);
+      if (i >= py::int_(0) && i > py::int_(INT64_MAX)) c.set(key, int64_t(v.cast<uint64_t>()));
+      else c.set(key, v.cast<int64_t>());
+    } else if (py::isinstance<py::float_>(v)) {
+      c.set(key, v.cast<double>());
+    } else if (py::isinstance<py::str>(v)) {
+      c.set(key, v.cast<std::string>());
+    } else if (py::isinstance<py::sequence>(v)) {
+      c.set(key, v.cast<std::vector<int64_t>>());
+    } else {
+      throw std::invalid_argument("layer option '" + key + "': unsupported value " + std::string(py::repr(v)));
+    }
+  }
+  return c;
+}
+
+py::list param_list(const std::vector<ParamInfo>& ps) {
+  py::list out;
+  for (auto& p : ps) out.append(py::make_tuple(p.name, p.shape, p.offset, p.size));
+  return out;
 }
 
 template <typename T>
@@ -88,78 +104,80 @@ void bind_network(py::module_& m, const char* cls) {
   using Net = Network<T>;
   py::class_<Net>(m, cls, "The C++ network: layers in order, flat parameter/gradient buffers, the training step.")
       .def(py::init([](const std::vector<int>& shape) { return new Net(shape); }), py::arg("input_shape"))
-      .def("add_conv2d",
-           [](Net& n, const std::string& name, int filters, Pair k, Pair s, Pair d, const std::string& pad,
-              std::tuple<int, int, int, int> pads, bool bias, const std::string& ki, const std::string& bi,
-              const std::string& act, double alpha) {
-             Conv2dConfig c;
-             c.filters = filters;
-             std::tie(c.kh, c.kw) = k;
-             std::tie(c.sh, c.sw) = s;
-             std::tie(c.dh, c.dw) = d;
-             c.pad = pad_from_name(pad);
-             std::tie(c.pt, c.pb, c.pl, c.pr) = pads;
-             c.use_bias = bias;
-             c.kernel_init = ki;
-             c.bias_init = bi;
-             c.act = act_from_name(act);
-             c.alpha = alpha;
-             n.add(make_conv2d<T>(name, n.output_shape(), c));
+      .def("add_layer",
+           [](Net& n, const std::string& kind, const std::string& name, py::object inputs, const py::dict& config) {
+             std::vector<int> ins;
+             if (inputs.is_none()) ins.push_back(int(n.layers().size()) - 1);
+             else ins = inputs.cast<std::vector<int>>();
+             std::vector<Shape> shapes;
+             std::vector<std::string> names;
+             for (int t : ins) {
+               shapes.push_back(n.tensor_shape(t));
+               names.push_back(t < 0 ? std::string("the model input") : n.layers()[t]->name);
+             }
+             return n.add(make_layer<T>(kind, name, shapes, names, config_from_dict(config)), ins);
            },
-           py::arg("name"), py::arg("filters"), py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"),
-           py::arg("padding"), py::arg("pads"), py::arg("use_bias"), py::arg("kernel_initializer"),
-           py::arg("bias_initializer"), py::arg("activation") = "linear", py::arg("alpha") = 0.0,
-           "A Conv2D layer; an elementwise activation (not softmax) is fused into it.")
-      .def("add_pool2d",
-           [](Net& n, const std::string& name, bool max, Pair pool, Pair s, const std::string& pad) {
-             Pool2dConfig c;
-             c.max = max;
-             std::tie(c.ph, c.pw) = pool;
-             std::tie(c.sh, c.sw) = s;
-             c.pad = pad_from_name(pad);
-             CNNBP_CHECK(c.pad != PadMode::explicit_, name, ": pooling padding must be 'valid' or 'same'");
-             n.add(make_pool2d<T>(name, n.output_shape(), c));
-           },
-           py::arg("name"), py::arg("max"), py::arg("pool_size"), py::arg("strides"), py::arg("padding"))
-      .def("add_global_avg_pool2d", [](Net& n, const std::string& name) { n.add(make_global_avg_pool2d<T>(name, n.output_shape())); })
-      .def("add_dense",
-           [](Net& n, const std::string& name, int units, bool bias, const std::string& ki, const std::string& bi,
-              const std::string& act, double alpha) {
-             n.add(make_dense<T>(name, n.output_shape(), units, bias, ki, bi, act_from_name(act), alpha));
-           },
-           py::arg("name"), py::arg("units"), py::arg("use_bias"), py::arg("kernel_initializer"), py::arg("bias_initializer"),
-           py::arg("activation") = "linear", py::arg("alpha") = 0.0,
-           "A Dense layer; an elementwise activation (not softmax) is fused into it.")
-      .def("add_flatten", [](Net& n, const std::string& name) { n.add(make_flatten<T>(name, n.output_shape())); })
-      .def("add_activation",
-           [](Net& n, const std::string& name, const std::string& kind, double alpha) {
-             n.add(make_activation<T>(name, n.output_shape(), act_from_name(kind), alpha));
-           },
-           py::arg("name"), py::arg("kind"), py::arg("alpha") = 0.0)
-      .def("add_dropout",
-           [](Net& n, const std::string& name, double rate, uint64_t seed) { n.add(make_dropout<T>(name, n.output_shape(), rate, seed)); },
-           py::arg("name"), py::arg("rate"), py::arg("seed"))
+           py::arg("kind"), py::arg("name"), py::arg("inputs") = py::none(), py::arg("config") = py::dict(),
+           "Append a node of the given kind (see cnnbp._core.layer_kinds()) reading the outputs of nodes "
+           "`inputs` (-1: the model input; None: the last node); config holds its options. Returns its index.")
       .def_property_readonly("input_shape", [](Net& n) { return n.input_shape(); })
+      .def("tensor_shape", [](Net& n, int t) { return n.tensor_shape(t); }, py::arg("node"),
+           "Per-sample shape of node t's output (-1: the model input).")
+      .def_property_readonly("num_nodes", [](Net& n) { return n.layers().size(); })
       .def_property_readonly("output_shape", [](Net& n) { return n.output_shape(); })
       .def_property_readonly("num_params", [](Net& n) {
         int64_t c = 0;
         for (auto& l : n.layers()) for (auto& p : l->params) c += p.size;
         return c;
-      })
+      }, "Parameters (trained or frozen), without the alignment padding of the flat buffer.")
+      .def_property_readonly("num_state", [](Net& n) {
+        int64_t c = 0;
+        for (auto& l : n.layers()) for (auto& p : l->state) c += p.size;
+        return c;
+      }, "Non-trainable state values (moving statistics).")
+      .def("set_trainable",
+           [](Net& n, size_t i, bool on) {
+             std::lock_guard<std::mutex> g(n.mutex());
+             n.set_trainable(i, on);
+           },
+           py::arg("node"), py::arg("trainable"),
+           "Freeze (False) or unfreeze node i: no parameter gradient, no update; BatchNormalization then "
+           "normalises with its moving statistics.")
+      .def("plan_bytes",
+           [](Net& n, int N) {
+             CNNBP_CHECK(N > 0, "plan_bytes: expected a positive batch size, got ", N);
+             const auto b = n.plan_bytes(N, get_num_threads());
+             py::dict d;
+             d["params"] = b.params;
+             d["grads"] = b.grads;
+             d["optimizer"] = b.optimizer;
+             d["state"] = b.state;
+             d["activations"] = b.activations;
+             d["gradients"] = b.gradients;
+             d["workspace"] = b.workspace;
+             d["layers"] = b.layers;
+             d["total"] = b.total();
+             d["largest"] = b.largest;
+             d["largest_layer"] = b.largest_name;
+             return d;
+           },
+           py::arg("batch_size"), "Bytes a training step with this batch size holds, by kind.")
       .def("finalize", &Net::finalize, py::arg("seed"), "Allocate the flat buffers and initialise every parameter.")
       .def("initialize", [](Net& n, uint64_t seed) { std::lock_guard<std::mutex> g(n.mutex()); n.initialize(seed); }, py::arg("seed"))
       .def("layer_info",
            [](Net& n) {
              py::list out;
-             for (auto& l : n.layers()) {
-               py::list ps;
-               for (auto& p : l->params) ps.append(py::make_tuple(p.name, p.shape, p.offset, p.size));
+             for (size_t i = 0; i < n.layers().size(); ++i) {
+               auto& l = n.layers()[i];
                py::dict d;
                d["name"] = l->name;
                d["kind"] = l->kind();
+               d["inputs"] = n.node_inputs(i);
                d["input_shape"] = l->in_shape;
                d["output_shape"] = l->out_shape;
-               d["params"] = ps;
+               d["params"] = param_list(l->params);
+               d["state"] = param_list(l->state);
+               d["trainable"] = l->trainable;
                out.append(d);
              }
              return out;
@@ -175,6 +193,17 @@ void bind_network(py::module_& m, const char* cls) {
            },
            py::arg("offset"), py::arg("shape"), py::arg("grad") = false,
            "A numpy view of part of the flat parameter (or gradient) buffer; it keeps the network alive.")
+      .def("state_view",
+           [](py::object self, int64_t offset, const std::vector<py::ssize_t>& shape) {
+             Net& n = self.cast<Net&>();
+             CNNBP_CHECK(n.finalized(), "model is not built");
+             int64_t sz = 1;
+             for (auto d : shape) sz *= d;
+             CNNBP_CHECK_INDEX(offset >= 0 && offset + sz <= n.num_state(), "state_view: out of range");
+             return view<T>(self, n.state() + offset, shape);
+           },
+           py::arg("offset"), py::arg("shape"), "A numpy view of part of the flat state buffer (moving statistics).")
+      .def("flat_state", [](py::object self) { Net& n = self.cast<Net&>(); return view<T>(self, n.state(), {py::ssize_t(n.num_state())}); })
       .def("flat_params", [](py::object self) { Net& n = self.cast<Net&>(); return view<T>(self, n.params(), {py::ssize_t(n.num_params())}); })
       .def("flat_grads", [](py::object self) { Net& n = self.cast<Net&>(); return view<T>(self, n.grads(), {py::ssize_t(n.num_params())}); })
       .def("optimizer_state",
@@ -335,6 +364,28 @@ void bind_network(py::module_& m, const char* cls) {
            py::arg("dout"), py::arg("from_layer"), py::arg("stop_layer"),
            "Backward through layers [stop_layer, from_layer) of the last forward pass: dout is the gradient "
            "of layer from_layer-1's output; returns the gradient of layer stop_layer's input.")
+      .def("backward_to",
+           [](Net& n, carray<T> dout, size_t from, int to) {
+             CNNBP_CHECK(n.last_batch() > 0, "backward_to: call forward first");
+             CNNBP_CHECK_INDEX(from >= 1 && from <= n.layers().size() && to >= -1 && to < int(from),
+                               "backward_to: need -1 <= to < from <= ", n.layers().size(), ", got to ", to, ", from ", from);
+             std::vector<py::ssize_t> os{py::ssize_t(n.last_batch())}, gs{py::ssize_t(n.last_batch())};
+             for (int d : n.layers()[from - 1]->out_shape) os.push_back(d);
+             for (int d : n.tensor_shape(to)) gs.push_back(d);
+             CNNBP_CHECK(array_shape(dout) == Shape(os.begin(), os.end()), "backward_to: expected a gradient of shape ",
+                         shape_str(n.layers()[from - 1]->out_shape, true), " with batch ", n.last_batch(), ", got ",
+                         py_shape_str(dout));
+             py::array_t<T> g(gs);
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lk(n.mutex());
+               n.backward_to(dout.data(), n.last_batch(), from, to, g.mutable_data());
+             }
+             return g;
+           },
+           py::arg("dout"), py::arg("from_node"), py::arg("to_node"),
+           "Backward from node from_node-1 (dout: the gradient of its output) to the output of node to_node "
+           "(-1: the model input), over the last forward pass; returns that gradient.")
       .def("apply_update",
            [](Net& n) {
              py::gil_scoped_release nogil;
@@ -418,6 +469,7 @@ void bind_network(py::module_& m, const char* cls) {
 }  // namespace
 
 void bind_network_module(py::module_& m) {
+  m.def("layer_kinds", &layer_kinds, "The layer kinds Network32/64.add_layer builds.");
   bind_network<float>(m, "Network32");
   bind_network<double>(m, "Network64");
 }

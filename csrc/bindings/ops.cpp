@@ -97,9 +97,11 @@ py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, P
   }
   const auto& k = table_named<T>(isa);
   py::array_t<T> y({py::ssize_t(p.N), py::ssize_t(p.P), py::ssize_t(p.Q), py::ssize_t(p.K)});
-  T* ws = scratch<T>(k.conv2d_workspace(p, get_num_threads()));
+  const int nt = get_num_threads();  // read once: the workspace and the kernel use the same count
+  T* ws = scratch<T>(k.conv2d_workspace(p, nt));
   {
     py::gil_scoped_release nogil;
+    ThreadScope pin(nt);
     k.conv2d_forward(y.mutable_data(), nullptr, x.data(), w.data(), bp, ws, p);
   }
   return y;
@@ -116,9 +118,11 @@ py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair 
               p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
-  T* ws = scratch<T>(k.conv2d_workspace(p, get_num_threads()));
+  const int nt = get_num_threads();  // read once: the workspace and the kernel use the same count
+  T* ws = scratch<T>(k.conv2d_workspace(p, nt));
   {
     py::gil_scoped_release nogil;
+    ThreadScope pin(nt);
     k.conv2d_backward_data(dx.mutable_data(), dy.data(), w.data(), ws, p);
   }
   return dx;
@@ -136,9 +140,11 @@ py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st,
   const auto& k = table_named<T>(isa);
   py::array_t<T> dw({py::ssize_t(p.R), py::ssize_t(p.S), py::ssize_t(p.C), py::ssize_t(p.K)});
   py::array_t<T> db({py::ssize_t(p.K)});
-  T* ws = scratch<T>(k.conv2d_workspace(p, get_num_threads()));
+  const int nt = get_num_threads();  // read once: the workspace and the kernel use the same count
+  T* ws = scratch<T>(k.conv2d_workspace(p, nt));
   {
     py::gil_scoped_release nogil;
+    ThreadScope pin(nt);
     k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), nullptr,
                              ws, p);
   }

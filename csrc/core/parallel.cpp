@@ -51,10 +51,18 @@ int default_num_threads() {
   return usable_cores();
 }
 
+namespace {
+thread_local int tl_pinned_threads = 0;  // > 0 inside a ThreadScope on this thread
+}  // namespace
+
+ThreadScope::ThreadScope(int n) : saved_(tl_pinned_threads) { tl_pinned_threads = n < 1 ? 1 : n; }
+ThreadScope::~ThreadScope() { tl_pinned_threads = saved_; }
+
 int get_num_threads() {
 #ifdef _OPENMP
   (void)g_atfork_registered;
   if (in_forked_child()) return 1;
+  if (tl_pinned_threads > 0) return tl_pinned_threads;
   return thread_setting().load(std::memory_order_relaxed);
 #else
   return 1;

@@ -21,6 +21,22 @@ bool in_forked_child();
 void set_num_threads(int n);
 int default_num_threads();
 
+// Pins the thread count of the calling thread for one pass (a training step, one op): while a
+// ThreadScope lives, get_num_threads() on this thread returns the value read when the pass began,
+// so a set_num_threads() from another Python thread cannot change it between planning (workspace
+// sized for n threads) and a kernel (which would split over more). The network reads the setting
+// once per step, keeps it in PassContext, and opens a scope with it around every kernel it runs.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int n);
+  ~ThreadScope();
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int saved_;
+};
+
 // Denormals are flushed to zero (FTZ) and read as zero (DAZ) inside cnnbp's parallel work, where
 // subnormal gradients would otherwise slow every instruction that touches them; the thread's
 // previous floating-point state is restored on the way out, so the caller's stays as it was.

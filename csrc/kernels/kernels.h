@@ -6,8 +6,10 @@
 
 #include "core/cpu.h"
 #include "kernels/activation.h"
+#include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/loss.h"
+#include "kernels/merge.h"
 #include "kernels/pool2d.h"
 #include "optim/optim.h"
 
@@ -34,6 +36,27 @@ struct KernelTable {
   void (*avg_pool2d_backward)(T* dx, const T* dy, const Pool2dParams& p);
   void (*global_avg_pool2d_forward)(T* y, const T* x, int N, int HW, int C);
   void (*global_avg_pool2d_backward)(T* dx, const T* dy, int N, int HW, int C);
+  void (*global_max_pool2d_forward)(T* y, int32_t* argmax, const T* x, int N, int HW, int C);
+  void (*global_max_pool2d_backward)(T* dx, const T* dy, const int32_t* argmax, int N, int HW, int C, bool accumulate);
+
+  // batchnorm over rows of [M,C] (see batchnorm.h). ws: batchnorm_workspace(M, C, threads).
+  int64_t (*batchnorm_workspace)(int64_t M, int C, int nthreads);
+  void (*batchnorm_stats)(T* mean, T* var, const T* x, int64_t M, int C, T* ws);
+  void (*batchnorm_apply)(T* y, const T* x, const T* scale, const T* shift, int64_t M, int C, bool relu);
+  void (*batchnorm_backward)(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean, const T* invstd,
+                             const T* gamma, int64_t M, int C, bool batch_stats, T* ws, bool accumulate);
+
+  // merge and reshaping layers (see merge.h).
+  void (*merge_forward)(T* y, const T* const* xs, int k, int64_t n, MergeOp op);
+  void (*merge_backward)(T* dx, const T* dy, const T* const* xs, const T* y, int k, int which, int64_t n, MergeOp op,
+                         bool accumulate);
+  void (*concat_forward)(T* y, const T* x, int64_t M, int Ci, int Ctot, int off);
+  void (*concat_backward)(T* dx, const T* dy, int64_t M, int Ci, int Ctot, int off, bool accumulate);
+  void (*window_to_small)(T* small, const T* big, int N, int H, int W, int h, int w, int C, int top, int left,
+                          bool accumulate);
+  void (*window_to_big)(T* big, const T* small, int N, int H, int W, int h, int w, int C, int top, int left,
+                        bool accumulate);
+  void (*add_into)(T* y, const T* x, int64_t n);
 
   // dense: x [N,I], w [I,O], b [O], y [N,O]. db may be null. ws: dense_workspace(N, I, O).
   int64_t (*dense_workspace)(int N, int I, int O);

@@ -19,9 +19,11 @@ namespace {
 
 #include "kernels/ref/common.inl"
 #include "kernels/ref/activation.inl"
+#include "kernels/ref/batchnorm.inl"
 #include "kernels/ref/conv2d.inl"
 #include "kernels/ref/dense.inl"
 #include "kernels/ref/loss.inl"
+#include "kernels/ref/merge.inl"
 #include "kernels/ref/pool2d.inl"
 #include "optim/update.inl"
 #ifndef CNNBP_ISA_BASELINE
@@ -52,6 +54,19 @@ constexpr KernelTable<T> make_table() {
   t.avg_pool2d_backward = avg_pool2d_backward<T>;
   t.global_avg_pool2d_forward = global_avg_pool2d_forward<T>;
   t.global_avg_pool2d_backward = global_avg_pool2d_backward<T>;
+  t.global_max_pool2d_forward = global_max_pool2d_forward<T>;
+  t.global_max_pool2d_backward = global_max_pool2d_backward<T>;
+  t.batchnorm_workspace = batchnorm_workspace<T>;
+  t.batchnorm_stats = batchnorm_stats<T>;
+  t.batchnorm_apply = batchnorm_apply<T>;
+  t.batchnorm_backward = batchnorm_backward<T>;
+  t.merge_forward = merge_forward<T>;
+  t.merge_backward = merge_backward<T>;
+  t.concat_forward = concat_forward<T>;
+  t.concat_backward = concat_backward<T>;
+  t.window_to_small = window_to_small<T>;
+  t.window_to_big = window_to_big<T>;
+  t.add_into = add_into<T>;
   t.dense_workspace = dense_workspace;
   t.dense_forward = dense_forward<T>;
   t.dense_backward_data = dense_backward_data<T>;

@@ -1,9 +1,12 @@
-// Layer interface of the C++ network. A layer knows its per-sample input/output shapes, its
-// parameters (a slice of the network's flat buffers), and runs its kernels forward and backward.
-// Shapes are checked once, when the layer is added; forward/backward trust them.
+// Layer interface of the C++ network. A layer knows the per-sample shapes of its inputs and its
+// output, its parameters (a slice of the network's flat parameter and gradient buffers), its
+// non-trainable state (a slice of the flat state buffer: BatchNormalization's moving statistics),
+// and runs its kernels forward and backward. Shapes are checked once, when the layer is added;
+// forward/backward trust them.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,15 +21,16 @@ std::string shape_str(const Shape& s, bool batch = false);
 int64_t shape_numel(const Shape& s);
 
 struct ParamInfo {
-  std::string name;   // "kernel" or "bias"
+  std::string name;   // "kernel", "bias", "gamma", "moving_mean", ...
   Shape shape;
-  int64_t offset = 0;  // into the network's flat buffer
+  int64_t offset = 0;  // into the network's flat buffer (parameters, or state)
   int64_t size = 0;
   std::string init;    // initializer name
   int64_t fan_in = 0, fan_out = 0;
 };
 
-// What a layer gets besides its tensors in one pass.
+// What a layer gets besides its tensors in one pass: read once when the pass starts, so that
+// nothing a kernel uses can change under it (the thread count sizes the workspace).
 struct PassContext {
   int nthreads = 1;
   uint64_t step = 0;   // optimizer step counter: the dropout stream
@@ -45,25 +49,57 @@ class Layer {
   }
   // Per-layer state kept from forward to backward (arg-max, dropout mask), grown by plan().
   virtual void plan(const KernelTable<T>& k, int N) { (void)k; (void)N; }
+  // Bytes plan(k, N) keeps in the layer's own buffers (reported by the network's plan).
+  virtual int64_t plan_bytes(const KernelTable<T>& k, int N) const { (void)k; (void)N; return 0; }
   // True when the output is the input, reinterpreted (Flatten): no buffer, no kernel.
   virtual bool is_alias() const { return false; }
 
-  virtual void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y,
-                       T* ws, bool training) = 0;
-  // Writes the parameter gradients (fresh) into grads, and dx when dx is not null. dy is the
-  // network's scratch: a layer may overwrite it (a fused activation turns it into d(pre) in place).
-  virtual void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x,
-                        const T* y, T* dy, T* dx, T* ws) = 0;
+  // One-input layers implement forward/backward; layers with several inputs (Add, Concatenate)
+  // implement forward_n/backward_n, whose defaults call the one-input forms.
+  virtual void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T* ws,
+                       bool training) {
+    (void)k; (void)c; (void)N; (void)x; (void)y; (void)ws; (void)training;
+    throw std::logic_error(name + ": forward of a multi-input layer called with one input");
+  }
+  // Writes the parameter gradients (fresh; none when the layer is frozen) into grads, and dx when
+  // dx is not null. dy is the network's scratch: a layer may overwrite it (a fused activation
+  // turns it into d(pre) in place).
+  virtual void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy,
+                        T* dx, T* ws) {
+    (void)k; (void)c; (void)N; (void)x; (void)y; (void)dy; (void)dx; (void)ws;
+    throw std::logic_error(name + ": backward of a multi-input layer called with one input");
+  }
+  virtual void forward_n(const KernelTable<T>& k, const PassContext& c, int N, const T* const* xs, T* y, T* ws,
+                         bool training) {
+    forward(k, c, N, xs[0], y, ws, training);
+  }
+  // dxs[i] null: input i needs no gradient. accumulate[i]: add into dxs[i] rather than overwrite
+  // it (only asked of layers whose accumulates() is true; others get a fresh buffer).
+  virtual void backward_n(const KernelTable<T>& k, const PassContext& c, int N, const T* const* xs, const T* y,
+                          T* dy, T* const* dxs, const bool* accumulate, T* ws) {
+    (void)accumulate;
+    backward(k, c, N, xs[0], y, dy, dxs[0], ws);
+  }
+  virtual bool accumulates() const { return false; }
+  // Moves what the last training forward pass measured into the state buffer (BatchNormalization's
+  // moving statistics); called only when the step succeeded.
+  virtual void commit_state(const KernelTable<T>& k) { (void)k; }
 
   std::string name;
-  Shape in_shape, out_shape;
+  std::vector<Shape> in_shapes;  // one per input
+  Shape in_shape, out_shape;     // in_shape: the first input's
   int64_t in_size = 0, out_size = 0;
-  std::vector<ParamInfo> params;
-  // Parameter i of this layer in the flat parameter / gradient buffers (set by finalize).
+  std::vector<ParamInfo> params;  // trainable (unless the layer is frozen)
+  std::vector<ParamInfo> state;   // never trained: moving statistics
+  bool trainable = true;
+  bool train_params() const { return trainable && !params.empty(); }
+  // Parameter i of this layer in the flat parameter / gradient / state buffers (set by finalize).
   T* w(size_t i) const { return pbase + params[i].offset; }
   T* g(size_t i) const { return gbase + params[i].offset; }
+  T* s(size_t i) const { return sbase + state[i].offset; }
   T* pbase = nullptr;
   T* gbase = nullptr;
+  T* sbase = nullptr;
 };
 
 }  // namespace cnnbp

@@ -22,11 +22,10 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
-namespace {
-
 template <typename T>
 void set_shapes(Layer<T>& l, const std::string& name, const Shape& in, const Shape& out) {
   l.name = name;
+  l.in_shapes = {in};
   l.in_shape = in;
   l.out_shape = out;
   l.in_size = shape_numel(in);
@@ -37,6 +36,8 @@ void require_rank3(const std::string& name, const char* kind, const Shape& in) {
   CNNBP_CHECK(in.size() == 3, name, " (", kind, "): expected input of rank 3 (height, width, channels), got shape ",
               shape_str(in, true));
 }
+
+namespace {
 
 void resolve_pad(PadMode mode, int H, int W, int kh, int kw, int sh, int sw, int dh, int dw, int* pt,
                  int* pb, int* pl, int* pr) {
@@ -112,8 +113,14 @@ class Conv2dLayer : public Layer<T> {
     Conv2dParams p = p_;
     p.N = N;
     act_.backward(k, dy, y, N * this->out_size);
-    k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, xpad_.data(), ws, p);
+    if (this->trainable)
+      k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, xpad_.data(), ws, p);
     if (dx) k.conv2d_backward_data(dx, dy, this->w(0), ws, p);
+  }
+  int64_t plan_bytes(const KernelTable<T>& k, int N) const override {
+    Conv2dParams p = p_;
+    p.N = N;
+    return k.conv2d_padded_size(p) * int64_t(sizeof(T));
   }
 
  private:
@@ -138,6 +145,9 @@ class Pool2dLayer : public Layer<T> {
   const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
   void plan(const KernelTable<T>&, int N) override {
     if (max_) argmax_.reserve(size_t(N) * this->out_size);
+  }
+  int64_t plan_bytes(const KernelTable<T>&, int N) const override {
+    return max_ ? int64_t(N) * this->out_size * 4 : 0;
   }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool training) override {
     Pool2dParams p = p_;
@@ -180,6 +190,29 @@ class GlobalAvgPoolLayer : public Layer<T> {
   }
 };
 
+template <typename T>
+class GlobalMaxPoolLayer : public Layer<T> {
+ public:
+  GlobalMaxPoolLayer(const std::string& name, const Shape& in) {
+    require_rank3(name, "GlobalMaxPooling2D", in);
+    set_shapes(*this, name, in, Shape{in[2]});
+  }
+  const char* kind() const override { return "GlobalMaxPooling2D"; }
+  void plan(const KernelTable<T>&, int N) override { argmax_.reserve(size_t(N) * this->out_size); }
+  int64_t plan_bytes(const KernelTable<T>&, int N) const override { return int64_t(N) * this->out_size * 4; }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    k.global_max_pool2d_forward(y, argmax_.data(), x, N, this->in_shape[0] * this->in_shape[1], this->in_shape[2]);
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, T* dy, T* dx, T*) override {
+    if (dx)
+      k.global_max_pool2d_backward(dx, dy, argmax_.data(), N, this->in_shape[0] * this->in_shape[1], this->in_shape[2],
+                                   false);
+  }
+
+ private:
+  Buffer<int32_t> argmax_;
+};
+
 // ---- dense ----------------------------------------------------------------------------------
 // Acts on the last axis, as Keras: an input (..., I) is treated as rows of I features.
 template <typename T>
@@ -212,7 +245,7 @@ class DenseLayer : public Layer<T> {
                 T* dx, T* ws) override {
     const int M = int(N * rows_);
     act_.backward(k, dy, y, N * this->out_size);
-    k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_, ws);
+    if (this->trainable) k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_, ws);
     if (dx) k.dense_backward_data(dx, dy, this->w(0), M, I_, O_, ws);
   }
 
@@ -280,6 +313,7 @@ class DropoutLayer : public Layer<T> {
   }
   const char* kind() const override { return "Dropout"; }
   void plan(const KernelTable<T>&, int N) override { mask_.reserve(size_t(N) * this->in_size); }
+  int64_t plan_bytes(const KernelTable<T>&, int N) const override { return int64_t(N) * this->in_size * sizeof(T); }
   void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T*, bool training) override {
     const int64_t n = N * this->in_size;
     training_ = training && rate_ > 0.0;
@@ -319,6 +353,10 @@ std::unique_ptr<Layer<T>> make_global_avg_pool2d(const std::string& name, const 
   return std::make_unique<GlobalAvgPoolLayer<T>>(name, in);
 }
 template <typename T>
+std::unique_ptr<Layer<T>> make_global_max_pool2d(const std::string& name, const Shape& in) {
+  return std::make_unique<GlobalMaxPoolLayer<T>>(name, in);
+}
+template <typename T>
 std::unique_ptr<Layer<T>> make_dense(const std::string& name, const Shape& in, int units, bool use_bias,
                                      const std::string& ki, const std::string& bi, Act act, double alpha) {
   return std::make_unique<DenseLayer<T>>(name, in, units, use_bias, ki, bi, act, alpha);
@@ -345,6 +383,8 @@ int activation_kind(const Layer<T>& l) {
   template std::unique_ptr<Layer<T>> make_conv2d<T>(const std::string&, const Shape&, const Conv2dConfig&); \
   template std::unique_ptr<Layer<T>> make_pool2d<T>(const std::string&, const Shape&, const Pool2dConfig&); \
   template std::unique_ptr<Layer<T>> make_global_avg_pool2d<T>(const std::string&, const Shape&);          \
+  template std::unique_ptr<Layer<T>> make_global_max_pool2d<T>(const std::string&, const Shape&);          \
+  template void set_shapes<T>(Layer<T>&, const std::string&, const Shape&, const Shape&);                \
   template std::unique_ptr<Layer<T>> make_dense<T>(const std::string&, const Shape&, int, bool,           \
                                                    const std::string&, const std::string&, Act, double); \
   template std::unique_ptr<Layer<T>> make_flatten<T>(const std::string&, const Shape&);                    \

@@ -28,6 +28,8 @@ std::unique_ptr<Layer<T>> make_pool2d(const std::string& name, const Shape& in, 
 template <typename T>
 std::unique_ptr<Layer<T>> make_global_avg_pool2d(const std::string& name, const Shape& in);
 template <typename T>
+std::unique_ptr<Layer<T>> make_global_max_pool2d(const std::string& name, const Shape& in);
+template <typename T>
 std::unique_ptr<Layer<T>> make_dense(const std::string& name, const Shape& in, int units, bool use_bias,
                                      const std::string& kernel_init, const std::string& bias_init,
                                      Act act = Act::linear, double alpha = 0.0);
@@ -37,6 +39,12 @@ template <typename T>
 std::unique_ptr<Layer<T>> make_activation(const std::string& name, const Shape& in, Act kind, double alpha);
 template <typename T>
 std::unique_ptr<Layer<T>> make_dropout(const std::string& name, const Shape& in, double rate, uint64_t seed);
+
+// Sets a one-input layer's name and shapes (sizes included).
+template <typename T>
+void set_shapes(Layer<T>& l, const std::string& name, const Shape& in, const Shape& out);
+// Throws unless `in` is (height, width, channels).
+void require_rank3(const std::string& name, const char* kind, const Shape& in);
 
 // Activation kind of a layer made by make_activation, or -1 for any other layer.
 template <typename T>

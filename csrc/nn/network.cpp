@@ -84,47 +84,192 @@ Network<T>::Network(const Shape& input_shape)
 }
 
 template <typename T>
-void Network<T>::add(std::unique_ptr<Layer<T>> layer) {
-  CNNBP_CHECK(!finalized_, "cannot add layer '", layer->name, "' after the model was built");
-  CNNBP_CHECK(layer->in_shape == output_shape(), layer->name, ": expected input shape ",
-              shape_str(output_shape(), true), ", got ", shape_str(layer->in_shape, true));
-  layers_.push_back(std::move(layer));
+const Shape& Network<T>::tensor_shape(int t) const {
+  CNNBP_CHECK_INDEX(t >= -1 && t < int(layers_.size()), "tensor index ", t, " out of range (", layers_.size(),
+                    " nodes)");
+  return t < 0 ? input_shape_ : layers_[t]->out_shape;
 }
+
+template <typename T>
+int Network<T>::add(std::unique_ptr<Layer<T>> layer, const std::vector<int>& inputs) {
+  CNNBP_CHECK(!finalized_, "cannot add layer '", layer->name, "' after the model was built");
+  const int n = int(layers_.size());
+  CNNBP_CHECK(inputs.size() == layer->in_shapes.size(), layer->name, " (", layer->kind(), "): expected ",
+              layer->in_shapes.size(), " input(s), got ", inputs.size());
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    const int t = inputs[j];
+    CNNBP_CHECK_INDEX(t >= -1 && t < n, layer->name, ": input ", j, " refers to node ", t, ", but the network has ", n,
+                      " nodes (inputs must come before the layer)");
+    CNNBP_CHECK(layer->in_shapes[j] == tensor_shape(t), layer->name, " (", layer->kind(), "): expected input shape ",
+                shape_str(layer->in_shapes[j], true), " from ", t < 0 ? std::string("the model input") : layers_[t]->name,
+                ", got ", shape_str(tensor_shape(t), true));
+  }
+  root_.push_back(layer->is_alias() ? root(inputs.at(0)) : n);
+  inputs_.push_back(inputs);
+  layers_.push_back(std::move(layer));
+  return n;
+}
+
+template <typename T>
+int Network<T>::add(std::unique_ptr<Layer<T>> layer) {
+  return add(std::move(layer), {int(layers_.size()) - 1});
+}
+
+namespace {
+// Rounded up so that each parameter stays 64-byte aligned inside its flat buffer.
+inline int64_t aligned16(int64_t n) { return (n + 15) / 16 * 16; }
+}  // namespace
 
 template <typename T>
 void Network<T>::finalize(uint64_t seed) {
   CNNBP_CHECK(!finalized_, "model already built");
-  int64_t off = 0;
-  for (auto& l : layers_)
-    for (auto& p : l->params) {
+  const size_t L = layers_.size();
+  last_consumer_.assign(L, -1);
+  for (size_t i = 0; i < L; ++i)
+    for (int t : inputs_[i])
+      if (t >= 0) last_consumer_[t] = std::max(last_consumer_[t], int(i));
+  for (size_t i = 0; i + 1 < L; ++i)
+    CNNBP_CHECK(last_consumer_[i] >= 0, "layer '", layers_[i]->name, "': its output is not used by the model's output ('",
+                layers_.back()->name, "')");
+  int64_t off = 0, soff = 0;
+  size_t nin = 0;
+  xoff_.assign(L + 1, 0);
+  for (size_t i = 0; i < L; ++i) {
+    for (auto& p : layers_[i]->params) {
       p.offset = off;
-      // Keep each parameter 64-byte aligned inside the flat buffer.
-      off += (p.size + 15) / 16 * 16;
+      off += aligned16(p.size);
     }
+    for (auto& p : layers_[i]->state) {
+      p.offset = soff;
+      soff += aligned16(p.size);
+    }
+    xoff_[i] = nin;
+    nin += inputs_[i].size();
+  }
+  xoff_[L] = nin;
+  xptr_.assign(nin, nullptr);
+  dxptr_.assign(nin, nullptr);
+  dxacc_.assign(nin, 0);
+  gwritten_.assign(L, 0);
   num_params_ = off;
+  num_state_ = soff;
   params_.reserve(size_t(off) + 16);
   grads_.reserve(size_t(off) + 16);
+  state_.reserve(size_t(soff) + 16);
   params_.zero();
   grads_.zero();
+  state_.zero();
   for (auto& l : layers_) {
     l->pbase = params_.data();
     l->gbase = grads_.data();
+    l->sbase = state_.data();
   }
   finalized_ = true;
-  train_layers_ = layers_.size();
+  train_layers_ = L;
+  plan_gradients();
+  update_segments();
   initialize(seed);
 }
 
 template <typename T>
+void Network<T>::plan_gradients() {
+  // Backward visits nodes from last to first. The gradient of node r's output is live from the
+  // first visit of a node reading it (the largest consumer index; the seed for the last node)
+  // until node r itself has run. Slots are handed out greedily over that schedule and reused once
+  // free, so a chain needs two, as ping-pong buffers.
+  const int L = int(layers_.size());
+  std::vector<int> live_from(L, -1);
+  std::vector<int> edges(L + 1, 0);  // non-alias reads of each root (index r + 1; 0: the model input)
+  for (int i = 0; i < L; ++i) {
+    if (layers_[i]->is_alias()) continue;
+    for (int t : inputs_[i]) {
+      const int r = root(t);
+      ++edges[r + 1];
+      if (r >= 0) live_from[r] = std::max(live_from[r], i);
+    }
+  }
+  if (L > 0 && root(L - 1) >= 0) live_from[root(L - 1)] = L;
+  gslot_.assign(L, -1);
+  slot_size_.clear();
+  std::vector<int> free_slots;
+  std::vector<std::vector<int>> starts(L + 1);
+  for (int r = 0; r < L; ++r)
+    if (!layers_[r]->is_alias() && live_from[r] >= 0) starts[live_from[r]].push_back(r);
+  for (int p = L; p >= 0; --p) {
+    for (int r : starts[p]) {
+      const int64_t need = layers_[r]->out_size;
+      int best = -1;
+      for (size_t f = 0; f < free_slots.size(); ++f) {
+        const int s = free_slots[f];
+        const bool fits = slot_size_[s] >= need;
+        if (best < 0) { best = int(f); continue; }
+        const int b = free_slots[best];
+        const bool bfits = slot_size_[b] >= need;
+        if ((fits && (!bfits || slot_size_[s] < slot_size_[b])) || (!fits && !bfits && slot_size_[s] > slot_size_[b]))
+          best = int(f);
+      }
+      int slot;
+      if (best >= 0) {
+        slot = free_slots[best];
+        free_slots.erase(free_slots.begin() + best);
+        slot_size_[slot] = std::max(slot_size_[slot], need);
+      } else {
+        slot = int(slot_size_.size());
+        slot_size_.push_back(need);
+      }
+      gslot_[r] = slot;
+    }
+    if (p < L && !layers_[p]->is_alias() && gslot_[p] >= 0) free_slots.push_back(gslot_[p]);
+  }
+  // A layer that cannot add into its input gradient writes a fresh one into acc_tmp_ first when
+  // the tensor has other readers; the loss gradient of an output that is the input itself lands
+  // there too.
+  acc_tmp_size_ = 0;
+  for (int i = 0; i < L; ++i) {
+    if (layers_[i]->is_alias() || layers_[i]->accumulates()) continue;
+    for (int t : inputs_[i])
+      if (edges[root(t) + 1] > 1) acc_tmp_size_ = std::max(acc_tmp_size_, shape_numel(tensor_shape(t)));
+  }
+  if (L > 0 && root(L - 1) < 0) acc_tmp_size_ = std::max(acc_tmp_size_, input_size_);
+  edges_.assign(edges.begin(), edges.end());
+}
+
+template <typename T>
+void Network<T>::update_segments() {
+  segments_.clear();
+  for (auto& l : layers_) {
+    if (!l->trainable) continue;
+    for (const ParamInfo& p : l->params) {
+      const int64_t b = p.offset, e = p.offset + aligned16(p.size);
+      if (!segments_.empty() && segments_.back().second == b) segments_.back().second = e;
+      else segments_.push_back({b, e});
+    }
+  }
+}
+
+template <typename T>
+void Network<T>::set_trainable(size_t i, bool on) {
+  CNNBP_CHECK_INDEX(i < layers_.size(), "set_trainable: node ", i, " out of range");
+  layers_[i]->trainable = on;
+  update_segments();
+}
+
+template <typename T>
 void Network<T>::initialize(uint64_t seed) {
-  for (size_t li = 0; li < layers_.size(); ++li)
+  for (size_t li = 0; li < layers_.size(); ++li) {
     for (size_t pi = 0; pi < layers_[li]->params.size(); ++pi) {
       const ParamInfo& p = layers_[li]->params[pi];
       init_param(params_.data() + p.offset, p, seed, uint64_t(li) * 16 + pi);
     }
+    for (size_t si = 0; si < layers_[li]->state.size(); ++si) {
+      const ParamInfo& p = layers_[li]->state[si];
+      init_param(state_.data() + p.offset, p, seed, uint64_t(li) * 16 + 8 + si);
+    }
+  }
   m_.zero();
   v_.zero();
   iterations_ = 0;
+  state_pending_ = false;
 }
 
 template <typename T>
@@ -137,7 +282,7 @@ void Network<T>::set_loss(LossKind kind, double eps, bool fuse) {
   CNNBP_CHECK(finalized_, "model is not built");
   loss_ = {kind, eps};
   train_layers_ = layers_.size();
-  if (fuse && !layers_.empty()) {
+  if (fuse && layers_.size() >= 2) {
     const int act = activation_kind(*layers_.back());
     const Shape& out = layers_.back()->out_shape;
     if (act == int(Act::softmax) && out.size() == 1 && (kind == LossKind::cce || kind == LossKind::sparse_cce)) {
@@ -183,44 +328,72 @@ void Network<T>::set_optimizer(const OptimizerConfig& cfg) {
 }
 
 template <typename T>
-void Network<T>::plan(int N) {
-  const int nt = get_num_threads();
+void Network<T>::plan(int N, int nt) {
   if (N <= planned_N_ && nt == planned_threads_) return;
   const int cap = N > planned_N_ ? N : planned_N_;
   acts_.resize(layers_.size());
-  int64_t max_act = input_size_, ws = 0;
+  int64_t ws = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer<T>& l = *layers_[i];
     if (!l.is_alias()) acts_[i].reserve(size_t(cap) * l.out_size);
     l.plan(k_, cap);
-    max_act = std::max(max_act, l.out_size);
     ws = std::max(ws, l.workspace(k_, cap, nt));
   }
-  dbuf_[0].reserve(size_t(cap) * max_act);
-  dbuf_[1].reserve(size_t(cap) * max_act);
+  dslots_.resize(slot_size_.size());
+  for (size_t s = 0; s < slot_size_.size(); ++s) dslots_[s].reserve(size_t(cap) * slot_size_[s]);
+  if (acc_tmp_size_ > 0) acc_tmp_.reserve(size_t(cap) * acc_tmp_size_);
   ws_.reserve(size_t(ws) + 16);
   planned_N_ = cap;
   planned_threads_ = nt;
 }
 
 template <typename T>
-const T* Network<T>::act_ptr(size_t i) const {
-  // Output of layer i; an alias layer (Flatten) shares its input's storage.
-  while (true) {
-    if (!layers_[i]->is_alias()) return acts_[i].data();
-    if (i == 0) return x_;
-    --i;
+typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
+  PlanBytes b;
+  const int64_t e = int64_t(sizeof(T));
+  b.params = num_params_ * e;
+  b.grads = num_params_ * e;
+  b.optimizer = opt_state_count() * num_params_ * e;
+  b.state = num_state_ * e;
+  int64_t ws = 0;
+  for (const auto& lp : layers_) {
+    const Layer<T>& l = *lp;
+    if (!l.is_alias()) {
+      const int64_t a = int64_t(N) * l.out_size * e;
+      b.activations += a;
+      if (a > b.largest) {
+        b.largest = a;
+        b.largest_name = l.name;
+      }
+    }
+    ws = std::max(ws, l.workspace(k_, N, nt));
+    b.layers += l.plan_bytes(k_, N);
   }
+  for (int64_t s : slot_size_) b.gradients += int64_t(N) * s * e;
+  b.gradients += int64_t(N) * acc_tmp_size_ * e;
+  b.workspace = ws * e;
+  return b;
 }
+
 template <typename T>
-T* Network<T>::act_ptr(size_t i) {
-  return const_cast<T*>(static_cast<const Network<T>*>(this)->act_ptr(i));
+PassContext Network<T>::begin_pass(int N) {
+  PassContext c;
+  c.nthreads = get_num_threads();  // read once per pass: plan and kernels agree on it
+  c.step = pass_step();
+  plan(N, c.nthreads);
+  return c;
+}
+
+template <typename T>
+const T* Network<T>::act_ptr(int t) const {
+  const int r = root(t);
+  return r < 0 ? x_ : acts_[r].data();
 }
 
 template <typename T>
 const T* Network<T>::activation(size_t i) const {
   CNNBP_CHECK_INDEX(i < last_upto_, "activation: layer index ", i, " out of range (last pass ran ", last_upto_, " layers)");
-  const T* p = act_ptr(i);
+  const T* p = act_ptr(int(i));
   // A leading Flatten shares the caller's input, which only forward() keeps a copy of.
   CNNBP_CHECK(p != x_ || backward_ready_, "activation: layer ", i, " is a view of the input; call forward(x) first");
   return p;
@@ -245,43 +418,88 @@ void Network<T>::check_finite(const T* p, int64_t n, const Layer<T>& l, const ch
 }
 
 template <typename T>
-void Network<T>::run_forward(const T* x, int N, bool training, size_t upto) {
-  PassContext c{get_num_threads(), pass_step()};
+void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto) {
   x_ = x;
   backward_ready_ = false;
   for (size_t i = 0; i < upto; ++i) {
     Layer<T>& l = *layers_[i];
     if (l.is_alias()) continue;
-    const T* in = i == 0 ? x : act_ptr(i - 1);
+    const T** xs = xptr_.data() + xoff_[i];
+    for (size_t j = 0; j < inputs_[i].size(); ++j) xs[j] = act_ptr(inputs_[i][j]);
     const double t0 = profiling_ ? now_s() : 0.0;
-    l.forward(k_, c, N, in, acts_[i].data(), ws_.data(), training);
+    l.forward_n(k_, c, N, xs, acts_[i].data(), ws_.data(), training);
     if (profiling_) prof_.forward[i] += now_s() - t0;
     if (check_numerics_ && training) check_finite(acts_[i].data(), N * l.out_size, l, "output");
   }
+  if (training) state_pending_ = num_state_ > 0;
   last_N_ = N;
   last_upto_ = upto;
 }
 
 template <typename T>
-void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop, const GradsReady* ready) {
-  // dbuf_[cur] holds d(loss)/d(output of layer from-1); layers [stop, from) run; input_grad, when
-  // given, receives d/d(input of layer stop).
-  PassContext c{get_num_threads(), pass_step()};
-  int cur = 0;
-  for (size_t i = from; i-- > stop;) {
-    Layer<T>& l = *layers_[i];
-    if (l.is_alias()) {
-      if (i == stop && input_grad) std::memcpy(input_grad, dbuf_[cur].data(), sizeof(T) * N * l.in_size);
-      continue;
+void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad, const GradsReady* ready) {
+  // The gradient of node from-1's output is in its buffer (gwritten_ says so); nodes (to, from)
+  // run in reverse order, each writing (first reader visited) or adding (later ones) its input
+  // gradients. A tensor gets a gradient only when something at or before it needs one: a
+  // trainable node, the target `to`, or the model input when input_grad is given.
+  const int L = int(layers_.size());
+  const int to_root = root(to);
+  need_.assign(L, 0);  // capacity kept: no allocation after the first pass
+  const bool need_input = input_grad != nullptr && to_root < 0;
+  for (int r = 0; r < L; ++r) {
+    if (layers_[r]->is_alias()) continue;
+    bool n = r == to_root;
+    if (!n && r > to_root) {
+      n = layers_[r]->train_params();
+      for (int t : inputs_[r]) {
+        const int q = root(t);
+        n = n || (q < 0 ? need_input : need_[q] != 0);
+      }
     }
-    const T* in = i == 0 ? x_ : act_ptr(i - 1);
-    T* dx = i > stop ? dbuf_[1 - cur].data() : input_grad;
-    const double t0 = profiling_ ? now_s() : 0.0;
-    l.backward(k_, c, N, in, acts_[i].data(), dbuf_[cur].data(), dx, ws_.data());
-    if (profiling_) prof_.backward[i] += now_s() - t0;
-    if (check_numerics_) {
-      for (size_t p = 0; p < l.params.size(); ++p) check_finite(l.g(p), l.params[p].size, l, "parameter gradient");
-      if (dx) check_finite(dx, N * l.in_size, l, "input gradient");
+    need_[r] = n;
+  }
+  bool input_written = false;
+  for (int i = int(from) - 1; i > to_root; --i) {
+    Layer<T>& l = *layers_[i];
+    if (l.is_alias()) continue;
+    const bool reached = gwritten_[i] != 0;
+    const size_t o = xoff_[i], nin = inputs_[i].size();
+    bool any_dx = false;
+    int tmp_j = -1;
+    T* tmp_dst = nullptr;
+    for (size_t j = 0; j < nin; ++j) {
+      const int r = root(inputs_[i][j]);
+      xptr_[o + j] = act_ptr(inputs_[i][j]);
+      T* dst = nullptr;
+      bool acc = false;
+      if (reached && (r < 0 ? need_input : need_[r] != 0)) {
+        dst = r < 0 ? input_grad : grad_ptr(r);
+        acc = r < 0 ? input_written : gwritten_[r] != 0;
+        if (r < 0) input_written = true;
+        else gwritten_[r] = 1;
+      }
+      if (dst && acc && !l.accumulates()) {  // single-input layers only: see plan_gradients
+        tmp_j = int(j);
+        tmp_dst = dst;
+        dst = acc_tmp_.data();
+        acc = false;
+      }
+      dxptr_[o + j] = dst;
+      dxacc_[o + j] = acc;
+      any_dx = any_dx || dst;
+    }
+    if (reached && (any_dx || l.train_params())) {
+      const double t0 = profiling_ ? now_s() : 0.0;
+      l.backward_n(k_, c, N, xptr_.data() + o, acts_[i].data(), grad_ptr(i), dxptr_.data() + o,
+                   reinterpret_cast<const bool*>(dxacc_.data() + o), ws_.data());
+      if (tmp_j >= 0) k_.add_into(tmp_dst, acc_tmp_.data(), int64_t(N) * shape_numel(tensor_shape(inputs_[i][tmp_j])));
+      if (profiling_) prof_.backward[i] += now_s() - t0;
+      if (check_numerics_) {
+        if (l.train_params())
+          for (size_t p = 0; p < l.params.size(); ++p) check_finite(l.g(p), l.params[p].size, l, "parameter gradient");
+        for (size_t j = 0; j < nin; ++j)
+          if (dxptr_[o + j]) check_finite(dxptr_[o + j], N * shape_numel(l.in_shapes[j]), l, "input gradient");
+      }
     }
     if (ready && !l.params.empty()) {
       int64_t b = l.params[0].offset, e = b;
@@ -291,8 +509,8 @@ void Network<T>::run_backward(int N, size_t from, T* input_grad, size_t stop, co
       }
       (*ready)(b, e);
     }
-    cur = 1 - cur;
   }
+  if (need_input && !input_written) std::memset(input_grad, 0, sizeof(T) * N * input_size_);
 }
 
 template <typename T>
@@ -307,11 +525,22 @@ void Network<T>::check_target(const T* target, int N) const {
 }
 
 template <typename T>
+T* Network<T>::seed_grad(size_t node) {
+  // The gradient of node `node`'s output starts a backward pass: clear the marks, point at its
+  // buffer (an output that is the model input itself, through views, seeds acc_tmp_).
+  std::fill(gwritten_.begin(), gwritten_.end(), char(0));
+  const int r = root(int(node));
+  if (r < 0) return acc_tmp_.data();
+  gwritten_[r] = 1;
+  return grad_ptr(r);
+}
+
+template <typename T>
 StepResult Network<T>::compute_loss(const T* target, int N, bool want_grad) {
   const size_t last = train_layers_ - 1;
-  const T* out = act_ptr(last);
+  const T* out = act_ptr(int(last));
   const int K = output_classes();
-  const double loss = k_.loss(want_grad ? dbuf_[0].data() : nullptr, out, target, N, K, loss_);
+  const double loss = k_.loss(want_grad ? seed_grad(last) : nullptr, out, target, N, K, loss_);
   const bool logits = loss_.kind == LossKind::softmax_ce || loss_.kind == LossKind::sparse_softmax_ce ||
                       loss_.kind == LossKind::bce_logits;
   const int64_t correct = k_.count_correct(out, target, N, K, loss_is_sparse(loss_.kind), logits ? 0.0 : 0.5);
@@ -324,16 +553,24 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
   CNNBP_CHECK(N > 0, "train_step: expected a non-empty batch");
   CNNBP_CHECK(!layers_.empty(), "train_step: the model has no layers");
   check_target(target, N);
-  plan(N);
-  run_forward(x, N, true, train_layers_);
+  const PassContext c = begin_pass(N);
+  ThreadScope pin(c.nthreads);
+  run_forward(c, x, N, true, train_layers_);
   double t0 = profiling_ ? now_s() : 0.0;
   StepResult r = compute_loss(target, N, true);
   if (profiling_) prof_.loss += now_s() - t0;
-  if (!std::isfinite(r.loss))
+  if (!std::isfinite(r.loss)) {
+    state_pending_ = false;  // the batch statistics of a failed step are never committed
     throw NumericalError(detail::concat("loss is ", std::isnan(r.loss) ? "nan" : (r.loss > 0 ? "inf" : "-inf"),
                                         " at step ", iterations_ + 1,
                                         "; weights were not updated"));
-  run_backward(N, train_layers_, nullptr);
+  }
+  try {
+    run_backward(c, N, train_layers_, -1, nullptr);
+  } catch (...) {
+    state_pending_ = false;
+    throw;
+  }
   t0 = profiling_ ? now_s() : 0.0;
   apply_update();
   if (profiling_) {
@@ -351,28 +588,31 @@ StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, dou
   CNNBP_CHECK(!layers_.empty(), "compute_gradients: the model has no layers");
   CNNBP_CHECK(std::isfinite(grad_scale), "compute_gradients: grad_scale must be finite, got ", grad_scale);
   check_target(target, N);
-  plan(N);
-  run_forward(x, N, true, train_layers_);
+  const PassContext c = begin_pass(N);
+  ThreadScope pin(c.nthreads);
+  run_forward(c, x, N, true, train_layers_);
   StepResult r = compute_loss(target, N, true);
   if (grad_scale != 1.0) {
     // Backward is linear in the loss gradient: scaling it scales every parameter gradient, so
-    // each layer's gradients are final (and can be reduced) as soon as its backward is done.
-    T* d = dbuf_[0].data();
+    // each node's gradients are final (and can be reduced) as soon as its backward is done.
+    const int root_out = root(int(train_layers_) - 1);
+    T* d = root_out < 0 ? acc_tmp_.data() : grad_ptr(root_out);
     const int64_t n = int64_t(N) * layers_[train_layers_ - 1]->out_size;
     const T s = T(grad_scale);
     for (int64_t i = 0; i < n; ++i) d[i] *= s;
   }
-  run_backward(N, train_layers_, nullptr, 0, grads_ready ? &grads_ready : nullptr);
+  run_backward(c, N, train_layers_, -1, nullptr, grads_ready ? &grads_ready : nullptr);
   return r;
 }
 
 template <typename T>
 void Network<T>::forward(const T* x, int N, bool training) {
   CNNBP_CHECK(N > 0, "forward: expected a non-empty batch");
-  plan(N);
+  const PassContext c = begin_pass(N);
+  ThreadScope pin(c.nthreads);
   input_copy_.reserve(size_t(planned_N_) * input_size_);
   std::memcpy(input_copy_.data(), x, sizeof(T) * N * input_size_);
-  run_forward(input_copy_.data(), N, training, layers_.size());
+  run_forward(c, input_copy_.data(), N, training, layers_.size());
   backward_ready_ = true;
 }
 
@@ -384,8 +624,14 @@ StepResult Network<T>::loss_backward(const T* target, int N, T* input_grad) {
   CNNBP_CHECK(last_N_ == N && last_upto_ == layers_.size() && N > 0,
               "backward: expected a batch of ", last_N_, " (the last forward pass), got ", N);
   check_target(target, N);
+  const PassContext c = begin_pass(N);
+  ThreadScope pin(c.nthreads);
   StepResult r = compute_loss(target, N, true);
-  run_backward(N, train_layers_, input_grad);
+  if (input_grad && root(int(train_layers_) - 1) < 0) {
+    std::memcpy(input_grad, acc_tmp_.data(), sizeof(T) * N * input_size_);
+    return r;
+  }
+  run_backward(c, N, train_layers_, -1, input_grad);
   return r;
 }
 
@@ -395,46 +641,84 @@ void Network<T>::backward_from_output(const T* dout, int N, T* input_grad) {
               "what backward needs)");
   CNNBP_CHECK(last_N_ == N && last_upto_ == layers_.size() && N > 0,
               "backward: expected a batch of ", last_N_, " (the last forward pass), got ", N);
-  if (layers_.empty()) {
+  if (layers_.empty() || root(int(layers_.size()) - 1) < 0) {
     if (input_grad) std::memcpy(input_grad, dout, sizeof(T) * N * input_size_);
     return;
   }
-  std::memcpy(dbuf_[0].data(), dout, sizeof(T) * N * layers_.back()->out_size);
-  run_backward(N, layers_.size(), input_grad);
+  backward_to(dout, N, layers_.size(), -1, input_grad);
 }
 
 template <typename T>
-void Network<T>::backward_between(const T* dout, int N, size_t from, size_t stop, T* grad) {
+void Network<T>::backward_to(const T* dout, int N, size_t from, int to, T* grad) {
   CNNBP_CHECK(backward_ready_, "backward: call forward(x) first (train_step, evaluate and predict do not keep "
               "what backward needs)");
   CNNBP_CHECK(last_N_ == N && last_upto_ == layers_.size() && N > 0,
               "backward: expected a batch of ", last_N_, " (the last forward pass), got ", N);
+  CNNBP_CHECK_INDEX(from >= 1 && from <= layers_.size() && to >= -1 && to < int(from), "backward_to: need -1 <= to < from <= ",
+                    layers_.size(), ", got to ", to, ", from ", from);
+  const int64_t n_out = int64_t(N) * layers_[from - 1]->out_size;
+  const int64_t n_to = int64_t(N) * shape_numel(tensor_shape(to));
+  if (to == int(from) - 1) {
+    std::memcpy(grad, dout, sizeof(T) * n_out);
+    return;
+  }
+  const int to_root = root(to);
+  // A view (Flatten) shares its input's gradient buffer; that is its own gradient only when
+  // nothing else reads the tensor it views.
+  CNNBP_CHECK(to < 0 || to_root == to || edges_[to_root + 1] == 1, "backward_to: layer '", layers_[to]->name,
+              "' is a view of a tensor that other layers read too; ask for the gradient of its input");
+  const PassContext c = begin_pass(N);
+  ThreadScope pin(c.nthreads);
+  T* seed = seed_grad(from - 1);
+  if (root(int(from) - 1) < 0) {  // the output is a view of the input: nothing to run
+    std::memcpy(grad, dout, sizeof(T) * n_out);
+    return;
+  }
+  std::memcpy(seed, dout, sizeof(T) * n_out);
+  run_backward(c, N, from, to, to < 0 ? grad : nullptr);
+  if (to_root >= 0) {
+    if (gwritten_[to_root]) std::memcpy(grad, grad_ptr(to_root), sizeof(T) * n_to);
+    else std::memset(grad, 0, sizeof(T) * n_to);  // the output does not depend on it
+  }
+}
+
+template <typename T>
+void Network<T>::backward_between(const T* dout, int N, size_t from, size_t stop, T* grad) {
   CNNBP_CHECK_INDEX(stop < from && from <= layers_.size(), "backward_between: need 0 <= stop < from <= ",
                     layers_.size(), ", got stop ", stop, ", from ", from);
-  std::memcpy(dbuf_[0].data(), dout, sizeof(T) * N * layers_[from - 1]->out_size);
-  run_backward(N, from, grad, stop);
+  backward_to(dout, N, from, inputs_[stop].at(0), grad);
 }
 
 template <typename T>
 void Network<T>::apply_update() {
   CNNBP_CHECK(opt_set_, "model is not compiled: no optimizer set");
+  ThreadScope pin(get_num_threads());  // a no-op inside a step's scope (same count)
   ++iterations_;
-  if (opt_.kind == OptKind::sgd) {
-    SgdParams h{opt_.lr, opt_.momentum, opt_.weight_decay, opt_.nesterov};
-    k_.sgd_update(params_.data(), grads_.data(), m_.data(), num_params_, h);
-  } else {
-    AdamParams h{opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, iterations_};
-    k_.adam_update(params_.data(), grads_.data(), m_.data(), v_.data(), num_params_, h);
+  for (const auto& sg : segments_) {
+    const int64_t b = sg.first, n = sg.second - sg.first;
+    if (opt_.kind == OptKind::sgd) {
+      SgdParams h{opt_.lr, opt_.momentum, opt_.weight_decay, opt_.nesterov};
+      k_.sgd_update(params_.data() + b, grads_.data() + b, m_.data() ? m_.data() + b : nullptr, n, h);
+    } else {
+      AdamParams h{opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, iterations_};
+      k_.adam_update(params_.data() + b, grads_.data() + b, m_.data() + b, v_.data() + b, n, h);
+    }
+  }
+  if (state_pending_) {
+    for (auto& l : layers_)
+      if (!l->state.empty()) l->commit_state(k_);
+    state_pending_ = false;
   }
 }
 
 template <typename T>
 void Network<T>::predict(const T* x, int N, T* out) {
   if (N == 0) return;
-  plan(N);
-  run_forward(x, N, false, layers_.size());
+  const PassContext c = begin_pass(N);
+  ThreadScope pin(c.nthreads);
+  run_forward(c, x, N, false, layers_.size());
   const int64_t n = int64_t(N) * shape_numel(output_shape());
-  std::memcpy(out, layers_.empty() ? x : act_ptr(layers_.size() - 1), sizeof(T) * n);
+  std::memcpy(out, layers_.empty() ? x : act_ptr(int(layers_.size()) - 1), sizeof(T) * n);
 }
 
 template <typename T>
@@ -443,8 +727,9 @@ StepResult Network<T>::evaluate(const T* x, const T* target, int N) {
   CNNBP_CHECK(N > 0, "evaluate: expected a non-empty batch");
   CNNBP_CHECK(!layers_.empty(), "evaluate: the model has no layers");
   check_target(target, N);
-  plan(N);
-  run_forward(x, N, false, train_layers_);
+  const PassContext c = begin_pass(N);
+  ThreadScope pin(c.nthreads);
+  run_forward(c, x, N, false, train_layers_);
   return compute_loss(target, N, false);
 }
 

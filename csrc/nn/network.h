@@ -1,7 +1,11 @@
-// Network<T>: the layers in order, one flat parameter buffer and one flat gradient buffer,
-// activations and scratch planned once per batch size (buffers only grow, so a steady-state step
-// allocates nothing), and the whole training step (forward, loss, backward, update) in one call.
-// Network<float> trains; Network<double> runs the portable kernels in double for gradient checks.
+// Network<T>: a directed acyclic graph of layers stored in topological order (node i reads the
+// outputs of earlier nodes or the model input; the last node is the output), one flat parameter
+// buffer, one flat gradient buffer and one flat state buffer (what layers update without
+// gradients), activations and gradient buffers planned once per (batch size, thread count)
+// (buffers only grow, so a steady-state step allocates nothing), and the whole training step
+// (forward, loss, backward, update) in one call. A chain (Sequential) is the graph whose nodes
+// each read the one before. Network<float> trains; Network<double> runs the portable kernels in
+// double for gradient checks.
 #pragma once
 #include <functional>
 #include <memory>
@@ -37,18 +41,30 @@ class Network {
   Network(const Network&) = delete;
   Network& operator=(const Network&) = delete;
 
-  // Building. Each add checks the new layer against the current output shape.
-  void add(std::unique_ptr<Layer<T>> layer);
+  // Building. add(layer, inputs) appends a node reading the outputs of nodes `inputs` (-1: the
+  // model input) and returns its index; add(layer) reads the last node (a chain). Each add checks
+  // the layer's input shapes against those tensors.
+  int add(std::unique_ptr<Layer<T>> layer, const std::vector<int>& inputs);
+  int add(std::unique_ptr<Layer<T>> layer);
   const Shape& input_shape() const { return input_shape_; }
   const Shape& output_shape() const { return layers_.empty() ? input_shape_ : layers_.back()->out_shape; }
+  // Shape of tensor t: the output of node t, or the model input for t = -1.
+  const Shape& tensor_shape(int t) const;
   std::vector<std::unique_ptr<Layer<T>>>& layers() { return layers_; }
-  // Allocates the flat buffers and initialises every parameter from seed.
+  const std::vector<int>& node_inputs(size_t i) const { return inputs_[i]; }
+  // Allocates the flat buffers and initialises every parameter and state from seed. Every node
+  // but the last must feed a later node.
   void finalize(uint64_t seed);
   void initialize(uint64_t seed);
   bool finalized() const { return finalized_; }
   int64_t num_params() const { return num_params_; }
+  int64_t num_state() const { return num_state_; }
   T* params() { return params_.data(); }
   T* grads() { return grads_.data(); }
+  T* state() { return state_.data(); }
+  // Freezes or unfreezes node i: a frozen node computes no parameter gradient, the optimizer
+  // skips its parameters, and BatchNormalization runs in inference mode.
+  void set_trainable(size_t i, bool on);
 
   // Training configuration. Loss kinds on probabilities are fused with a final softmax or
   // sigmoid layer into the from-logits form unless fuse is false.
@@ -64,25 +80,30 @@ class Network {
   int64_t opt_state_count() const;
 
   // One step: forward (training mode), loss, backward, update. x: [N, *input_shape];
-  // target: [N, K] or [N] labels for sparse losses. Throws NumericalError (weights untouched)
-  // when the loss is not finite.
+  // target: [N, K] or [N] labels for sparse losses. Throws NumericalError (weights and state
+  // untouched) when the loss is not finite.
   StepResult train_step(const T* x, const T* target, int N);
   // Parts of the step, for gradient accumulation, all-reduce, and inspection.
   void forward(const T* x, int N, bool training);                   // keeps a copy of x
   StepResult loss_backward(const T* target, int N, T* input_grad);  // after forward(training)
   void backward_from_output(const T* dout, int N, T* input_grad);   // d(output) given
-  // Backward through layers [stop, from) only: dout is d/d(output of layer from-1); grad receives
-  // d/d(input of layer stop) (saliency maps, Grad-CAM). Parameter gradients are overwritten.
+  // Backward from node from-1 (dout = d/d(its output)) down to tensor `to` (a node, or -1 for
+  // the model input): runs every node in (to, from) that the gradient reaches, overwriting their
+  // parameter gradients, and writes d/d(tensor to) into grad (saliency maps, Grad-CAM).
+  void backward_to(const T* dout, int N, size_t from, int to, T* grad);
+  // The chain form: grad receives d/d(input of node stop).
   void backward_between(const T* dout, int N, size_t from, size_t stop, T* grad);
+  // One optimizer step over the trainable parameters, then the state measured by the last
+  // training forward pass is committed.
   void apply_update();
   // Data-parallel step, first half: forward (training), loss and backward into the gradient
   // buffer, then the gradients multiplied by grad_scale (a rank's share of the global batch, so
   // that a sum over ranks is the global mean). Never throws on a non-finite loss: every rank must
   // reach the all-reduce; the caller checks the reduced loss before apply_update.
-  // grads_ready, when given, is called during the backward pass each time a layer's parameter
-  // gradients are final, with that layer's range [begin, end) of the flat gradient buffer (layers
+  // grads_ready, when given, is called during the backward pass each time a node's parameter
+  // gradients are final, with that node's range [begin, end) of the flat gradient buffer (nodes
   // in reverse order, so the ranges move from the end of the buffer to its start): the caller can
-  // start reducing them while the earlier layers' backward runs.
+  // start reducing them while the earlier nodes' backward runs.
   using GradsReady = std::function<void(int64_t begin, int64_t end)>;
   StepResult compute_gradients(const T* x, const T* target, int N, double grad_scale,
                                const GradsReady& grads_ready = nullptr);
@@ -94,21 +115,32 @@ class Network {
   void predict(const T* x, int N, T* out);
   // Loss and correct count without updating anything.
   StepResult evaluate(const T* x, const T* target, int N);
-  // Output of layer i from the last forward pass ([N, *out_shape]); valid until the next pass.
+  // Output of node i from the last forward pass ([N, *out_shape]); valid until the next pass.
   const T* activation(size_t i) const;
   int last_batch() const { return last_N_; }
 
+  // Bytes a training step with batch N holds: parameters, gradients, optimizer state, state,
+  // activations, gradient buffers, scratch and the layers' own buffers; largest: the biggest
+  // single tensor (name of its node in largest_name).
+  struct PlanBytes {
+    int64_t params = 0, grads = 0, optimizer = 0, state = 0, activations = 0, gradients = 0, workspace = 0,
+            layers = 0, largest = 0;
+    std::string largest_name;
+    int64_t total() const { return params + grads + optimizer + state + activations + gradients + workspace + layers; }
+  };
+  PlanBytes plan_bytes(int N, int nthreads) const;
+
   std::mutex& mutex() { return mu_; }
 
-  // Per-layer wall time of forward and backward passes (seconds, summed since the last reset),
-  // plus loss and update; off by default (two clock reads per layer pass when on).
+  // Per-node wall time of forward and backward passes (seconds, summed since the last reset),
+  // plus loss and update; off by default (two clock reads per node pass when on).
   struct Profile {
     std::vector<double> forward, backward;
     double loss = 0, update = 0;
     int64_t steps = 0;
   };
   void set_profiling(bool on);
-  // Debug: check every layer's output, input gradient and parameter gradients for NaN/Inf in
+  // Debug: check every node's output, input gradients and parameter gradients for NaN/Inf in
   // each training step, and name the first layer that produced one (NumericalError).
   void set_check_numerics(bool on) { check_numerics_ = on; }
   bool check_numerics() const { return check_numerics_; }
@@ -119,20 +151,31 @@ class Network {
   int output_classes() const;
 
  private:
-  void plan(int N);
-  void run_forward(const T* x, int N, bool training, size_t upto);
-  void run_backward(int N, size_t from, T* input_grad, size_t stop = 0, const GradsReady* ready = nullptr);
+  PassContext begin_pass(int N);
+  void plan(int N, int nthreads);
+  void plan_gradients();
+  void update_segments();
+  void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto);
+  // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
+  void run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad,
+                    const GradsReady* ready = nullptr);
   StepResult compute_loss(const T* target, int N, bool want_grad);
-  const T* act_ptr(size_t i) const;
-  T* act_ptr(size_t i);
+  int root(int t) const { return t < 0 ? -1 : root_[t]; }
+  T* seed_grad(size_t node);
+  const T* act_ptr(int t) const;
+  T* grad_ptr(int t) { return dslots_[gslot_[t]].data(); }
 
   const KernelTable<T>& k_;
   Shape input_shape_;
   int64_t input_size_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
+  std::vector<std::vector<int>> inputs_;   // per node: input tensors (-1: the model input)
+  std::vector<int> root_;                  // per node: the node whose buffer its output is (aliases)
+  std::vector<int> last_consumer_;         // per node: the last node reading its output, or -1
   bool finalized_ = false;
-  int64_t num_params_ = 0;
-  Buffer<T> params_, grads_, m_, v_;
+  int64_t num_params_ = 0, num_state_ = 0;
+  Buffer<T> params_, grads_, m_, v_, state_;
+  std::vector<std::pair<int64_t, int64_t>> segments_;  // trainable ranges of the flat buffers
 
   LossParams loss_{LossKind::mse, 1e-7};
   bool loss_set_ = false;
@@ -145,10 +188,25 @@ class Network {
 
   int planned_N_ = 0, planned_threads_ = 0;
   std::vector<Buffer<T>> acts_;
-  Buffer<T> input_copy_, dbuf_[2], ws_;
+  // Gradient buffers: node t's output gradient lives in dslots_[gslot_[t]]; slots are shared by
+  // tensors whose gradients are never live at the same time (plan_gradients).
+  std::vector<int> gslot_;
+  std::vector<int64_t> slot_size_;  // per-sample elements
+  std::vector<Buffer<T>> dslots_;
+  Buffer<T> acc_tmp_;               // fresh dx of a layer that cannot accumulate, before the add
+  int64_t acc_tmp_size_ = 0;
+  Buffer<T> input_copy_, ws_;
+  std::vector<const T*> xptr_;      // per node, its input pointers (offsets in xoff_)
+  std::vector<T*> dxptr_;
+  std::vector<char> dxacc_;
+  std::vector<size_t> xoff_;
+  std::vector<char> gwritten_;      // per node: its output gradient holds a value this pass
+  std::vector<char> need_;          // per node: its output needs a gradient this pass
+  std::vector<int> edges_;          // per root (index + 1; 0: the model input): non-view readers
   const T* x_ = nullptr;  // input of the last forward pass
   int last_N_ = 0;
   size_t last_upto_ = 0;
+  bool state_pending_ = false;
   // Set only by forward(), which keeps its own copy of the input: the backward entry points need
   // it (after train_step, evaluate or predict the caller's input may already be gone).
   bool backward_ready_ = false;

@@ -228,6 +228,8 @@ def _broadcast_state(c, model):
     """Rank 0's weights, optimizer state, step counter and shuffle seed on every rank."""
     net = model._net
     c.Bcast(net.flat_params(), root=0)
+    if net.num_state:
+        c.Bcast(net.flat_state(), root=0)
     for s in net.optimizer_state():
         c.Bcast(s, root=0)
     net.iterations, model._shuffle_seed = c.bcast((int(net.iterations), int(model._shuffle_seed)), root=0)
@@ -297,11 +299,21 @@ class _Session:
         self.steps += 1
         return self.stats[0] / m, int(round(self.stats[1]))
 
+    def sync_state(self):
+        """After an update: each rank blended its own shard's batch statistics into the moving
+        statistics (BatchNormalization); their mean over ranks is the same on every rank."""
+        net = self.model._net
+        if not net.num_state or self.size == 1:
+            return
+        st = net.flat_state()
+        self.c.Allreduce(self.MPI.IN_PLACE, st, op=self.MPI.SUM)
+        st *= 1.0 / self.size
+
     def check_weights(self):
         """Every rank applies the same summed gradient, so the weights should be bit-identical; if
         an MPI library's reduction rounded differently on some rank, rank 0's weights win."""
         net = self.model._net
-        mine = zlib.crc32(net.flat_params()) ^ (int(net.iterations) << 32)
+        mine = zlib.crc32(net.flat_state(), zlib.crc32(net.flat_params())) ^ (int(net.iterations) << 32)
         crcs = self.c.allgather(mine)
         if len(set(crcs)) > 1:
             _broadcast_state(self.c, self.model)

@@ -1,4 +1,5 @@
-"""Models: ``Sequential`` and the functional ``Model(inputs, outputs)`` (a chain of layers).
+"""Models: ``Sequential`` and the functional ``Model(inputs, outputs)`` over any directed acyclic
+graph of layers with one input and one output (branches, residual connections, merges).
 
 The model builds one C++ network (``cnnbp._core.Network32``; ``Network64`` with
 ``dtype='float64'``, for gradient checks). ``fit`` slices batches with numpy and makes one C++ call
@@ -15,7 +16,7 @@ from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from ._progress import Progress
 from ._seeding import next_seed
-from .layers import InputLayer, KerasTensor, Layer
+from .layers import BatchNormalization, InputLayer, KerasTensor, Layer
 
 __all__ = ["Model", "Sequential"]
 
@@ -48,7 +49,7 @@ def _batch_size(value, default=32):
 
 
 class Model:
-    """A network of layers in a chain, Keras style."""
+    """A network of layers, Keras style: a chain (Sequential) or a graph (functional API)."""
 
     def __init__(self, inputs=None, outputs=None, name=None, dtype="float32", **kwargs):
         if kwargs:
@@ -59,6 +60,8 @@ class Model:
         self.dtype = np.dtype(dtype)
         self._net = None
         self._layers = []
+        self._inbound = {}             # layer name -> names of the layers (or the input) it reads
+        self._input_name = "input"
         self._input_shape = None       # per-sample shape as the user gives data
         self._channels_first = False
         self._loss = None
@@ -80,19 +83,43 @@ class Model:
     def _init_functional(self, inputs, outputs):
         inputs = self._single("inputs", inputs)
         outputs = self._single("outputs", outputs)
-        chain = []
-        t = outputs
-        while t is not None and t is not inputs:
-            if t._parent is None:
-                raise ValueError(f"{self.name}: outputs are not computed from the given inputs "
-                                 f"(the chain ends at {t.name!r})")
-            chain.append(t._layer)
-            t = t._parent
-        if t is None:
-            raise ValueError(f"{self.name}: outputs are not computed from the given inputs")
         if not isinstance(inputs._layer, InputLayer):
             raise ValueError(f"{self.name}: inputs must come from cnnbp.layers.Input(...)")
-        self._layers = list(reversed(chain))
+        # Every tensor the output is computed from, back to the input.
+        seen, tensors, stack, reached = set(), [], [outputs], False
+        while stack:
+            t = stack.pop()
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            if t is inputs:
+                reached = True
+                continue
+            if isinstance(t._layer, InputLayer):
+                raise ValueError(f"{self.name}: outputs are not computed from the given inputs: they depend on "
+                                 f"input {t._layer.name!r}, which is not the model's input {inputs._layer.name!r} "
+                                 "(a model has one input)")
+            if not t._parents:
+                raise ValueError(f"{self.name}: outputs are not computed from the given inputs "
+                                 f"(the graph ends at {t.name!r})")
+            tensors.append(t)
+            stack.extend(t._parents)
+        if not reached:
+            raise ValueError(f"{self.name}: outputs are not computed from the given inputs")
+        tensors.sort(key=lambda t: t._order)  # creation order is a topological order
+        owner, names = {}, {inputs._layer.name}
+        for t in tensors:
+            layer = t._layer
+            if id(layer) in owner:
+                raise ValueError(f"{layer.name}: the layer is called on two different inputs in this model; shared "
+                                 "layers (weight sharing) are not supported, use a second layer object")
+            if layer.name in names:
+                raise ValueError(f"{self.name}: two layers are named {layer.name!r}; layer names must be unique")
+            owner[id(layer)] = t
+            names.add(layer.name)
+        self._layers = [t._layer for t in tensors]
+        self._inbound = {t._layer.name: [p._layer.name for p in t._parents] for t in tensors}
+        self._input_name = inputs._layer.name
         self._input_shape = inputs._layer.shape
         self._build()
 
@@ -125,21 +152,29 @@ class Model:
             if id(layer) in seen or layer._net is not None:
                 raise ValueError(f"{layer.name}: a layer can belong to one model once (weight sharing is not supported)")
             seen.add(id(layer))
+        if isinstance(self, Sequential):
+            prev = self._input_name
+            self._inbound = {}
+            for layer in self._layers:
+                if layer.name in self._inbound or layer.name == self._input_name:
+                    raise ValueError(f"{self.name}: two layers are named {layer.name!r}; layer names must be unique")
+                self._inbound[layer.name] = [prev]
+                prev = layer.name
         cls = _core.Network64 if self.dtype == np.float64 else _core.Network32
         net = cls(list(shape))
-        bounds = []
+        ids = {self._input_name: -1}
+        bounds, count = [], 0
         for i, layer in enumerate(self._layers):
-            first = len(net.layer_info())
-            layer._add_to(net, seed=(self._seed + 7919 * (i + 1)) & 0xFFFFFFFFFFFFFFFF)
-            bounds.append((first, len(net.layer_info())))
+            ins = [ids[n] for n in self._inbound[layer.name]]
+            if isinstance(layer, BatchNormalization):
+                layer._check_axis(len(net.tensor_shape(ins[0])), self._channels_first)
+            out = layer._add_to(net, ins, seed=(self._seed + 7919 * (i + 1)) & 0xFFFFFFFFFFFFFFFF)
+            ids[layer.name] = out
+            bounds.append((count, out + 1))
+            count = out + 1
         net.finalize(self._seed)
         for layer, (a, b) in zip(self._layers, bounds):
-            if b > a:
-                layer._bind(net, a, b)
-            else:
-                layer._net = net
-                layer.input_shape = layer.output_shape = (None,) + tuple(net.output_shape if a == 0 else
-                                                                      net.layer_info()[a - 1]["output_shape"])
+            layer._bind(net, a, b)
         self._net = net
         if self._optimizer is not None:
             self._attach_training()
@@ -386,6 +421,7 @@ class Model:
                                              f"{world} ranks) at step {net.iterations + 1}; weights were not updated")
                         raise _CollectiveError() from err
                     net.apply_update()
+                    dist.sync_state()
                 else:
                     try:
                         loss, c = net.train_step(xb, yb)
@@ -487,7 +523,8 @@ class Model:
 
     # -- weights ------------------------------------------------------------------------------
     def get_weights(self):
-        """Copies of every weight array, layer by layer (kernel, then bias)."""
+        """Copies of every weight array, layer by layer (kernel, then bias; BatchNormalization's
+        gamma, beta, moving_mean, moving_variance)."""
         self._ensure_built()
         return [w for l in self._layers for w in l.get_weights()]
 
@@ -509,26 +546,69 @@ class Model:
         self._ensure_built()
         return [w for l in self._layers for w in l.weights]
 
-    def count_params(self):
-        """Number of trainable parameters."""
+    @property
+    def trainable_weights(self):
+        """Views of the weights the optimizer updates."""
         self._ensure_built()
-        return int(self._net.num_params)
+        return [w for l in self._layers for w in l.trainable_weights]
 
-    def summary(self, print_fn=None):
-        """Print the layers, their output shapes and parameter counts."""
+    @property
+    def non_trainable_weights(self):
+        """Views of the weights it does not: frozen layers' and the moving statistics."""
+        self._ensure_built()
+        return [w for l in self._layers for w in l.non_trainable_weights]
+
+    @property
+    def trainable(self):
+        return all(l.trainable for l in self._layers)
+
+    @trainable.setter
+    def trainable(self, value):
+        for l in self._layers:
+            l.trainable = value
+
+    def count_params(self):
+        """Number of weights, trainable and not (as Keras)."""
+        self._ensure_built()
+        return int(self._net.num_params + self._net.num_state)
+
+    def planned_bytes(self, batch_size=32):
+        """Bytes one training step with this batch size holds, by kind (parameters, gradients,
+        optimizer state, state, activations, gradient buffers, scratch, the layers' own buffers),
+        with the total and the largest tensor."""
+        self._ensure_built()
+        return self._net.plan_bytes(_batch_size(batch_size))
+
+    def summary(self, print_fn=None, batch_sizes=(32, 128)):
+        """Print the layers (with what each is connected to, for a graph), their output shapes and
+        weight counts, the trainable and non-trainable totals, and the memory a training step is
+        planned to hold for each of batch_sizes."""
         self._ensure_built()
         print_fn = print_fn or print
-        rows = [("Layer (type)", "Output Shape", "Param #")]
+        graph = not isinstance(self, Sequential)
+        head = ("Layer (type)", "Output Shape", "Param #") + (("Connected to",) if graph else ())
+        rows = [head]
         for l in self._layers:
-            rows.append((f"{l.name} ({type(l).__name__})", str(l.output_shape), f"{l.count_params():,}"))
-        w = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+            r = (f"{l.name} ({type(l).__name__})", str(l.output_shape), f"{l.count_params():,}")
+            if graph:
+                r += (", ".join(self._inbound[l.name]),)
+            rows.append(r)
+        w = [max(len(r[i]) for r in rows) + 2 for i in range(len(head))]
         line = "-" * sum(w)
         out = [f'Model: "{self.name}"', line]
         for j, r in enumerate(rows):
-            out.append(r[0].ljust(w[0]) + r[1].ljust(w[1]) + r[2].rjust(w[2] - 2))
+            cells = [r[0].ljust(w[0]), r[1].ljust(w[1]), r[2].rjust(w[2] - 2)]
+            if graph:
+                cells.append("  " + r[3])
+            out.append("".join(cells).rstrip())
             if j == 0:
                 out.append("=" * sum(w))
-        out += ["=" * sum(w), f"Total params: {self.count_params():,}", line]
+        trainable = sum(int(np.prod(v.shape)) for v in self.trainable_weights)
+        total = self.count_params()
+        out += ["=" * sum(w), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}"]
+        mem = ", ".join(f"batch {b}: {self.planned_bytes(b)['total'] / 2 ** 20:,.1f} MiB" for b in batch_sizes)
+        out += [f"Training step memory (planned): {mem}", line]
         print_fn("\n".join(out))
 
     # -- saving -------------------------------------------------------------------------------
@@ -575,6 +655,7 @@ class Sequential(Model):
             if self._layers or self._input_shape is not None:
                 raise ValueError(f"{self.name}: Input must come first")
             self._input_shape = layer.shape
+            self._input_name = layer.name
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: expected a cnnbp layer, got {type(layer).__name__}")

@@ -161,3 +161,31 @@ static void global_avg_pool2d_backward(T* dx, const T* dy, int N, int HW, int C)
       }
   });
 }
+
+// x: [N,HW,C]  y: [N,C]  argmax: [N,C] position in [0, HW) (NaN propagates: the first NaN wins)
+template <typename T>
+static void global_max_pool2d_forward(T* y, int32_t* argmax, const T* x, int N, int HW, int C) {
+  parallel_for(N, grain(int64_t(HW) * C), [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) {
+      T* yp = y + n * C;
+      int32_t* ap = argmax + n * C;
+      const T* x0 = x + n * HW * C;
+      for (int c = 0; c < C; ++c) { yp[c] = x0[c]; ap[c] = 0; }
+      for (int i = 1; i < HW; ++i) max_pool_merge(yp, ap, x0 + int64_t(i) * C, C, int32_t(i));
+    }
+  });
+}
+
+// dy: [N,C]  argmax: [N,C]  dx: [N,HW,C] (+)= dy at the arg-max, 0 elsewhere (unless accumulating)
+template <typename T>
+static void global_max_pool2d_backward(T* dx, const T* dy, const int32_t* argmax, int N, int HW, int C,
+                                       bool accumulate) {
+  parallel_for(N, grain(int64_t(HW) * C), [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) {
+      T* dxn = dx + n * HW * C;
+      if (!accumulate)
+        for (int64_t i = 0; i < int64_t(HW) * C; ++i) dxn[i] = T(0);
+      for (int c = 0; c < C; ++c) dxn[int64_t(argmax[n * C + c]) * C + c] += dy[n * C + c];
+    }
+  });
+}

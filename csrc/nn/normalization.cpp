@@ -1,0 +1,105 @@
+// BatchNormalization over the last axis (Keras's axis=-1 on channels-last tensors).
+// Training (and trainable): normalise with the batch statistics; the step's backward includes
+// their dependence on the input; the moving statistics (state, never trained) are blended in only
+// when the step succeeds (commit_state). Inference, or a frozen layer: the moving statistics.
+#include <cmath>
+
+#include "core/check.h"
+#include "nn/layers.h"
+#include "nn/registry.h"
+
+namespace cnnbp {
+
+namespace {
+
+template <typename T>
+class BatchNormLayer : public Layer<T> {
+ public:
+  BatchNormLayer(const std::string& name, const Shape& in, const BatchNormConfig& c) : cfg_(c) {
+    CNNBP_CHECK(!in.empty(), name, " (BatchNormalization): expected an input with a channel axis");
+    CNNBP_CHECK(c.momentum >= 0 && c.momentum <= 1, name, " (BatchNormalization): momentum must be in [0, 1], got ",
+                c.momentum);
+    CNNBP_CHECK(c.epsilon > 0 && std::isfinite(c.epsilon), name, " (BatchNormalization): epsilon must be > 0, got ",
+                c.epsilon);
+    set_shapes(*this, name, in, in);
+    C_ = in.back();
+    rows_ = shape_numel(in) / C_;
+    if (c.scale) this->params.push_back({"gamma", {C_}, 0, C_, c.gamma_init, C_, C_});
+    if (c.center) this->params.push_back({"beta", {C_}, 0, C_, c.beta_init, C_, C_});
+    this->state.push_back({"moving_mean", {C_}, 0, C_, c.mean_init, C_, C_});
+    this->state.push_back({"moving_variance", {C_}, 0, C_, c.var_init, C_, C_});
+    for (Buffer<T>* b : {&mean_, &var_, &invstd_, &scale_, &shift_}) {
+      b->reserve(size_t(C_));
+      b->zero();
+    }
+  }
+  const char* kind() const override { return "BatchNormalization"; }
+  int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const override {
+    return k.batchnorm_workspace(N * rows_, C_, nthreads);
+  }
+  int64_t plan_bytes(const KernelTable<T>&, int) const override { return 5 * int64_t(C_) * sizeof(T); }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool training) override {
+    const int64_t M = N * rows_;
+    const T* gamma = cfg_.scale ? this->w(0) : nullptr;
+    const T* beta = cfg_.center ? this->w(cfg_.scale ? 1 : 0) : nullptr;
+    batch_ = training && this->trainable;
+    T* mean = mean_.data();
+    T* var = var_.data();
+    if (batch_) {
+      k.batchnorm_stats(mean, var, x, M, C_, ws);
+      measured_ = true;
+    } else {
+      for (int c = 0; c < C_; ++c) {
+        mean[c] = this->s(0)[c];
+        var[c] = this->s(1)[c];
+      }
+    }
+    for (int c = 0; c < C_; ++c) {
+      const T inv = T(1) / std::sqrt(var[c] + T(cfg_.epsilon));
+      invstd_.data()[c] = inv;
+      scale_.data()[c] = (gamma ? gamma[c] : T(1)) * inv;
+      shift_.data()[c] = (beta ? beta[c] : T(0)) - mean[c] * scale_.data()[c];
+    }
+    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), M, C_, false);
+  }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, T* dy, T* dx,
+                T* ws) override {
+    const bool train = this->trainable;
+    T* dgamma = train && cfg_.scale ? this->g(0) : nullptr;
+    T* dbeta = train && cfg_.center ? this->g(cfg_.scale ? 1 : 0) : nullptr;
+    k.batchnorm_backward(dx, dgamma, dbeta, dy, x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr,
+                         N * rows_, C_, batch_, ws, false);
+  }
+  void commit_state(const KernelTable<T>&) override {
+    if (!measured_) return;
+    // Keras: moving = moving * momentum + batch * (1 - momentum), with the biased batch variance.
+    const T m = T(cfg_.momentum);
+    T* mm = this->s(0);
+    T* mv = this->s(1);
+    for (int c = 0; c < C_; ++c) {
+      mm[c] = mm[c] * m + mean_.data()[c] * (T(1) - m);
+      mv[c] = mv[c] * m + var_.data()[c] * (T(1) - m);
+    }
+    measured_ = false;
+  }
+
+ private:
+  BatchNormConfig cfg_;
+  int C_ = 0;
+  int64_t rows_ = 1;
+  bool batch_ = false;     // the last forward normalised with batch statistics
+  bool measured_ = false;  // mean_/var_ hold batch statistics not yet committed
+  Buffer<T> mean_, var_, invstd_, scale_, shift_;
+};
+
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Layer<T>> make_batch_norm(const std::string& name, const Shape& in, const BatchNormConfig& cfg) {
+  return std::make_unique<BatchNormLayer<T>>(name, in, cfg);
+}
+
+template std::unique_ptr<Layer<float>> make_batch_norm<float>(const std::string&, const Shape&, const BatchNormConfig&);
+template std::unique_ptr<Layer<double>> make_batch_norm<double>(const std::string&, const Shape&, const BatchNormConfig&);
+
+}  // namespace cnnbp

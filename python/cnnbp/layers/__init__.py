@@ -1,0 +1,21 @@
+"""Layers: Keras names, arguments and defaults, arranged by family as Keras arranges them.
+
+A layer object is a specification until its model is built; then its weights live in the C++
+network's flat buffers, and ``layer.kernel`` / ``layer.bias`` are numpy views of them."""
+
+from .base import InputLayer, Input, KerasTensor, Layer
+from .convolutional import Conv2D
+from .core import Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
+from .merging import Add, Average, Concatenate, Maximum, Multiply, Subtract
+from .normalization import BatchNormalization
+from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
+                      GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
+from .reshaping import Cropping2D, Flatten, ZeroPadding2D
+from .base import _pair, _padding  # noqa: F401  (cnnbp.ops normalises arguments the same way)
+
+__all__ = [
+    "Layer", "Input", "InputLayer", "Conv2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D",
+    "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Flatten",
+    "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "Dropout", "Identity", "BatchNormalization", "Add",
+    "Subtract", "Multiply", "Average", "Maximum", "Concatenate", "ZeroPadding2D", "Cropping2D",
+]

@@ -1,0 +1,337 @@
+"""The base of every layer: specification until its model is built, then numpy views of the C++
+network's buffers (``layer.kernel``, ``layer.bias``; BatchNormalization's moving statistics live
+in the network's state buffer). Layers are called on symbolic tensors for the functional style::
+
+    x = Input((28, 28, 1)); y = Conv2D(32, 3, activation="relu")(x); ...; Model(x, y)
+
+and layers that merge branches take a list: ``Add()([a, b])``.
+"""
+
+import itertools
+import numbers
+
+import numpy as np
+
+from .._naming import snake, unique_name
+
+
+_ACTIVATIONS = {
+    None: ("linear", 0.0), "linear": ("linear", 0.0), "relu": ("relu", 0.0),
+    "leaky_relu": ("leaky_relu", 0.2), "sigmoid": ("sigmoid", 0.0), "tanh": ("tanh", 0.0),
+    "softmax": ("softmax", 0.0),
+}
+_INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                 "lecun_normal", "zeros", "ones")
+
+
+def _activation(name, act):
+    key = act
+    if isinstance(act, str):
+        key = act.lower()
+    if key not in _ACTIVATIONS:
+        raise ValueError(f"{name}: unknown activation {act!r}; expected one of "
+                         "None, 'linear', 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'softmax'")
+    return _ACTIVATIONS[key]
+
+
+def _fusable(act):
+    """The activation the C++ layer applies itself. softmax and sigmoid stay layers of their own,
+    so that with cross-entropy they fold into the loss (the stable from-logits form)."""
+    return "linear" if act in ("softmax", "sigmoid") else act
+
+
+def _initializer(name, arg, value):
+    if value is None:
+        value = "zeros"
+    if not isinstance(value, str):
+        value = getattr(value, "name", None) or snake(type(value).__name__)
+    v = value.lower()
+    if v not in _INITIALIZERS:
+        raise ValueError(f"{name}: unknown {arg} {value!r}; expected one of {', '.join(_INITIALIZERS)}")
+    return v
+
+
+def _pair(name, arg, value, allow_zero=False):
+    """int or (int, int) -> (int, int), positive."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {arg} must be an int or a pair of ints, got {value!r}") from None
+    for v in (a, b):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+            raise TypeError(f"{name}: {arg} must contain ints, got {value!r}")
+        if v < (0 if allow_zero else 1):
+            raise ValueError(f"{name}: {arg} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+    return int(a), int(b)
+
+
+def _padding(name, padding, allow_explicit=True):
+    """'valid' | 'same' | int | (ph, pw) | ((top, bottom), (left, right)) -> (mode, pads)."""
+    if isinstance(padding, str):
+        p = padding.lower()
+        if p not in ("valid", "same"):
+            raise ValueError(f"{name}: padding must be 'valid' or 'same'"
+                             f"{' or explicit sizes' if allow_explicit else ''}, got {padding!r}")
+        return p, (0, 0, 0, 0)
+    if not allow_explicit:
+        raise ValueError(f"{name}: padding must be 'valid' or 'same', got {padding!r}")
+    if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
+        if padding < 0:
+            raise ValueError(f"{name}: padding must be non-negative, got {padding}")
+        return "explicit", (int(padding),) * 4
+    try:
+        a, b = padding
+        if isinstance(a, numbers.Integral) and isinstance(b, numbers.Integral):
+            (a, b) = _pair(name, "padding", (a, b), allow_zero=True)
+            return "explicit", (a, a, b, b)
+        (t, bo), (le, r) = a, b
+        t, bo = _pair(name, "padding", (t, bo), allow_zero=True)
+        le, r = _pair(name, "padding", (le, r), allow_zero=True)
+        return "explicit", (t, bo, le, r)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ValueError) and name in str(e):
+            raise
+        raise ValueError(f"{name}: padding must be 'valid', 'same', an int, (ph, pw) or "
+                         f"((top, bottom), (left, right)), got {padding!r}") from None
+
+
+def _data_format(name, value):
+    """None (the default, channels_last) or an explicit choice; the model checks they agree."""
+    if value is None:
+        return None
+    if value not in ("channels_last", "channels_first"):
+        raise ValueError(f"{name}: data_format must be 'channels_last' or 'channels_first', got {value!r}")
+    return value
+
+
+
+def _shape_tuple(name, shape):
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name}: shape must be a tuple of ints, got {shape!r}") from None
+    if len(shape) == 0:
+        raise ValueError(f"{name}: shape must have at least one axis, got ()")
+    for d in shape:
+        if d is None:
+            raise ValueError(f"{name}: every axis of the input shape must be known, got {shape} "
+                             "(the batch axis is not part of the shape)")
+        if not isinstance(d, numbers.Integral) or isinstance(d, bool):
+            raise TypeError(f"{name}: shape must contain ints, got {shape!r}")
+        if d <= 0:
+            raise ValueError(f"{name}: shape must be positive, got {shape}")
+    return tuple(int(d) for d in shape)
+
+
+_call_counter = itertools.count()
+
+
+class KerasTensor:
+    """A symbolic tensor of the functional API: which layer made it from which tensors."""
+
+    def __init__(self, shape, layer=None, parents=(), name=None):
+        self.shape = shape
+        self._layer = layer
+        self._parents = list(parents)
+        self._order = next(_call_counter)  # creation order: a topological order of any graph
+        self.name = name
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape} name={self.name}>"
+
+
+class Layer:
+    """Base layer. Subclasses add their node(s) to the C++ network in ``_add_to``."""
+
+    _min_inputs = 1   # layers that merge branches take a list of at least this many tensors
+    _max_inputs = 1
+
+    def __init__(self, name=None, input_shape=None, dtype=None, trainable=True, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
+        self.name = name or unique_name(snake(type(self).__name__))
+        self._input_shape_arg = None if input_shape is None else _shape_tuple(self.name, input_shape)
+        self._net = None
+        self._core_index = []      # indices of the C++ nodes this layer became
+        self._params = {}          # name -> (offset, shape) in the parameter buffer
+        self._state = {}           # name -> (offset, shape) in the state buffer
+        self.input_shape = None
+        self.output_shape = None
+        self.data_format = None  # layers with a data_format argument set it
+        self._trainable = bool(trainable)
+
+    # functional API
+    def __call__(self, inputs):
+        multi = self._max_inputs > 1
+        if isinstance(inputs, (list, tuple)):
+            if not multi:
+                raise ValueError(f"{self.name}: {type(self).__name__} takes a single tensor, got a list of "
+                                 f"{len(inputs)}; merge branches with Add, Concatenate, ... first")
+            tensors = list(inputs)
+        else:
+            if multi:
+                raise ValueError(f"{self.name}: {type(self).__name__} takes a list of at least "
+                                 f"{self._min_inputs} tensors, e.g. {type(self).__name__}()([a, b])")
+            tensors = [inputs]
+        for t in tensors:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"{self.name}: expected a symbolic tensor from Input(...) or another layer, "
+                                f"got {type(t).__name__}")
+        if multi and not self._min_inputs <= len(tensors) <= self._max_inputs:
+            want = (f"exactly {self._min_inputs}" if self._min_inputs == self._max_inputs
+                    else f"at least {self._min_inputs}")
+            raise ValueError(f"{self.name}: {type(self).__name__} takes {want} tensors, got {len(tensors)}")
+        return KerasTensor(None, layer=self, parents=tensors, name=self.name)
+
+    def _core_config(self):
+        """The options of the C++ node (see _core.layer_kinds())."""
+        return {}
+
+    _core_kind = None
+
+    def _add_to(self, net, inputs, seed=0):
+        """Append this layer's node(s) reading nodes `inputs` (-1: the model input); returns the
+        index of the node holding the layer's output."""
+        return net.add_layer(self._core_kind, self.name, inputs, self._core_config())
+
+    def _bind(self, net, first, last):
+        self._net = net
+        self._core_index = list(range(first, last))
+        info = net.layer_info()
+        self._params, self._state = {}, {}
+        for i in self._core_index:
+            for pname, shape, offset, size in info[i]["params"]:
+                self._params[pname] = (offset, tuple(shape))
+            for pname, shape, offset, size in info[i]["state"]:
+                self._state[pname] = (offset, tuple(shape))
+        self.input_shape = (None,) + tuple(info[first]["input_shape"])
+        self.output_shape = (None,) + tuple(info[last - 1]["output_shape"])
+        if not self._trainable:
+            self._apply_trainable()
+
+    # trainable
+    @property
+    def trainable(self):
+        """False freezes the layer: no gradient for its weights, no update (BatchNormalization then
+        normalises with its moving statistics, as Keras). Takes effect at once, also after compile."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        if self._net is not None:
+            self._apply_trainable()
+
+    def _apply_trainable(self):
+        for i in self._core_index:
+            self._net.set_trainable(i, self._trainable)
+
+    # weights
+    def _weight_views(self):
+        """(name, numpy view) of every weight: trainable parameters first, then state."""
+        if self._net is None:
+            return []
+        out = [(p, self._net.param_view(off, list(shape))) for p, (off, shape) in self._params.items()]
+        out += [(p, self._net.state_view(off, list(shape))) for p, (off, shape) in self._state.items()]
+        return out
+
+    @property
+    def weights(self):
+        """Numpy views of this layer's weights in the C++ buffers (kernel, bias; for
+        BatchNormalization gamma, beta, moving_mean, moving_variance)."""
+        return [v for _, v in self._weight_views()]
+
+    @property
+    def trainable_weights(self):
+        if self._net is None or not self._trainable:
+            return []
+        return [self._net.param_view(off, list(shape)) for off, shape in self._params.values()]
+
+    @property
+    def non_trainable_weights(self):
+        if self._net is None:
+            return []
+        frozen = [] if self._trainable else [self._net.param_view(off, list(s)) for off, s in self._params.values()]
+        return frozen + [self._net.state_view(off, list(s)) for off, s in self._state.values()]
+
+    @property
+    def kernel(self):
+        return self._view("kernel")
+
+    @property
+    def bias(self):
+        return self._view("bias")
+
+    def _view(self, pname, grad=False):
+        if self._net is None:
+            raise ValueError(f"{self.name}: the layer is not built yet (its model has no input shape)")
+        if pname in self._state and not grad:
+            off, shape = self._state[pname]
+            return self._net.state_view(off, list(shape))
+        if pname not in self._params:
+            raise AttributeError(f"{self.name} has no {pname}")
+        off, shape = self._params[pname]
+        return self._net.param_view(off, list(shape), grad)
+
+    def get_weights(self):
+        """Copies of this layer's weights (see weights)."""
+        return [np.array(w) for w in self.weights]
+
+    def set_weights(self, weights):
+        """Write this layer's weights (shapes and dtypes checked first)."""
+        current = self._weight_views()
+        if len(weights) != len(current):
+            raise ValueError(f"{self.name}: expected {len(current)} weight arrays, got {len(weights)}")
+        arrays = []
+        for (pname, dst), w in zip(current, weights):
+            w = np.asarray(w)
+            if w.shape != dst.shape:
+                raise ValueError(f"{self.name}: expected {pname} of shape {dst.shape}, got {w.shape}")
+            if not np.issubdtype(w.dtype, np.number):
+                raise TypeError(f"{self.name}: {pname} must be numeric, got dtype {w.dtype}")
+            arrays.append(w)
+        for (_, dst), w in zip(current, arrays):
+            dst[...] = w
+
+    def count_params(self):
+        """Number of weights of this layer (trainable and not)."""
+        return int(sum(int(np.prod(s)) for _, s in list(self._params.values()) + list(self._state.values())))
+
+    def get_config(self):
+        """The constructor arguments that rebuild this layer (JSON-compatible)."""
+        cfg = {"name": self.name}
+        if not self._trainable:
+            cfg["trainable"] = False
+        return cfg
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+class InputLayer(Layer):
+    """The model input; ``Input(shape)`` returns its symbolic tensor."""
+
+    def __init__(self, shape=None, batch_size=None, name=None, input_shape=None, dtype=None, **kwargs):
+        super().__init__(name=name or unique_name("input_layer"), **kwargs)
+        shape = shape if shape is not None else input_shape
+        if shape is None:
+            raise ValueError(f"{self.name}: shape is required, e.g. Input((28, 28, 1))")
+        self.shape = _shape_tuple(self.name, shape)
+        self._input_shape_arg = self.shape
+        self.batch_size = batch_size
+        self.output = KerasTensor((None,) + self.shape, layer=self, parents=(), name=self.name)
+        self.input_shape = self.output_shape = (None,) + self.shape
+
+    def _add_to(self, net, inputs, seed=0):
+        raise TypeError(f"{self.name}: an InputLayer is not a node of the network")
+
+
+def Input(shape=None, batch_size=None, name=None, dtype=None, **kwargs):
+    """A symbolic model input of the given per-sample shape (no batch axis)."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name, dtype=dtype, **kwargs).output

@@ -1,0 +1,51 @@
+"""Convolution layers."""
+
+import numbers
+
+from .base import Layer, _activation, _data_format, _fusable, _initializer, _pair, _padding
+
+
+
+class Conv2D(Layer):
+    """2D convolution over NHWC input; kernel (kh, kw, in_channels, filters)."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        n = self.name
+        if not isinstance(filters, numbers.Integral) or isinstance(filters, bool):
+            raise TypeError(f"{n}: filters must be an int, got {filters!r}")
+        if filters <= 0:
+            raise ValueError(f"{n}: filters must be positive, got {filters}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(n, "kernel_size", kernel_size)
+        self.strides = _pair(n, "strides", strides)
+        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
+        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
+            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        self.padding, self._pads = _padding(n, padding)
+        self.data_format = _data_format(n, data_format)
+        self.activation, self._alpha = _activation(n, activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
+        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
+
+    def _add_to(self, net, inputs, seed=0):
+        fused = _fusable(self.activation)
+        out = net.add_layer("Conv2D", self.name, inputs, dict(
+            filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
+            dilation=list(self.dilation_rate), padding=self.padding, pads=list(self._pads), use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer, activation=fused,
+            alpha=self._alpha))
+        if fused != self.activation:
+            out = net.add_layer("Activation", f"{self.name}/{self.activation}", [out],
+                                dict(activation=self.activation, alpha=self._alpha))
+        return out
+
+    def get_config(self):
+        pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
+        return dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
+                    strides=list(self.strides), padding=pad, data_format=self.data_format,
+                    dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
+                    kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
