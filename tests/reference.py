@@ -230,6 +230,87 @@ def adam_step(p, g, m, v, t, lr=0.001, b1=0.9, b2=0.999, eps=1e-7, weight_decay=
     return p - alpha * m / (np.sqrt(v) + eps), m, v
 
 
+# ---- normalisation, merges, reshaping ------------------------------------------------------------
+def batch_norm(x, gamma=None, beta=None, eps=1e-3):
+    """Training mode over the last axis: (y, mean, biased variance)."""
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes)
+    var = ((x - mean) ** 2).mean(axis=axes)
+    y = (x - mean) / np.sqrt(var + eps)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y, mean, var
+
+
+def batch_norm_backward(dy, x, gamma=None, eps=1e-3):
+    """(dx, dgamma, dbeta) of training-mode batch normalisation, from the chain rule through the
+    mean and variance written out term by term."""
+    axes = tuple(range(x.ndim - 1))
+    m = x.size // x.shape[-1]
+    mean = x.mean(axis=axes)
+    var = ((x - mean) ** 2).mean(axis=axes)
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * inv
+    g = np.ones(x.shape[-1]) if gamma is None else gamma
+    dxhat = dy * g
+    dvar = (dxhat * (x - mean)).sum(axis=axes) * -0.5 * inv ** 3
+    dmean = -(dxhat * inv).sum(axis=axes) + dvar * (-2.0 * (x - mean)).mean(axis=axes)
+    dx = dxhat * inv + dvar * 2.0 * (x - mean) / m + dmean / m
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def merge(xs, op):
+    if op == "add":
+        return np.sum(xs, axis=0)
+    if op == "subtract":
+        return xs[0] - xs[1]
+    if op == "multiply":
+        return np.prod(xs, axis=0)
+    if op == "average":
+        return np.mean(xs, axis=0)
+    return np.max(xs, axis=0)
+
+
+def merge_backward(dy, xs, op, which):
+    xs = np.asarray(xs)
+    if op == "add":
+        return dy.copy()
+    if op == "subtract":
+        return dy if which == 0 else -dy
+    if op == "average":
+        return dy / len(xs)
+    if op == "multiply":
+        return dy * np.prod(np.delete(xs, which, axis=0), axis=0)
+    first = np.argmax(xs == xs.max(axis=0), axis=0)  # the first input holding the maximum
+    return np.where(first == which, dy, 0.0)
+
+
+def global_max_pool2d(x):
+    n, h, w, c = x.shape
+    flat = x.reshape(n, h * w, c)
+    return flat.max(axis=1), flat.argmax(axis=1)
+
+
+def global_max_pool2d_backward(dy, x):
+    n, h, w, c = x.shape
+    am = x.reshape(n, h * w, c).argmax(axis=1)
+    dx = np.zeros((n, h * w, c))
+    dx[np.arange(n)[:, None], am, np.arange(c)[None, :]] = dy
+    return dx.reshape(x.shape)
+
+
+def zero_pad2d(x, pads):
+    t, b, l, r = pads
+    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+
+
+def crop2d(x, crops):
+    t, b, l, r = crops
+    return x[:, t:x.shape[1] - b, l:x.shape[2] - r, :]
+
+
 # ---- gradient checking ----------------------------------------------------------------------
 def numerical_grad(f, x, h=1e-5):
     """Fourth-order central differences of scalar f at x (a float64 array, perturbed in place

@@ -1,5 +1,7 @@
 // cnnbp._core.ops: every kernel's forward and backward on numpy arrays, in float32 (`_f32`, the
 // dispatched SIMD path or an explicitly named ISA) and float64 (`_f64`, the portable reference).
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "bindings/common.h"
@@ -407,6 +409,204 @@ void adam_update(inplace<T> p, carray<T> g, inplace<T> m, inplace<T> v, double l
   k.adam_update(p.mutable_data(), g.data(), m.mutable_data(), v.mutable_data(), p.size(), AdamParams{lr, b1, b2, eps, wd, t});
 }
 
+// ---- batch normalisation, merges, window copies ---------------------------------------------
+template <typename T>
+int64_t rows_of(const py::array& x, const char* who) {
+  CNNBP_CHECK(x.ndim() >= 2 && x.shape(x.ndim() - 1) > 0, who, ": expected x of shape (..., C) with C > 0, got ",
+              py_shape_str(x));
+  return x.size() / x.shape(x.ndim() - 1);
+}
+
+template <typename T>
+carray<T> vector_or_none(py::object v, int64_t C, const char* who, const char* what) {
+  if (v.is_none()) return carray<T>();
+  carray<T> a = carray<T>::ensure(v);
+  CNNBP_CHECK(a && a.ndim() == 1 && a.shape(0) == C, who, ": expected ", what, " of shape (", C, ",), got ",
+              a ? py_shape_str(a) : std::string("a non-array"));
+  return a;
+}
+
+template <typename T>
+py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, double eps, const std::string& isa) {
+  const int64_t M = rows_of<T>(x, "batch_norm");
+  const int C = int(x.shape(x.ndim() - 1));
+  CNNBP_CHECK(eps > 0, "batch_norm: epsilon must be > 0, got ", eps);
+  auto g = vector_or_none<T>(gamma, C, "batch_norm", "gamma");
+  auto b = vector_or_none<T>(beta, C, "batch_norm", "beta");
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim())), mean({py::ssize_t(C)}), var({py::ssize_t(C)});
+  const int nt = get_num_threads();
+  T* ws = scratch<T>(k.batchnorm_workspace(M, C, nt));
+  std::vector<T> scale(C), shift(C);
+  {
+    py::gil_scoped_release nogil;
+    ThreadScope pin(nt);
+    k.batchnorm_stats(mean.mutable_data(), var.mutable_data(), x.data(), M, C, ws);
+    for (int c = 0; c < C; ++c) {
+      const T inv = T(1) / std::sqrt(var.data()[c] + T(eps));
+      scale[c] = (g ? g.data()[c] : T(1)) * inv;
+      shift[c] = (b ? b.data()[c] : T(0)) - mean.data()[c] * scale[c];
+    }
+    k.batchnorm_apply(y.mutable_data(), x.data(), scale.data(), shift.data(), M, C, false);
+  }
+  return py::make_tuple(y, mean, var);
+}
+
+template <typename T>
+py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<T> var, py::object gamma, double eps,
+                              bool batch_stats, const std::string& isa) {
+  const int64_t M = rows_of<T>(x, "batch_norm_backward");
+  const int C = int(x.shape(x.ndim() - 1));
+  CNNBP_CHECK(array_shape(dy) == array_shape(x), "batch_norm_backward: expected dy of shape ", py_shape_str(x), ", got ",
+              py_shape_str(dy));
+  vector_or_none<T>(mean, C, "batch_norm_backward", "mean");
+  vector_or_none<T>(var, C, "batch_norm_backward", "var");
+  auto g = vector_or_none<T>(gamma, C, "batch_norm_backward", "gamma");
+  const auto& k = table_named<T>(isa);
+  py::array_t<T> dx(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim())), dg({py::ssize_t(C)}), db({py::ssize_t(C)});
+  std::vector<T> invstd(C);
+  for (int c = 0; c < C; ++c) invstd[c] = T(1) / std::sqrt(var.data()[c] + T(eps));
+  const int nt = get_num_threads();
+  T* ws = scratch<T>(k.batchnorm_workspace(M, C, nt));
+  {
+    py::gil_scoped_release nogil;
+    ThreadScope pin(nt);
+    k.batchnorm_backward(dx.mutable_data(), dg.mutable_data(), db.mutable_data(), dy.data(), x.data(), mean.data(),
+                         invstd.data(), g ? g.data() : nullptr, M, C, batch_stats, ws, false);
+  }
+  return py::make_tuple(dx, dg, db);
+}
+
+template <typename T>
+std::vector<carray<T>> same_shaped(const py::list& xs, const char* who) {
+  CNNBP_CHECK(xs.size() >= 2, who, ": expected at least 2 arrays, got ", xs.size());
+  std::vector<carray<T>> out;
+  for (auto h : xs) {
+    carray<T> a = carray<T>::ensure(h);
+    CNNBP_CHECK(a, who, ": expected arrays");
+    if (!out.empty())
+      CNNBP_CHECK(array_shape(a) == array_shape(out[0]), who, ": shapes differ: ", py_shape_str(out[0]), " and ",
+                  py_shape_str(a));
+    out.push_back(a);
+  }
+  return out;
+}
+
+MergeOp merge_op(int op) {
+  CNNBP_CHECK(op >= 0 && op <= 4, "merge: op must be 0..4 (add, subtract, multiply, average, maximum), got ", op);
+  return MergeOp(op);
+}
+
+template <typename T>
+py::array_t<T> merge_forward(py::list xs, int op, const std::string& isa) {
+  auto a = same_shaped<T>(xs, "merge");
+  CNNBP_CHECK(op != 1 || a.size() == 2, "merge: subtract takes 2 arrays, got ", a.size());
+  std::vector<const T*> p;
+  for (auto& x : a) p.push_back(x.data());
+  py::array_t<T> y(std::vector<py::ssize_t>(a[0].shape(), a[0].shape() + a[0].ndim()));
+  table_named<T>(isa).merge_forward(y.mutable_data(), p.data(), int(p.size()), y.size(), merge_op(op));
+  return y;
+}
+
+template <typename T>
+py::array_t<T> merge_backward(carray<T> dy, py::list xs, carray<T> y, int op, int which, const std::string& isa) {
+  auto a = same_shaped<T>(xs, "merge_backward");
+  CNNBP_CHECK(array_shape(dy) == array_shape(a[0]) && array_shape(y) == array_shape(a[0]),
+              "merge_backward: dy and y must have the inputs' shape ", py_shape_str(a[0]));
+  CNNBP_CHECK_INDEX(which >= 0 && which < int(a.size()), "merge_backward: which must be in [0, ", a.size(), ")");
+  std::vector<const T*> p;
+  for (auto& x : a) p.push_back(x.data());
+  py::array_t<T> dx(std::vector<py::ssize_t>(a[0].shape(), a[0].shape() + a[0].ndim()));
+  table_named<T>(isa).merge_backward(dx.mutable_data(), dy.data(), p.data(), y.data(), int(p.size()), which, dx.size(),
+                                     merge_op(op), false);
+  return dx;
+}
+
+template <typename T>
+py::array_t<T> concat_forward(py::list xs, const std::string& isa) {
+  CNNBP_CHECK(xs.size() >= 1, "concatenate: expected arrays");
+  std::vector<carray<T>> a;
+  int64_t ctot = 0;
+  for (auto h : xs) {
+    a.push_back(carray<T>::ensure(h));
+    CNNBP_CHECK(a.back() && a.back().ndim() >= 1, "concatenate: expected arrays of rank >= 1");
+    auto s0 = array_shape(a[0]), s = array_shape(a.back());
+    CNNBP_CHECK(s0.size() == s.size() && std::equal(s0.begin(), s0.end() - 1, s.begin()),
+                "concatenate: shapes must match but in the last axis: ", py_shape_str(a[0]), " and ", py_shape_str(a.back()));
+    ctot += a.back().shape(a.back().ndim() - 1);
+  }
+  std::vector<py::ssize_t> shape(a[0].shape(), a[0].shape() + a[0].ndim());
+  shape.back() = py::ssize_t(ctot);
+  py::array_t<T> y(shape);
+  const auto& k = table_named<T>(isa);
+  int off = 0;
+  for (auto& x : a) {
+    const int c = int(x.shape(x.ndim() - 1));
+    k.concat_forward(y.mutable_data(), x.data(), c ? x.size() / c : 0, c, int(ctot), off);
+    off += c;
+  }
+  return y;
+}
+
+template <typename T>
+py::array_t<T> concat_backward(carray<T> dy, int off, int c, const std::string& isa) {
+  CNNBP_CHECK(dy.ndim() >= 1, "concatenate_backward: expected dy of rank >= 1");
+  const int ctot = int(dy.shape(dy.ndim() - 1));
+  CNNBP_CHECK(off >= 0 && c > 0 && off + c <= ctot, "concatenate_backward: slice [", off, ", ", off + c,
+              ") outside ", ctot, " channels");
+  std::vector<py::ssize_t> shape(dy.shape(), dy.shape() + dy.ndim());
+  shape.back() = c;
+  py::array_t<T> dx(shape);
+  table_named<T>(isa).concat_backward(dx.mutable_data(), dy.data(), dy.size() / ctot, c, ctot, off, false);
+  return dx;
+}
+
+// to_big false: the window [top:top+h, left:left+w] of x (cropping); true: x placed at (top, left)
+// in zeros of size (H, W) (zero padding).
+template <typename T>
+py::array_t<T> window_copy(carray<T> x, int top, int left, Pair other_hw, bool to_big, const std::string& isa) {
+  require_ndim(x, 4, "window_copy", "x", "(N, H, W, C)");
+  const int N = int(x.shape(0)), h = int(x.shape(1)), w = int(x.shape(2)), C = int(x.shape(3));
+  const int oh = other_hw.first, ow = other_hw.second;
+  const auto& k = table_named<T>(isa);
+  if (to_big) {
+    CNNBP_CHECK(top >= 0 && left >= 0 && top + h <= oh && left + w <= ow, "window_copy: window outside the output");
+    py::array_t<T> y({py::ssize_t(N), py::ssize_t(oh), py::ssize_t(ow), py::ssize_t(C)});
+    k.window_to_big(y.mutable_data(), x.data(), N, oh, ow, h, w, C, top, left, false);
+    return y;
+  }
+  CNNBP_CHECK(top >= 0 && left >= 0 && oh > 0 && ow > 0 && top + oh <= h && left + ow <= w,
+              "window_copy: window outside the input");
+  py::array_t<T> y({py::ssize_t(N), py::ssize_t(oh), py::ssize_t(ow), py::ssize_t(C)});
+  k.window_to_small(y.mutable_data(), x.data(), N, h, w, oh, ow, C, top, left, false);
+  return y;
+}
+
+template <typename T>
+py::tuple gmp_forward(carray<T> x, const std::string& isa) {
+  require_ndim(x, 4, "global_max_pool2d", "x", "(N, H, W, C)");
+  CNNBP_CHECK(x.shape(1) > 0 && x.shape(2) > 0 && x.shape(3) > 0, "global_max_pool2d: empty axis in ", py_shape_str(x));
+  py::array_t<T> y({x.shape(0), x.shape(3)});
+  py::array_t<int32_t> am({x.shape(0), x.shape(3)});
+  table_named<T>(isa).global_max_pool2d_forward(y.mutable_data(), am.mutable_data(), x.data(), int(x.shape(0)),
+                                                int(x.shape(1) * x.shape(2)), int(x.shape(3)));
+  return py::make_tuple(y, am);
+}
+
+template <typename T>
+py::array_t<T> gmp_backward(carray<T> dy, py::array_t<int32_t, py::array::c_style | py::array::forcecast> am, Pair hw,
+                            const std::string& isa) {
+  CNNBP_CHECK(dy.ndim() == 2 && am.ndim() == 2 && am.shape(0) == dy.shape(0) && am.shape(1) == dy.shape(1),
+              "global_max_pool2d_backward: expected dy and argmax of shape (N, C)");
+  const int HW = hw.first * hw.second;
+  for (py::ssize_t i = 0; i < am.size(); ++i)
+    CNNBP_CHECK_INDEX(am.data()[i] >= 0 && am.data()[i] < HW, "global_max_pool2d_backward: argmax out of range");
+  py::array_t<T> dx({dy.shape(0), py::ssize_t(hw.first), py::ssize_t(hw.second), dy.shape(1)});
+  table_named<T>(isa).global_max_pool2d_backward(dx.mutable_data(), dy.data(), am.data(), int(dy.shape(0)), HW,
+                                                 int(dy.shape(1)), false);
+  return dx;
+}
+
 template <typename T>
 void bind_typed(py::module_& m, const std::string& sfx) {
   const auto isa = py::arg("isa") = std::string();
@@ -429,6 +629,21 @@ void bind_typed(py::module_& m, const std::string& sfx) {
   m.def(("global_avg_pool2d_forward" + sfx).c_str(), &gap_forward<T>, py::arg("x"), isa, "Mean over H and W.");
   m.def(("global_avg_pool2d_backward" + sfx).c_str(), &gap_backward<T>, py::arg("dy"), py::arg("input_hw"), isa,
         "Gradient of global average pooling.");
+  m.def(("global_max_pool2d_forward" + sfx).c_str(), &gmp_forward<T>, py::arg("x"), isa, "(max over H and W, arg-max).");
+  m.def(("global_max_pool2d_backward" + sfx).c_str(), &gmp_backward<T>, py::arg("dy"), py::arg("argmax"),
+        py::arg("input_hw"), isa, "Gradient of global max pooling.");
+  m.def(("batch_norm_forward" + sfx).c_str(), &batch_norm_forward<T>, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+        py::arg("epsilon"), isa, "Training-mode batch normalisation over the last axis: (y, mean, biased var).");
+  m.def(("batch_norm_backward" + sfx).c_str(), &batch_norm_backward<T>, py::arg("dy"), py::arg("x"), py::arg("mean"),
+        py::arg("var"), py::arg("gamma"), py::arg("epsilon"), py::arg("batch_stats"), isa, "(dx, dgamma, dbeta).");
+  m.def(("merge_forward" + sfx).c_str(), &merge_forward<T>, py::arg("xs"), py::arg("op"), isa, "Elementwise merge.");
+  m.def(("merge_backward" + sfx).c_str(), &merge_backward<T>, py::arg("dy"), py::arg("xs"), py::arg("y"), py::arg("op"),
+        py::arg("which"), isa, "Gradient of a merge for input `which`.");
+  m.def(("concat_forward" + sfx).c_str(), &concat_forward<T>, py::arg("xs"), isa, "Concatenate along the last axis.");
+  m.def(("concat_backward" + sfx).c_str(), &concat_backward<T>, py::arg("dy"), py::arg("offset"), py::arg("channels"),
+        isa, "One input's slice of a concatenation's gradient.");
+  m.def(("window_copy" + sfx).c_str(), &window_copy<T>, py::arg("x"), py::arg("top"), py::arg("left"),
+        py::arg("other_hw"), py::arg("to_big"), isa, "Crop a window (to_big False) or zero-pad into one (True).");
   m.def(("dense_forward" + sfx).c_str(), &dense_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"), isa, "y = x @ w + b.");
   m.def(("dense_backward_data" + sfx).c_str(), &dense_backward_data<T>, py::arg("dy"), py::arg("w"), isa, "dx = dy @ w.T.");
   m.def(("dense_backward_weight" + sfx).c_str(), &dense_backward_weight<T>, py::arg("dy"), py::arg("x"), py::arg("with_bias"),

@@ -16,7 +16,10 @@ __all__ = [
     "global_avg_pool2d", "global_avg_pool2d_backward", "dense", "dense_backward_data",
     "dense_backward_weight", "dense_backward_bias", "activation", "activation_backward", "softmax",
     "softmax_backward", "dropout", "dropout_backward", "loss", "sgd_update", "adam_update",
+    "global_max_pool2d", "global_max_pool2d_backward", "batch_norm", "batch_norm_backward", "merge",
+    "merge_backward", "concatenate", "concatenate_backward", "zero_pad2d", "crop2d",
 ]
+_MERGE = {"add": 0, "subtract": 1, "multiply": 2, "average": 3, "maximum": 4}
 
 _o = _core.ops
 _PAD = {"valid": 0, "same": 1, "explicit": 2}
@@ -227,3 +230,77 @@ def adam_update(params, grads, m, v, t, learning_rate=0.001, beta_1=0.9, beta_2=
     dt = params.dtype
     _fn("adam_update", dt)(params, _arr(grads, dt), m, v, float(learning_rate), float(beta_1), float(beta_2),
                            float(epsilon), float(weight_decay), int(t), _isa(isa))
+
+
+def global_max_pool2d(x, return_argmax=False, isa=None):
+    """Maximum over H and W: (N, H, W, C) -> (N, C); argmax holds the position h*W+w."""
+    dt = _dtype(x)
+    y, am = _fn("global_max_pool2d_forward", dt)(_arr(x, dt), _isa(isa))
+    return (y, am) if return_argmax else y
+
+
+def global_max_pool2d_backward(dy, x, isa=None):
+    """Gradient of global max pooling: dy routed to each channel's arg-max."""
+    dt = _dtype(dy, x)
+    x = _arr(x, dt)
+    _, am = _fn("global_max_pool2d_forward", dt)(x, _isa(isa))
+    return _fn("global_max_pool2d_backward", dt)(_arr(dy, dt), am, (x.shape[1], x.shape[2]), _isa(isa))
+
+
+def batch_norm(x, gamma=None, beta=None, epsilon=1e-3, isa=None):
+    """Training-mode batch normalisation over the last axis: (y, batch mean, biased batch variance)."""
+    dt = _dtype(x, gamma, beta)
+    g = None if gamma is None else _arr(gamma, dt)
+    b = None if beta is None else _arr(beta, dt)
+    return _fn("batch_norm_forward", dt)(_arr(x, dt), g, b, float(epsilon), _isa(isa))
+
+
+def batch_norm_backward(dy, x, mean, var, gamma=None, epsilon=1e-3, batch_stats=True, isa=None):
+    """(dx, dgamma, dbeta). batch_stats=True: mean and var are the batch's (the gradient includes
+    their dependence on x); False: they are constants (the moving statistics of inference)."""
+    dt = _dtype(dy, x)
+    g = None if gamma is None else _arr(gamma, dt)
+    return _fn("batch_norm_backward", dt)(_arr(dy, dt), _arr(x, dt), _arr(mean, dt), _arr(var, dt), g,
+                                          float(epsilon), bool(batch_stats), _isa(isa))
+
+
+def merge(xs, op, isa=None):
+    """Elementwise 'add', 'subtract', 'multiply', 'average' or 'maximum' of same-shaped arrays."""
+    dt = _dtype(*xs)
+    return _fn("merge_forward", dt)([_arr(x, dt) for x in xs], _MERGE[op], _isa(isa))
+
+
+def merge_backward(dy, xs, op, which, isa=None):
+    """Gradient of merge(xs, op) with respect to xs[which]."""
+    dt = _dtype(dy, *xs)
+    xs = [_arr(x, dt) for x in xs]
+    y = _fn("merge_forward", dt)(xs, _MERGE[op], _isa(isa))
+    return _fn("merge_backward", dt)(_arr(dy, dt), xs, y, _MERGE[op], int(which), _isa(isa))
+
+
+def concatenate(xs, isa=None):
+    """Concatenation along the last axis."""
+    dt = _dtype(*xs)
+    return _fn("concat_forward", dt)([_arr(x, dt) for x in xs], _isa(isa))
+
+
+def concatenate_backward(dy, offset, channels, isa=None):
+    """The slice [offset, offset + channels) of dy's last axis."""
+    dt = _dtype(dy)
+    return _fn("concat_backward", dt)(_arr(dy, dt), int(offset), int(channels), _isa(isa))
+
+
+def zero_pad2d(x, padding, isa=None):
+    """Zeros around each image; padding (top, bottom, left, right). Its gradient is crop2d."""
+    dt = _dtype(x)
+    t, b, l, r = padding
+    x = _arr(x, dt)
+    return _fn("window_copy", dt)(x, int(t), int(l), (x.shape[1] + t + b, x.shape[2] + l + r), True, _isa(isa))
+
+
+def crop2d(x, cropping, isa=None):
+    """Removes (top, bottom, left, right) rows/columns. Its gradient is zero_pad2d."""
+    dt = _dtype(x)
+    t, b, l, r = cropping
+    x = _arr(x, dt)
+    return _fn("window_copy", dt)(x, int(t), int(l), (x.shape[1] - t - b, x.shape[2] - l - r), False, _isa(isa))

@@ -1,0 +1,73 @@
+"""Batch normalisation kernels against the numpy reference and finite differences."""
+
+import numpy as np
+import pytest
+
+from cnnbp import ops
+
+import reference as ref
+from conftest import ISAS
+
+# input shapes: channels-last images (odd sizes, 1 and many channels, batch 1) and dense rows
+SHAPES = [(2, 5, 7, 3), (1, 4, 4, 1), (3, 3, 5, 17), (4, 2, 2, 64), (8, 33), (2, 9, 9, 16), (5, 1)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_batch_norm_matches_reference(rng, shape, isa, threads):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    c = shape[-1]
+    gamma = rng.standard_normal(c).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    y, mean, var = ops.batch_norm(x, gamma, beta, 1e-3, isa=isa)
+    y_ref, m_ref, v_ref = ref.batch_norm(x.astype(np.float64), gamma, beta, 1e-3)
+    ref.assert_close(mean, m_ref, 1e-6, "mean")
+    ref.assert_close(var, v_ref, 1e-5, "var")
+    ref.assert_close(y, y_ref, 1e-5, "y")
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx, dg, db = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, isa=isa)
+    dx_ref, dg_ref, db_ref = ref.batch_norm_backward(dy.astype(np.float64), x.astype(np.float64), gamma, 1e-3)
+    ref.assert_close(dg, dg_ref, 1e-5, "dgamma")
+    ref.assert_close(db, db_ref, 1e-5, "dbeta")
+    ref.assert_close(dx, dx_ref, 1e-4, "dx")
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (6, 3)], ids=str)
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_gradients_match_finite_differences(rng, shape, affine):
+    """float64: the gradient includes the batch statistics' dependence on every input."""
+    x = rng.standard_normal(shape)
+    c = shape[-1]
+    gamma = rng.standard_normal(c) if affine else None
+    beta = rng.standard_normal(c) if affine else None
+    dy = rng.standard_normal(shape)
+
+    def f():
+        return float((ops.batch_norm(x, gamma, beta, 1e-3)[0] * dy).sum())
+
+    _, mean, var = ops.batch_norm(x, gamma, beta, 1e-3)
+    dx, dg, db = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3)
+    assert ref.rel_error(dx, ref.numerical_grad(f, x)) < 1e-7
+    if affine:
+        assert ref.rel_error(dg, ref.numerical_grad(f, gamma)) < 1e-7
+        assert ref.rel_error(db, ref.numerical_grad(f, beta)) < 1e-7
+
+
+def test_batch_norm_backward_with_fixed_statistics(rng):
+    """Inference mode (moving statistics are constants): dx = dy * gamma / sqrt(var + eps)."""
+    x = rng.standard_normal((4, 3, 3, 5))
+    dy = rng.standard_normal(x.shape)
+    mean, var, gamma = rng.standard_normal(5), rng.random(5) + 0.5, rng.standard_normal(5)
+    dx, dg, db = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, batch_stats=False)
+    inv = 1 / np.sqrt(var + 1e-3)
+    ref.assert_close(dx, dy * gamma * inv, 1e-12)
+    ref.assert_close(dg, (dy * (x - mean) * inv).sum(axis=(0, 1, 2)), 1e-12)
+    ref.assert_close(db, dy.sum(axis=(0, 1, 2)), 1e-12)
+
+
+def test_batch_norm_constant_channel_is_finite():
+    """A channel with zero variance normalises to beta, not NaN (epsilon keeps the division finite)."""
+    x = np.ones((4, 2, 2, 3), dtype=np.float32)
+    y, _, var = ops.batch_norm(x, None, np.array([0.5, 0, -1], np.float32))
+    assert np.all(var == 0)
+    assert np.allclose(y[..., 0], 0.5) and np.allclose(y[..., 2], -1)
