@@ -77,6 +77,29 @@ def equivalence(out, distributed):
     save(out, "equivalence", r, **res)
 
 
+def residual_bn(out, distributed):
+    """A graph with BatchNormalization and a residual Add: every rank must end with the same weights
+    and the same moving statistics (each rank's batch statistics are averaged over the ranks)."""
+    r = D.rank() if distributed else 0
+    x, y = data(256)
+    cnnbp.set_seed(5 if r == 0 else 50 + r)
+    inp = L.Input((12, 12, 1))
+    h = L.Conv2D(6, 3, padding="same", use_bias=False)(inp)
+    h = L.ReLU()(L.BatchNormalization()(h))
+    b = L.BatchNormalization()(L.Conv2D(6, 3, padding="same")(h))
+    h = L.ReLU()(L.Add()([h, b]))
+    outp = L.Dense(5, activation="softmax")(L.GlobalAveragePooling2D()(h))
+    m = cnnbp.Model(inp, outp)
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy")
+    bs = 32 // (D.world_size() if distributed else 1)
+    m.fit(x, y, batch_size=bs, epochs=0, distributed=distributed, seed=3, verbose=0)
+    init = flat(m)
+    m.fit(x, y, batch_size=bs, epochs=2, distributed=distributed, seed=3, verbose=0)
+    stats = np.concatenate([w.ravel() for l in m.layers if isinstance(l, L.BatchNormalization)
+                            for w in l.get_weights()[2:]])
+    save(out, "residual_bn", r, init=init, final=flat(m), stats=stats)
+
+
 def metrics(out, distributed):
     # An uneven split: 650 training rows (the last global batch has 10) and 101 validation rows.
     r = D.rank() if distributed else 0

@@ -105,6 +105,17 @@ def test_initial_weights_are_broadcast_from_rank_0(equivalence):
         np.testing.assert_array_equal(ranks[0][f"{opt}_init"], single[f"{opt}_init"])
 
 
+def test_batch_norm_and_residual_graph_keep_the_ranks_identical(tmp_path):
+    r, _ = run_mpi("residual_bn", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ranks = [load(tmp_path, "residual_bn", k) for k in (0, 1)]
+    np.testing.assert_array_equal(ranks[0]["init"], ranks[1]["init"])  # rank 0's weights and statistics
+    assert rel_err(ranks[0]["final"], ranks[0]["init"]) > 1e-2
+    np.testing.assert_array_equal(ranks[0]["final"], ranks[1]["final"])
+    np.testing.assert_array_equal(ranks[0]["stats"], ranks[1]["stats"])
+    assert np.any(ranks[0]["stats"][:6] != 0)  # the moving means moved
+
+
 def test_metrics_and_validation_equal_the_single_process(tmp_path):
     d2, d1 = tmp_path / "two", tmp_path / "one"
     d2.mkdir(), d1.mkdir()

@@ -68,3 +68,41 @@ def test_grad_cam_on_a_trained_net_and_errors():
         cnnbp.explain.grad_cam(m, x, layer=m.layers[-1])
     with pytest.raises(ValueError, match="class_index"):
         cnnbp.explain.saliency(m, x, class_index=5)
+
+
+def test_saliency_and_grad_cam_on_a_resnet():
+    cnnbp.set_seed(4)
+    m = cnnbp.applications.resnet(8, (12, 12, 1), 3)
+    x = np.random.default_rng(3).random((2, 12, 12, 1), dtype=np.float32)
+    s = cnnbp.explain.saliency(m, x)
+    assert s.shape == (2, 12, 12) and np.all(np.isfinite(s)) and s.max() > 0
+    # The default Grad-CAM layer is the last block's output, just before the global pooling.
+    from cnnbp.explain import _default_cam_layer
+    last = _default_cam_layer(m)
+    assert type(last).__name__ == "ReLU" and type(m.layers[m.layers.index(last) + 1]).__name__ == "GlobalAveragePooling2D"
+    cam = cnnbp.explain.grad_cam(m, x)
+    assert cam.shape == (2, 12, 12) and np.all((cam >= 0) & (cam <= 1))
+    # The gradient at a block output (read by the next block's convolution and by its identity
+    # shortcut: the two contributions are summed) carried back to the input equals the input
+    # gradient computed in one pass, and that equals finite differences (float64, inference).
+    m64 = cnnbp.io.model_from_json(cnnbp.io.model_to_json(m).replace('"float32"', '"float64"'))
+    m64.set_weights(m.get_weights())
+    net = m64.network
+    xd = x.astype(np.float64)
+    net.forward(xd, training=False)
+    info = net.layer_info()
+    target = [i for i, n in enumerate(info) if n["kind"] == "Add"][0] + 1  # the ReLU after the first Add
+    assert sum(target in n["inputs"] for n in info) == 2
+    from_node = len(info) - 1  # the logits, before the softmax
+    dout = np.zeros((2, 3))
+    dout[:, 1] = 1.0
+    g_target = net.backward_to(dout, from_node, target)
+    g_input = net.backward_to(dout, from_node, -1)
+    ref.assert_close(net.backward_to(g_target, target + 1, -1), g_input, 1e-10)
+
+    def logit():
+        net.forward(xd, training=False)
+        return float(net.activation(from_node - 1)[:, 1].sum())
+
+    # a small step: with h = 1e-5 one of the 288 pixels moves a ReLU input across 0
+    ref.assert_close(g_input, ref.numerical_grad(logit, xd, 1e-7), 1e-6)

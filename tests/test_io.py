@@ -2,6 +2,7 @@
 and clear errors (never a crash) for truncated, corrupted and foreign files."""
 
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -248,3 +249,86 @@ def test_killing_a_process_while_it_saves_never_leaves_a_broken_file(tmp_path):
         m = cnnbp.load_model(target)  # loads: never a partial file
         b = m.layers[-1].bias
         assert np.all(b == b[0])  # one consistent save
+
+
+def test_resnet_with_batch_norm_resumes_bit_for_bit(tmp_path):
+    """Save -> load -> continue equals uninterrupted training, moving statistics included."""
+    rng = np.random.default_rng(3)
+    x = rng.random((48, 10, 10, 1), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 48)]
+
+    def make():
+        cnnbp.set_seed(21)
+        m = cnnbp.applications.resnet(8, (10, 10, 1), 3)
+        m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+        return m
+
+    full = make()
+    full.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    part = make()
+    part.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    part.save(tmp_path / "r.cnnbp")
+    resumed = cnnbp.load_model(tmp_path / "r.cnnbp")
+    assert resumed.count_params() == full.count_params()
+    resumed.fit(x, y, batch_size=16, epochs=3, initial_epoch=1, verbose=0)
+    for a, b in zip(full.get_weights(), resumed.get_weights()):
+        assert np.array_equal(a, b)
+    stats = [w for l in full.layers if isinstance(l, cnnbp.layers.BatchNormalization) for w in l.get_weights()[2:]]
+    assert stats and not np.all(stats[0] == 0)
+
+
+def test_graph_json_round_trip_keeps_connections():
+    m = cnnbp.applications.resnet(8, (8, 8, 3), 4)
+    text = cnnbp.io.model_to_json(m)
+    m2 = cnnbp.io.model_from_json(text)
+    assert [type(l).__name__ for l in m2.layers] == [type(l).__name__ for l in m.layers]
+    assert [m2._inbound[l.name] for l in m2.layers] == [m._inbound[l.name] for l in m.layers]
+    assert m2.count_params() == m.count_params()
+
+
+def test_format_version_1_files_still_load(tmp_path, monkeypatch):
+    """A file of the first format (version 1: a Sequential, weights only by layer) loads."""
+    m = make()
+    monkeypatch.setattr(cnnbp.io, "FORMAT_VERSION", 1)
+    m.save(tmp_path / "v1.cnnbp")
+    monkeypatch.undo()
+    with open(tmp_path / "v1.cnnbp", "rb") as f:
+        assert struct.unpack_from("<I", f.read(12), 8)[0] == 1
+    m2 = cnnbp.load_model(tmp_path / "v1.cnnbp")
+    for a, b in zip(m.get_weights(), m2.get_weights()):
+        assert np.array_equal(a, b)
+
+
+def test_torch_state_dict_covers_batch_norm():
+    """BatchNormalization maps to BatchNorm2d's weight, bias, running_mean, running_var; the
+    round trip (by name, and by order with PyTorch's num_batches_tracked entries) is exact."""
+    def make_bn():
+        x = Input((4, 4, 2))
+        h = cnnbp.layers.BatchNormalization(name="bn2d")(Conv2D(3, 3, name="conv")(x))
+        h = cnnbp.layers.BatchNormalization(name="bn1d")(Flatten(name="flat")(h))
+        return cnnbp.Model(x, Dense(2, name="fc")(h))
+
+    cnnbp.set_seed(1)
+    a = make_bn()
+    rng = np.random.default_rng(0)
+    a.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in a.get_weights()])
+    sd = cnnbp.io.to_torch_state_dict(a)
+    assert list(sd) == ["conv.weight", "conv.bias", "bn2d.weight", "bn2d.bias", "bn2d.running_mean",
+                        "bn2d.running_var", "bn1d.weight", "bn1d.bias", "bn1d.running_mean", "bn1d.running_var",
+                        "fc.weight", "fc.bias"]
+    # bn1d's features follow PyTorch's (C, H, W) flatten order, as fc's input columns do
+    order = np.arange(12).reshape(2, 2, 3).transpose(2, 0, 1).reshape(-1)
+    assert np.array_equal(sd["bn1d.running_mean"], np.array(a.get_layer("bn1d").moving_mean)[order])
+    b = make_bn()
+    cnnbp.io.from_torch_state_dict(b, sd)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(u, v)
+    c = make_bn()
+    by_order = {}
+    for k, v in sd.items():
+        by_order[k.replace("bn2d", "layer1").replace("bn1d", "layer2")] = v
+        if k.endswith("running_var"):
+            by_order[k.rsplit(".", 1)[0].replace("bn2d", "layer1").replace("bn1d", "layer2") + ".num_batches_tracked"] = 0
+    cnnbp.io.from_torch_state_dict(c, by_order)
+    for u, v in zip(a.get_weights(), c.get_weights()):
+        assert np.array_equal(u, v)

@@ -417,13 +417,21 @@ int64_t rows_of(const py::array& x, const char* who) {
   return x.size() / x.shape(x.ndim() - 1);
 }
 
+// A (C,) vector argument, or None: ptr is null then (keep the struct alive while ptr is used).
 template <typename T>
-carray<T> vector_or_none(py::object v, int64_t C, const char* who, const char* what) {
-  if (v.is_none()) return carray<T>();
-  carray<T> a = carray<T>::ensure(v);
-  CNNBP_CHECK(a && a.ndim() == 1 && a.shape(0) == C, who, ": expected ", what, " of shape (", C, ",), got ",
-              a ? py_shape_str(a) : std::string("a non-array"));
-  return a;
+struct OptVec {
+  carray<T> arr;
+  const T* ptr = nullptr;
+};
+template <typename T>
+OptVec<T> vector_or_none(py::object v, int64_t C, const char* who, const char* what) {
+  OptVec<T> out;
+  if (v.is_none()) return out;
+  out.arr = carray<T>::ensure(v);
+  CNNBP_CHECK(out.arr && out.arr.ndim() == 1 && out.arr.shape(0) == C, who, ": expected ", what, " of shape (", C,
+              ",), got ", out.arr ? py_shape_str(out.arr) : std::string("a non-array"));
+  out.ptr = out.arr.data();
+  return out;
 }
 
 template <typename T>
@@ -444,8 +452,8 @@ py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, dou
     k.batchnorm_stats(mean.mutable_data(), var.mutable_data(), x.data(), M, C, ws);
     for (int c = 0; c < C; ++c) {
       const T inv = T(1) / std::sqrt(var.data()[c] + T(eps));
-      scale[c] = (g ? g.data()[c] : T(1)) * inv;
-      shift[c] = (b ? b.data()[c] : T(0)) - mean.data()[c] * scale[c];
+      scale[c] = (g.ptr ? g.ptr[c] : T(1)) * inv;
+      shift[c] = (b.ptr ? b.ptr[c] : T(0)) - mean.data()[c] * scale[c];
     }
     k.batchnorm_apply(y.mutable_data(), x.data(), scale.data(), shift.data(), M, C, false);
   }
@@ -459,8 +467,8 @@ py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<
   const int C = int(x.shape(x.ndim() - 1));
   CNNBP_CHECK(array_shape(dy) == array_shape(x), "batch_norm_backward: expected dy of shape ", py_shape_str(x), ", got ",
               py_shape_str(dy));
-  vector_or_none<T>(mean, C, "batch_norm_backward", "mean");
-  vector_or_none<T>(var, C, "batch_norm_backward", "var");
+  vector_or_none<T>(py::object(mean), C, "batch_norm_backward", "mean");
+  vector_or_none<T>(py::object(var), C, "batch_norm_backward", "var");
   auto g = vector_or_none<T>(gamma, C, "batch_norm_backward", "gamma");
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim())), dg({py::ssize_t(C)}), db({py::ssize_t(C)});
@@ -472,7 +480,7 @@ py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
     k.batchnorm_backward(dx.mutable_data(), dg.mutable_data(), db.mutable_data(), dy.data(), x.data(), mean.data(),
-                         invstd.data(), g ? g.data() : nullptr, M, C, batch_stats, ws, false);
+                         invstd.data(), g.ptr, M, C, batch_stats, ws, false);
   }
   return py::make_tuple(dx, dg, db);
 }

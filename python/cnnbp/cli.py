@@ -50,7 +50,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a reference CNN on Fashion-MNIST and report test accuracy")
     t.add_argument("--model", default="seed",
-                   help="seed, lenet, vgg, or a JSON architecture (cnnbp.io.model_to_json's format)")
+                   help="seed, lenet, vgg, resnet20, small_resnet, or a JSON architecture (cnnbp.io.model_to_json's format)")
     t.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist (the installed set, else the bundled subset), bundled, or a folder of IDX files")
     t.add_argument("--epochs", type=_positive_int, default=2)

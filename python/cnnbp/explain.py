@@ -60,26 +60,43 @@ def saliency(model, x, class_index=None, reduce="max"):
     return g.max(axis=axis) if reduce == "max" else g.mean(axis=axis)
 
 
-def grad_cam(model, x, class_index=None, layer=None):
-    """Grad-CAM heat maps (N, H, W) in [0, 1] at the input's resolution: the activations of a
-    convolution layer (default: the last one) weighted by the spatial mean of the class score's
-    gradient, ReLU, upsampled (nearest) and scaled by each map's maximum."""
+def _default_cam_layer(model):
+    """The last convolutional feature map: the last Conv2D, followed on through the layers after
+    it that keep its output shape (BatchNormalization, activations, residual Add), so that in a
+    ResNet it is the last block's output, just before the global pooling."""
     from .layers import Conv2D
-    convs = [l for l in model.layers if isinstance(l, Conv2D)]
+    layers = model.layers
+    convs = [i for i, l in enumerate(layers) if isinstance(l, Conv2D)]
+    if not convs:
+        raise ValueError("grad_cam: the model has no Conv2D layer")
+    i = convs[-1]
+    shape = layers[i].output_shape
+    while i + 1 < len(layers) and layers[i + 1].output_shape == shape and layers[i].name in model._inbound[layers[i + 1].name]:
+        i += 1
+    return layers[i]
+
+
+def grad_cam(model, x, class_index=None, layer=None):
+    """Grad-CAM heat maps (N, H, W) in [0, 1] at the input's resolution: the activations of a layer
+    with a spatial output (default: the last convolutional feature map, see _default_cam_layer)
+    weighted by the spatial mean of the class score's gradient, ReLU, upsampled (nearest) and
+    scaled by each map's maximum."""
+    model._ensure_built(np.asarray(x))
     if layer is None:
-        if not convs:
-            raise ValueError("grad_cam: the model has no Conv2D layer")
-        layer = convs[-1]
+        layer = _default_cam_layer(model)
     elif isinstance(layer, str):
         layer = model.get_layer(layer)
-    if not isinstance(layer, Conv2D):
-        raise ValueError(f"grad_cam: layer must be a Conv2D layer, got {type(layer).__name__}")
+    if layer not in model.layers:
+        raise ValueError(f"grad_cam: {getattr(layer, 'name', layer)!r} is not a layer of this model")
+    if len(layer.output_shape) != 4:
+        raise ValueError(f"grad_cam: {layer.name} must have a spatial output (None, H, W, C), as a Conv2D "
+                         f"layer's, got {layer.output_shape}")
     x, net, from_layer, dout, _ = _forward_and_seed(model, x, class_index)
-    li = layer._core_index[-1]  # the conv's output (its activation fused in, or the layer after it)
+    li = layer._core_index[-1]  # the layer's output (a conv's activation fused in, or the node after it)
     if li + 1 >= from_layer:
         raise ValueError(f"grad_cam: {layer.name} is the score layer itself")
     acts = net.activation(li)                       # (N, h, w, K)
-    grads = net.backward_between(dout, from_layer, li + 1)
+    grads = net.backward_to(dout, from_layer, li)
     alpha = grads.mean(axis=(1, 2), keepdims=True)   # (N, 1, 1, K)
     cam = np.maximum((alpha * acts).sum(axis=-1), 0.0)
     H, W = x.shape[1], x.shape[2]

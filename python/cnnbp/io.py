@@ -21,7 +21,8 @@ __all__ = ["save_model", "load_model", "save_weights", "load_weights", "to_torch
            "FORMAT_VERSION"]
 
 MAGIC = b"CNNBP\x00\x01\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: graphs (each layer lists the layers it reads) and non-trainable state
+_READABLE_VERSIONS = (1, 2)
 _PRELUDE = struct.Struct("<8sIQI")
 _MAX_HEADER = 64 << 20
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -100,8 +101,9 @@ def _read(path):
     if len(data) < _PRELUDE.size or data[:8] != MAGIC:
         raise _Corrupt(f"{where} is not a cnnbp model file (bad magic bytes)")
     _, version, hlen, hcrc = _PRELUDE.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise _Corrupt(f"{where} has format version {version}; this cnnbp reads version {FORMAT_VERSION}")
+    if version not in _READABLE_VERSIONS:
+        raise _Corrupt(f"{where} has format version {version}; this cnnbp reads versions "
+                       f"{', '.join(map(str, _READABLE_VERSIONS))}")
     if hlen > _MAX_HEADER or _PRELUDE.size + hlen > len(data):
         raise _Corrupt(f"{where} is truncated or corrupt (header of {hlen} bytes in a {len(data)}-byte file)")
     hbytes = data[_PRELUDE.size:_PRELUDE.size + hlen]
@@ -138,22 +140,26 @@ def _read(path):
 
 # ---- models -----------------------------------------------------------------------------------
 def _model_config(model):
+    from .models import Sequential
     model._ensure_built()
-    return {
-        "class_name": "Sequential",
+    seq = isinstance(model, Sequential)
+    cfg = {
+        "class_name": "Sequential" if seq else "Functional",
         "name": model.name,
         "dtype": model.dtype.name,
         "input_shape": list(model._input_shape),
         "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in model._layers],
     }
+    if not seq:
+        cfg["input_name"] = model._input_name
+        for entry, l in zip(cfg["layers"], model._layers):
+            entry["inbound"] = list(model._inbound[l.name])
+        cfg["output"] = model._layers[-1].name
+    return cfg
 
 
 def _weight_arrays(model):
-    out = []
-    for l in model._layers:
-        for pname, (off, shape) in l._params.items():
-            out.append((f"{l.name}/{pname}", l._net.param_view(off, list(shape))))
-    return out
+    return [(f"{l.name}/{pname}", v) for l in model._layers for pname, v in l._weight_views()]
 
 
 def save_model(model, path, include_optimizer=True):
@@ -177,7 +183,8 @@ def save_model(model, path, include_optimizer=True):
 
 def _layer_from_config(entry, where):
     from . import layers as L
-    allowed = {c: getattr(L, c) for c in L.__all__ if isinstance(getattr(L, c), type)}
+    allowed = {c: getattr(L, c) for c in L.__all__
+               if isinstance(getattr(L, c), type) and c not in ("Layer", "InputLayer")}
     try:
         cls = allowed[entry["class_name"]]
         cfg = dict(entry["config"])
@@ -192,21 +199,90 @@ def _layer_from_config(entry, where):
 
 
 def _build(header, where):
-    from .models import Sequential
-    from .layers import Input
     m = header.get("model")
-    if not isinstance(m, dict) or m.get("class_name") != "Sequential":
+    if not isinstance(m, dict) or m.get("class_name") not in ("Sequential", "Functional"):
         raise _Corrupt(f"{where}: no model architecture in the file")
     try:
-        model = Sequential(name=m["name"], dtype=m["dtype"])
-        model.add(Input(tuple(m["input_shape"])))
-        for entry in m["layers"]:
-            model.add(_layer_from_config(entry, where))
+        model = _build_sequential(m, where) if m["class_name"] == "Sequential" else _build_functional(m, where)
         model._ensure_built()
     except _Corrupt:
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise _Corrupt(f"{where}: cannot rebuild the model: {e}") from None
+    return model
+
+
+def _build_sequential(m, where):
+    from .layers import Input
+    from .models import Sequential
+    model = Sequential(name=m["name"], dtype=m["dtype"])
+    model.add(Input(tuple(m["input_shape"])))
+    for entry in m["layers"]:
+        model.add(_layer_from_config(entry, where))
+    return model
+
+
+def _build_functional(m, where):
+    """Layers in an order where each comes after what it reads (the file's order need not be
+    one); a cycle, a name read but never defined, or a layer the output does not use is an error."""
+    from .layers import Input
+    from .models import Model
+    entries = m["layers"]
+    if not isinstance(entries, list) or not entries:
+        raise _Corrupt(f"{where}: a Functional model needs a non-empty list of layers")
+    input_name = str(m.get("input_name", "input"))
+    by_name = {}
+    for e in entries:
+        name = e["config"]["name"] if isinstance(e, dict) and isinstance(e.get("config"), dict) else None
+        if not isinstance(name, str) or name in by_name or name == input_name:
+            raise _Corrupt(f"{where}: every layer needs a unique name, got {name!r}")
+        inbound = e.get("inbound")
+        if not isinstance(inbound, list) or not inbound or not all(isinstance(n, str) for n in inbound):
+            raise _Corrupt(f"{where}: layer {name!r} needs 'inbound', the list of layer names it reads")
+        by_name[name] = e
+    for name, e in by_name.items():
+        for n in e["inbound"]:
+            if n != input_name and n not in by_name:
+                raise _Corrupt(f"{where}: layer {name!r} reads {n!r}, which is neither a layer nor the input "
+                               f"{input_name!r}")
+    order, state = [], {}
+
+    def visit(name, path):  # depth-first, iterative over the inbound lists
+        stack = [(name, iter(by_name[name]["inbound"]))]
+        state[name] = "open"
+        while stack:
+            cur, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                state[cur] = "done"
+                order.append(cur)
+            elif nxt != input_name:
+                if state.get(nxt) == "open":
+                    cycle = [c for c, _ in stack][[c for c, _ in stack].index(nxt):] + [nxt]
+                    raise _Corrupt(f"{where}: the layers form a cycle: {' -> '.join(reversed(cycle))}")
+                if nxt not in state:
+                    state[nxt] = "open"
+                    stack.append((nxt, iter(by_name[nxt]["inbound"])))
+
+    output = m.get("output", entries[-1]["config"]["name"])
+    if output not in by_name:
+        raise _Corrupt(f"{where}: the output {output!r} is not a layer of the model")
+    for e in entries:
+        if e["config"]["name"] not in state:
+            visit(e["config"]["name"], [])
+    inp = Input(tuple(m["input_shape"]), name=input_name)
+    tensors = {input_name: inp}
+    for name in order:
+        e = by_name[name]
+        layer = _layer_from_config(e, where)
+        ins = [tensors[n] for n in e["inbound"]]
+        tensors[name] = layer(ins if layer._max_inputs > 1 else ins[0])
+    model = Model(inp, tensors[output], name=m.get("name", "functional"), dtype=m.get("dtype", "float32"))
+    used = {l.name for l in model._layers}
+    unused = [n for n in by_name if n not in used]
+    if unused:
+        raise _Corrupt(f"{where}: layer {unused[0]!r} is not used by the model's output ({output!r})")
     return model
 
 
@@ -281,22 +357,30 @@ def load_weights(model, path):
 
 # ---- PyTorch layouts --------------------------------------------------------------------------
 def _torch_plan(model):
-    """(layer, kind, flatten_shape) for each layer with weights; flatten_shape is the (H, W, C)
-    that a Dense layer's input features were flattened from (their order differs in PyTorch)."""
-    from .layers import Conv2D, Dense, Flatten
+    """(layer, kind, flatten_shape) for each layer with weights, in the model's order; flatten_shape
+    is the (H, W, C) that a Dense (or BatchNormalization) layer's input features were flattened
+    from (their order differs in PyTorch), followed back through layers that keep the features'
+    order (activations, dropout, batch normalisation)."""
+    from .layers import BatchNormalization, Conv2D, Dense, Flatten
+    from .layers.core import Activation, Dropout, Identity, LeakyReLU, ReLU, Softmax
     model._ensure_built()
-    plan, flat = [], None
+    plan, flat_of = [], {}
+    keeps = (Activation, Dropout, Identity, LeakyReLU, ReLU, Softmax, BatchNormalization)
     for layer in model._layers:
+        inbound = model._inbound[layer.name]
+        src = flat_of.get(inbound[0]) if len(inbound) == 1 else None
         if isinstance(layer, Flatten):
             shape = tuple(layer.input_shape[1:])
-            flat = shape if len(shape) == 3 else None
-        elif isinstance(layer, Conv2D):
+            flat_of[layer.name] = shape if len(shape) == 3 else None
+        elif isinstance(layer, keeps) and src is not None:
+            flat_of[layer.name] = src
+        if isinstance(layer, Conv2D):
             plan.append((layer, "conv", None))
-            flat = None
         elif isinstance(layer, Dense):
-            plan.append((layer, "dense", flat))
-            flat = None
-        elif layer._params:
+            plan.append((layer, "dense", src))
+        elif isinstance(layer, BatchNormalization):
+            plan.append((layer, "bn", src))
+        elif layer._params or layer._state:
             raise ValueError(f"{layer.name}: no PyTorch layout for {type(layer).__name__}")
     return plan
 
@@ -306,12 +390,27 @@ def _chw_order(shape):
     return np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
 
 
+_BN_KEYS = (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var"))
+
+
 def to_torch_state_dict(model):
     """The weights as a dict of numpy arrays in PyTorch's layouts: ``<layer>.weight`` is OIHW for
     convolutions and (out, in) for dense layers, whose input features follow PyTorch's NCHW
-    flatten order; ``<layer>.bias`` as is. ``torch.from_numpy`` turns each into a tensor."""
+    flatten order; ``<layer>.bias`` as is; BatchNormalization gives ``weight`` (gamma), ``bias``
+    (beta), ``running_mean`` and ``running_var`` (PyTorch's BatchNorm2d). Note that PyTorch
+    averages the unbiased batch variance into running_var, Keras and cnnbp the biased one: the two
+    differ by the factor m/(m-1) for m values per channel in a batch, so a model moved between them
+    keeps its weights exactly and its running variance up to that factor's effect.
+    ``torch.from_numpy`` turns each into a tensor."""
     out = {}
     for layer, kind, flat in _torch_plan(model):
+        if kind == "bn":
+            order = _chw_order(flat) if flat else None
+            for ours, theirs in _BN_KEYS:
+                if ours in layer._params or ours in layer._state:
+                    v = np.array(layer._view(ours))
+                    out[f"{layer.name}.{theirs}"] = v[order] if order is not None else v
+            continue
         k = np.array(layer.kernel)
         if kind == "conv":
             w = k.transpose(3, 2, 0, 1)
@@ -323,29 +422,53 @@ def to_torch_state_dict(model):
     return out
 
 
+def _torch_keys(layer, kind):
+    """The state_dict keys (suffixes) a layer has, in PyTorch's order."""
+    if kind == "bn":
+        return [theirs for ours, theirs in _BN_KEYS if ours in layer._params or ours in layer._state]
+    return ["weight"] + (["bias"] if "bias" in layer._params else [])
+
+
 def from_torch_state_dict(model, state):
     """Load weights given in PyTorch's layouts (see to_torch_state_dict). Keys are matched by
-    layer name, else by order; every shape is checked before anything is written."""
+    layer name, else by order (``num_batches_tracked`` entries are skipped); every shape is
+    checked before anything is written."""
     plan = _torch_plan(model)
-    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in dict(state).items()}
-    names = [f"{l.name}.weight" for l, _, _ in plan]
+    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in dict(state).items()
+             if not k.endswith("num_batches_tracked")}
+    wanted = [[f"{l.name}.{s}" for s in _torch_keys(l, kind)] for l, kind, _ in plan]
     keys = list(state)
-    if all(n in state for n in names):  # by layer name
-        pairs = [(n, n[: -len("weight")] + "bias" if "bias" in l._params else None) for n, (l, _, _) in zip(names, plan)]
-    else:  # by order, as a PyTorch state_dict lists them: weight, then bias, per module
+    if all(k in state for ks in wanted for k in ks):  # by layer name
+        pairs = wanted
+    else:  # by order, as a PyTorch state_dict lists them
         pairs, i = [], 0
-        for layer, _, _ in plan:
-            wk = keys[i] if i < len(keys) else None
-            bk = keys[i + 1] if "bias" in layer._params and i + 1 < len(keys) else None
-            if wk is None or not wk.endswith("weight") or ("bias" in layer._params and (bk is None or not bk.endswith("bias"))):
-                raise ValueError(f"from_torch_state_dict: the state does not list a weight (and bias) for {layer.name} "
-                                 f"at position {i}; keys: {keys[:8]}")
-            pairs.append((wk, bk))
-            i += 2 if bk else 1
+        for (layer, kind, _), ks in zip(plan, wanted):
+            got = keys[i:i + len(ks)]
+            if len(got) != len(ks) or any(not g.endswith(k.rsplit(".", 1)[1]) for g, k in zip(got, ks)):
+                raise ValueError(f"from_torch_state_dict: the state does not list {', '.join(k.rsplit('.', 1)[1] for k in ks)} "
+                                 f"for {layer.name} at position {i}; keys: {keys[:8]}")
+            pairs.append(got)
+            i += len(ks)
         if i != len(keys):
             raise ValueError(f"from_torch_state_dict: {len(keys) - i} entries of the state are left over")
     pending = []
-    for (layer, kind, flat), (wk, bk) in zip(plan, pairs):
+    for (layer, kind, flat), ks in zip(plan, pairs):
+        if kind == "bn":
+            order = _chw_order(flat) if flat else None
+            names = [ours for ours, _ in _BN_KEYS if ours in layer._params or ours in layer._state]
+            for ours, key in zip(names, ks):
+                dst = layer._view(ours)
+                src = state[key]
+                if src.shape != dst.shape:
+                    raise ValueError(f"{layer.name}: {key} has shape {src.shape}, expected {dst.shape}")
+                if order is not None:
+                    tmp = np.empty_like(src)
+                    tmp[order] = src
+                    src = tmp
+                pending.append((dst, src))
+            continue
+        wk = ks[0]
+        bk = ks[1] if len(ks) > 1 else None
         w = state[wk]
         kshape = tuple(layer.kernel.shape)
         ours = None
@@ -361,7 +484,7 @@ def from_torch_state_dict(model, state):
             raise ValueError(f"{layer.name}: {wk} has shape {w.shape}, expected the PyTorch layout of {kshape}")
         pending.append((layer.kernel, ours))
         if bk is not None:
-            if bk not in state or state[bk].shape != tuple(layer.bias.shape):
+            if state[bk].shape != tuple(layer.bias.shape):
                 raise ValueError(f"{layer.name}: missing or misshapen {bk}")
             pending.append((layer.bias, state[bk]))
     for dst, src in pending:
@@ -370,7 +493,9 @@ def from_torch_state_dict(model, state):
 
 def model_to_json(model):
     """The architecture as JSON (no weights): ``{"class_name": "Sequential", "input_shape": [...],
-    "layers": [{"class_name": "Conv2D", "config": {...}}, ...]}``."""
+    "layers": [{"class_name": "Conv2D", "config": {...}}, ...]}``; a graph is ``"Functional"``,
+    with ``"input_name"``, ``"output"`` and, per layer, ``"inbound"``: the names of the layers (or
+    the input) it reads, in order."""
     return json.dumps(_model_config(model), indent=1)
 
 
@@ -383,5 +508,6 @@ def model_from_json(text):
         raise ValueError(f"model_from_json: not valid JSON: {e}") from None
     if not isinstance(cfg, dict) or "layers" not in cfg or "input_shape" not in cfg:
         raise ValueError("model_from_json: expected an object with 'input_shape' and 'layers'")
-    cfg = dict({"class_name": "Sequential", "name": "sequential", "dtype": "float32"}, **cfg)
+    default_name = "functional" if cfg.get("class_name") == "Functional" else "sequential"
+    cfg = dict({"class_name": "Sequential", "name": default_name, "dtype": "float32"}, **cfg)
     return _build({"model": cfg}, "model_from_json")

@@ -264,14 +264,30 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, epsilon=1e-3, batch_stats=
                                           float(epsilon), bool(batch_stats), _isa(isa))
 
 
+def _merge_args(xs, op):
+    if op not in _MERGE:
+        raise ValueError(f"merge: op must be one of {', '.join(_MERGE)}, got {op!r}")
+    if not isinstance(xs, (list, tuple)) or len(xs) < 2:
+        raise ValueError(f"merge: expected a list of at least 2 arrays, got {type(xs).__name__}")
+    return list(xs)
+
+
+def _arrays(name, xs):
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise ValueError(f"{name}: expected a non-empty list of arrays, got {type(xs).__name__}")
+    return list(xs)
+
+
 def merge(xs, op, isa=None):
     """Elementwise 'add', 'subtract', 'multiply', 'average' or 'maximum' of same-shaped arrays."""
+    xs = _merge_args(xs, op)
     dt = _dtype(*xs)
     return _fn("merge_forward", dt)([_arr(x, dt) for x in xs], _MERGE[op], _isa(isa))
 
 
 def merge_backward(dy, xs, op, which, isa=None):
     """Gradient of merge(xs, op) with respect to xs[which]."""
+    xs = _merge_args(xs, op)
     dt = _dtype(dy, *xs)
     xs = [_arr(x, dt) for x in xs]
     y = _fn("merge_forward", dt)(xs, _MERGE[op], _isa(isa))
@@ -280,6 +296,7 @@ def merge_backward(dy, xs, op, which, isa=None):
 
 def concatenate(xs, isa=None):
     """Concatenation along the last axis."""
+    xs = _arrays("concatenate", xs)
     dt = _dtype(*xs)
     return _fn("concat_forward", dt)([_arr(x, dt) for x in xs], _isa(isa))
 
@@ -290,10 +307,20 @@ def concatenate_backward(dy, offset, channels, isa=None):
     return _fn("concat_backward", dt)(_arr(dy, dt), int(offset), int(channels), _isa(isa))
 
 
+def _four(name, v):
+    try:
+        t, b, l, r = (int(a) for a in v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected (top, bottom, left, right) ints, got {v!r}") from None
+    if min(t, b, l, r) < 0:
+        raise ValueError(f"{name}: sizes must be non-negative, got {v!r}")
+    return t, b, l, r
+
+
 def zero_pad2d(x, padding, isa=None):
     """Zeros around each image; padding (top, bottom, left, right). Its gradient is crop2d."""
     dt = _dtype(x)
-    t, b, l, r = padding
+    t, b, l, r = _four("zero_pad2d", padding)
     x = _arr(x, dt)
     return _fn("window_copy", dt)(x, int(t), int(l), (x.shape[1] + t + b, x.shape[2] + l + r), True, _isa(isa))
 
@@ -301,6 +328,6 @@ def zero_pad2d(x, padding, isa=None):
 def crop2d(x, cropping, isa=None):
     """Removes (top, bottom, left, right) rows/columns. Its gradient is zero_pad2d."""
     dt = _dtype(x)
-    t, b, l, r = cropping
+    t, b, l, r = _four("crop2d", cropping)
     x = _arr(x, dt)
     return _fn("window_copy", dt)(x, int(t), int(l), (x.shape[1] - t - b, x.shape[2] - l - r), False, _isa(isa))

@@ -1,0 +1,304 @@
+"""Graphs of layers: branches, fan-out, residual connections and merges train with exact gradients
+(float64 finite differences over whole graphs), equal chains bit for bit, and refuse what they
+cannot do with messages that name the layers."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp import _core
+from cnnbp.layers import (Activation, Add, Average, BatchNormalization, Concatenate, Conv2D, Cropping2D, Dense,
+                          Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Identity, Input, Maximum,
+                          MaxPooling2D, Multiply, ReLU, Subtract, ZeroPadding2D)
+
+import reference as ref
+
+
+def _train_mode_loss(net, x, y):
+    """The loss of a training-mode forward pass (batch statistics), with nothing updated."""
+    net.forward(x, training=True)
+    return net.backward(y)[0]
+
+
+def _check_graph_gradients(model, x, y, tol=1e-6):
+    """Every parameter's and the input's gradient equal central differences of the training-mode loss."""
+    net = model.network
+    net.forward(x, training=True)
+    loss, _, dx = net.backward(y, input_grad=True)
+    grads = np.array(net.flat_grads())
+    num = ref.numerical_grad(lambda: _train_mode_loss(net, x, y), net.flat_params())
+    assert ref.rel_error(grads, num) < tol
+    num_x = ref.numerical_grad(lambda: _train_mode_loss(net, x, y), x)
+    assert ref.rel_error(dx, num_x) < tol
+    return loss
+
+
+def _residual_block(x, filters, project, bn=False):
+    y = Conv2D(filters, 3, padding="same", activation="tanh")(x)
+    if bn:
+        y = BatchNormalization()(y)
+    y = Conv2D(filters, 3, padding="same")(y)
+    sc = Conv2D(filters, 1, strides=1)(x) if project else x  # fan-out: x feeds the branch and the shortcut
+    return Activation("tanh")(Add()([y, sc]))
+
+
+@pytest.mark.parametrize("project", [False, True], ids=["identity", "projection"])
+@pytest.mark.parametrize("bn", [False, True], ids=["plain", "bn"])
+def test_residual_block_gradients_match_finite_differences(project, bn):
+    cnnbp.set_seed(1)
+    rng = np.random.default_rng(2)
+    x_in = Input((5, 4, 3))
+    y = _residual_block(x_in, 3, project, bn)
+    y = Dense(3, activation="softmax")(Flatten()(y))
+    model = cnnbp.Model(x_in, y, dtype="float64")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    _check_graph_gradients(model, rng.standard_normal((4, 5, 4, 3)), np.eye(3)[[0, 1, 2, 1]])
+
+
+def test_three_branch_concatenate_gradients_match_finite_differences():
+    cnnbp.set_seed(3)
+    rng = np.random.default_rng(4)
+    x = Input((6, 6, 2))
+    a = Conv2D(2, 1, activation="tanh")(x)
+    b = Conv2D(3, 3, padding="same", activation="sigmoid")(x)
+    c = MaxPooling2D(3, strides=1, padding="same")(x)
+    y = Concatenate()([a, b, c])
+    y = GlobalMaxPooling2D()(Conv2D(4, 3, activation="tanh")(y))
+    model = cnnbp.Model(x, Dense(2)(y), dtype="float64")
+    model.compile(optimizer="sgd", loss="mse")
+    _check_graph_gradients(model, rng.standard_normal((3, 6, 6, 2)), rng.standard_normal((3, 2)))
+
+
+def test_every_merge_and_reshaping_layer_in_one_graph_gradients():
+    cnnbp.set_seed(5)
+    rng = np.random.default_rng(6)
+    x = Input((5, 5, 2))
+    a = Conv2D(2, 3, padding="same", activation="tanh")(x)
+    b = Conv2D(2, 1, activation="sigmoid")(x)
+    m = Multiply()([a, b, x])
+    s = Subtract()([a, b])
+    av = Average()([m, s])
+    mx = Maximum()([av, Identity()(a)])
+    p = Cropping2D(((1, 0), (0, 2)))(ZeroPadding2D(((0, 1), (2, 1)))(mx))
+    y = Dense(3)(Flatten()(Conv2D(2, 2, activation="tanh")(p)))
+    model = cnnbp.Model(x, y, dtype="float64")
+    model.compile(optimizer="sgd", loss="mse")
+    _check_graph_gradients(model, rng.standard_normal((2, 5, 5, 2)), rng.standard_normal((2, 3)))
+
+
+def test_tensor_read_twice_by_one_layer():
+    """Add()([h, h]): one layer reads a tensor twice; its gradient is the sum of both."""
+    cnnbp.set_seed(7)
+    x = Input((4,))
+    h = Dense(3, activation="tanh")(x)
+    model = cnnbp.Model(x, Dense(2)(Add()([h, h])), dtype="float64")
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(8)
+    _check_graph_gradients(model, rng.standard_normal((3, 4)), rng.standard_normal((3, 2)))
+
+
+def test_small_resnet_gradients_match_finite_differences():
+    cnnbp.set_seed(9)
+    model = cnnbp.applications.resnet(8, (8, 8, 1), 3)
+    m64 = cnnbp.Model.__new__(cnnbp.Model)  # same architecture in float64, rebuilt from its JSON
+    m64 = cnnbp.io.model_from_json(cnnbp.io.model_to_json(model).replace('"float32"', '"float64"'))
+    m64.compile(optimizer="sgd", loss="categorical_crossentropy")
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((4, 8, 8, 1))
+    y = np.eye(3)[[0, 1, 2, 0]]
+    net = m64.network
+    net.forward(x, training=True)
+    net.backward(y)
+    grads = np.array(net.flat_grads())
+    params = net.flat_params()
+    # A sample of parameters of every layer (the full check takes minutes).
+    idx = np.unique(np.concatenate([np.arange(p[2], p[2] + min(p[3], 6)) for info in net.layer_info()
+                                    for p in info["params"]]))
+    for i in idx:
+        old = params[i]
+        vals = []
+        for d in (1e-5, -1e-5):
+            params[i] = old + d
+            vals.append(_train_mode_loss(net, x, y))
+        params[i] = old
+        num = (vals[0] - vals[1]) / 2e-5
+        assert abs(num - grads[i]) <= 1e-6 * max(1.0, abs(num)), (i, num, grads[i])
+
+
+def test_functional_chain_equals_sequential_bit_for_bit():
+    def layers():
+        return [Conv2D(4, 3, activation="relu"), MaxPooling2D(), Flatten(), Dense(3, activation="softmax")]
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 8, 8, 1), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 40)]
+    cnnbp.set_seed(11)
+    seq = cnnbp.Sequential([Input((8, 8, 1))] + layers())
+    cnnbp.set_seed(11)
+    t = inp = Input((8, 8, 1))
+    for layer in layers():
+        t = layer(t)
+    fun = cnnbp.Model(inp, t)
+    for m in (seq, fun):
+        m.compile(optimizer="adam", loss="categorical_crossentropy")
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for a, b in zip(seq.get_weights(), fun.get_weights()):
+        assert np.array_equal(a, b)
+
+
+def test_layers_in_topological_order_and_summary_connections():
+    x = Input((6, 6, 3), name="img")
+    a = Conv2D(4, 3, padding="same", name="left")(x)
+    b = Conv2D(4, 1, name="right")(x)
+    s = Add(name="merge")([a, b])
+    model = cnnbp.Model(x, Dense(2, name="out")(GlobalAveragePooling2D(name="gap")(s)))
+    assert [l.name for l in model.layers] == ["left", "right", "merge", "gap", "out"]
+    assert model.get_layer("merge").output_shape == (None, 6, 6, 4)
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Connected to" in text
+    assert "left, right" in text and "img" in text
+    assert "Training step memory (planned): batch 32:" in text
+
+
+def test_planned_bytes_grow_with_the_batch_and_count_every_buffer():
+    model = cnnbp.applications.resnet(8, (16, 16, 3), 10)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    b32, b64 = model.planned_bytes(32), model.planned_bytes(64)
+    assert b64["activations"] == 2 * b32["activations"] > 0
+    assert b32["params"] == b32["grads"] == model.network.flat_params().nbytes
+    assert b32["state"] == model.network.flat_state().nbytes > 0
+    parts = ("params", "grads", "optimizer", "state", "activations", "gradients", "workspace", "layers")
+    assert b32["total"] == sum(b32[k] for k in parts)
+    assert b32["largest"] > 0 and b32["largest_layer"]
+
+
+def test_gradient_buffers_are_shared_by_liveness():
+    """A chain needs two gradient buffers whatever its length; the plan's gradient bytes stay
+    below one buffer per layer."""
+    model = cnnbp.Sequential([Input((16,))] + [Dense(16, activation="relu") for _ in range(12)])
+    per_buffer = 32 * 16 * 4
+    assert model.planned_bytes(32)["gradients"] == 2 * per_buffer
+    res = cnnbp.applications.resnet(20, (8, 8, 3), 10)
+    info = res.network.layer_info()
+    act = res.planned_bytes(32)["activations"]
+    assert res.planned_bytes(32)["gradients"] < act / 4, len(info)
+
+
+def test_steady_state_resnet_step_allocates_no_buffers():
+    model = cnnbp.applications.resnet(8, (12, 12, 3), 4)
+    model.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 12, 12, 3), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 16)]
+    net = model.network
+    net.train_step(x, y)
+    before = _core._buffer_allocations()
+    for _ in range(5):
+        net.train_step(x, y)
+    net.train_step(x[:9], y[:9])
+    net.predict(x)
+    assert _core._buffer_allocations() == before
+
+
+def test_thread_count_changed_from_another_thread_during_training():
+    """The step reads the thread count once: flipping it from another Python thread while
+    training never overruns the workspace (the sanitizer run checks the memory accesses)."""
+    model = cnnbp.applications.resnet(8, (12, 12, 3), 4)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x = rng.random((64, 12, 12, 3), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
+    old = cnnbp.get_num_threads()
+    stop = threading.Event()
+
+    def flip():
+        n = 0
+        while not stop.is_set():
+            cnnbp.set_num_threads(1 + n % 4)
+            n += 1
+
+    t = threading.Thread(target=flip)
+    t.start()
+    try:
+        for _ in range(3):
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    finally:
+        stop.set()
+        t.join()
+        cnnbp.set_num_threads(old)
+    assert np.isfinite(model.evaluate(x, y, verbose=0))
+
+
+# ---- errors ----------------------------------------------------------------------------------
+def test_merge_shape_mismatch_names_both_layers():
+    x = Input((8, 8, 3))
+    a = Conv2D(16, 3, padding="same", name="conv_a")(x)
+    b = Conv2D(32, 3, padding="same", name="conv_b")(x)
+    with pytest.raises(ValueError, match=r"add_bad \(Add\).*\(None, 8, 8, 16\) from 'conv_a' and \(None, 8, 8, 32\) "
+                                         r"from 'conv_b'"):
+        cnnbp.Model(x, Add(name="add_bad")([a, b]))
+
+
+def test_concatenate_mismatch_names_both_layers():
+    x = Input((8, 8, 3))
+    a = Conv2D(4, 3, name="c3")(x)
+    b = Conv2D(4, 1, name="c1")(x)
+    with pytest.raises(ValueError, match=r"Concatenate.*\(None, 6, 6, 4\) from 'c3' and \(None, 8, 8, 4\) from 'c1'"):
+        cnnbp.Model(x, Concatenate()([a, b]))
+
+
+def test_shared_layer_is_refused():
+    x = Input((4,))
+    d = Dense(4)
+    with pytest.raises(ValueError, match="shared layers .weight sharing. are not supported"):
+        cnnbp.Model(x, Add()([d(x), d(Dense(4)(x))]))
+
+
+def test_merge_needs_a_list():
+    x = Input((4,))
+    with pytest.raises(ValueError, match="takes a list of at least 2"):
+        Add()(x)
+    with pytest.raises(ValueError, match="exactly 2"):
+        Subtract()([x, x, x])
+
+
+def test_second_input_is_refused():
+    x1, x2 = Input((4,), name="first"), Input((4,), name="second")
+    with pytest.raises(ValueError, match="depend on input 'second'"):
+        cnnbp.Model(x1, Add()([Dense(4)(x1), Dense(4)(x2)]))
+
+
+def test_duplicate_layer_names_are_refused():
+    x = Input((4,))
+    with pytest.raises(ValueError, match="two layers are named 'twin'"):
+        cnnbp.Model(x, Add()([Dense(4, name="twin")(x), Dense(4, name="twin")(x)]))
+
+
+def test_cycle_in_a_json_architecture_is_refused():
+    spec = {"class_name": "Functional", "input_shape": [4], "input_name": "in",
+            "layers": [{"class_name": "Dense", "config": {"name": "a", "units": 4}, "inbound": ["b"]},
+                       {"class_name": "Dense", "config": {"name": "b", "units": 4}, "inbound": ["a"]}],
+            "output": "b"}
+    import json
+    with pytest.raises(ValueError, match="cycle"):
+        cnnbp.io.model_from_json(json.dumps(spec))
+
+
+def test_disconnected_layer_in_a_json_architecture_is_refused():
+    spec = {"class_name": "Functional", "input_shape": [4], "input_name": "in",
+            "layers": [{"class_name": "Dense", "config": {"name": "a", "units": 4}, "inbound": ["in"]},
+                       {"class_name": "Dense", "config": {"name": "b", "units": 4}, "inbound": ["in"]}],
+            "output": "b"}
+    import json
+    with pytest.raises(ValueError, match="'a'.*not used by the model's output"):
+        cnnbp.io.model_from_json(json.dumps(spec))
+
+
+def test_relu_layer_is_a_node():
+    x = Input((3,))
+    m = cnnbp.Model(x, ReLU()(Dense(3)(x)))
+    assert [i["kind"] for i in m.network.layer_info()] == ["Dense", "Activation"]
