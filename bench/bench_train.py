@@ -23,6 +23,7 @@ SPECS = {  # model: (input shape HWC, native batch, optimizer)
     "seed": ((32, 32, 3), 32, "adam"),
     "lenet": ((28, 28, 1), 64, "sgd"),
     "vgg": ((32, 32, 3), 64, "adam"),
+    "resnet20": ((32, 32, 3), 128, "sgd"),  # conv-BN-ReLU basic blocks, projection shortcuts
 }
 
 
@@ -60,8 +61,38 @@ def worker_cnnbp(model_name, batch, threads, steps, windows):
     return {"isa": cnnbp.cpu_capability(), "secs": secs}
 
 
+def torch_resnet20():
+    """The same ResNet-20 as cnnbp.applications.resnet20, in torch.nn."""
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, f, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, f, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(f, eps=1e-3, momentum=0.01)
+            self.c2 = nn.Conv2d(f, f, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(f, eps=1e-3, momentum=0.01)
+            self.sc = None
+            if stride != 1 or cin != f:
+                self.sc = nn.Sequential(nn.Conv2d(cin, f, 1, stride, bias=False), nn.BatchNorm2d(f, eps=1e-3, momentum=0.01))
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            y = self.b2(self.c2(self.relu(self.b1(self.c1(x)))))
+            return self.relu(y + (x if self.sc is None else self.sc(x)))
+
+    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16, eps=1e-3, momentum=0.01), nn.ReLU()], 16
+    for stage, f in enumerate((16, 32, 64)):
+        for b in range(3):
+            layers.append(Block(cin, f, 2 if stage and not b else 1))
+            cin = f
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
 def torch_model(name):
     import torch.nn as nn
+    if name == "resnet20":
+        return torch_resnet20()
     if name == "seed":
         return nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 15 * 15, 10))
     if name == "lenet":
@@ -130,7 +161,7 @@ def machine():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="seed,lenet,vgg")
+    ap.add_argument("--models", default="seed,lenet,vgg,resnet20")
     ap.add_argument("--batches", default="native,128", help="comma list of sizes or 'native'")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--steps", type=int, default=0, help="steps per timed window (default: by model)")
@@ -159,7 +190,7 @@ def main():
         batches = [native if b == "native" else int(b) for b in a.batches.split(",")]
         for batch in dict.fromkeys(batches):
             for threads in [int(t) for t in a.threads.split(",")]:
-                steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16}[model] * 32 / batch))
+                steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16, "resnet20": 8}[model] * 32 / batch))
                 res = {"cnnbp": [], "torch": []}
                 for _ in range(a.repeats):  # alternate frameworks
                     res["cnnbp"].append(run_worker("cnnbp", model, batch, threads, steps, a.windows))
