@@ -302,3 +302,19 @@ def test_relu_layer_is_a_node():
     x = Input((3,))
     m = cnnbp.Model(x, ReLU()(Dense(3)(x)))
     assert [i["kind"] for i in m.network.layer_info()] == ["Dense", "Activation"]
+
+
+def test_activation_layers_and_input_layer_in_a_graph():
+    from cnnbp.layers import InputLayer, LeakyReLU, Softmax
+    inp = InputLayer((5,), name="raw")
+    x = inp.output
+    a = LeakyReLU(0.1)(x)
+    s = Softmax()(x)
+    m = cnnbp.Model(x, Concatenate()([a, s]))
+    v = np.array([[-2.0, -0.5, 0.0, 1.0, 3.0]], np.float32)
+    out = m.predict(v)
+    assert np.allclose(out[0, :5], np.where(v[0] > 0, v[0], 0.1 * v[0]))
+    e = np.exp(v[0] - v[0].max())
+    assert np.allclose(out[0, 5:], e / e.sum(), atol=1e-7)
+    seq = cnnbp.Sequential([InputLayer((5,)), LeakyReLU(0.2)])
+    assert np.allclose(seq.predict(v), np.where(v > 0, v, 0.2 * v))
