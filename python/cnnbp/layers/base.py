@@ -40,6 +40,25 @@ def _fusable(act):
     return "linear" if act in ("softmax", "sigmoid") else act
 
 
+def _add_fused(layer, net, kind, inputs, config):
+    """A layer with weights and an activation: the kernel node with the activation fused into it,
+    then, for softmax or sigmoid, an Activation node of its own (see _fusable). Returns the last node."""
+    fused = _fusable(layer.activation)
+    out = net.add_layer(kind, layer.name, inputs, dict(config, activation=fused, alpha=layer._alpha))
+    if fused != layer.activation:
+        out = net.add_layer("Activation", f"{layer.name}/{layer.activation}", [out],
+                            dict(activation=layer.activation, alpha=layer._alpha))
+    return out
+
+
+def _positive_int(name, arg, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name}: {arg} must be an int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: {arg} must be positive, got {value}")
+    return int(value)
+
+
 def _initializer(name, arg, value):
     if value is None:
         value = "zeros"

@@ -1,8 +1,6 @@
 """Convolution layers."""
 
-import numbers
-
-from .base import Layer, _activation, _data_format, _fusable, _initializer, _pair, _padding
+from .base import Layer, _activation, _add_fused, _data_format, _initializer, _pair, _padding, _positive_int
 
 
 
@@ -14,11 +12,7 @@ class Conv2D(Layer):
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         n = self.name
-        if not isinstance(filters, numbers.Integral) or isinstance(filters, bool):
-            raise TypeError(f"{n}: filters must be an int, got {filters!r}")
-        if filters <= 0:
-            raise ValueError(f"{n}: filters must be positive, got {filters}")
-        self.filters = int(filters)
+        self.filters = _positive_int(n, "filters", filters)
         self.kernel_size = _pair(n, "kernel_size", kernel_size)
         self.strides = _pair(n, "strides", strides)
         self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
@@ -32,16 +26,10 @@ class Conv2D(Layer):
         self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _add_to(self, net, inputs, seed=0):
-        fused = _fusable(self.activation)
-        out = net.add_layer("Conv2D", self.name, inputs, dict(
+        return _add_fused(self, net, "Conv2D", inputs, dict(
             filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
             dilation=list(self.dilation_rate), padding=self.padding, pads=list(self._pads), use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer, activation=fused,
-            alpha=self._alpha))
-        if fused != self.activation:
-            out = net.add_layer("Activation", f"{self.name}/{self.activation}", [out],
-                                dict(activation=self.activation, alpha=self._alpha))
-        return out
+            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer))
 
     def get_config(self):
         pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]

@@ -2,7 +2,7 @@
 
 import numbers
 
-from .base import Layer, _activation, _fusable, _initializer
+from .base import Layer, _activation, _add_fused, _initializer, _positive_int
 
 
 
@@ -13,25 +13,16 @@ class Dense(Layer):
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         n = self.name
-        if not isinstance(units, numbers.Integral) or isinstance(units, bool):
-            raise TypeError(f"{n}: units must be an int, got {units!r}")
-        if units <= 0:
-            raise ValueError(f"{n}: units must be positive, got {units}")
-        self.units = int(units)
+        self.units = _positive_int(n, "units", units)
         self.activation, self._alpha = _activation(n, activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
         self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _add_to(self, net, inputs, seed=0):
-        fused = _fusable(self.activation)
-        out = net.add_layer("Dense", self.name, inputs, dict(
+        return _add_fused(self, net, "Dense", inputs, dict(
             units=self.units, use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer, activation=fused, alpha=self._alpha))
-        if fused != self.activation:
-            out = net.add_layer("Activation", f"{self.name}/{self.activation}", [out],
-                                dict(activation=self.activation, alpha=self._alpha))
-        return out
+            bias_initializer=self.bias_initializer))
 
     def get_config(self):
         return dict(super().get_config(), units=self.units, activation=self.activation, use_bias=self.use_bias,
