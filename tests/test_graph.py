@@ -318,3 +318,19 @@ def test_activation_layers_and_input_layer_in_a_graph():
     assert np.allclose(out[0, 5:], e / e.sum(), atol=1e-7)
     seq = cnnbp.Sequential([InputLayer((5,)), LeakyReLU(0.2)])
     assert np.allclose(seq.predict(v), np.where(v > 0, v, 0.2 * v))
+
+
+def test_loss_on_a_view_of_the_input():
+    """Flatten -> softmax with the fused loss: the loss is taken on a view of the input itself."""
+    from cnnbp.layers import Softmax
+    m = cnnbp.Sequential([Input((2, 2)), Flatten(), Softmax()])
+    m.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).random((3, 2, 2), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2]]
+    assert m.network.loss_fused
+    loss = m.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    m.network.forward(x, training=True)
+    _, _, dx = m.network.backward(y, input_grad=True)
+    p = np.exp(x.reshape(3, 4)) / np.exp(x.reshape(3, 4)).sum(axis=1, keepdims=True)
+    ref.assert_close(dx.reshape(3, 4), (p - y) / 3, 1e-5)

@@ -230,7 +230,8 @@ void Network<T>::plan_gradients() {
     for (int t : inputs_[i])
       if (edges[root(t) + 1] > 1) acc_tmp_size_ = std::max(acc_tmp_size_, shape_numel(tensor_shape(t)));
   }
-  if (L > 0 && root(L - 1) < 0) acc_tmp_size_ = std::max(acc_tmp_size_, input_size_);
+  // (the loss may be taken at node L-2 when a final softmax/sigmoid is fused into it)
+  if ((L > 0 && root(L - 1) < 0) || (L > 1 && root(L - 2) < 0)) acc_tmp_size_ = std::max(acc_tmp_size_, input_size_);
   edges_.assign(edges.begin(), edges.end());
 }
 
