@@ -247,7 +247,7 @@ def _build_functional(m, where):
                                f"{input_name!r}")
     order, state = [], {}
 
-    def visit(name, path):  # depth-first, iterative over the inbound lists
+    def visit(name):  # depth-first, iterative over the inbound lists
         stack = [(name, iter(by_name[name]["inbound"]))]
         state[name] = "open"
         while stack:
@@ -270,7 +270,7 @@ def _build_functional(m, where):
         raise _Corrupt(f"{where}: the output {output!r} is not a layer of the model")
     for e in entries:
         if e["config"]["name"] not in state:
-            visit(e["config"]["name"], [])
+            visit(e["config"]["name"])
     inp = Input(tuple(m["input_shape"]), name=input_name)
     tensors = {input_name: inp}
     for name in order:

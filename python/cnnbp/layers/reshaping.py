@@ -36,39 +36,41 @@ def _sides(name, arg, value):
     return (t, bo, le, r)
 
 
-class ZeroPadding2D(Layer):
+class _Window2D(Layer):
+    """Zero padding and cropping: four border sizes, (top, bottom, left, right), under one argument."""
+
+    _arg = None
+
+    def __init__(self, sides, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        setattr(self, self._arg, _sides(self.name, self._arg, sides))
+        self.data_format = _data_format(self.name, data_format)
+
+    def _core_config(self):
+        return {self._arg: list(getattr(self, self._arg))}
+
+    def get_config(self):
+        t, b, l, r = getattr(self, self._arg)
+        return dict(super().get_config(), **{self._arg: [[t, b], [l, r]]}, data_format=self.data_format)
+
+
+class ZeroPadding2D(_Window2D):
     """Adds rows and columns of zeros around each image: padding=int, (rows, cols) or
     ((top, bottom), (left, right))."""
 
     _core_kind = "ZeroPadding2D"
+    _arg = "padding"
 
     def __init__(self, padding=(1, 1), data_format=None, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = _sides(self.name, "padding", padding)
-        self.data_format = _data_format(self.name, data_format)
-
-    def _core_config(self):
-        return dict(padding=list(self.padding))
-
-    def get_config(self):
-        p = self.padding
-        return dict(super().get_config(), padding=[[p[0], p[1]], [p[2], p[3]]], data_format=self.data_format)
+        super().__init__(padding, data_format, **kwargs)
 
 
-class Cropping2D(Layer):
+class Cropping2D(_Window2D):
     """Removes rows and columns at the borders: cropping=int, (rows, cols) or
     ((top, bottom), (left, right))."""
 
     _core_kind = "Cropping2D"
+    _arg = "cropping"
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
-        super().__init__(**kwargs)
-        self.cropping = _sides(self.name, "cropping", cropping)
-        self.data_format = _data_format(self.name, data_format)
-
-    def _core_config(self):
-        return dict(cropping=list(self.cropping))
-
-    def get_config(self):
-        c = self.cropping
-        return dict(super().get_config(), cropping=[[c[0], c[1]], [c[2], c[3]]], data_format=self.data_format)
+        super().__init__(cropping, data_format, **kwargs)
