@@ -1,16 +1,16 @@
 """Where a training step's time goes: per-layer forward and backward milliseconds of a
 reference model (cnnbp's own timers around each layer pass).
 
-    python bench/profile_step.py --model lenet [--batch 64] [--threads 2] [--steps 50]
+    python bench/profile_step.py --model resnet20 [--batch 128] [--threads 2] [--steps 20]
 """
 
 import argparse
+from collections import defaultdict
 
 import numpy as np
 
 import cnnbp
-
-SPECS = {"seed": ((32, 32, 3), 32, "adam"), "lenet": ((28, 28, 1), 64, "sgd"), "vgg": ((32, 32, 3), 64, "adam")}
+from bench_train import SPECS  # the same models, batches and optimizers as the throughput bench
 
 
 def main():
@@ -38,14 +38,20 @@ def main():
     p = net.profile()
     ms = 1000.0 / p["steps"]
     total = 0.0
+    by_kind = defaultdict(float)
     print(f"{a.model} batch {batch}, {a.threads} threads, {cnnbp.cpu_capability()}: ms per step")
     print(f"{'layer':28} {'forward':>9} {'backward':>9}")
     for l in p["layers"]:
         total += l["forward_s"] + l["backward_s"]
+        by_kind[l["kind"]] += l["forward_s"] + l["backward_s"]
         print(f"{l['name'] + ' (' + l['kind'] + ')':28} {l['forward_s'] * ms:9.3f} {l['backward_s'] * ms:9.3f}")
     total += p["loss_s"] + p["update_s"]
     print(f"{'loss':28} {p['loss_s'] * ms:9.3f}\n{'update':28} {p['update_s'] * ms:9.3f}")
     print(f"{'total':28} {total * ms:9.3f}  ({batch / (total * ms / 1000):,.0f} img/s)")
+    by_kind["loss + update"] = p["loss_s"] + p["update_s"]
+    print("\nshare of the step by layer kind (forward + backward)")
+    for kind, s in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"{kind:28} {s * ms:9.3f}  {100 * s / total:5.1f} %")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ def test_saliency_and_grad_cam_on_a_resnet():
     assert type(last).__name__ == "ReLU" and type(m.layers[m.layers.index(last) + 1]).__name__ == "GlobalAveragePooling2D"
     cam = cnnbp.explain.grad_cam(m, x)
     assert cam.shape == (2, 12, 12) and np.all((cam >= 0) & (cam <= 1))
+    # A BatchNormalization whose ReLU runs inside it has no pre-ReLU output to show.
+    bn = next(l for l in m.layers if type(l).__name__ == "BatchNormalization" and l.name in m._fused)
+    with pytest.raises(ValueError, match=f"use layer='{m._fused[bn.name]}'"):
+        cnnbp.explain.grad_cam(m, x, layer=bn)
     # The gradient at a block output (read by the next block's convolution and by its identity
     # shortcut: the two contributions are summed) carried back to the input equals the input
     # gradient computed in one pass, and that equals finite differences (float64, inference).
@@ -91,7 +95,7 @@ def test_saliency_and_grad_cam_on_a_resnet():
     xd = x.astype(np.float64)
     net.forward(xd, training=False)
     info = net.layer_info()
-    target = [i for i, n in enumerate(info) if n["kind"] == "Add"][0] + 1  # the ReLU after the first Add
+    target = [i for i, n in enumerate(info) if n["kind"] == "Add"][0]  # the first Add, its ReLU fused in
     assert sum(target in n["inputs"] for n in info) == 2
     from_node = len(info) - 1  # the logits, before the softmax
     dout = np.zeros((2, 3))

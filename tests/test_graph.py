@@ -295,10 +295,63 @@ def test_disconnected_layer_in_a_json_architecture_is_refused():
         cnnbp.io.model_from_json(_two_dense_json(["in"], ["in"]))
 
 
-def test_relu_layer_is_a_node():
-    x = Input((3,))
-    m = cnnbp.Model(x, ReLU()(Dense(3)(x)))
-    assert [i["kind"] for i in m.network.layer_info()] == ["Dense", "Activation"]
+def _kinds(model):
+    return [i["kind"] for i in model.network.layer_info()]
+
+
+def test_relu_layer_runs_inside_the_layer_before_it_where_exact():
+    x = Input((4,))
+    assert _kinds(cnnbp.Model(x, ReLU()(Dense(3)(x)))) == ["Dense"]
+    assert _kinds(cnnbp.Model(x, Activation("relu")(BatchNormalization()(Dense(3)(x))))) == ["Dense",
+                                                                                              "BatchNormalization"]
+    a, b = Dense(3)(x), Dense(3)(x)
+    m = cnnbp.Model(x, ReLU(name="r")(Add()([a, b])))
+    assert _kinds(m) == ["Dense", "Dense", "Add"]
+    assert m.get_layer("r").output_shape == (None, 3) and m.get_layer("r").get_weights() == []
+    # Not fused: an activation of its own, a leaky ReLU, a tensor with a second reader, Maximum
+    # (its backward reads its output) and Concatenate.
+    assert _kinds(cnnbp.Model(x, ReLU()(Dense(3, activation="tanh")(x)))) == ["Dense", "Activation"]
+    assert _kinds(cnnbp.Model(x, ReLU(negative_slope=0.1)(Dense(3)(x)))) == ["Dense", "Activation"]
+    a = Dense(3)(x)
+    assert _kinds(cnnbp.Model(x, Add()([ReLU()(a), a]))) == ["Dense", "Activation", "Add"]
+    a, b = Dense(3)(x), Dense(3)(x)
+    assert _kinds(cnnbp.Model(x, ReLU()(Maximum()([a, b])))) == ["Dense", "Dense", "Maximum", "Activation"]
+    a, b = Dense(3)(x), Dense(3)(x)
+    assert _kinds(cnnbp.Model(x, ReLU()(Concatenate()([a, b])))) == ["Dense", "Dense", "Concatenate", "Activation"]
+
+
+def test_fused_relu_trains_bit_for_bit_as_the_separate_layer(monkeypatch):
+    """ResNet blocks (BatchNormalization -> ReLU, Add -> ReLU) and Conv2D -> ReLU, Dense -> ReLU:
+    the fused network computes exactly what the unfused one does, forward, backward and the
+    moving statistics."""
+    rng = np.random.default_rng(5)
+    x = rng.random((24, 10, 10, 2), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 24)]
+
+    def build():
+        cnnbp.set_seed(21)
+        inp = Input((10, 10, 2))
+        t = ReLU()(Conv2D(4, 3, padding="same")(inp))
+        for filters, stride in ((4, 1), (6, 2)):
+            b = ReLU()(BatchNormalization()(Conv2D(filters, 3, strides=stride, padding="same")(t)))
+            b = BatchNormalization()(Conv2D(filters, 3, padding="same")(b))
+            sc = t if stride == 1 else BatchNormalization()(Conv2D(filters, 1, strides=stride)(t))
+            t = Activation("relu")(Add()([b, sc]))
+        t = ReLU()(Dense(5)(Flatten()(t)))
+        m = cnnbp.Model(inp, Dense(3, activation="softmax")(t))
+        m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+        return m
+
+    fused = build()
+    monkeypatch.setattr(cnnbp.models, "_FUSE_ACTIVATIONS", False)
+    plain = build()
+    assert len(_kinds(fused)) < len(_kinds(plain)) and "Activation" not in _kinds(fused)[:-1]
+    plain.set_weights(fused.get_weights())  # (initial draws follow the node order, which differs)
+    for m in (fused, plain):
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        assert np.array_equal(a, b)
+    assert np.array_equal(fused.predict(x, verbose=0), plain.predict(x, verbose=0))
 
 
 def test_activation_layers_and_input_layer_in_a_graph():

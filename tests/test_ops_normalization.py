@@ -32,6 +32,36 @@ def test_batch_norm_matches_reference(rng, shape, isa, threads):
     ref.assert_close(dx, dx_ref, 1e-4, "dx")
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (4, 2, 2, 64), (8, 33)], ids=str)
+def test_batch_norm_with_fused_relu_matches_reference(rng, shape, isa, threads):
+    """relu=True: y = max(bn(x), 0), and the backward goes through the ReLU (mask y > 0) and the
+    batch statistics in the same two passes."""
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    c = shape[-1]
+    gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    y, mean, var = ops.batch_norm(x, gamma, beta, 1e-3, relu=True, isa=isa)
+    y_lin, m_ref, v_ref = ref.batch_norm(x.astype(np.float64), gamma, beta, 1e-3)
+    ref.assert_close(y, np.maximum(y_lin, 0), 1e-5, "y")
+    assert 0.2 < np.mean(y == 0) < 0.8
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx, dg, db = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, y=y, isa=isa)
+    dz = dy.astype(np.float64) * (y_lin > 0)
+    dx_ref, dg_ref, db_ref = ref.batch_norm_backward(dz, x.astype(np.float64), gamma, 1e-3)
+    ref.assert_close(dg, dg_ref, 1e-5, "dgamma")
+    ref.assert_close(db, db_ref, 1e-5, "dbeta")
+    ref.assert_close(dx, dx_ref, 1e-4, "dx")
+
+
+def test_batch_norm_stats_of_a_channel_far_from_zero(rng):
+    """The one-pass statistics (sums of x - x[0]) keep a small spread on a large offset."""
+    x = (1e4 + rng.standard_normal((64, 4, 4, 3)) * 1e-2).astype(np.float32)
+    _, mean, var = ops.batch_norm(x, isa="baseline")
+    _, m_ref, v_ref = ref.batch_norm(x.astype(np.float64))
+    ref.assert_close(mean, m_ref, 1e-7, "mean")
+    ref.assert_close(var, v_ref, 1e-5, "var")
+
+
 @pytest.mark.parametrize("shape", [(3, 4, 5, 2), (6, 3)], ids=str)
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_gradients_match_finite_differences(rng, shape, affine):

@@ -435,7 +435,8 @@ OptVec<T> vector_or_none(py::object v, int64_t C, const char* who, const char* w
 }
 
 template <typename T>
-py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, double eps, const std::string& isa) {
+py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, double eps, bool relu,
+                             const std::string& isa) {
   const int64_t M = rows_of<T>(x, "batch_norm");
   const int C = int(x.shape(x.ndim() - 1));
   CNNBP_CHECK(eps > 0, "batch_norm: epsilon must be > 0, got ", eps);
@@ -455,14 +456,14 @@ py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, dou
       scale[c] = (g.ptr ? g.ptr[c] : T(1)) * inv;
       shift[c] = (b.ptr ? b.ptr[c] : T(0)) - mean.data()[c] * scale[c];
     }
-    k.batchnorm_apply(y.mutable_data(), x.data(), scale.data(), shift.data(), M, C, false);
+    k.batchnorm_apply(y.mutable_data(), x.data(), scale.data(), shift.data(), M, C, relu);
   }
   return py::make_tuple(y, mean, var);
 }
 
 template <typename T>
 py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<T> var, py::object gamma, double eps,
-                              bool batch_stats, const std::string& isa) {
+                              bool batch_stats, py::object y_relu, const std::string& isa) {
   const int64_t M = rows_of<T>(x, "batch_norm_backward");
   const int C = int(x.shape(x.ndim() - 1));
   CNNBP_CHECK(array_shape(dy) == array_shape(x), "batch_norm_backward: expected dy of shape ", py_shape_str(x), ", got ",
@@ -470,6 +471,14 @@ py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<
   vector_or_none<T>(py::object(mean), C, "batch_norm_backward", "mean");
   vector_or_none<T>(py::object(var), C, "batch_norm_backward", "var");
   auto g = vector_or_none<T>(gamma, C, "batch_norm_backward", "gamma");
+  carray<T> y;
+  const T* yp = nullptr;
+  if (!y_relu.is_none()) {
+    y = carray<T>::ensure(y_relu);
+    CNNBP_CHECK(y && array_shape(y) == array_shape(x), "batch_norm_backward: expected y (the ReLU'd output) of shape ",
+                py_shape_str(x), ", got ", y ? py_shape_str(y) : std::string("a non-array"));
+    yp = y.data();
+  }
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim())), dg({py::ssize_t(C)}), db({py::ssize_t(C)});
   std::vector<T> invstd(C);
@@ -479,7 +488,8 @@ py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<
   {
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
-    k.batchnorm_backward(dx.mutable_data(), dg.mutable_data(), db.mutable_data(), dy.data(), x.data(), mean.data(),
+    k.batchnorm_backward(dx.mutable_data(), dg.mutable_data(), db.mutable_data(), dy.data(), yp,
+                         x.data(), mean.data(),
                          invstd.data(), g.ptr, M, C, batch_stats, ws, false);
   }
   return py::make_tuple(dx, dg, db);
@@ -641,9 +651,11 @@ void bind_typed(py::module_& m, const std::string& sfx) {
   m.def(("global_max_pool2d_backward" + sfx).c_str(), &gmp_backward<T>, py::arg("dy"), py::arg("argmax"),
         py::arg("input_hw"), isa, "Gradient of global max pooling.");
   m.def(("batch_norm_forward" + sfx).c_str(), &batch_norm_forward<T>, py::arg("x"), py::arg("gamma"), py::arg("beta"),
-        py::arg("epsilon"), isa, "Training-mode batch normalisation over the last axis: (y, mean, biased var).");
+        py::arg("epsilon"), py::arg("relu"), isa,
+        "Training-mode batch normalisation over the last axis, optionally ReLU'd: (y, mean, biased var).");
   m.def(("batch_norm_backward" + sfx).c_str(), &batch_norm_backward<T>, py::arg("dy"), py::arg("x"), py::arg("mean"),
-        py::arg("var"), py::arg("gamma"), py::arg("epsilon"), py::arg("batch_stats"), isa, "(dx, dgamma, dbeta).");
+        py::arg("var"), py::arg("gamma"), py::arg("epsilon"), py::arg("batch_stats"), py::arg("y_relu"), isa,
+        "(dx, dgamma, dbeta); y_relu: the output of a forward with ReLU fused (masks dy), or None.");
   m.def(("merge_forward" + sfx).c_str(), &merge_forward<T>, py::arg("xs"), py::arg("op"), isa, "Elementwise merge.");
   m.def(("merge_backward" + sfx).c_str(), &merge_backward<T>, py::arg("dy"), py::arg("xs"), py::arg("y"), py::arg("op"),
         py::arg("which"), isa, "Gradient of a merge for input `which`.");

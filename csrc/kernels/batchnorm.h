@@ -1,11 +1,13 @@
 // batchnorm: batch normalisation over the last (channel) axis of a channels-last tensor, seen as
 // rows of C values: x [M, C] with M = N*H*W (or N for a Dense output).
 //   batchnorm_stats: per-channel batch mean and biased variance (the statistics Keras normalises
-//     with and averages into its moving statistics), two passes over x, per-thread partial sums in
-//     double reduced in thread order (reproducible for a given thread count).
+//     with and averages into its moving statistics), one pass over x (sums of x - x[0] and of its
+//     square), per-thread partial sums in double reduced in thread order (reproducible for a
+//     given thread count).
 //   batchnorm_apply: y = x * scale[c] + shift[c] (training: scale = gamma*invstd, shift =
 //     beta - mean*scale; inference: the same with the moving statistics), optionally ReLU'd.
 //   batchnorm_backward: the gradient through the batch statistics,
 //     dx = gamma*invstd * (dy - sum(dy)/M - xhat * sum(dy*xhat)/M),  xhat = (x - mean)*invstd,
-//     with dgamma = sum(dy*xhat) and dbeta = sum(dy) (each may be null: not wanted).
+//     with dgamma = sum(dy*xhat) and dbeta = sum(dy) (each may be null: not wanted). With y (the
+//     output of a forward that fused ReLU), dy is first masked to y > 0 (ReLU's backward, fused).
 #pragma once

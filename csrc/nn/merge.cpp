@@ -22,8 +22,11 @@ template <typename T>
 class MergeLayer : public Layer<T> {
  public:
   MergeLayer(const std::string& name, const char* kind, MergeOp op, const std::vector<Shape>& in,
-             const std::vector<std::string>& in_names)
-      : kind_(kind), op_(op) {
+             const std::vector<std::string>& in_names, Act act)
+      : kind_(kind), op_(op), act_(act) {
+    // Maximum's backward compares the inputs with the output, which a fused ReLU would change.
+    CNNBP_CHECK(act == Act::linear || (act == Act::relu && op != MergeOp::maximum), name, " (", kind,
+                "): only a ReLU can be fused in (activation 'linear' or 'relu'; none for Maximum)");
     for (size_t j = 1; j < in.size(); ++j)
       CNNBP_CHECK(in[j] == in[0], name, " (", kind, "): inputs must have equal shapes, got ", shape_str(in[0], true),
                   " from '", in_names.at(0), "' and ", shape_str(in[j], true), " from '", in_names.at(j), "'");
@@ -32,11 +35,15 @@ class MergeLayer : public Layer<T> {
   const char* kind() const override { return kind_; }
   bool accumulates() const override { return true; }
   void forward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, T* y, T*, bool) override {
-    k.merge_forward(y, xs, int(this->in_shapes.size()), int64_t(N) * this->out_size, op_);
+    const int64_t n = int64_t(N) * this->out_size;
+    k.merge_forward(y, xs, int(this->in_shapes.size()), n, op_);
+    if (act_ == Act::relu) k.activation_forward(y, y, n, Act::relu, T(0));
   }
   void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
                   T* const* dxs, const bool* accumulate, T*) override {
     const int n = int(this->in_shapes.size());
+    // A fused ReLU: its backward in place on the scratch dy (y > 0 exactly where the sum was).
+    if (act_ == Act::relu) k.activation_backward(dy, dy, y, y, int64_t(N) * this->out_size, Act::relu, T(0));
     for (int j = 0; j < n; ++j)
       if (dxs[j]) k.merge_backward(dxs[j], dy, xs, y, n, j, int64_t(N) * this->out_size, op_, accumulate[j]);
   }
@@ -44,6 +51,7 @@ class MergeLayer : public Layer<T> {
  private:
   const char* kind_;
   MergeOp op_;
+  Act act_;
 };
 
 template <typename T>
@@ -98,8 +106,8 @@ class ConcatenateLayer : public Layer<T> {
 
 template <typename T>
 std::unique_ptr<Layer<T>> make_merge(const std::string& name, const char* kind, MergeOp op, const std::vector<Shape>& in,
-                                     const std::vector<std::string>& in_names) {
-  return std::make_unique<MergeLayer<T>>(name, kind, op, in, in_names);
+                                     const std::vector<std::string>& in_names, Act act) {
+  return std::make_unique<MergeLayer<T>>(name, kind, op, in, in_names, act);
 }
 template <typename T>
 std::unique_ptr<Layer<T>> make_concatenate(const std::string& name, int axis, const std::vector<Shape>& in,
@@ -109,7 +117,8 @@ std::unique_ptr<Layer<T>> make_concatenate(const std::string& name, int axis, co
 
 #define CNNBP_INSTANTIATE(T)                                                                                     \
   template std::unique_ptr<Layer<T>> make_merge<T>(const std::string&, const char*, MergeOp,                     \
-                                                   const std::vector<Shape>&, const std::vector<std::string>&); \
+                                                   const std::vector<Shape>&, const std::vector<std::string>&,  \
+                                                   Act);                                                        \
   template std::unique_ptr<Layer<T>> make_concatenate<T>(const std::string&, int, const std::vector<Shape>&,     \
                                                          const std::vector<std::string>&);
 CNNBP_INSTANTIATE(float)

@@ -2,6 +2,8 @@
 // Training (and trainable): normalise with the batch statistics; the step's backward includes
 // their dependence on the input; the moving statistics (state, never trained) are blended in only
 // when the step succeeds (commit_state). Inference, or a frozen layer: the moving statistics.
+// A following ReLU may be fused in (activation "relu"): normalise and clamp in one pass, and the
+// backward masks the incoming gradient with the output inside its own two passes.
 #include <cmath>
 
 #include "core/check.h"
@@ -21,6 +23,8 @@ class BatchNormLayer : public Layer<T> {
                 c.momentum);
     CNNBP_CHECK(c.epsilon > 0 && std::isfinite(c.epsilon), name, " (BatchNormalization): epsilon must be > 0, got ",
                 c.epsilon);
+    CNNBP_CHECK(c.act == Act::linear || c.act == Act::relu, name,
+                " (BatchNormalization): only a ReLU can be fused in (activation 'linear' or 'relu')");
     set_shapes(*this, name, in, in);
     C_ = in.back();
     rows_ = shape_numel(in) / C_;
@@ -60,14 +64,14 @@ class BatchNormLayer : public Layer<T> {
       scale_.data()[c] = (gamma ? gamma[c] : T(1)) * inv;
       shift_.data()[c] = (beta ? beta[c] : T(0)) - mean[c] * scale_.data()[c];
     }
-    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), M, C_, false);
+    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), M, C_, cfg_.act == Act::relu);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T*, T* dy, T* dx,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy, T* dx,
                 T* ws) override {
     const bool train = this->trainable;
     T* dgamma = train && cfg_.scale ? this->g(0) : nullptr;
     T* dbeta = train && cfg_.center ? this->g(cfg_.scale ? 1 : 0) : nullptr;
-    k.batchnorm_backward(dx, dgamma, dbeta, dy, x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr,
+    k.batchnorm_backward(dx, dgamma, dbeta, dy, cfg_.act == Act::relu ? y : nullptr, x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr,
                          N * rows_, C_, batch_, ws, false);
   }
   void commit_state(const KernelTable<T>&) override {

@@ -194,6 +194,7 @@ std::unique_ptr<Layer<T>> batch_norm(const std::string& name, const std::vector<
   k.gamma_init = c.get_str("gamma_initializer", k.gamma_init);
   k.mean_init = c.get_str("moving_mean_initializer", k.mean_init);
   k.var_init = c.get_str("moving_variance_initializer", k.var_init);
+  k.act = act_from_name(c.get_str("activation", "linear"));
   return make_batch_norm<T>(name, in[0], k);
 }
 
@@ -203,7 +204,7 @@ std::unique_ptr<Layer<T>> merge(const std::string& name, const std::vector<Shape
   static const char* const kinds[] = {"Add", "Subtract", "Multiply", "Average", "Maximum"};
   if (Op == MergeOp::subtract) require_inputs(c, in, 2, 2);
   else require_inputs(c, in, 2, kMany);
-  return make_merge<T>(name, kinds[int(Op)], Op, in, in_names);
+  return make_merge<T>(name, kinds[int(Op)], Op, in, in_names, act_from_name(c.get_str("activation", "linear")));
 }
 
 template <typename T>

@@ -49,7 +49,7 @@ PadMode pad_from_name(const std::string& s);
 // New layer families (nn/merge.cpp, nn/normalization.cpp, nn/reshaping.cpp).
 template <typename T>
 std::unique_ptr<Layer<T>> make_merge(const std::string& name, const char* kind, MergeOp op, const std::vector<Shape>& in,
-                                     const std::vector<std::string>& in_names);
+                                     const std::vector<std::string>& in_names, Act act = Act::linear);
 template <typename T>
 std::unique_ptr<Layer<T>> make_concatenate(const std::string& name, int axis, const std::vector<Shape>& in,
                                            const std::vector<std::string>& in_names);
@@ -57,6 +57,7 @@ struct BatchNormConfig {
   double momentum = 0.99, epsilon = 1e-3;
   bool center = true, scale = true;
   std::string beta_init = "zeros", gamma_init = "ones", mean_init = "zeros", var_init = "ones";
+  Act act = Act::linear;  // a fused following ReLU (Act::relu), or none
 };
 template <typename T>
 std::unique_ptr<Layer<T>> make_batch_norm(const std::string& name, const Shape& in, const BatchNormConfig& cfg);

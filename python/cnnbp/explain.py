@@ -76,6 +76,16 @@ def _default_cam_layer(model):
     return layers[i]
 
 
+def _output_node(model, layer):
+    """The network node holding `layer`'s output; refused for a layer whose following ReLU runs
+    inside it (its own, pre-ReLU output is never stored)."""
+    relu = model._fused.get(layer.name)
+    if relu is not None:
+        raise ValueError(f"grad_cam: the output of {layer.name} before the ReLU is not kept (the ReLU layer "
+                         f"{relu!r} runs inside it); use layer={relu!r}")
+    return layer._out_node
+
+
 def grad_cam(model, x, class_index=None, layer=None):
     """Grad-CAM heat maps (N, H, W) in [0, 1] at the input's resolution: the activations of a layer
     with a spatial output (default: the last convolutional feature map, see _default_cam_layer)
@@ -92,7 +102,7 @@ def grad_cam(model, x, class_index=None, layer=None):
         raise ValueError(f"grad_cam: {layer.name} must have a spatial output (None, H, W, C), as a Conv2D "
                          f"layer's, got {layer.output_shape}")
     x, net, from_layer, dout, _ = _forward_and_seed(model, x, class_index)
-    li = layer._core_index[-1]  # the layer's output (a conv's activation fused in, or the node after it)
+    li = _output_node(model, layer)
     if li + 1 >= from_layer:
         raise ValueError(f"grad_cam: {layer.name} is the score layer itself")
     acts = net.activation(li)                       # (N, h, w, K)

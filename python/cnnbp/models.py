@@ -21,6 +21,10 @@ from .layers import BatchNormalization, InputLayer, KerasTensor, Layer
 __all__ = ["Model", "Sequential"]
 
 NumericalError = _core.NumericalError
+# Fuse a ReLU layer into the layer before it where that is exact (see Model._fusions); tests turn
+# it off to compare the fused and the unfused network.
+_FUSE_ACTIVATIONS = True
+
 _METRICS = {"accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy"}
 
 
@@ -67,6 +71,7 @@ class Model:
         self._loss = None
         self._optimizer = None
         self._metrics = []
+        self._fused = {}               # layer name -> the ReLU layer fused into it (see _fusions)
         # Drawn now, not when the network is built (lazily, for a Sequential without an input
         # shape): the weights depend on set_seed() before construction, not on later calls.
         self._seed = next_seed()
@@ -163,21 +168,52 @@ class Model:
         cls = _core.Network64 if self.dtype == np.float64 else _core.Network32
         net = cls(list(shape))
         ids = {self._input_name: -1}
+        fused = self._fused = self._fusions()
         bounds, count = [], 0
         for i, layer in enumerate(self._layers):
             ins = [ids[n] for n in self._inbound[layer.name]]
+            if layer.name in fused.values():
+                ids[layer.name] = ids[self._inbound[layer.name][0]]
+                bounds.append(None)  # no node of its own: the ReLU runs inside the layer before it
+                continue
             if isinstance(layer, BatchNormalization):
                 layer._check_axis(len(net.tensor_shape(ins[0])), self._channels_first)
+            layer._fused_act = "relu" if layer.name in fused else None
             out = layer._add_to(net, ins, seed=(self._seed + 7919 * (i + 1)) & 0xFFFFFFFFFFFFFFFF)
             ids[layer.name] = out
             bounds.append((count, out + 1))
             count = out + 1
         net.finalize(self._seed)
-        for layer, (a, b) in zip(self._layers, bounds):
-            layer._bind(net, a, b)
+        for layer, b in zip(self._layers, bounds):
+            if b is None:
+                layer._bind_fused(net, ids[layer.name])
+            else:
+                layer._bind(net, *b)
         self._net = net
         if self._optimizer is not None:
             self._attach_training()
+
+    def _fusions(self):
+        """{layer name: name of the ReLU layer fused into it}: a ReLU whose only input is a layer
+        that can apply it itself (BatchNormalization, Add/Subtract/Average/Multiply, or a Conv2D
+        or Dense without an activation of its own) and that nothing else reads. The pair then
+        runs as one node: one pass and one tensor fewer, forward and backward."""
+        if not _FUSE_ACTIVATIONS:
+            return {}
+        readers = {}
+        for name, ins in self._inbound.items():
+            for n in ins:
+                readers.setdefault(n, []).append(name)
+        by_name = {l.name: l for l in self._layers}
+        out = {}
+        for layer in self._layers:
+            ins = self._inbound[layer.name]
+            if not (layer._is_plain_relu() and len(ins) == 1 and ins[0] in by_name):
+                continue
+            src = by_name[ins[0]]
+            if readers.get(src.name) == [layer.name] and src._can_fuse_relu():
+                out[src.name] = layer.name
+        return out
 
     def _ensure_built(self, x=None):
         if self._net is not None:

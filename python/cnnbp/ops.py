@@ -247,21 +247,24 @@ def global_max_pool2d_backward(dy, x, isa=None):
     return _fn("global_max_pool2d_backward", dt)(_arr(dy, dt), am, (x.shape[1], x.shape[2]), _isa(isa))
 
 
-def batch_norm(x, gamma=None, beta=None, epsilon=1e-3, isa=None):
-    """Training-mode batch normalisation over the last axis: (y, batch mean, biased batch variance)."""
+def batch_norm(x, gamma=None, beta=None, epsilon=1e-3, relu=False, isa=None):
+    """Training-mode batch normalisation over the last axis: (y, batch mean, biased batch variance).
+    relu=True: y is ReLU'd in the same pass (the fused BatchNormalization + ReLU)."""
     dt = _dtype(x, gamma, beta)
     g = None if gamma is None else _arr(gamma, dt)
     b = None if beta is None else _arr(beta, dt)
-    return _fn("batch_norm_forward", dt)(_arr(x, dt), g, b, float(epsilon), _isa(isa))
+    return _fn("batch_norm_forward", dt)(_arr(x, dt), g, b, float(epsilon), bool(relu), _isa(isa))
 
 
-def batch_norm_backward(dy, x, mean, var, gamma=None, epsilon=1e-3, batch_stats=True, isa=None):
+def batch_norm_backward(dy, x, mean, var, gamma=None, epsilon=1e-3, batch_stats=True, y=None, isa=None):
     """(dx, dgamma, dbeta). batch_stats=True: mean and var are the batch's (the gradient includes
-    their dependence on x); False: they are constants (the moving statistics of inference)."""
+    their dependence on x); False: they are constants (the moving statistics of inference).
+    y: the output of batch_norm(..., relu=True), whose ReLU the gradient then goes through too."""
     dt = _dtype(dy, x)
     g = None if gamma is None else _arr(gamma, dt)
+    yr = None if y is None else _arr(y, dt)
     return _fn("batch_norm_backward", dt)(_arr(dy, dt), _arr(x, dt), _arr(mean, dt), _arr(var, dt), g,
-                                          float(epsilon), bool(batch_stats), _isa(isa))
+                                          float(epsilon), bool(batch_stats), yr, _isa(isa))
 
 
 def _merge_args(xs, op):

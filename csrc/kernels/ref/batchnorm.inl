@@ -2,50 +2,46 @@
 // thread; each thread sums its rows per channel in double, and the partial sums are added in
 // thread order. The channel loop is innermost and contiguous, so every pass vectorises.
 
-// ws: per-thread partials, 2*C doubles per thread, in units of T.
+// ws: per-thread partials, 2*C doubles per thread, in units of T, then 3*C T (the backward's
+// per-channel coefficients).
 template <typename T>
 static int64_t batchnorm_workspace(int64_t M, int C, int nthreads) {
   (void)M;
-  return int64_t(nthreads < 1 ? 1 : nthreads) * 2 * C * int64_t(sizeof(double) / sizeof(T)) + 16;
+  return int64_t(nthreads < 1 ? 1 : nthreads) * 2 * C * int64_t(sizeof(double) / sizeof(T)) + 3 * int64_t(C) + 16;
 }
 
 static inline int bn_threads(int64_t M, int C) { return threads_for(M, grain(4 * int64_t(C))); }
 
 // x: [M,C]  mean, var: [C]
+// One pass: per channel, sums of d = x - x[0] and of d*d (the shift by the first row keeps the
+// variance free of cancellation when the mean is large against the spread), in double.
 template <typename T>
 static void batchnorm_stats(T* mean, T* var, const T* x, int64_t M, int C, T* ws) {
   double* part = reinterpret_cast<double*>(ws);
   const int nt = bn_threads(M, C);
   parallel_region(nt, [&](int tid, int nth) {
     const int64_t r0 = M * tid / nth, r1 = M * (tid + 1) / nth;
-    double* s = part + int64_t(tid) * 2 * C;
-    for (int c = 0; c < C; ++c) s[c] = 0.0;
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xp = x + r * C;
-      for (int c = 0; c < C; ++c) s[c] += double(xp[c]);
-    }
-  });
-  for (int c = 0; c < C; ++c) {
-    double t = 0.0;
-    for (int i = 0; i < nt; ++i) t += part[int64_t(i) * 2 * C + c];
-    mean[c] = T(t / double(M));
-  }
-  parallel_region(nt, [&](int tid, int nth) {
-    const int64_t r0 = M * tid / nth, r1 = M * (tid + 1) / nth;
-    double* s = part + int64_t(tid) * 2 * C + C;
-    for (int c = 0; c < C; ++c) s[c] = 0.0;
+    double* s1 = part + int64_t(tid) * 2 * C;
+    double* s2 = s1 + C;
+    for (int c = 0; c < C; ++c) s1[c] = s2[c] = 0.0;
     for (int64_t r = r0; r < r1; ++r) {
       const T* xp = x + r * C;
       for (int c = 0; c < C; ++c) {
-        const double d = double(xp[c]) - double(mean[c]);
-        s[c] += d * d;
+        const double d = double(xp[c]) - double(x[c]);
+        s1[c] += d;
+        s2[c] += d * d;
       }
     }
   });
   for (int c = 0; c < C; ++c) {
-    double t = 0.0;
-    for (int i = 0; i < nt; ++i) t += part[int64_t(i) * 2 * C + C + c];
-    var[c] = T(t / double(M));
+    double a = 0.0, b = 0.0;
+    for (int i = 0; i < nt; ++i) {
+      a += part[int64_t(i) * 2 * C + c];
+      b += part[int64_t(i) * 2 * C + C + c];
+    }
+    const double m = a / double(M), v = b / double(M) - m * m;
+    mean[c] = T(double(x[c]) + m);
+    var[c] = T(v > 0.0 ? v : 0.0);
   }
 }
 
@@ -69,52 +65,96 @@ static void batchnorm_apply(T* y, const T* x, const T* scale, const T* shift, in
 
 // dy, x, dx: [M,C]  mean, invstd, gamma: [C] (gamma null: 1)  dgamma, dbeta: [C] or null.
 // batch_stats false: mean and invstd were constants of the forward pass (the moving statistics),
-// so dx = dy * gamma * invstd.
-template <typename T>
-static void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean, const T* invstd,
-                               const T* gamma, int64_t M, int C, bool batch_stats, T* ws, bool accumulate) {
+// so dx = dy * gamma * invstd. y not null: the forward applied ReLU and y is its output; the
+// incoming gradient is dy where y > 0 and 0 elsewhere (ReLU's backward, read in both passes).
+template <typename T, bool Relu>
+static inline T bn_dy(const T* dp, const T* yp, int c) {
+  // ReLU's backward as the Activation layer computes it: a multiply, so that NaN propagates.
+  if constexpr (Relu) return dp[c] * (yp[c] > T(0) ? T(1) : T(0));
+  (void)yp;
+  return dp[c];
+}
+
+template <typename T, bool Relu>
+static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* x, const T* mean,
+                                    const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
+                                    bool accumulate) {
   double* part = reinterpret_cast<double*>(ws);
   const int nt = bn_threads(M, C);
-  parallel_region(nt, [&](int tid, int nth) {
-    const int64_t r0 = M * tid / nth, r1 = M * (tid + 1) / nth;
-    double* sdy = part + int64_t(tid) * 2 * C;
-    double* sdx = sdy + C;  // sum dy * (x - mean)
-    for (int c = 0; c < C; ++c) sdy[c] = sdx[c] = 0.0;
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xp = x + r * C;
-      const T* dp = dy + r * C;
-      for (int c = 0; c < C; ++c) {
-        sdy[c] += double(dp[c]);
-        sdx[c] += double(dp[c]) * (double(xp[c]) - double(mean[c]));
+  const bool need_sums = batch_stats || dgamma || dbeta;
+  if (need_sums) {
+    parallel_region(nt, [&](int tid, int nth) {
+      const int64_t r0 = M * tid / nth, r1 = M * (tid + 1) / nth;
+      double* __restrict sdy = part + int64_t(tid) * 2 * C;
+      double* __restrict sdx = sdy + C;  // sum dy * (x - mean)
+      for (int c = 0; c < C; ++c) sdy[c] = sdx[c] = 0.0;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* __restrict xp = x + r * C;
+        const T* __restrict dp = dy + r * C;
+        const T* __restrict yp = Relu ? y + r * C : nullptr;
+        for (int c = 0; c < C; ++c) {
+          const double d = double(bn_dy<T, Relu>(dp, yp, c));
+          sdy[c] += d;
+          sdx[c] += d * (double(xp[c]) - double(mean[c]));
+        }
       }
+    });
+    // Reduced in thread order; part[0..2C) then holds sum(dy) and sum(dy*xhat) per channel.
+    for (int c = 0; c < C; ++c) {
+      double a = 0.0, b = 0.0;
+      for (int i = 0; i < nt; ++i) {
+        a += part[int64_t(i) * 2 * C + c];
+        b += part[int64_t(i) * 2 * C + C + c];
+      }
+      part[c] = a;
+      part[C + c] = b * double(invstd[c]);
+      if (dbeta) dbeta[c] = T(a);
+      if (dgamma) dgamma[c] = T(part[C + c]);
     }
-  });
-  // Reduced in thread order; part[0..2C) then holds sum(dy) and sum(dy*xhat) per channel.
-  for (int c = 0; c < C; ++c) {
-    double a = 0.0, b = 0.0;
-    for (int i = 0; i < nt; ++i) {
-      a += part[int64_t(i) * 2 * C + c];
-      b += part[int64_t(i) * 2 * C + C + c];
-    }
-    part[c] = a;
-    part[C + c] = b * double(invstd[c]);
-    if (dbeta) dbeta[c] = T(a);
-    if (dgamma) dgamma[c] = T(part[C + c]);
   }
   if (!dx) return;
-  parallel_for(M, grain(int64_t(C)), [&](int64_t r0, int64_t r1, int) {
-    const double invM = 1.0 / double(M);
+  // dx = k*(dy - sum(dy)/M - xhat*sum(dy*xhat)/M), k = gamma*invstd, is affine in (dy, x) per
+  // channel: dx = A*dy + B + X*x, with the coefficients computed once (in double) per channel.
+  T* A = reinterpret_cast<T*>(part + int64_t(nt) * 2 * C);
+  T* B = A + C;
+  T* X = B + C;
+  for (int c = 0; c < C; ++c) {
+    const double k = (gamma ? double(gamma[c]) : 1.0) * double(invstd[c]);
+    A[c] = T(k);
+    if (batch_stats) {
+      const double q = k * double(invstd[c]) * part[C + c] / double(M);  // k * invstd * sum(dy*xhat) / M
+      B[c] = T(-k * part[c] / double(M) + q * double(mean[c]));
+      X[c] = T(-q);
+    } else {
+      B[c] = X[c] = T(0);
+    }
+  }
+  parallel_for(M, grain(int64_t(C)), [=](int64_t r0, int64_t r1, int) {
+    const T* __restrict a = A;
+    const T* __restrict b = B;
+    const T* __restrict xc = X;
     for (int64_t r = r0; r < r1; ++r) {
-      const T* xp = x + r * C;
-      const T* dp = dy + r * C;
-      T* o = dx + r * C;
-      for (int c = 0; c < C; ++c) {
-        const T g = gamma ? gamma[c] : T(1);
-        const T k = g * invstd[c];
-        const T xhat = (xp[c] - mean[c]) * invstd[c];
-        const T v = batch_stats ? k * (dp[c] - T(part[c] * invM) - xhat * T(part[C + c] * invM)) : k * dp[c];
-        o[c] = accumulate ? o[c] + v : v;
+      const T* __restrict xp = x + r * C;
+      const T* __restrict dp = dy + r * C;
+      const T* __restrict yp = Relu ? y + r * C : nullptr;
+      T* __restrict o = dx + r * C;
+      if (accumulate) {
+        for (int c = 0; c < C; ++c) o[c] += a[c] * bn_dy<T, Relu>(dp, yp, c) + b[c] + xc[c] * xp[c];
+      } else {
+        for (int c = 0; c < C; ++c) o[c] = a[c] * bn_dy<T, Relu>(dp, yp, c) + b[c] + xc[c] * xp[c];
       }
     }
   });
+}
+
+template <typename T>
+static void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* x, const T* mean,
+                               const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
+                               bool accumulate) {
+  if (y)
+    batchnorm_backward_impl<T, true>(dx, dgamma, dbeta, dy, y, x, mean, invstd, gamma, M, C, batch_stats, ws,
+                                     accumulate);
+  else
+    batchnorm_backward_impl<T, false>(dx, dgamma, dbeta, dy, y, x, mean, invstd, gamma, M, C, batch_stats, ws,
+                                      accumulate);
 }

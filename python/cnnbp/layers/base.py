@@ -43,9 +43,10 @@ def _fusable(act):
 def _add_fused(layer, net, kind, inputs, config):
     """A layer with weights and an activation: the kernel node with the activation fused into it,
     then, for softmax or sigmoid, an Activation node of its own (see _fusable). Returns the last node."""
-    fused = _fusable(layer.activation)
+    own = _fusable(layer.activation)
+    fused = layer._fused_act or own  # a following ReLU layer fused in (only when the own one is linear)
     out = net.add_layer(kind, layer.name, inputs, dict(config, activation=fused, alpha=layer._alpha))
-    if fused != layer.activation:
+    if own != layer.activation:
         out = net.add_layer("Activation", f"{layer.name}/{layer.activation}", [out],
                             dict(activation=layer.activation, alpha=layer._alpha))
     return out
@@ -178,6 +179,8 @@ class Layer:
         self._input_shape_arg = None if input_shape is None else _shape_tuple(self.name, input_shape)
         self._net = None
         self._core_index = []      # indices of the C++ nodes this layer became
+        self._out_node = None      # the node holding the layer's output
+        self._fused_act = None     # a following ReLU layer runs inside this one (Model._fusions)
         self._params = {}          # name -> (offset, shape) in the parameter buffer
         self._state = {}           # name -> (offset, shape) in the state buffer
         self.input_shape = None
@@ -219,9 +222,25 @@ class Layer:
         index of the node holding the layer's output."""
         return net.add_layer(self._core_kind, self.name, inputs, self._core_config())
 
+    # ReLU fusion (Model._fusions): a layer that applies a following ReLU itself, and the ReLU.
+    def _can_fuse_relu(self):
+        return False
+
+    def _is_plain_relu(self):
+        return False
+
+    def _bind_fused(self, net, node):
+        """This layer (a ReLU) runs inside node `node`, the layer before it."""
+        self._net = net
+        self._core_index = []
+        self._out_node = node
+        self._params, self._state = {}, {}
+        self.input_shape = self.output_shape = (None,) + tuple(net.layer_info()[node]["output_shape"])
+
     def _bind(self, net, first, last):
         self._net = net
         self._core_index = list(range(first, last))
+        self._out_node = last - 1
         info = net.layer_info()
         self._params, self._state = {}, {}
         for i in self._core_index:

@@ -25,6 +25,9 @@ class Conv2D(Layer):
         self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
         self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
+    def _can_fuse_relu(self):
+        return self.activation == "linear"
+
     def _add_to(self, net, inputs, seed=0):
         return _add_fused(self, net, "Conv2D", inputs, dict(
             filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),

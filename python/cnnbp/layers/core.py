@@ -19,6 +19,9 @@ class Dense(Layer):
         self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
         self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
+    def _can_fuse_relu(self):
+        return self.activation == "linear"
+
     def _add_to(self, net, inputs, seed=0):
         return _add_fused(self, net, "Dense", inputs, dict(
             units=self.units, use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
@@ -41,6 +44,9 @@ class Activation(Layer):
     def _core_config(self):
         return dict(activation=self.activation, alpha=self._alpha)
 
+    def _is_plain_relu(self):
+        return self.activation == "relu"
+
     def get_config(self):
         return dict(super().get_config(), activation=self.activation)
 
@@ -57,6 +63,9 @@ class ReLU(Layer):
         if negative_slope < 0:
             raise ValueError(f"{self.name}: negative_slope must be >= 0, got {negative_slope}")
         self.negative_slope = float(negative_slope)
+
+    def _is_plain_relu(self):
+        return not self.negative_slope
 
     def _core_config(self):
         if self.negative_slope:

@@ -13,6 +13,12 @@ class _Merge(Layer):
         super().__init__(**kwargs)
         self._core_kind = type(self).__name__
 
+    def _can_fuse_relu(self):
+        return type(self) in (Add, Subtract, Multiply, Average)  # not Maximum: its backward reads the output
+
+    def _core_config(self):
+        return dict(activation=self._fused_act) if self._fused_act else {}
+
 
 class Add(_Merge):
     """Elementwise sum of same-shaped inputs (the residual connection)."""
@@ -41,6 +47,9 @@ class Concatenate(_Merge):
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
         self.axis = axis
+
+    def _can_fuse_relu(self):
+        return False
 
     def _core_config(self):
         return dict(axis=self.axis)

@@ -58,7 +58,11 @@ class BatchNormalization(Layer):
         return dict(momentum=self.momentum, epsilon=self.epsilon, center=self.center, scale=self.scale,
                     beta_initializer=self.beta_initializer, gamma_initializer=self.gamma_initializer,
                     moving_mean_initializer=self.moving_mean_initializer,
-                    moving_variance_initializer=self.moving_variance_initializer)
+                    moving_variance_initializer=self.moving_variance_initializer,
+                    activation=self._fused_act or "linear")
+
+    def _can_fuse_relu(self):
+        return True
 
     @property
     def gamma(self):
