@@ -29,6 +29,12 @@ GRID = [
     (1, 9, 10, 3, 9, (3, 3), (1, 1), "valid", (2, 1)),
     (2, 12, 13, 1, 40, (5, 5), (2, 1), "same", (1, 1)),
     (1, 9, 30, 1, 3, (5, 5), (1, 1), "valid", (1, 1)),
+    # strided data gradient by phases: 'same' with the odd pad after (32 -> 16 in ResNet), strides
+    # above the kernel (phases no tap reaches), 2x2 stride 2, padding beyond the kernel's reach
+    (2, 8, 8, 5, 7, (3, 3), (2, 2), "same", (1, 1)),
+    (2, 10, 9, 4, 6, (1, 1), (3, 3), "valid", (1, 1)),
+    (2, 8, 9, 3, 18, (2, 2), (2, 2), "valid", (1, 1)),
+    (1, 6, 7, 2, 3, (2, 2), (1, 2), ((3, 0), (0, 3)), (1, 1)),
 ]
 IDS = [f"{g[1]}x{g[2]}x{g[3]}-k{g[4]}-{g[5][0]}x{g[5][1]}-s{g[6][0]}{g[6][1]}-{g[7]}-d{g[8][0]}{g[8][1]}" for g in GRID]
 
@@ -53,6 +59,9 @@ def test_conv2d_matches_reference_float32(rng, g, isa, threads):
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(dy, x, w, st, pad, dil)
     dx = ops.conv2d_backward_data(dy, w, (H, W), strides=st, padding=pad, dilation_rate=dil, isa=isa)
     ref.assert_close(dx, dx_ref, 1e-5, "backward data")
+    base = rng.standard_normal(dx.shape).astype(np.float32)  # the accumulate mode adds into it
+    acc = ops.conv2d_backward_data(dy, w, (H, W), strides=st, padding=pad, dilation_rate=dil, add_to=base, isa=isa)
+    ref.assert_close(acc, base + dx_ref, 1e-5, "backward data, accumulate")
     dw = ops.conv2d_backward_weight(dy, x, ks, strides=st, padding=pad, dilation_rate=dil, isa=isa)
     ref.assert_close(dw, dw_ref, 1e-5, "backward weight")
     ref.assert_close(ops.conv2d_backward_bias(dy), db_ref, 1e-5, "backward bias")

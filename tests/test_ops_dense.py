@@ -22,6 +22,8 @@ def test_dense_matches_reference(rng, N, I, O, isa, threads):
     dy = rng.standard_normal((N, O)).astype(np.float32)
     dx_r, dw_r, db_r = ref.dense_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64))
     ref.assert_close(ops.dense_backward_data(dy, w, isa=isa), dx_r, 1e-5)
+    base = rng.standard_normal((N, I)).astype(np.float32)  # the accumulate mode adds into it
+    ref.assert_close(ops.dense_backward_data(dy, w, add_to=base, isa=isa), base + dx_r, 1e-5)
     ref.assert_close(ops.dense_backward_weight(dy, x, isa=isa), dw_r, 1e-5)
     ref.assert_close(ops.dense_backward_bias(dy, isa=isa), db_r, 1e-5)
 

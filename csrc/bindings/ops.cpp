@@ -109,9 +109,21 @@ py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, P
   return y;
 }
 
+// The data-gradient output: fresh, or a copy of `add_to` (same shape) that the kernel adds into.
+template <typename T>
+py::array_t<T> gradient_out(const std::vector<py::ssize_t>& shape, py::object add_to, const char* who) {
+  py::array_t<T> dx(shape);
+  if (add_to.is_none()) return dx;
+  carray<T> a = carray<T>::ensure(add_to);
+  CNNBP_CHECK(a && py_shape_str(a) == py_shape_str(dx), who, ": expected add_to of shape ", py_shape_str(dx), ", got ",
+              a ? py_shape_str(a) : std::string("a non-array"));
+  std::memcpy(dx.mutable_data(), a.data(), sizeof(T) * size_t(dx.size()));
+  return dx;
+}
+
 template <typename T>
 py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair st, Pair dil, int mode, Pads pads,
-                                    const std::string& isa) {
+                                    py::object add_to, const std::string& isa) {
   require_ndim(dy, 4, "conv2d_backward_data", "dy", "(N, P, Q, K)");
   require_ndim(w, 4, "conv2d_backward_data", "kernel", "(kh, kw, C, K)");
   const Conv2dParams p = conv_params<T>(int(dy.shape(0)), in_hw.first, in_hw.second, int(w.shape(2)), int(w.shape(3)),
@@ -119,13 +131,14 @@ py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair 
   CNNBP_CHECK(dy.shape(1) == p.P && dy.shape(2) == p.Q && dy.shape(3) == p.K, "conv2d_backward_data: expected dy of shape (",
               p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
   const auto& k = table_named<T>(isa);
-  py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
+  py::array_t<T> dx = gradient_out<T>({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)},
+                                      add_to, "conv2d_backward_data");
   const int nt = get_num_threads();  // read once: the workspace and the kernel use the same count
   T* ws = scratch<T>(k.conv2d_workspace(p, nt));
   {
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
-    k.conv2d_backward_data(dx.mutable_data(), dy.data(), w.data(), ws, p);
+    k.conv2d_backward_data(dx.mutable_data(), dy.data(), w.data(), ws, p, !add_to.is_none());
   }
   return dx;
 }
@@ -267,17 +280,17 @@ py::array_t<T> dense_forward(carray<T> x, carray<T> w, py::object b, const std::
 }
 
 template <typename T>
-py::array_t<T> dense_backward_data(carray<T> dy, carray<T> w, const std::string& isa) {
+py::array_t<T> dense_backward_data(carray<T> dy, carray<T> w, py::object add_to, const std::string& isa) {
   require_ndim(dy, 2, "dense_backward_data", "dy", "(N, units)");
   require_ndim(w, 2, "dense_backward_data", "kernel", "(in_features, units)");
   CNNBP_CHECK(w.shape(1) == dy.shape(1), "dense_backward_data: expected kernel with ", dy.shape(1), " columns, got ", py_shape_str(w));
   const int N = int(dy.shape(0)), I = int(w.shape(0)), O = int(w.shape(1));
   const auto& k = table_named<T>(isa);
-  py::array_t<T> dx({py::ssize_t(N), py::ssize_t(I)});
+  py::array_t<T> dx = gradient_out<T>({py::ssize_t(N), py::ssize_t(I)}, add_to, "dense_backward_data");
   T* ws = scratch<T>(k.dense_workspace(N, I, O));
   {
     py::gil_scoped_release nogil;
-    k.dense_backward_data(dx.mutable_data(), dy.data(), w.data(), N, I, O, ws);
+    k.dense_backward_data(dx.mutable_data(), dy.data(), w.data(), N, I, O, ws, !add_to.is_none());
   }
   return dx;
 }
@@ -632,7 +645,8 @@ void bind_typed(py::module_& m, const std::string& sfx) {
         py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), py::arg("relu") = false, isa,
         "y = conv2d(x, w) + b (then ReLU when relu); x NHWC, w (kh, kw, C, K).");
   m.def(("conv2d_backward_data" + sfx).c_str(), &conv2d_backward_data<T>, py::arg("dy"), py::arg("w"), py::arg("input_hw"),
-        py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), isa, "Gradient of conv2d w.r.t. x.");
+        py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), py::arg("add_to"), isa,
+        "Gradient of conv2d w.r.t. x (added to a copy of add_to when given).");
   m.def(("conv2d_backward_weight" + sfx).c_str(), &conv2d_backward_weight<T>, py::arg("dy"), py::arg("x"),
         py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"),
         py::arg("with_bias"), isa, "Gradients of conv2d w.r.t. kernel and bias: (dw, db).");
@@ -665,7 +679,8 @@ void bind_typed(py::module_& m, const std::string& sfx) {
   m.def(("window_copy" + sfx).c_str(), &window_copy<T>, py::arg("x"), py::arg("top"), py::arg("left"),
         py::arg("other_hw"), py::arg("to_big"), isa, "Crop a window (to_big False) or zero-pad into one (True).");
   m.def(("dense_forward" + sfx).c_str(), &dense_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"), isa, "y = x @ w + b.");
-  m.def(("dense_backward_data" + sfx).c_str(), &dense_backward_data<T>, py::arg("dy"), py::arg("w"), isa, "dx = dy @ w.T.");
+  m.def(("dense_backward_data" + sfx).c_str(), &dense_backward_data<T>, py::arg("dy"), py::arg("w"), py::arg("add_to"), isa,
+        "dx = dy @ w.T (+ add_to when given).");
   m.def(("dense_backward_weight" + sfx).c_str(), &dense_backward_weight<T>, py::arg("dy"), py::arg("x"), py::arg("with_bias"),
         isa, "(dw, db) = (x.T @ dy, dy.sum(0)).");
   m.def(("activation_forward" + sfx).c_str(), &activation_forward<T>, py::arg("x"), py::arg("kind"), py::arg("alpha"), isa,

@@ -1,6 +1,6 @@
 // conv2d: NHWC activations, HWIO (R,S,C,K) weights, as Keras stores them.
 //   conv2d_forward        y  = conv(x, w) + b
-//   conv2d_backward_data  dx = conv_transpose(dy, w)
+//   conv2d_backward_data  dx = conv_transpose(dy, w)     (or dx += ..., accumulate)
 //   conv2d_backward_weight dw = corr(x, dy), db = sum(dy)   (bias gradient fused)
 // All shape arithmetic lives in make_conv2d_params; kernels only read the struct.
 #pragma once

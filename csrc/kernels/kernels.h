@@ -26,7 +26,7 @@ struct KernelTable {
   int64_t (*conv2d_workspace)(const Conv2dParams& p, int nthreads);
   int64_t (*conv2d_padded_size)(const Conv2dParams& p);
   void (*conv2d_forward)(T* y, T* xpad, const T* x, const T* w, const T* b, T* ws, const Conv2dParams& p);
-  void (*conv2d_backward_data)(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p);
+  void (*conv2d_backward_data)(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p, bool accumulate);
   void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, const T* xpad, T* ws, const Conv2dParams& p);
 
   // pool2d (see pool2d.h). argmax may be null in forward (inference).
@@ -60,9 +60,10 @@ struct KernelTable {
   void (*add_into)(T* y, const T* x, int64_t n);
 
   // dense: x [N,I], w [I,O], b [O], y [N,O]. db may be null. ws: dense_workspace(N, I, O).
+  // backward_data with accumulate adds into dx (a tensor with several readers).
   int64_t (*dense_workspace)(int N, int I, int O);
   void (*dense_forward)(T* y, const T* x, const T* w, const T* b, int N, int I, int O, T* ws);
-  void (*dense_backward_data)(T* dx, const T* dy, const T* w, int N, int I, int O, T* ws);
+  void (*dense_backward_data)(T* dx, const T* dy, const T* w, int N, int I, int O, T* ws, bool accumulate);
   void (*dense_backward_weight)(T* dw, T* db, const T* dy, const T* x, int N, int I, int O, T* ws);
 
   // activations (see activation.h); softmax over rows of [N,K].

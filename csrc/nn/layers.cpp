@@ -108,14 +108,21 @@ class Conv2dLayer : public Layer<T> {
     k.conv2d_forward(y, xpad_.data(), x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
     if (!p.relu) act_.forward(k, y, N * this->out_size);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy,
+  // The data gradient can add into dx (a tensor with several readers): no extra pass.
+  bool accumulates() const override { return true; }
+  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy,
                 T* dx, T* ws) override {
+    const bool fresh = false;
+    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
+  }
+  void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
+                  T* const* dxs, const bool* accumulate, T* ws) override {
     Conv2dParams p = p_;
     p.N = N;
     act_.backward(k, dy, y, N * this->out_size);
     if (this->trainable)
-      k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, x, xpad_.data(), ws, p);
-    if (dx) k.conv2d_backward_data(dx, dy, this->w(0), ws, p);
+      k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, xs[0], xpad_.data(), ws, p);
+    if (dxs[0]) k.conv2d_backward_data(dxs[0], dy, this->w(0), ws, p, accumulate[0]);
   }
   int64_t plan_bytes(const KernelTable<T>& k, int N) const override {
     Conv2dParams p = p_;
@@ -241,12 +248,19 @@ class DenseLayer : public Layer<T> {
     k.dense_forward(y, x, this->w(0), use_bias_ ? this->w(1) : nullptr, int(N * rows_), I_, O_, ws);
     act_.forward(k, y, N * this->out_size);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy,
+  bool accumulates() const override { return true; }  // dx += dy W^T for a tensor with several readers
+  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy,
                 T* dx, T* ws) override {
+    const bool fresh = false;
+    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
+  }
+  void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
+                  T* const* dxs, const bool* accumulate, T* ws) override {
     const int M = int(N * rows_);
     act_.backward(k, dy, y, N * this->out_size);
-    if (this->trainable) k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, x, M, I_, O_, ws);
-    if (dx) k.dense_backward_data(dx, dy, this->w(0), M, I_, O_, ws);
+    if (this->trainable)
+      k.dense_backward_weight(this->g(0), use_bias_ ? this->g(1) : nullptr, dy, xs[0], M, I_, O_, ws);
+    if (dxs[0]) k.dense_backward_data(dxs[0], dy, this->w(0), M, I_, O_, ws, accumulate[0]);
   }
 
  private:

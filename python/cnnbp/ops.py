@@ -56,11 +56,14 @@ def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, relu=False
                                      pads, bool(relu), _isa(isa))
 
 
-def conv2d_backward_data(dy, w, input_hw, strides=1, padding="valid", dilation_rate=1, isa=None):
-    """Gradient of conv2d with respect to x, for an input of spatial size input_hw."""
+def conv2d_backward_data(dy, w, input_hw, strides=1, padding="valid", dilation_rate=1, add_to=None, isa=None):
+    """Gradient of conv2d with respect to x, for an input of spatial size input_hw. add_to: the
+    kernel's accumulate mode (as for a tensor with several readers), returning add_to + gradient."""
     dt = _dtype(dy, w)
     st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
-    return _fn("conv2d_backward_data", dt)(_arr(dy, dt), _arr(w, dt), tuple(input_hw), st, dil, mode, pads, _isa(isa))
+    at = None if add_to is None else _arr(add_to, dt)
+    return _fn("conv2d_backward_data", dt)(_arr(dy, dt), _arr(w, dt), tuple(input_hw), st, dil, mode, pads, at,
+                                           _isa(isa))
 
 
 def conv2d_backward_weight(dy, x, kernel_size, strides=1, padding="valid", dilation_rate=1, isa=None):
@@ -136,10 +139,11 @@ def dense(x, w, b=None, isa=None):
     return _fn("dense_forward", dt)(_arr(x, dt), _arr(w, dt), None if b is None else _arr(b, dt), _isa(isa))
 
 
-def dense_backward_data(dy, w, isa=None):
-    """dx = dy @ w.T."""
+def dense_backward_data(dy, w, add_to=None, isa=None):
+    """dx = dy @ w.T; add_to: the accumulate mode, returning add_to + dy @ w.T."""
     dt = _dtype(dy, w)
-    return _fn("dense_backward_data", dt)(_arr(dy, dt), _arr(w, dt), _isa(isa))
+    at = None if add_to is None else _arr(add_to, dt)
+    return _fn("dense_backward_data", dt)(_arr(dy, dt), _arr(w, dt), at, _isa(isa))
 
 
 def dense_backward_weight(dy, x, isa=None):

@@ -48,9 +48,10 @@ static void conv2d_forward(T* y, T* /*xpad*/, const T* x, const T* w, const T* b
   });
 }
 
-// dy: [N,P,Q,K]  w: [R,S,C,K]  dx: [N,H,W,C]  ws: [R,S,K,C] (w with C and K swapped)
+// dy: [N,P,Q,K]  w: [R,S,C,K]  dx: [N,H,W,C]  ws: [R,S,K,C] (w with C and K swapped);
+// accumulate: dx += the gradient
 template <typename T>
-static void conv2d_backward_data(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p) {
+static void conv2d_backward_data(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p, bool accumulate) {
   const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
   T* wt = ws;
   for (int rs = 0; rs < R * S; ++rs)
@@ -62,7 +63,8 @@ static void conv2d_backward_data(T* dx, const T* dy, const T* w, T* ws, const Co
       const int n = int(row / H), ih = int(row % H);
       for (int iw = 0; iw < W; ++iw) {
         T* dxp = dx + (row * W + iw) * C;
-        for (int c = 0; c < C; ++c) dxp[c] = T(0);
+        if (!accumulate)
+          for (int c = 0; c < C; ++c) dxp[c] = T(0);
         for (int r = 0; r < R; ++r) {
           const int th = ih + p.pt - r * p.dh;
           if (th < 0 || th % p.sh) continue;

@@ -21,13 +21,14 @@ static void dense_forward(T* y, const T* x, const T* w, const T* b, int N, int I
   });
 }
 
-// dy: [N,O]  w: [I,O]  dx: [N,I]
+// dy: [N,O]  w: [I,O]  dx: [N,I]; accumulate: dx += the gradient
 template <typename T>
-static void dense_backward_data(T* dx, const T* dy, const T* w, int N, int I, int O, T* /*ws*/) {
+static void dense_backward_data(T* dx, const T* dy, const T* w, int N, int I, int O, T* /*ws*/, bool accumulate) {
   parallel_for(int64_t(N) * I, grain(O), [&](int64_t j0, int64_t j1, int) {
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t n = j / I, i = j % I;
-      dx[j] = dot(dy + n * O, w + i * O, O);
+      const T v = dot(dy + n * O, w + i * O, O);
+      dx[j] = accumulate ? dx[j] + v : v;
     }
   });
 }

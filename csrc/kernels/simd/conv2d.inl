@@ -6,7 +6,8 @@
 // when the layer pads, so the inner loops have no bounds checks; weights are repacked to
 // [K/KB][R][S][C][KB] (zero-filled K tail). Parallel over (image, K block).
 // Backward-data (stride 1) is the forward kernel on dy with the weights rotated 180 degrees and
-// C, K swapped; other strides use the portable gather kernel.
+// C, K swapped; with strides, one such forward problem per phase (dx position modulo the stride)
+// over the taps that reach it (see bwd_phase). Either can add into dx (accumulate).
 // Backward-weight: per tap (r, s), a tile of MC input channels x KB output channels accumulates
 // over every pixel of one image at a time (the image stays in L2); images are split across
 // threads with private partial sums reduced in thread order.
@@ -58,7 +59,7 @@ static void pad_input(float* xp, const float* x, const Conv2dParams& p, const Co
 template <int VL, int MR, int NV, int FR = 0, int FJ = 0>
 static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride,
                                  int64_t x_row, const float* wp, const float* bias, int C, int R, int S,
-                                 int dh_row_mul, int64_t dw_C, bool relu) {
+                                 int dh_row_mul, int64_t dw_C, bool relu, bool accumulate) {
   typedef Vec<VL> V;
   constexpr int KB = NV * VL;
   V acc[MR][NV];
@@ -110,8 +111,12 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
     float* yo = y + int64_t(i) * ldy;
     for (int v = 0; v < NV; ++v) {
       const int lanes = kvalid - v * VL;
-      if (lanes >= VL) vstore<VL>(yo + v * VL, acc[i][v]);
-      else if (lanes > 0) vstore_partial<VL>(yo + v * VL, acc[i][v], lanes);
+      if (lanes >= VL) {
+        vstore<VL>(yo + v * VL, accumulate ? acc[i][v] + vload<VL>(yo + v * VL) : acc[i][v]);
+      } else if (lanes > 0) {
+        vstore_partial<VL>(yo + v * VL, accumulate ? acc[i][v] + vload_partial<VL>(yo + v * VL, lanes) : acc[i][v],
+                           lanes);
+      }
     }
   }
 }
@@ -119,11 +124,11 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
 template <int VL, int NV, int MR, int FR = 0, int FJ = 0>
 static inline void conv_fwd_row(float* y, int ldy, int kvalid, const float* xs, int64_t xs_stride, int64_t x_row,
                                 const float* wp, const float* bias, int C, int R, int S, int dh, int64_t dw_C, int Q,
-                                bool relu) {
+                                bool relu, bool accumulate) {
   int ow = 0;
   for (; ow + MR <= Q; ow += MR)
     conv_fwd_tile<VL, MR, NV, FR, FJ>(y + int64_t(ow) * ldy, ldy, kvalid, xs + ow * xs_stride, xs_stride, x_row, wp,
-                                      bias, C, R, S, dh, dw_C, relu);
+                                      bias, C, R, S, dh, dw_C, relu, accumulate);
   const int rem = Q - ow;
   if (rem <= 0) return;
   float* yo = y + int64_t(ow) * ldy;
@@ -131,7 +136,8 @@ static inline void conv_fwd_row(float* y, int ldy, int kvalid, const float* xs, 
 #define CNNBP_TAIL(m)                                                                                             \
   case m:                                                                                                         \
     if constexpr (m < MR)                                                                                         \
-      conv_fwd_tile<VL, m, NV>(yo, ldy, kvalid, xo, xs_stride, x_row, wp, bias, C, R, S, dh, dw_C, relu);         \
+      conv_fwd_tile<VL, m, NV>(yo, ldy, kvalid, xo, xs_stride, x_row, wp, bias, C, R, S, dh, dw_C, relu,          \
+                               accumulate);                                                                       \
     break;
   switch (rem) {
     CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
@@ -167,10 +173,22 @@ static void pack_conv_weights(float* wp, float* bp, const float* w, const float*
     for (int j = 0; j < nkb * KB; ++j) bp[j] = (b && j < Kp) ? b[j] : 0.0f;
 }
 
+// Where the forward driver stores output pixel (n, oh, ow): y + n*img + oh*row + ow*pix (channels
+// contiguous). Default: the dense [N,P,Q,K] tensor.
+struct YLayout {
+  int64_t img, row;
+  int pix;
+};
+static inline YLayout dense_layout(const Conv2dParams& p) {
+  return {int64_t(p.P) * p.Q * p.K, int64_t(p.Q) * p.K, p.K};
+}
+
 // Forward driver over already packed weights; x may be padded in the workspace first.
+// accumulate: add into y instead of overwriting it.
 template <int VL>
 static void conv_fwd_packed(float* y, const float* x, const float* wp, const float* bp, const Conv2dParams& p,
-                            float* xpad_ws, int NV) {
+                            float* xpad_ws, int NV, bool accumulate = false, const YLayout* layout = nullptr) {
+  const YLayout yl = layout ? *layout : dense_layout(p);
   const ConvGeom g = conv_geom(p);
   const float* xs = x;
   if (g.padded) {
@@ -191,11 +209,11 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
       const float* wkb = wp + int64_t(kb) * p.R * p.S * p.C * KB;
       const float* bkb = bp ? bp + int64_t(kb) * KB : nullptr;
       for (int oh = 0; oh < p.P; ++oh) {
-        float* yrow = y + ((int64_t(n) * p.P + oh) * p.Q) * p.K + int64_t(kb) * KB;
+        float* yrow = y + int64_t(n) * yl.img + int64_t(oh) * yl.row + int64_t(kb) * KB;
         const float* xrow = xs + (int64_t(n) * g.Hp + int64_t(oh) * p.sh) * x_row;
 #define CNNBP_ROW(nv, mr, fr, fj)                                                                              \
-  conv_fwd_row<VL, nv, mr, fr, fj>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S, p.dh, dw_C, \
-                                   p.Q, p.relu != 0)
+  conv_fwd_row<VL, nv, mr, fr, fj>(yrow, yl.pix, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S, p.dh,    \
+                                   dw_C, p.Q, p.relu != 0, accumulate)
         if (NV == 2) {
           if (first == 1) CNNBP_ROW(2, Tile<VL>::MR2, 3, 9);
           else if (first == 2) CNNBP_ROW(2, Tile<VL>::MR2, 5, 25);
@@ -250,27 +268,172 @@ static inline bool bwd_data_as_forward(const Conv2dParams& p, Conv2dParams* q) {
   return true;
 }
 
+// Strided backward-data by phases. Along one axis (stride st, dilation d, padding before pb, kernel
+// taps R, dy length P), the input positions h = a + i*st of phase a (0 <= a < st) receive dy[p]*w[r]
+// exactly for the taps r with (a + pb - r*d) divisible by st, at p = i + (a + pb - r*d)/st. Those
+// taps are evenly spaced, so each phase is a stride-1 forward convolution over dy (dilation d/g,
+// g = gcd(d, st)) with the taps reversed, reading dy shifted by the last tap's offset (a padding
+// before, or a crop when negative), and writing every st-th position of dx.
+struct BwdPhase {
+  int n = 0;           // positions of dx in this phase
+  int taps = 0;        // kernel taps reaching them (0: dx is 0 there)
+  int first = 0;       // the first tap r; the others are first + k*step
+  int step = 1;
+  int dil = 1;         // dilation of the phase's convolution over dy
+  int before = 0;      // dy positions before the first one read (negative: skipped)
+  int after = 0;       // after the last one
+};
+
+static inline int gcd_int(int a, int b) {
+  while (b) { const int t = a % b; a = b; b = t; }
+  return a;
+}
+
+static BwdPhase bwd_phase(int a, int len, int P, int R, int st, int d, int pad_before) {
+  BwdPhase ph;
+  ph.n = a < len ? (len - a + st - 1) / st : 0;
+  int first = -1;
+  for (int r = 0; r < R; ++r)
+    if (((a + pad_before - r * d) % st + st) % st == 0) { first = r; break; }
+  if (ph.n == 0 || first < 0) return ph;
+  const int g = gcd_int(d, st);
+  ph.first = first;
+  ph.step = st / g;
+  ph.taps = (R - 1 - first) / ph.step + 1;
+  ph.dil = d / g;
+  const int last = first + (ph.taps - 1) * ph.step;
+  const int off_last = (a + pad_before - last * d) / st;  // exact: the dy offset of the last tap
+  ph.before = -off_last;
+  // The phase's convolution reads dy positions off_last .. off_last + (n-1) + (taps-1)*dil.
+  ph.after = off_last + (ph.n - 1) + (ph.taps - 1) * ph.dil - (P - 1);
+  return ph;
+}
+
+// Copies dy [N,P,Q,K] into [N, P+bt+at, Q+bl+al, K]: zero rows/columns where a margin is positive,
+// dropped ones where it is negative.
+static void pad_or_crop(float* out, const float* dy, int N, int P, int Q, int K, int bt, int at, int bl, int al) {
+  const int Hp = P + bt + at, Wp = Q + bl + al;
+  const int64_t prow = int64_t(Wp) * K;
+  parallel_for(int64_t(N) * Hp, grain(prow), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / Hp;
+      const int h = int(r % Hp) - bt;
+      float* dst = out + r * prow;
+      if (h < 0 || h >= P) {
+        for (int64_t i = 0; i < prow; ++i) dst[i] = 0.0f;
+        continue;
+      }
+      const float* src = dy + (n * P + h) * int64_t(Q) * K;
+      for (int w = 0; w < Wp; ++w) {
+        const int q = w - bl;
+        float* o = dst + int64_t(w) * K;
+        if (q < 0 || q >= Q) {
+          for (int k = 0; k < K; ++k) o[k] = 0.0f;
+        } else {
+          const float* i = src + int64_t(q) * K;
+          for (int k = 0; k < K; ++k) o[k] = i[k];
+        }
+      }
+    }
+  });
+}
+
+// Packs the phase's sub-kernel: wp [C/KB][th][tw][K][KB] with entry (j, l, k, c) =
+// w[rh.first + (th-1-j)*rh.step][rw.first + (tw-1-l)*rw.step][c][k] (taps reversed, C and K swapped).
+static void pack_phase_weights(float* wp, const float* w, const Conv2dParams& p, const BwdPhase& rh,
+                               const BwdPhase& rw, int KB) {
+  const int nkb = (p.C + KB - 1) / KB;
+  for (int kb = 0; kb < nkb; ++kb)
+    for (int j = 0; j < rh.taps; ++j)
+      for (int l = 0; l < rw.taps; ++l) {
+        const int r = rh.first + (rh.taps - 1 - j) * rh.step, s = rw.first + (rw.taps - 1 - l) * rw.step;
+        for (int k = 0; k < p.K; ++k) {
+          float* dst = wp + (((int64_t(kb) * rh.taps + j) * rw.taps + l) * p.K + k) * KB;
+          for (int t = 0; t < KB; ++t) {
+            const int c = kb * KB + t;
+            dst[t] = c < p.C ? w[((int64_t(r) * p.S + s) * p.C + c) * p.K + k] : 0.0f;
+          }
+        }
+      }
+}
+
+// The phase's forward problem over a dy copy of (P + before + after) x (Q + ...) without padding.
+static Conv2dParams phase_problem(const Conv2dParams& p, const BwdPhase& rh, const BwdPhase& rw) {
+  Conv2dParams q = p;
+  q.H = p.P + rh.before + rh.after; q.W = p.Q + rw.before + rw.after;
+  q.C = p.K; q.K = p.C;
+  q.R = rh.taps; q.S = rw.taps;
+  q.sh = q.sw = 1;
+  q.dh = rh.dil; q.dw = rw.dil;
+  q.pt = q.pb = q.pl = q.pr = 0;
+  q.P = rh.n; q.Q = rw.n;
+  q.relu = 0;
+  return q;
+}
+
 template <int VL>
 static int64_t conv_bwd_data_ws(const Conv2dParams& p) {
   Conv2dParams q;
-  if (!bwd_data_as_forward(p, &q)) return int64_t(p.R) * p.S * p.C * p.K;  // the gather kernel's transpose
-  return conv_fwd_ws<VL>(q);
+  if (bwd_data_as_forward(p, &q)) return conv_fwd_ws<VL>(q);
+  const int KB = conv_nv(p.C, VL) * VL;
+  int64_t most = 0;
+  for (int a = 0; a < p.sh; ++a)
+    for (int b = 0; b < p.sw; ++b) {
+      const BwdPhase rh = bwd_phase(a, p.H, p.P, p.R, p.sh, p.dh, p.pt);
+      const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
+      if (rh.taps == 0 || rw.taps == 0) continue;
+      const Conv2dParams f = phase_problem(p, rh, rw);
+      const int64_t need = int64_t(p.N) * f.H * f.W * f.C + int64_t(f.R) * f.S * f.C * round_up(f.K, KB);
+      most = most > need ? most : need;
+    }
+  return most;
 }
 
-// dy: [N,P,Q,K]  w: [R,S,C,K]  dx: [N,H,W,C]
+// dy: [N,P,Q,K]  w: [R,S,C,K]  dx: [N,H,W,C]; accumulate: dx += the gradient.
 template <int VL>
-static void conv2d_backward_data_blocked(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p) {
+static void conv2d_backward_data_blocked(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
+                                         bool accumulate) {
   Conv2dParams q;
-  if (!bwd_data_as_forward(p, &q)) {
-    conv2d_backward_data<float>(dx, dy, w, ws, p);
+  if (bwd_data_as_forward(p, &q)) {
+    const int NV = conv_nv(q.K, VL), KB = NV * VL;
+    const ConvGeom g = conv_geom(q);
+    float* wp = ws + g.xpad_size;
+    pack_conv_weights(wp, nullptr, w, nullptr, p.R, p.S, p.C, p.K, KB, true);
+    q.relu = 0;
+    conv_fwd_packed<VL>(dx, dy, wp, nullptr, q, ws, NV, accumulate);
     return;
   }
-  const int NV = conv_nv(q.K, VL), KB = NV * VL;
-  const ConvGeom g = conv_geom(q);
-  float* wp = ws + g.xpad_size;
-  pack_conv_weights(wp, nullptr, w, nullptr, p.R, p.S, p.C, p.K, KB, true);
-  q.relu = 0;
-  conv_fwd_packed<VL>(dx, dy, wp, nullptr, q, ws, NV);
+  const int NV = conv_nv(p.C, VL), KB = NV * VL;
+  for (int a = 0; a < p.sh; ++a)
+    for (int b = 0; b < p.sw; ++b) {
+      const BwdPhase rh = bwd_phase(a, p.H, p.P, p.R, p.sh, p.dh, p.pt);
+      const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
+      if (rh.n == 0 || rw.n == 0) continue;
+      // dx positions of this phase: image n, row a + i*sh, column b + j*sw.
+      const YLayout yl{int64_t(p.H) * p.W * p.C, int64_t(p.sh) * p.W * p.C, p.sw * p.C};
+      float* dx0 = dx + (int64_t(a) * p.W + b) * p.C;
+      if (rh.taps == 0 || rw.taps == 0) {  // no tap reaches this phase: its gradient is 0
+        if (accumulate) continue;
+        parallel_for(int64_t(p.N) * rh.n, grain(int64_t(rw.n) * p.C), [&](int64_t r0, int64_t r1, int) {
+          for (int64_t r = r0; r < r1; ++r) {
+            float* row = dx0 + (r / rh.n) * yl.img + (r % rh.n) * yl.row;
+            for (int j = 0; j < rw.n; ++j)
+              for (int c = 0; c < p.C; ++c) row[int64_t(j) * yl.pix + c] = 0.0f;
+          }
+        });
+        continue;
+      }
+      const Conv2dParams f = phase_problem(p, rh, rw);
+      const float* src = dy;
+      float* wp = ws;
+      if (rh.before || rh.after || rw.before || rw.after) {
+        pad_or_crop(ws, dy, p.N, p.P, p.Q, p.K, rh.before, rh.after, rw.before, rw.after);
+        src = ws;
+        wp = ws + int64_t(p.N) * f.H * f.W * f.C;
+      }
+      pack_phase_weights(wp, w, p, rh, rw, KB);
+      conv_fwd_packed<VL>(dx0, src, wp, nullptr, f, nullptr, NV, accumulate, &yl);
+    }
 }
 
 // Weight-gradient tile over one image: MC consecutive reduction channels j (input channels, or

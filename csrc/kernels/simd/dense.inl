@@ -82,13 +82,13 @@ static inline void gemm_tile(float* c, int64_t ldc, int nvalid, const float* a, 
 // every row tile of C.
 template <int VL, int NV>
 static void gemm_panel(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bpanel,
-                       const float* bias, int m0, int m1, int n0, int N, int K) {
+                       const float* bias, int m0, int m1, int n0, int N, int K, bool add_to_c) {
   constexpr int MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
   constexpr int KB = NV * VL, KC = 256;
   const int nvalid = N - n0;
   for (int k0 = 0; k0 < K; k0 += KC) {
     const int kc = imin(KC, K - k0);
-    const bool acc = k0 > 0;
+    const bool acc = add_to_c || k0 > 0;
     const float* bt = bpanel + int64_t(k0) * KB;
     const float* bs = bias ? bias + n0 : nullptr;
     for (int mr = m0; mr < m1; mr += MR) {
@@ -117,7 +117,7 @@ static void gemm_panel(float* c, int64_t ldc, const float* a, int64_t am, int64_
 // across all its row tiles; rows are split further only when there are few panels.
 template <int VL, int NV>
 static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bp, const float* bias,
-                        int M, int N, int K) {
+                        int M, int N, int K, bool add_to_c) {
   constexpr int MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
   constexpr int KB = NV * VL;
   const int nnb = (N + KB - 1) / KB, nmt = (M + MR - 1) / MR;
@@ -128,27 +128,29 @@ static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64
     for (int64_t it = i0; it < i1; ++it) {
       const int nb = int(it / mchunks), mc = int(it % mchunks);
       const int t0 = int(int64_t(nmt) * mc / mchunks), t1 = int(int64_t(nmt) * (mc + 1) / mchunks);
-      gemm_panel<VL, NV>(c, ldc, a, am, ak, bp + int64_t(nb) * K * KB, bias, t0 * MR, imin(t1 * MR, M), nb * KB, N, K);
+      gemm_panel<VL, NV>(c, ldc, a, am, ak, bp + int64_t(nb) * K * KB, bias, t0 * MR, imin(t1 * MR, M), nb * KB, N, K,
+                         add_to_c);
     }
   });
 }
 
 static inline int gemm_nv(int N, int VL) { return N <= VL ? 1 : 2; }
 
-// C = A B with B(k, n) = b[k*bk + n*bn], packed into ws first.
+// C = A B with B(k, n) = b[k*bk + n*bn], packed into ws first; add_to_c: C += A B (no bias).
 template <int VL>
 static void gemm(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* b, int64_t bk, int64_t bn,
-                 const float* bias, int M, int N, int K, float* ws) {
+                 const float* bias, int M, int N, int K, float* ws, bool add_to_c = false) {
   if (M <= 0 || N <= 0) return;  // empty result (the tiling below divides by the panel count)
   if (K <= 0) {                  // empty sum: the bias, or zeros
+    if (add_to_c) return;
     for (int m = 0; m < M; ++m)
       for (int n = 0; n < N; ++n) c[m * ldc + n] = bias ? bias[n] : 0.0f;
     return;
   }
   const int NV = gemm_nv(N, VL);
   pack_b(ws, b, bk, bn, K, N, NV * VL);
-  if (NV == 2) gemm_packed<VL, 2>(c, ldc, a, am, ak, ws, bias, M, N, K);
-  else gemm_packed<VL, 1>(c, ldc, a, am, ak, ws, bias, M, N, K);
+  if (NV == 2) gemm_packed<VL, 2>(c, ldc, a, am, ak, ws, bias, M, N, K, add_to_c);
+  else gemm_packed<VL, 1>(c, ldc, a, am, ak, ws, bias, M, N, K, add_to_c);
 }
 
 template <int VL>
@@ -165,10 +167,11 @@ static void dense_forward_blocked(float* y, const float* x, const float* w, cons
   gemm<VL>(y, O, x, I, 1, w, O, 1, b, N, O, I, ws);
 }
 
-// dy: [N,O]  w: [I,O]  dx: [N,I]   (dx = dy W^T)
+// dy: [N,O]  w: [I,O]  dx: [N,I]   (dx = dy W^T, or dx += dy W^T)
 template <int VL>
-static void dense_backward_data_blocked(float* dx, const float* dy, const float* w, int N, int I, int O, float* ws) {
-  gemm<VL>(dx, I, dy, O, 1, w, 1, O, nullptr, N, I, O, ws);
+static void dense_backward_data_blocked(float* dx, const float* dy, const float* w, int N, int I, int O, float* ws,
+                                        bool accumulate) {
+  gemm<VL>(dx, I, dy, O, 1, w, 1, O, nullptr, N, I, O, ws, accumulate);
 }
 
 // dy: [N,O]  x: [N,I]  dw: [I,O]  db: [O] or null   (dw = x^T dy)
