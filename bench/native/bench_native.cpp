@@ -105,20 +105,24 @@ std::vector<float> randn(size_t n, unsigned seed) {
 
 struct ConvShape {
   const char* name;
-  int N, H, W, C, K, k, pad;
+  int N, H, W, C, K, k, pad, stride;
 };
 
 void bench_convs(int threads, double peak) {
   const ConvShape shapes[] = {
-      {"3->32 32x32 3x3", 64, 32, 32, 3, 32, 3, 0},   {"32->32 32x32 3x3", 64, 32, 32, 32, 32, 3, 1},
-      {"32->64 16x16 3x3", 64, 16, 16, 32, 64, 3, 1}, {"64->128 8x8 3x3", 64, 8, 8, 64, 128, 3, 1},
-      {"1->6 28x28 5x5", 64, 28, 28, 1, 6, 5, 2},     {"6->16 14x14 5x5", 64, 14, 14, 6, 16, 5, 0},
+      {"3->32 32x32 3x3", 64, 32, 32, 3, 32, 3, 0, 1},   {"32->32 32x32 3x3", 64, 32, 32, 32, 32, 3, 1, 1},
+      {"32->64 16x16 3x3", 64, 16, 16, 32, 64, 3, 1, 1}, {"64->128 8x8 3x3", 64, 8, 8, 64, 128, 3, 1, 1},
+      {"1->6 28x28 5x5", 64, 28, 28, 1, 6, 5, 2, 1},     {"6->16 14x14 5x5", 64, 14, 14, 6, 16, 5, 0, 1},
+      // ResNet-20 (batch 128): the three stages' 3x3 layers and the strided ones between them
+      {"r20 16->16 32x32", 128, 32, 32, 16, 16, 3, 1, 1}, {"r20 16->32 s2", 128, 32, 32, 16, 32, 3, 1, 2},
+      {"r20 32->32 16x16", 128, 16, 16, 32, 32, 3, 1, 1}, {"r20 64->64 8x8", 128, 8, 8, 64, 64, 3, 1, 1},
   };
   const auto& k = kernels_f32();
   std::printf("\nconvolution passes, %s, %d threads: GFLOP/s (%% of FMA peak)\n", k.isa, threads);
   std::printf("%-18s %16s %16s %16s\n", "shape", "forward", "backward-data", "backward-weight");
   for (const auto& s : shapes) {
-    Conv2dParams p = make_conv2d_params("bench", s.N, s.H, s.W, s.C, s.K, s.k, s.k, 1, 1, 1, 1, s.pad, s.pad, s.pad, s.pad);
+    Conv2dParams p = make_conv2d_params("bench", s.N, s.H, s.W, s.C, s.K, s.k, s.k, s.stride, s.stride, 1, 1, s.pad,
+                                        s.pad, s.pad, s.pad);
     auto x = randn(size_t(p.N) * p.H * p.W * p.C, 1), w = randn(size_t(p.R) * p.S * p.C * p.K, 2);
     auto dy = randn(size_t(p.N) * p.P * p.Q * p.K, 3), b = randn(size_t(p.K), 4);
     std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(b.size());
