@@ -110,6 +110,7 @@ def test_frozen_batch_norm_runs_in_inference_mode_and_does_not_move():
     # training-mode forward of a frozen layer equals inference
     net = m.network
     out_train = net.forward(x.astype(np.float32), training=True)
+    net.folding = False  # (folded, predict differs in the last bits: see the folding test)
     assert np.array_equal(out_train, m.predict(x))
 
 
@@ -151,3 +152,48 @@ def test_bad_axis_and_arguments():
         BatchNormalization(momentum=1.5)
     with pytest.raises(ValueError, match="epsilon must be > 0"):
         BatchNormalization(epsilon=0)
+
+
+def test_inference_folds_batch_norm_into_the_convolution():
+    """predict/evaluate fold each inference BatchNormalization into the convolution before it
+    (scaled weights, shifted bias, the ReLU in the kernel's store): the same outputs as the
+    unfolded pair within 1e-5, on a ResNet whose moving statistics have moved."""
+    cnnbp.set_seed(8)
+    m = cnnbp.applications.resnet(8, (12, 12, 2), 4)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((32, 12, 12, 2)).astype(np.float32) * 2 + 0.5
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 32)]
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+    m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    net = m.network
+    n_bn = sum(type(l).__name__ == "BatchNormalization" for l in m.layers)
+    assert net.folding and net.folded_pairs == n_bn  # every BN of a ResNet follows its own conv
+    folded = m.predict(x, verbose=0)
+    loss_f = m.evaluate(x, y, verbose=0)
+    net.forward(x, training=False)  # forward() never folds: every layer's output is kept
+    unfolded = net.activation(len(net.layer_info()) - 1)
+    ref.assert_close(folded, unfolded, 1e-5, "folded vs unfolded")
+    net.folding = False
+    ref.assert_close(m.predict(x, verbose=0), unfolded, 1e-6, "folding off")
+    assert abs(m.evaluate(x, y, verbose=0) - loss_f) < 1e-5 * max(1.0, abs(loss_f))
+    net.folding = True
+    # After a folded pass the convolution kept no output: asking for it is a clear error.
+    conv = next(i for i, n in enumerate(net.layer_info()) if n["kind"] == "Conv2D")
+    m.predict(x[:4], verbose=0)
+    with pytest.raises(ValueError, match="folded into"):
+        net.activation(conv)
+
+
+def test_no_folding_where_the_convolution_has_another_reader_or_an_activation():
+    x = Input((6, 6, 1))
+    a = Conv2D(3, 3, padding="same")(x)
+    two = cnnbp.Model(x, cnnbp.layers.Add()([BatchNormalization()(a), a]))  # the conv has two readers
+    act = cnnbp.Sequential([Input((6, 6, 1)), Conv2D(3, 3, activation="tanh"), BatchNormalization()])
+    dense = cnnbp.Sequential([Input((4,)), Dense(3), BatchNormalization()])  # convolutions only
+    assert two.network.folded_pairs == 0 and act.network.folded_pairs == 0 and dense.network.folded_pairs == 0
+    ok = cnnbp.Sequential([Input((6, 6, 1)), Conv2D(3, 3, use_bias=False), BatchNormalization(center=False,
+                                                                                               scale=False)])
+    assert ok.network.folded_pairs == 1
+    xs = np.random.default_rng(0).standard_normal((5, 6, 6, 1)).astype(np.float32)
+    ok.network.forward(xs, training=False)
+    ref.assert_close(ok.predict(xs, verbose=0), ok.network.activation(1), 1e-5)

@@ -143,6 +143,14 @@ void bind_network(py::module_& m, const char* cls) {
            py::arg("node"), py::arg("trainable"),
            "Freeze (False) or unfreeze node i: no parameter gradient, no update; BatchNormalization then "
            "normalises with its moving statistics.")
+      .def_property("folding", &Net::folding,
+                    [](Net& n, bool on) {
+                      std::lock_guard<std::mutex> g(n.mutex());
+                      n.set_folding(on);
+                    },
+                    "predict/evaluate fold inference BatchNormalization into the convolution before it.")
+      .def_property_readonly("folded_pairs", &Net::folded_pairs,
+                             "Convolution + BatchNormalization pairs that predict/evaluate fold.")
       .def("plan_bytes",
            [](Net& n, int N) {
              CNNBP_CHECK(N > 0, "plan_bytes: expected a positive batch size, got ", N);

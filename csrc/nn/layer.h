@@ -81,6 +81,22 @@ class Layer {
     backward(k, c, N, xs[0], y, dy, dxs[0], ws);
   }
   virtual bool accumulates() const { return false; }
+
+  // Inference folding (BatchNormalization into the convolution before it; see Network):
+  // inference_affine gives the per-channel y = x*scale + shift (and a ReLU it applies after) that
+  // the layer computes in inference; forward_folded runs the layer followed by that affine map
+  // and activation in one pass. Each returns false when the layer cannot take part.
+  virtual bool inference_affine(T* scale, T* shift, Act* act) const {
+    (void)scale; (void)shift; (void)act;
+    return false;
+  }
+  virtual bool can_fold_affine() const { return false; }
+  virtual void plan_fold() {}  // allocates what forward_folded needs (planning, not in a pass)
+  virtual void forward_folded(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T* ws,
+                              const T* scale, const T* shift, Act act) {
+    (void)k; (void)c; (void)N; (void)x; (void)y; (void)ws; (void)scale; (void)shift; (void)act;
+    throw std::logic_error(name + ": cannot fold an affine map into this layer");
+  }
   // Moves what the last training forward pass measured into the state buffer (BatchNormalization's
   // moving statistics); called only when the step succeeded.
   virtual void commit_state(const KernelTable<T>& k) { (void)k; }

@@ -127,13 +127,33 @@ class Conv2dLayer : public Layer<T> {
   int64_t plan_bytes(const KernelTable<T>& k, int N) const override {
     Conv2dParams p = p_;
     p.N = N;
-    return k.conv2d_padded_size(p) * int64_t(sizeof(T));
+    return k.conv2d_padded_size(p) * int64_t(sizeof(T)) + int64_t(fold_.capacity()) * int64_t(sizeof(T));
+  }
+  // Folding: w'[.., k] = w[.., k]*scale[k], b'[k] = b[k]*scale[k] + shift[k]; the ReLU after it
+  // goes into the kernel's store. Only a convolution without an activation of its own.
+  bool can_fold_affine() const override { return cfg_.act == Act::linear; }
+  void plan_fold() override { fold_.reserve(size_t(this->params[0].size + cfg_.filters)); }
+  void forward_folded(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, const T* scale,
+                      const T* shift, Act act) override {
+    const int K = cfg_.filters;
+    const int64_t nw = this->params[0].size;
+    T* w = fold_.data();
+    T* b = w + nw;
+    const T* w0 = this->w(0);
+    for (int64_t i = 0; i < nw; i += K)
+      for (int c = 0; c < K; ++c) w[i + c] = w0[i + c] * scale[c];
+    for (int c = 0; c < K; ++c) b[c] = (cfg_.use_bias ? this->w(1)[c] * scale[c] : T(0)) + shift[c];
+    Conv2dParams p = p_;
+    p.N = N;
+    p.relu = act == Act::relu;
+    k.conv2d_forward(y, nullptr, x, w, b, ws, p);
   }
 
  private:
   Conv2dConfig cfg_;
   Conv2dParams p_;
   FusedAct<T> act_;
+  Buffer<T> fold_;  // weights and bias with a following BatchNormalization folded in (inference)
   Buffer<T> xpad_;  // the zero-padded input, from forward to backward (SIMD paths that pad)
 };
 

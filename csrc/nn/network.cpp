@@ -166,6 +166,26 @@ void Network<T>::finalize(uint64_t seed) {
   }
   finalized_ = true;
   train_layers_ = L;
+  // Inference folding pairs: a convolution read only by a BatchNormalization.
+  fold_into_.assign(L, -1);
+  skipped_.assign(L, 0);
+  std::vector<int> readers(L, 0);
+  for (size_t i = 0; i < L; ++i)
+    for (int t : inputs_[i])
+      if (t >= 0) ++readers[t];
+  int64_t most = 0;
+  for (size_t j = 0; j < L; ++j) {
+    if (inputs_[j].size() != 1 || inputs_[j][0] < 0) continue;
+    const int i = inputs_[j][0];
+    const int C = layers_[j]->out_shape.empty() ? 0 : layers_[j]->out_shape.back();
+    std::vector<T> sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
+    Act act;
+    if (readers[i] == 1 && layers_[i]->can_fold_affine() && layers_[j]->inference_affine(sc.data(), sh.data(), &act)) {
+      fold_into_[i] = int(j);
+      most = std::max(most, int64_t(C));
+    }
+  }
+  if (most > 0) fold_affine_.reserve(size_t(2 * most));
   plan_gradients();
   update_segments();
   initialize(seed);
@@ -338,6 +358,7 @@ void Network<T>::plan(int N, int nt) {
     Layer<T>& l = *layers_[i];
     if (!l.is_alias()) acts_[i].reserve(size_t(cap) * l.out_size);
     l.plan(k_, cap);
+    if (fold_into_[i] >= 0) l.plan_fold();
     ws = std::max(ws, l.workspace(k_, cap, nt));
   }
   dslots_.resize(slot_size_.size());
@@ -392,8 +413,17 @@ const T* Network<T>::act_ptr(int t) const {
 }
 
 template <typename T>
+int Network<T>::folded_pairs() const {
+  int n = 0;
+  for (int j : fold_into_) n += j >= 0;
+  return n;
+}
+
+template <typename T>
 const T* Network<T>::activation(size_t i) const {
   CNNBP_CHECK_INDEX(i < last_upto_, "activation: layer index ", i, " out of range (last pass ran ", last_upto_, " layers)");
+  CNNBP_CHECK(skipped_[i] != 1, "activation: layer '", layers_[i]->name, "' was folded into '",
+              layers_[fold_into_[i]]->name, "' by predict/evaluate and kept no output; call forward(x) first");
   const T* p = act_ptr(int(i));
   // A leading Flatten shares the caller's input, which only forward() keeps a copy of.
   CNNBP_CHECK(p != x_ || backward_ready_, "activation: layer ", i, " is a view of the input; call forward(x) first");
@@ -419,15 +449,30 @@ void Network<T>::check_finite(const T* p, int64_t n, const Layer<T>& l, const ch
 }
 
 template <typename T>
-void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto) {
+void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold) {
   x_ = x;
   backward_ready_ = false;
+  fold = fold && folding_ && !training;
+  std::fill(skipped_.begin(), skipped_.end(), 0);
   for (size_t i = 0; i < upto; ++i) {
     Layer<T>& l = *layers_[i];
-    if (l.is_alias()) continue;
+    if (l.is_alias() || skipped_[i] == 2) continue;  // 2: computed by the node before it (folded)
     const T** xs = xptr_.data() + xoff_[i];
     for (size_t j = 0; j < inputs_[i].size(); ++j) xs[j] = act_ptr(inputs_[i][j]);
     const double t0 = profiling_ ? now_s() : 0.0;
+    const int f = fold ? fold_into_[i] : -1;
+    if (f >= 0 && size_t(f) < upto) {
+      // This convolution and the BatchNormalization after it, in one pass into the latter's output.
+      const int C = layers_[f]->out_shape.back();
+      Act act = Act::linear;
+      layers_[f]->inference_affine(fold_affine_.data(), fold_affine_.data() + C, &act);
+      l.forward_folded(k_, c, N, xs[0], acts_[f].data(), ws_.data(), fold_affine_.data(), fold_affine_.data() + C,
+                       act);
+      skipped_[i] = 1;
+      skipped_[f] = 2;
+      if (profiling_) prof_.forward[i] += now_s() - t0;
+      continue;
+    }
     l.forward_n(k_, c, N, xs, acts_[i].data(), ws_.data(), training);
     if (profiling_) prof_.forward[i] += now_s() - t0;
     if (check_numerics_ && training) check_finite(acts_[i].data(), N * l.out_size, l, "output");
@@ -717,7 +762,7 @@ void Network<T>::predict(const T* x, int N, T* out) {
   if (N == 0) return;
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
-  run_forward(c, x, N, false, layers_.size());
+  run_forward(c, x, N, false, layers_.size(), true);
   const int64_t n = int64_t(N) * shape_numel(output_shape());
   std::memcpy(out, layers_.empty() ? x : act_ptr(int(layers_.size()) - 1), sizeof(T) * n);
 }
@@ -730,7 +775,7 @@ StepResult Network<T>::evaluate(const T* x, const T* target, int N) {
   check_target(target, N);
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
-  run_forward(c, x, N, false, train_layers_);
+  run_forward(c, x, N, false, train_layers_, true);
   return compute_loss(target, N, false);
 }
 

@@ -116,7 +116,14 @@ class Network {
   // Loss and correct count without updating anything.
   StepResult evaluate(const T* x, const T* target, int N);
   // Output of node i from the last forward pass ([N, *out_shape]); valid until the next pass.
+  // After predict/evaluate, a convolution folded into its BatchNormalization has none (an error).
   const T* activation(size_t i) const;
+  // predict and evaluate fold each inference BatchNormalization into the convolution before it
+  // (when that convolution's only reader is the BatchNormalization and it has no activation of
+  // its own): one pass with scaled weights instead of two. On by default; forward() never folds.
+  void set_folding(bool on) { folding_ = on; }
+  bool folding() const { return folding_; }
+  int folded_pairs() const;
   int last_batch() const { return last_N_; }
 
   // Bytes a training step with batch N holds: parameters, gradients, optimizer state, state,
@@ -155,7 +162,7 @@ class Network {
   void plan(int N, int nthreads);
   void plan_gradients();
   void update_segments();
-  void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto);
+  void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold = false);
   // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
   void run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad,
                     const GradsReady* ready = nullptr);
@@ -172,6 +179,10 @@ class Network {
   std::vector<std::vector<int>> inputs_;   // per node: input tensors (-1: the model input)
   std::vector<int> root_;                  // per node: the node whose buffer its output is (aliases)
   std::vector<int> last_consumer_;         // per node: the last node reading its output, or -1
+  std::vector<int> fold_into_;             // per node: the BatchNormalization it folds into, or -1
+  std::vector<char> skipped_;              // per node: no output stored by the last pass (folded)
+  Buffer<T> fold_affine_;                  // scale and shift of the BatchNormalization being folded
+  bool folding_ = true;
   bool finalized_ = false;
   int64_t num_params_ = 0, num_state_ = 0;
   Buffer<T> params_, grads_, m_, v_, state_;

@@ -5,6 +5,7 @@
 // A following ReLU may be fused in (activation "relu"): normalise and clamp in one pass, and the
 // backward masks the incoming gradient with the output inside its own two passes.
 #include <cmath>
+#include <vector>
 
 #include "core/check.h"
 #include "nn/layers.h"
@@ -44,8 +45,6 @@ class BatchNormLayer : public Layer<T> {
   int64_t plan_bytes(const KernelTable<T>&, int) const override { return 5 * int64_t(C_) * sizeof(T); }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool training) override {
     const int64_t M = N * rows_;
-    const T* gamma = cfg_.scale ? this->w(0) : nullptr;
-    const T* beta = cfg_.center ? this->w(cfg_.scale ? 1 : 0) : nullptr;
     batch_ = training && this->trainable;
     T* mean = mean_.data();
     T* var = var_.data();
@@ -58,12 +57,7 @@ class BatchNormLayer : public Layer<T> {
         var[c] = this->s(1)[c];
       }
     }
-    for (int c = 0; c < C_; ++c) {
-      const T inv = T(1) / std::sqrt(var[c] + T(cfg_.epsilon));
-      invstd_.data()[c] = inv;
-      scale_.data()[c] = (gamma ? gamma[c] : T(1)) * inv;
-      shift_.data()[c] = (beta ? beta[c] : T(0)) - mean[c] * scale_.data()[c];
-    }
+    affine(mean, var, invstd_.data(), scale_.data(), shift_.data());
     k.batchnorm_apply(y, x, scale_.data(), shift_.data(), M, C_, cfg_.act == Act::relu);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy, T* dx,
@@ -73,6 +67,12 @@ class BatchNormLayer : public Layer<T> {
     T* dbeta = train && cfg_.center ? this->g(cfg_.scale ? 1 : 0) : nullptr;
     k.batchnorm_backward(dx, dgamma, dbeta, dy, cfg_.act == Act::relu ? y : nullptr, x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr,
                          N * rows_, C_, batch_, ws, false);
+  }
+  bool inference_affine(T* scale, T* shift, Act* act) const override {
+    std::vector<T> inv(size_t(C_), T(0));
+    affine(this->s(0), this->s(1), inv.data(), scale, shift);
+    *act = cfg_.act;
+    return true;
   }
   void commit_state(const KernelTable<T>&) override {
     if (!measured_) return;
@@ -88,6 +88,19 @@ class BatchNormLayer : public Layer<T> {
   }
 
  private:
+  // y = x*scale + shift normalises with (mean, var): scale = gamma/sqrt(var + eps), shift =
+  // beta - mean*scale.
+  void affine(const T* mean, const T* var, T* invstd, T* scale, T* shift) const {
+    const T* gamma = cfg_.scale ? this->w(0) : nullptr;
+    const T* beta = cfg_.center ? this->w(cfg_.scale ? 1 : 0) : nullptr;
+    for (int c = 0; c < C_; ++c) {
+      const T inv = T(1) / std::sqrt(var[c] + T(cfg_.epsilon));
+      invstd[c] = inv;
+      scale[c] = (gamma ? gamma[c] : T(1)) * inv;
+      shift[c] = (beta ? beta[c] : T(0)) - mean[c] * scale[c];
+    }
+  }
+
   BatchNormConfig cfg_;
   int C_ = 0;
   int64_t rows_ = 1;
