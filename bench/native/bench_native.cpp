@@ -129,9 +129,9 @@ void bench_convs(int threads, double peak) {
     std::vector<float> ws(size_t(k.conv2d_workspace(p, threads)));
     const double flop = 2.0 * p.N * p.P * p.Q * p.K * p.C * p.R * p.S;
     double g[3] = {
-        flop / time_it([&] { k.conv2d_forward(y.data(), nullptr, x.data(), w.data(), b.data(), ws.data(), p); }) / 1e9,
+        flop / time_it([&] { k.conv2d_forward(y.data(), x.data(), w.data(), b.data(), ws.data(), p); }) / 1e9,
         flop / time_it([&] { k.conv2d_backward_data(dx.data(), dy.data(), w.data(), ws.data(), p, false); }) / 1e9,
-        flop / time_it([&] { k.conv2d_backward_weight(dw.data(), db.data(), dy.data(), x.data(), nullptr, ws.data(), p); }) / 1e9};
+        flop / time_it([&] { k.conv2d_backward_weight(dw.data(), db.data(), dy.data(), x.data(), ws.data(), p); }) / 1e9};
     std::printf("%-18s", s.name);
     for (double v : g) std::printf("  %7.1f (%4.0f%%)", v, peak > 0 ? 100.0 * v / peak : 0.0);
     std::printf("\n");

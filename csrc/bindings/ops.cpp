@@ -104,7 +104,7 @@ py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, P
   {
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
-    k.conv2d_forward(y.mutable_data(), nullptr, x.data(), w.data(), bp, ws, p);
+    k.conv2d_forward(y.mutable_data(), x.data(), w.data(), bp, ws, p);
   }
   return y;
 }
@@ -160,7 +160,7 @@ py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st,
   {
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
-    k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(), nullptr,
+    k.conv2d_backward_weight(dw.mutable_data(), with_bias ? db.mutable_data() : nullptr, dy.data(), x.data(),
                              ws, p);
   }
   return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));

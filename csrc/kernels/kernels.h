@@ -19,15 +19,12 @@ template <typename T>
 struct KernelTable {
   const char* isa;
 
-  // conv2d (see conv2d.h). ws: conv2d_workspace(p, threads) elements of scratch for any pass.
-  // xpad: null, or conv2d_padded_size(p) elements kept by the caller from forward to
-  // backward_weight: forward stores the zero-padded input there and backward_weight reads it
-  // instead of padding x again (a size of 0 means the path reads x in place).
+  // conv2d (see conv2d.h). ws: conv2d_workspace(p, threads) elements of scratch for any pass
+  // (the SIMD paths pad each image into a thread's part of it as they reach it).
   int64_t (*conv2d_workspace)(const Conv2dParams& p, int nthreads);
-  int64_t (*conv2d_padded_size)(const Conv2dParams& p);
-  void (*conv2d_forward)(T* y, T* xpad, const T* x, const T* w, const T* b, T* ws, const Conv2dParams& p);
+  void (*conv2d_forward)(T* y, const T* x, const T* w, const T* b, T* ws, const Conv2dParams& p);
   void (*conv2d_backward_data)(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p, bool accumulate);
-  void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, const T* xpad, T* ws, const Conv2dParams& p);
+  void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, T* ws, const Conv2dParams& p);
 
   // pool2d (see pool2d.h). argmax may be null in forward (inference).
   void (*max_pool2d_forward)(T* y, int32_t* argmax, const T* x, const Pool2dParams& p);

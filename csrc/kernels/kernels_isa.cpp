@@ -44,7 +44,6 @@ constexpr KernelTable<T> make_table() {
   KernelTable<T> t{};
   t.isa = CNNBP_STR(CNNBP_ISA_NS);
   t.conv2d_workspace = conv2d_workspace;
-  t.conv2d_padded_size = conv2d_padded_size;
   t.conv2d_forward = conv2d_forward<T>;
   t.conv2d_backward_data = conv2d_backward_data<T>;
   t.conv2d_backward_weight = conv2d_backward_weight<T>;
@@ -84,7 +83,6 @@ constexpr KernelTable<T> make_table() {
 #ifndef CNNBP_ISA_BASELINE
   if constexpr (VL > 0 && std::is_same<T, float>::value) {
     t.conv2d_workspace = conv2d_workspace_blocked<VL>;
-    t.conv2d_padded_size = conv2d_padded_size_blocked;
     t.conv2d_forward = conv2d_forward_blocked<VL>;
     t.conv2d_backward_data = conv2d_backward_data_blocked<VL>;
     t.conv2d_backward_weight = conv2d_backward_weight_blocked<VL>;

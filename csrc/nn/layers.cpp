@@ -96,16 +96,11 @@ class Conv2dLayer : public Layer<T> {
     p.N = N;
     return k.conv2d_workspace(p, nthreads);
   }
-  void plan(const KernelTable<T>& k, int N) override {
-    Conv2dParams p = p_;
-    p.N = N;
-    xpad_.reserve(size_t(k.conv2d_padded_size(p)));
-  }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
     Conv2dParams p = p_;
     p.N = N;
     p.relu = cfg_.act == Act::relu;  // fused into the kernel's store
-    k.conv2d_forward(y, xpad_.data(), x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
+    k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
     if (!p.relu) act_.forward(k, y, N * this->out_size);
   }
   // The data gradient can add into dx (a tensor with several readers): no extra pass.
@@ -121,14 +116,10 @@ class Conv2dLayer : public Layer<T> {
     p.N = N;
     act_.backward(k, dy, y, N * this->out_size);
     if (this->trainable)
-      k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, xs[0], xpad_.data(), ws, p);
+      k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, xs[0], ws, p);
     if (dxs[0]) k.conv2d_backward_data(dxs[0], dy, this->w(0), ws, p, accumulate[0]);
   }
-  int64_t plan_bytes(const KernelTable<T>& k, int N) const override {
-    Conv2dParams p = p_;
-    p.N = N;
-    return k.conv2d_padded_size(p) * int64_t(sizeof(T)) + int64_t(fold_.capacity()) * int64_t(sizeof(T));
-  }
+  int64_t plan_bytes(const KernelTable<T>&, int) const override { return int64_t(fold_.capacity()) * int64_t(sizeof(T)); }
   // Folding: w'[.., k] = w[.., k]*scale[k], b'[k] = b[k]*scale[k] + shift[k]; the ReLU after it
   // goes into the kernel's store. Only a convolution without an activation of its own.
   bool can_fold_affine() const override { return cfg_.act == Act::linear; }
@@ -146,7 +137,7 @@ class Conv2dLayer : public Layer<T> {
     Conv2dParams p = p_;
     p.N = N;
     p.relu = act == Act::relu;
-    k.conv2d_forward(y, nullptr, x, w, b, ws, p);
+    k.conv2d_forward(y, x, w, b, ws, p);
   }
 
  private:
@@ -154,7 +145,6 @@ class Conv2dLayer : public Layer<T> {
   Conv2dParams p_;
   FusedAct<T> act_;
   Buffer<T> fold_;  // weights and bias with a following BatchNormalization folded in (inference)
-  Buffer<T> xpad_;  // the zero-padded input, from forward to backward (SIMD paths that pad)
 };
 
 // ---- pool2d ---------------------------------------------------------------------------------

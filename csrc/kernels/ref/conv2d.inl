@@ -11,12 +11,9 @@ static int64_t conv2d_workspace(const Conv2dParams& p, int nthreads) {
   return nw > partials ? nw : partials;
 }
 
-// The portable path handles padding with bounds checks: it keeps no padded copy.
-static int64_t conv2d_padded_size(const Conv2dParams&) { return 0; }
-
 // x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
 template <typename T>
-static void conv2d_forward(T* y, T* /*xpad*/, const T* x, const T* w, const T* b, T* /*ws*/, const Conv2dParams& p) {
+static void conv2d_forward(T* y, const T* x, const T* w, const T* b, T* /*ws*/, const Conv2dParams& p) {
   const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
   const int64_t rows = int64_t(p.N) * P;
   parallel_for(rows, grain(int64_t(Q) * R * S * C * K), [&](int64_t r0, int64_t r1, int) {
@@ -92,7 +89,7 @@ static void conv2d_backward_data(T* dx, const T* dy, const T* w, T* ws, const Co
 // dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
 // ws: (nthreads - 1) private copies of dw and db; thread 0 accumulates into dw/db directly.
 template <typename T>
-static void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const T* /*xpad*/, T* ws,
+static void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, T* ws,
                                    const Conv2dParams& p) {
   const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
   const int64_t nw = int64_t(R) * S * C * K, stride = nw + K;

@@ -14,8 +14,8 @@
 
 struct ConvGeom {
   int Hp, Wp;        // padded input size
-  bool padded;       // the input is copied into the workspace
-  int64_t xpad_size;  // floats of the padded copy (0 when not padded)
+  bool padded;       // each image is copied into a thread's scratch with zero borders first
+  int64_t img_pad;   // floats of one padded image (0 when not padded)
 };
 
 static inline ConvGeom conv_geom(const Conv2dParams& p) {
@@ -23,31 +23,44 @@ static inline ConvGeom conv_geom(const Conv2dParams& p) {
   g.Hp = p.H + p.pt + p.pb;
   g.Wp = p.W + p.pl + p.pr;
   g.padded = p.pt || p.pb || p.pl || p.pr;
-  g.xpad_size = g.padded ? int64_t(p.N) * g.Hp * g.Wp * p.C : 0;
+  g.img_pad = g.padded ? int64_t(g.Hp) * g.Wp * p.C : 0;
   return g;
 }
 
+// Scratch for the padded images: one per thread (each pads the images it works on, which then
+// stay in its cache for the convolution that reads them).
+static inline int64_t pad_scratch(const ConvGeom& g, int nthreads) { return g.img_pad * (nthreads > 1 ? nthreads : 1); }
+
 static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Copies x [N,H,W,C] into xp [N,Hp,Wp,C] with zero borders.
-static void pad_input(float* xp, const float* x, const Conv2dParams& p, const ConvGeom& g) {
+// Copies image n of x [N,H,W,C] into xp [Hp,Wp,C] with zero borders (the calling thread only).
+static void pad_image(float* xp, const float* x, int n, const Conv2dParams& p, const ConvGeom& g) {
   const int64_t row = int64_t(p.W) * p.C, prow = int64_t(g.Wp) * p.C;
-  parallel_for(int64_t(p.N) * g.Hp, grain(prow), [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / g.Hp;
-      const int h = int(r % g.Hp) - p.pt;
-      float* dst = xp + r * prow;
-      if (h < 0 || h >= p.H) {
-        for (int64_t i = 0; i < prow; ++i) dst[i] = 0.0f;
-        continue;
-      }
-      const float* src = x + (n * p.H + h) * row;
-      int64_t i = 0;
-      for (; i < int64_t(p.pl) * p.C; ++i) dst[i] = 0.0f;
-      for (int64_t j = 0; j < row; ++j) dst[i + j] = src[j];
-      for (i += row; i < prow; ++i) dst[i] = 0.0f;
+  for (int r = 0; r < g.Hp; ++r) {
+    const int h = r - p.pt;
+    float* dst = xp + r * prow;
+    if (h < 0 || h >= p.H) {
+      for (int64_t i = 0; i < prow; ++i) dst[i] = 0.0f;
+      continue;
     }
-  });
+    const float* src = x + (int64_t(n) * p.H + h) * row;
+    int64_t i = 0;
+    for (; i < int64_t(p.pl) * p.C; ++i) dst[i] = 0.0f;
+    for (int64_t j = 0; j < row; ++j) dst[i + j] = src[j];
+    for (i += row; i < prow; ++i) dst[i] = 0.0f;
+  }
+}
+
+// Image n of x as the convolution reads it: in place, or padded into this thread's scratch
+// (padded again only when the thread moves to another image).
+static inline const float* image_for(const float* x, int n, float* mine, int* mine_n, const Conv2dParams& p,
+                                     const ConvGeom& g) {
+  if (!g.padded) return x + int64_t(n) * p.H * p.W * p.C;
+  if (*mine_n != n) {
+    pad_image(mine, x, n, p, g);
+    *mine_n = n;
+  }
+  return mine;
 }
 
 // One output tile: MR pixels (input pixel stride xs_stride floats) x NV vectors.
@@ -183,18 +196,13 @@ static inline YLayout dense_layout(const Conv2dParams& p) {
   return {int64_t(p.P) * p.Q * p.K, int64_t(p.Q) * p.K, p.K};
 }
 
-// Forward driver over already packed weights; x may be padded in the workspace first.
+// Forward driver over already packed weights; pad_ws: pad_scratch(g, threads) floats.
 // accumulate: add into y instead of overwriting it.
 template <int VL>
 static void conv_fwd_packed(float* y, const float* x, const float* wp, const float* bp, const Conv2dParams& p,
-                            float* xpad_ws, int NV, bool accumulate = false, const YLayout* layout = nullptr) {
+                            float* pad_ws, int NV, bool accumulate = false, const YLayout* layout = nullptr) {
   const YLayout yl = layout ? *layout : dense_layout(p);
   const ConvGeom g = conv_geom(p);
-  const float* xs = x;
-  if (g.padded) {
-    pad_input(xpad_ws, x, p, g);
-    xs = xpad_ws;
-  }
   const int KB = NV * VL, nkb = int((p.K + KB - 1) / KB);
   const int64_t x_row = int64_t(g.Wp) * p.C;
   const int64_t xs_stride = int64_t(p.sw) * p.C, dw_C = int64_t(p.dw) * p.C;
@@ -202,15 +210,18 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
   // First-layer kernels with a fixed, short reduction get fully unrolled tiles (see conv_fwd_tile).
   const bool flat = dw_C == p.C;
   const int first = !flat ? 0 : (p.R == 3 && p.S * p.C == 9) ? 1 : (p.R == 5 && p.S * p.C == 25) ? 2 : 0;
-  parallel_for(items, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * KB), [&](int64_t i0, int64_t i1, int) {
+  parallel_for(items, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * KB), [&](int64_t i0, int64_t i1, int tid) {
+    float* mine = pad_ws + tid * g.img_pad;
+    int mine_n = -1;
     for (int64_t it = i0; it < i1; ++it) {
       const int n = int(it / nkb), kb = int(it % nkb);
+      const float* ximg = image_for(x, n, mine, &mine_n, p, g);
       const int kvalid = p.K - kb * KB;
       const float* wkb = wp + int64_t(kb) * p.R * p.S * p.C * KB;
       const float* bkb = bp ? bp + int64_t(kb) * KB : nullptr;
       for (int oh = 0; oh < p.P; ++oh) {
         float* yrow = y + int64_t(n) * yl.img + int64_t(oh) * yl.row + int64_t(kb) * KB;
-        const float* xrow = xs + (int64_t(n) * g.Hp + int64_t(oh) * p.sh) * x_row;
+        const float* xrow = ximg + int64_t(oh) * p.sh * x_row;
 #define CNNBP_ROW(nv, mr, fr, fj)                                                                              \
   conv_fwd_row<VL, nv, mr, fr, fj>(yrow, yl.pix, kvalid, xrow, xs_stride, x_row, wkb, bkb, p.C, p.R, p.S, p.dh,    \
                                    dw_C, p.Q, p.relu != 0, accumulate)
@@ -231,25 +242,22 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
 
 static inline int conv_nv(int K, int VL) { return K <= VL ? 1 : 2; }
 
-// Workspace layout (floats): [padded input][packed weights][packed bias]
+// Workspace layout (floats): [padded images, one per thread][packed weights][packed bias]
 template <int VL>
-static int64_t conv_fwd_ws(const Conv2dParams& p) {
+static int64_t conv_fwd_ws(const Conv2dParams& p, int nthreads) {
   const int KB = conv_nv(p.K, VL) * VL;
-  return conv_geom(p).xpad_size + int64_t(p.R) * p.S * p.C * round_up(p.K, KB) + round_up(p.K, KB);
+  return pad_scratch(conv_geom(p), nthreads) + int64_t(p.R) * p.S * p.C * round_up(p.K, KB) + round_up(p.K, KB);
 }
 
 // x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
-static int64_t conv2d_padded_size_blocked(const Conv2dParams& p) { return conv_geom(p).xpad_size; }
-
 template <int VL>
-static void conv2d_forward_blocked(float* y, float* xpad, const float* x, const float* w, const float* b, float* ws,
+static void conv2d_forward_blocked(float* y, const float* x, const float* w, const float* b, float* ws,
                                    const Conv2dParams& p) {
   const int NV = conv_nv(p.K, VL), KB = NV * VL;
-  const ConvGeom g = conv_geom(p);
-  float* wp = ws + g.xpad_size;
+  float* wp = ws + pad_scratch(conv_geom(p), get_num_threads());
   float* bp = wp + int64_t(p.R) * p.S * p.C * round_up(p.K, KB);
   pack_conv_weights(wp, bp, w, b, p.R, p.S, p.C, p.K, KB, false);
-  conv_fwd_packed<VL>(y, x, wp, bp, p, xpad ? xpad : ws, NV);
+  conv_fwd_packed<VL>(y, x, wp, bp, p, ws, NV);
 }
 
 // The forward problem that computes dx for stride 1: input dy [N,P,Q,K], "filters" C, padding
@@ -372,9 +380,9 @@ static Conv2dParams phase_problem(const Conv2dParams& p, const BwdPhase& rh, con
 }
 
 template <int VL>
-static int64_t conv_bwd_data_ws(const Conv2dParams& p) {
+static int64_t conv_bwd_data_ws(const Conv2dParams& p, int nthreads) {
   Conv2dParams q;
-  if (bwd_data_as_forward(p, &q)) return conv_fwd_ws<VL>(q);
+  if (bwd_data_as_forward(p, &q)) return conv_fwd_ws<VL>(q, nthreads);
   const int KB = conv_nv(p.C, VL) * VL;
   int64_t most = 0;
   for (int a = 0; a < p.sh; ++a)
@@ -396,8 +404,7 @@ static void conv2d_backward_data_blocked(float* dx, const float* dy, const float
   Conv2dParams q;
   if (bwd_data_as_forward(p, &q)) {
     const int NV = conv_nv(q.K, VL), KB = NV * VL;
-    const ConvGeom g = conv_geom(q);
-    float* wp = ws + g.xpad_size;
+    float* wp = ws + pad_scratch(conv_geom(q), get_num_threads());
     pack_conv_weights(wp, nullptr, w, nullptr, p.R, p.S, p.C, p.K, KB, true);
     q.relu = 0;
     conv_fwd_packed<VL>(dx, dy, wp, nullptr, q, ws, NV, accumulate);
@@ -514,33 +521,26 @@ static inline int64_t dy_pack_size(const Conv2dParams& p) {
   return p.K % KB ? int64_t(p.P) * p.Q * round_up(p.K, KB) : 0;
 }
 
-// Workspace: [padded input][(nthreads-1) partial dw + db]
+// Workspace: [padded images, one per thread][(nthreads-1) partial dw + db][dy packs]
 template <int VL>
 static int64_t conv_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
   const int nt = nthreads > 1 ? nthreads : 1;
-  return conv_geom(p).xpad_size + int64_t(nt - 1) * (nw + p.K) + int64_t(nt) * dy_pack_size<VL>(p);
+  return pad_scratch(conv_geom(p), nt) + int64_t(nt - 1) * (nw + p.K) + int64_t(nt) * dy_pack_size<VL>(p);
 }
 
 // dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
 template <int VL>
-static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, const float* xpad,
-                                           float* ws, const Conv2dParams& p) {
+static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, float* ws,
+                                           const Conv2dParams& p) {
   const ConvGeom g = conv_geom(p);
-  const float* xs = x;
-  if (g.padded && xpad) {
-    xs = xpad;  // the forward pass left the padded input there
-  } else if (g.padded) {
-    pad_input(ws, x, p, g);
-    xs = ws;
-  }
-  float* partials = ws + g.xpad_size;
+  float* partials = ws + pad_scratch(g, get_num_threads());
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K, stride = nw + p.K;
   const int nt = threads_for(p.N, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * p.K));
   const int64_t dpack = dy_pack_size<VL>(p);
   float* dy_packs = partials + int64_t(nt - 1) * stride;
   const int KB = conv_nv(p.K, VL) * VL, ldp = int(round_up(p.K, KB));
-  const int64_t img_x = int64_t(g.Hp) * g.Wp * p.C, img_y = int64_t(p.P) * p.Q * p.K;
+  const int64_t img_y = int64_t(p.P) * p.Q * p.K;
   const int NV = conv_nv(p.K, VL);
   int used = nt;
   parallel_region(nt, [&](int tid, int nth) {
@@ -550,8 +550,10 @@ static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy
     for (int64_t i = 0; i < nw; ++i) aw[i] = 0.0f;
     if (db) for (int k = 0; k < p.K; ++k) ab[k] = 0.0f;
     const int n0 = int(int64_t(p.N) * tid / nth), n1 = int(int64_t(p.N) * (tid + 1) / nth);
+    float* mine = ws + tid * g.img_pad;
+    int mine_n = -1;
     for (int n = n0; n < n1; ++n) {
-      const float* xn = xs + n * img_x;
+      const float* xn = image_for(x, n, mine, &mine_n, p, g);
       const float* dyn = dy + n * img_y;
       const float* dyt = dyn;
       int ldd = p.K;
@@ -583,6 +585,7 @@ static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy
 
 template <int VL>
 static int64_t conv2d_workspace_blocked(const Conv2dParams& p, int nthreads) {
-  const int64_t a = conv_fwd_ws<VL>(p), b = conv_bwd_data_ws<VL>(p), c = conv_bwd_weight_ws<VL>(p, nthreads);
+  const int64_t a = conv_fwd_ws<VL>(p, nthreads), b = conv_bwd_data_ws<VL>(p, nthreads),
+                c = conv_bwd_weight_ws<VL>(p, nthreads);
   return a > b ? (a > c ? a : c) : (b > c ? b : c);
 }
