@@ -188,6 +188,40 @@ def test_gradient_buffers_are_shared_by_liveness():
     assert res.planned_bytes(32)["gradients"] < act / 4, len(info)
 
 
+def test_outputs_no_backward_reads_share_buffers():
+    """Dense (linear) -> tanh: tanh's backward reads its output, not its input, so each Dense
+    output is dead once tanh has run and the next Dense output takes its buffer. Kept: the tanh
+    outputs (read by their backward and by the next Dense's weight gradient) and the two
+    predictions the loss may read."""
+    cnnbp.set_seed(3)
+    m = cnnbp.Sequential([Input((16,)), Dense(32), Activation("tanh"), Dense(32), Activation("tanh"), Dense(4),
+                          Activation("softmax")])
+    m.compile(optimizer="sgd", loss="categorical_crossentropy")
+    # one slot shared by the three Dense outputs (the logits included: kept from then on), the two
+    # tanh outputs, the softmax
+    per_sample = 32 + 32 + 32 + 4
+    assert m.planned_bytes(8)["activations"] == 8 * per_sample * 4
+    net = m.network
+    x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    net.forward(x)
+    with pytest.raises(ValueError, match=r"not kept .*keep=\[0\]"):
+        net.activation(0)  # the second Dense wrote over it
+    net.forward(x, keep=[0])
+    w, b = m.layers[0].get_weights()
+    ref.assert_close(net.activation(0), x @ w + b, 1e-6)
+    net.forward(x)  # back to the shared plan; training still matches float64 finite differences
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1, 2, 3]]
+    m.fit(x, y, epochs=2, batch_size=4, verbose=0)
+
+
+def test_resnet_plan_keeps_only_what_backward_reads():
+    """In a ResNet block the second BatchNormalization's output is read only by the Add, whose
+    backward needs no input values: it shares a buffer, so the plan is below one buffer per node."""
+    m = cnnbp.applications.resnet(8, (16, 16, 3), 10)
+    every = sum(int(np.prod(i["output_shape"])) for i in m.network.layer_info()) * 32 * 4
+    assert m.planned_bytes(32)["activations"] < every
+
+
 def test_steady_state_resnet_step_allocates_no_buffers():
     model = cnnbp.applications.resnet(8, (12, 12, 3), 4)
     model.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")

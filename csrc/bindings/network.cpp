@@ -299,7 +299,7 @@ void bind_network(py::module_& m, const char* cls) {
       .def_property("rng_stream", &Net::rng_stream, &Net::set_rng_stream,
                     "Dropout stream (the rank in data-parallel training; 0 = single process).")
       .def("forward",
-           [](Net& n, carray<T> x, bool training) {
+           [](Net& n, carray<T> x, bool training, const std::vector<int>& keep) {
              check_input(n, x);
              const int N = int(x.shape(0));
              std::vector<py::ssize_t> shape{x.shape(0)};
@@ -308,13 +308,15 @@ void bind_network(py::module_& m, const char* cls) {
              {
                py::gil_scoped_release nogil;
                std::lock_guard<std::mutex> g(n.mutex());
-               n.forward(x.data(), N, training);
+               n.forward(x.data(), N, training, keep);
                std::memcpy(out.mutable_data(), n.layers().empty() ? x.data() : n.activation(n.layers().size() - 1),
                            sizeof(T) * out.size());
              }
              return out;
            },
-           py::arg("x"), py::arg("training") = false, "Full forward pass; keeps what backward needs.")
+           py::arg("x"), py::arg("training") = false, py::arg("keep") = std::vector<int>(),
+           "Full forward pass; keeps what backward needs, the output, and the outputs of nodes `keep` "
+           "(activation(i) of any other node may be an error: its buffer was reused).")
       .def("backward",
            [](Net& n, carray<T> y, bool input_grad) -> py::tuple {
              CNNBP_CHECK(n.last_batch() > 0, "backward: call forward first");

@@ -81,6 +81,10 @@ class Layer {
     backward(k, c, N, xs[0], y, dy, dxs[0], ws);
   }
   virtual bool accumulates() const { return false; }
+  // What backward reads besides dy: the inputs' values, the layer's own output. The network keeps
+  // a tensor from forward to backward only when some reader needs it (conservative defaults).
+  virtual bool backward_reads_inputs() const { return true; }
+  virtual bool backward_reads_output() const { return true; }
 
   // Inference folding (BatchNormalization into the convolution before it; see Network):
   // inference_affine gives the per-channel y = x*scale + shift (and a ReLU it applies after) that

@@ -105,6 +105,7 @@ class Conv2dLayer : public Layer<T> {
   }
   // The data gradient can add into dx (a tensor with several readers): no extra pass.
   bool accumulates() const override { return true; }
+  bool backward_reads_output() const override { return act_.active(); }  // a fused activation's backward
   void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy,
                 T* dx, T* ws) override {
     const bool fresh = false;
@@ -160,6 +161,8 @@ class Pool2dLayer : public Layer<T> {
     set_shapes(*this, name, in, Shape{p_.P, p_.Q, in[2]});
   }
   const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
+  bool backward_reads_inputs() const override { return false; }  // the arg-max / window geometry only
+  bool backward_reads_output() const override { return false; }
   void plan(const KernelTable<T>&, int N) override {
     if (max_) argmax_.reserve(size_t(N) * this->out_size);
   }
@@ -198,6 +201,8 @@ class GlobalAvgPoolLayer : public Layer<T> {
     set_shapes(*this, name, in, Shape{in[2]});
   }
   const char* kind() const override { return "GlobalAveragePooling2D"; }
+  bool backward_reads_inputs() const override { return false; }  // the arg-max / window geometry only
+  bool backward_reads_output() const override { return false; }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
     k.global_avg_pool2d_forward(y, x, N, this->in_shape[0] * this->in_shape[1], this->in_shape[2]);
   }
@@ -215,6 +220,8 @@ class GlobalMaxPoolLayer : public Layer<T> {
     set_shapes(*this, name, in, Shape{in[2]});
   }
   const char* kind() const override { return "GlobalMaxPooling2D"; }
+  bool backward_reads_inputs() const override { return false; }  // the arg-max / window geometry only
+  bool backward_reads_output() const override { return false; }
   void plan(const KernelTable<T>&, int N) override { argmax_.reserve(size_t(N) * this->out_size); }
   int64_t plan_bytes(const KernelTable<T>&, int N) const override { return int64_t(N) * this->out_size * 4; }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
@@ -259,6 +266,7 @@ class DenseLayer : public Layer<T> {
     act_.forward(k, y, N * this->out_size);
   }
   bool accumulates() const override { return true; }  // dx += dy W^T for a tensor with several readers
+  bool backward_reads_output() const override { return act_.active(); }
   void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy,
                 T* dx, T* ws) override {
     const bool fresh = false;
@@ -303,6 +311,11 @@ class ActivationLayer : public Layer<T> {
   }
   const char* kind() const override { return "Activation"; }
   Act act() const { return act_; }
+  // ReLU and leaky ReLU look at the input's sign; sigmoid, tanh and softmax at the output.
+  bool backward_reads_inputs() const override { return act_ == Act::relu || act_ == Act::leaky_relu; }
+  bool backward_reads_output() const override {
+    return act_ == Act::sigmoid || act_ == Act::tanh || act_ == Act::softmax;
+  }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
     if (act_ == Act::softmax) {
       const int K = this->in_shape.back();
@@ -336,6 +349,8 @@ class DropoutLayer : public Layer<T> {
     set_shapes(*this, name, in, in);
   }
   const char* kind() const override { return "Dropout"; }
+  bool backward_reads_inputs() const override { return false; }  // its mask only
+  bool backward_reads_output() const override { return false; }
   void plan(const KernelTable<T>&, int N) override { mask_.reserve(size_t(N) * this->in_size); }
   int64_t plan_bytes(const KernelTable<T>&, int N) const override { return int64_t(N) * this->in_size * sizeof(T); }
   void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T*, bool training) override {

@@ -34,6 +34,8 @@ class MergeLayer : public Layer<T> {
   }
   const char* kind() const override { return kind_; }
   bool accumulates() const override { return true; }
+  bool backward_reads_inputs() const override { return op_ == MergeOp::multiply || op_ == MergeOp::maximum; }
+  bool backward_reads_output() const override { return op_ == MergeOp::maximum || act_ == Act::relu; }
   void forward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, T* y, T*, bool) override {
     const int64_t n = int64_t(N) * this->out_size;
     k.merge_forward(y, xs, int(this->in_shapes.size()), n, op_);
@@ -77,6 +79,8 @@ class ConcatenateLayer : public Layer<T> {
     rows_ = shape_numel(in[0]) / in[0].back();
   }
   const char* kind() const override { return "Concatenate"; }
+  bool backward_reads_inputs() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   bool accumulates() const override { return true; }
   void forward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, T* y, T*, bool) override {
     int off = 0;

@@ -186,9 +186,75 @@ void Network<T>::finalize(uint64_t seed) {
     }
   }
   if (most > 0) fold_affine_.reserve(size_t(2 * most));
+  keep_.assign(L, 0);
+  plan_activations();
   plan_gradients();
   update_segments();
   initialize(seed);
+}
+
+template <typename T>
+void Network<T>::plan_activations() {
+  // A node's output is kept from forward to backward when backward reads it (its producer's or a
+  // reader's backward), when it is a prediction the loss reads (the last node, and the one before
+  // a final activation fused into the loss), or when a caller asked to keep it. Any other output
+  // is dead once its last reader has run, and a later output can take its buffer: slots are handed
+  // out in forward order, a free one of sufficient size (the smallest) first, else the largest free
+  // one grown, else a new one.
+  const int L = int(layers_.size());
+  std::vector<char> kept(L, 0);
+  std::vector<int> last_read(L, -1);
+  for (int i = 0; i < L; ++i) {
+    const Layer<T>& l = *layers_[i];
+    if (l.is_alias()) continue;
+    for (int t : inputs_[i]) {
+      const int r = root(t);
+      if (r < 0) continue;
+      last_read[r] = std::max(last_read[r], i);
+      if (l.backward_reads_inputs()) kept[r] = 1;
+    }
+    if (l.backward_reads_output()) kept[i] = 1;
+  }
+  for (int i = std::max(0, L - 2); i < L; ++i)
+    if (root(i) >= 0) kept[root(i)] = 1;
+  for (int i = 0; i < L; ++i)
+    if (keep_[i] && root(i) >= 0) kept[root(i)] = 1;
+  aslot_.assign(L, -1);
+  aslot_size_.clear();
+  std::vector<char> busy;
+  std::vector<int> live;  // dead-after-reading tensors whose slot is still taken
+  for (int i = 0; i < L; ++i) {
+    for (size_t q = 0; q < live.size();) {
+      if (last_read[live[q]] < i) {
+        busy[aslot_[live[q]]] = 0;
+        live[q] = live.back();
+        live.pop_back();
+      } else {
+        ++q;
+      }
+    }
+    if (layers_[i]->is_alias()) continue;
+    const int64_t need = layers_[i]->out_size;
+    int best = -1;
+    for (int s = 0; s < int(busy.size()); ++s) {
+      if (busy[s]) continue;
+      if (best < 0) { best = s; continue; }
+      const bool fits = aslot_size_[s] >= need, best_fits = aslot_size_[best] >= need;
+      if (fits != best_fits ? fits : (fits ? aslot_size_[s] < aslot_size_[best] : aslot_size_[s] > aslot_size_[best]))
+        best = s;
+    }
+    if (best < 0) {
+      best = int(busy.size());
+      busy.push_back(0);
+      aslot_size_.push_back(0);
+    }
+    aslot_size_[best] = std::max(aslot_size_[best], need);
+    busy[best] = 1;
+    aslot_[i] = best;
+    if (!kept[i]) live.push_back(i);
+  }
+  aslot_owner_.assign(aslot_size_.size(), -1);
+  planned_threads_ = 0;  // the next pass reserves the slots
 }
 
 template <typename T>
@@ -352,11 +418,11 @@ template <typename T>
 void Network<T>::plan(int N, int nt) {
   if (N <= planned_N_ && nt == planned_threads_) return;
   const int cap = N > planned_N_ ? N : planned_N_;
-  acts_.resize(layers_.size());
+  aslots_.resize(aslot_size_.size());
+  for (size_t s = 0; s < aslot_size_.size(); ++s) aslots_[s].reserve(size_t(cap) * aslot_size_[s]);
   int64_t ws = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer<T>& l = *layers_[i];
-    if (!l.is_alias()) acts_[i].reserve(size_t(cap) * l.out_size);
     l.plan(k_, cap);
     if (fold_into_[i] >= 0) l.plan_fold();
     ws = std::max(ws, l.workspace(k_, cap, nt));
@@ -378,11 +444,11 @@ typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
   b.optimizer = opt_state_count() * num_params_ * e;
   b.state = num_state_ * e;
   int64_t ws = 0;
+  for (int64_t s : aslot_size_) b.activations += int64_t(N) * s * e;
   for (const auto& lp : layers_) {
     const Layer<T>& l = *lp;
     if (!l.is_alias()) {
       const int64_t a = int64_t(N) * l.out_size * e;
-      b.activations += a;
       if (a > b.largest) {
         b.largest = a;
         b.largest_name = l.name;
@@ -409,7 +475,7 @@ PassContext Network<T>::begin_pass(int N) {
 template <typename T>
 const T* Network<T>::act_ptr(int t) const {
   const int r = root(t);
-  return r < 0 ? x_ : acts_[r].data();
+  return r < 0 ? x_ : aslots_[aslot_[r]].data();
 }
 
 template <typename T>
@@ -424,6 +490,10 @@ const T* Network<T>::activation(size_t i) const {
   CNNBP_CHECK_INDEX(i < last_upto_, "activation: layer index ", i, " out of range (last pass ran ", last_upto_, " layers)");
   CNNBP_CHECK(skipped_[i] != 1, "activation: layer '", layers_[i]->name, "' was folded into '",
               layers_[fold_into_[i]]->name, "' by predict/evaluate and kept no output; call forward(x) first");
+  const int r = root(int(i));
+  CNNBP_CHECK(r < 0 || aslot_owner_[aslot_[r]] == r, "activation: the output of layer '", layers_[i]->name,
+              "' was not kept (no backward pass reads it, and a later layer reused its buffer); ask forward to keep "
+              "it (keep=[", i, "])");
   const T* p = act_ptr(int(i));
   // A leading Flatten shares the caller's input, which only forward() keeps a copy of.
   CNNBP_CHECK(p != x_ || backward_ready_, "activation: layer ", i, " is a view of the input; call forward(x) first");
@@ -466,16 +536,17 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
       const int C = layers_[f]->out_shape.back();
       Act act = Act::linear;
       layers_[f]->inference_affine(fold_affine_.data(), fold_affine_.data() + C, &act);
-      l.forward_folded(k_, c, N, xs[0], acts_[f].data(), ws_.data(), fold_affine_.data(), fold_affine_.data() + C,
-                       act);
+      l.forward_folded(k_, c, N, xs[0], out_ptr(f), ws_.data(), fold_affine_.data(), fold_affine_.data() + C, act);
+      aslot_owner_[aslot_[f]] = f;
       skipped_[i] = 1;
       skipped_[f] = 2;
       if (profiling_) prof_.forward[i] += now_s() - t0;
       continue;
     }
-    l.forward_n(k_, c, N, xs, acts_[i].data(), ws_.data(), training);
+    l.forward_n(k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
+    aslot_owner_[aslot_[i]] = int(i);
     if (profiling_) prof_.forward[i] += now_s() - t0;
-    if (check_numerics_ && training) check_finite(acts_[i].data(), N * l.out_size, l, "output");
+    if (check_numerics_ && training) check_finite(out_ptr(int(i)), N * l.out_size, l, "output");
   }
   if (training) state_pending_ = num_state_ > 0;
   last_N_ = N;
@@ -536,7 +607,7 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
     }
     if (reached && (any_dx || l.train_params())) {
       const double t0 = profiling_ ? now_s() : 0.0;
-      l.backward_n(k_, c, N, xptr_.data() + o, acts_[i].data(), grad_ptr(i), dxptr_.data() + o,
+      l.backward_n(k_, c, N, xptr_.data() + o, out_ptr(i), grad_ptr(i), dxptr_.data() + o,
                    reinterpret_cast<const bool*>(dxacc_.data() + o), ws_.data());
       if (tmp_j >= 0) k_.add_into(tmp_dst, acc_tmp_.data(), int64_t(N) * shape_numel(tensor_shape(inputs_[i][tmp_j])));
       if (profiling_) prof_.backward[i] += now_s() - t0;
@@ -652,8 +723,18 @@ StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, dou
 }
 
 template <typename T>
-void Network<T>::forward(const T* x, int N, bool training) {
+void Network<T>::forward(const T* x, int N, bool training, const std::vector<int>& keep) {
   CNNBP_CHECK(N > 0, "forward: expected a non-empty batch");
+  std::vector<char> want(layers_.size(), 0);
+  for (int i : keep) {
+    CNNBP_CHECK_INDEX(i >= 0 && size_t(i) < layers_.size(), "forward: keep index ", i, " out of range (", layers_.size(),
+                      " layers)");
+    want[size_t(i)] = 1;
+  }
+  if (want != keep_) {  // a different set to keep: plan the activation slots again
+    keep_ = want;
+    plan_activations();
+  }
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
   input_copy_.reserve(size_t(planned_N_) * input_size_);

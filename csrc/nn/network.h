@@ -84,7 +84,9 @@ class Network {
   // untouched) when the loss is not finite.
   StepResult train_step(const T* x, const T* target, int N);
   // Parts of the step, for gradient accumulation, all-reduce, and inspection.
-  void forward(const T* x, int N, bool training);                   // keeps a copy of x
+  // keeps a copy of x; the outputs of nodes `keep` stay readable (activation(i)) after the pass
+  // besides those backward reads and the model's output (others may share a buffer).
+  void forward(const T* x, int N, bool training, const std::vector<int>& keep = {});
   StepResult loss_backward(const T* target, int N, T* input_grad);  // after forward(training)
   void backward_from_output(const T* dout, int N, T* input_grad);   // d(output) given
   // Backward from node from-1 (dout = d/d(its output)) down to tensor `to` (a node, or -1 for
@@ -116,7 +118,9 @@ class Network {
   // Loss and correct count without updating anything.
   StepResult evaluate(const T* x, const T* target, int N);
   // Output of node i from the last forward pass ([N, *out_shape]); valid until the next pass.
-  // After predict/evaluate, a convolution folded into its BatchNormalization has none (an error).
+  // An error when the output was not kept: a later layer reused its buffer (no backward reads
+  // it; see forward's keep), or predict/evaluate folded the convolution into its
+  // BatchNormalization.
   const T* activation(size_t i) const;
   // predict and evaluate fold each inference BatchNormalization into the convolution before it
   // (when that convolution's only reader is the BatchNormalization and it has no activation of
@@ -161,6 +165,7 @@ class Network {
   PassContext begin_pass(int N);
   void plan(int N, int nthreads);
   void plan_gradients();
+  void plan_activations();
   void update_segments();
   void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold = false);
   // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
@@ -198,7 +203,14 @@ class Network {
   uint64_t pass_step() const { return uint64_t(iterations_) ^ (rng_stream_ << 40); }
 
   int planned_N_ = 0, planned_threads_ = 0;
-  std::vector<Buffer<T>> acts_;
+  // Activation buffers: node r's output lives in aslots_[aslot_[r]] (-1 for views). Outputs that
+  // no backward pass reads share slots once their last reader has run (plan_activations).
+  std::vector<int> aslot_;
+  std::vector<int64_t> aslot_size_;  // per-sample elements
+  std::vector<Buffer<T>> aslots_;
+  std::vector<int> aslot_owner_;     // per slot: the node whose output it holds since the last pass
+  std::vector<char> keep_;           // per node: kept whole-pass at the caller's request (forward)
+  T* out_ptr(int r) { return aslots_[aslot_[r]].data(); }
   // Gradient buffers: node t's output gradient lives in dslots_[gslot_[t]]; slots are shared by
   // tensors whose gradients are never live at the same time (plan_gradients).
   std::vector<int> gslot_;

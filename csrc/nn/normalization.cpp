@@ -39,6 +39,7 @@ class BatchNormLayer : public Layer<T> {
     }
   }
   const char* kind() const override { return "BatchNormalization"; }
+  bool backward_reads_output() const override { return cfg_.act == Act::relu; }  // the ReLU's mask
   int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const override {
     return k.batchnorm_workspace(N * rows_, C_, nthreads);
   }

@@ -24,6 +24,8 @@ class PadCropLayer : public Layer<T> {
     set_shapes(*this, name, in, Shape{int(H), int(W), in[2]});
   }
   const char* kind() const override { return crop_ ? "Cropping2D" : "ZeroPadding2D"; }
+  bool backward_reads_inputs() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   bool accumulates() const override { return true; }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
     const Shape &i = this->in_shape, &o = this->out_shape;

@@ -22,11 +22,12 @@ def _score_layer(model):
     return n
 
 
-def _forward_and_seed(model, x, class_index):
+def _forward_and_seed(model, x, class_index, keep=()):
+    """Forward pass keeping the scores and the outputs of nodes `keep` readable."""
     x = model._prepare_x(x)
     net = model.network
-    probs = net.forward(x, training=False)
     from_layer = _score_layer(model)
+    probs = net.forward(x, training=False, keep=[from_layer - 1, *keep])
     scores = net.activation(from_layer - 1)
     scores = scores.reshape(len(x), -1)
     k = scores.shape[1]
@@ -101,8 +102,8 @@ def grad_cam(model, x, class_index=None, layer=None):
     if len(layer.output_shape) != 4:
         raise ValueError(f"grad_cam: {layer.name} must have a spatial output (None, H, W, C), as a Conv2D "
                          f"layer's, got {layer.output_shape}")
-    x, net, from_layer, dout, _ = _forward_and_seed(model, x, class_index)
     li = _output_node(model, layer)
+    x, net, from_layer, dout, _ = _forward_and_seed(model, x, class_index, keep=[li])
     if li + 1 >= from_layer:
         raise ValueError(f"grad_cam: {layer.name} is the score layer itself")
     acts = net.activation(li)                       # (N, h, w, K)
