@@ -70,3 +70,25 @@ def test_lenet5_reaches_84_percent_in_3_epochs(capsys):
     with capsys.disabled():
         print(f"\n  LeNet-5: test accuracy {acc:.4f} after 3 epochs (loss {loss:.4f})")
     assert acc >= 0.84
+
+
+def test_resnet20_beats_the_seed_model_after_the_same_epochs(capsys):
+    """ResNet-20 (28x28x1: stages at 28, 14, 7) against the reference CNN, both 3 epochs on the
+    first 20,000 training images, batch 32, Adam; the ResNet's last epoch at a tenth of the rate
+    (measured: 0.902 vs 0.867 test accuracy)."""
+    x_train, y_train, x_test, y_test = prepared()
+    x_train, y_train = x_train[:20000], y_train[:20000]
+    accs = {}
+    for name in ("seed", "resnet20"):
+        cnnbp.set_seed(0)
+        if name == "seed":
+            model, callbacks = cnn_model((28, 28, 1)), []
+        else:
+            model = cnnbp.applications.resnet(20, (28, 28, 1), 10)
+            callbacks = [cnnbp.callbacks.LearningRateScheduler(lambda epoch, lr: 1e-3 if epoch < 2 else 1e-4)]
+        model.compile(optimizer=cnnbp.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x_train, y_train, epochs=3, batch_size=32, verbose=0, callbacks=callbacks)
+        accs[name] = model.evaluate(x_test, y_test, verbose=0)[1]
+    with capsys.disabled():
+        print(f"\n  3 epochs on 20k images: ResNet-20 {accs['resnet20']:.4f}, seed model {accs['seed']:.4f}")
+    assert accs["resnet20"] >= 0.88 and accs["resnet20"] > accs["seed"] + 0.01

@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 ops: typing.Any  # the raw kernels; cnnbp.ops wraps them
-__all__: list[str] = ['Network32', 'Network64', 'NumericalError', 'build_info', 'compiled_capabilities', 'cpu_capability', 'detected_capability', 'get_num_threads', 'ops', 'set_num_threads']
+__all__: list[str] = ['Network32', 'Network64', 'NumericalError', 'build_info', 'compiled_capabilities', 'cpu_capability', 'detected_capability', 'get_num_threads', 'layer_kinds', 'ops', 'set_num_threads']
 class NumericalError(ArithmeticError):
     pass
 class Network32:
@@ -21,24 +21,10 @@ class Network32:
         """
         A copy of layer i's output from the last forward pass.
         """
-    def add_activation(self, name: str, kind: str, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
-        ...
-    def add_conv2d(self, name: str, filters: typing.SupportsInt | typing.SupportsIndex, kernel_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], dilation: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str, pads: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    def add_layer(self, kind: str, name: str, inputs: typing.Any = None, config: dict = {}) -> int:
         """
-        A Conv2D layer; an elementwise activation (not softmax) is fused into it.
+        Append a node of the given kind (see cnnbp._core.layer_kinds()) reading the outputs of nodes `inputs` (-1: the model input; None: the last node); config holds its options. Returns its index.
         """
-    def add_dense(self, name: str, units: typing.SupportsInt | typing.SupportsIndex, use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
-        """
-        A Dense layer; an elementwise activation (not softmax) is fused into it.
-        """
-    def add_dropout(self, name: str, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def add_flatten(self, arg0: str) -> None:
-        ...
-    def add_global_avg_pool2d(self, arg0: str) -> None:
-        ...
-    def add_pool2d(self, name: str, max: bool, pool_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str) -> None:
-        ...
     def apply_update(self) -> None:
         """
         One optimizer step over the flat buffers.
@@ -55,9 +41,13 @@ class Network32:
         """
         Backward from a given output gradient (saliency maps).
         """
-    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple[float, int]:
+    def backward_to(self, dout: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], from_node: typing.SupportsInt | typing.SupportsIndex, to_node: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
         """
-        Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update().
+        Backward from node from_node-1 (dout: the gradient of its output) to the output of node to_node (-1: the model input), over the last forward pass; returns that gradient.
+        """
+    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grads_ready: typing.Any = None) -> tuple[float, int]:
+        """
+        Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update(). grads_ready(begin, end), if given, is called as each layer's gradient range of flat_grads() becomes final (last layer first), so its reduction can start during the backward pass.
         """
     def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[float, int]:
         """
@@ -71,9 +61,11 @@ class Network32:
         ...
     def flat_params(self) -> numpy.typing.NDArray[numpy.float32]:
         ...
-    def forward(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], training: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+    def flat_state(self) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def forward(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], training: bool = False, keep: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = []) -> numpy.typing.NDArray[numpy.float32]:
         """
-        Full forward pass; keeps what backward needs.
+        Full forward pass; keeps what backward needs, the output, and the outputs of nodes `keep` (activation(i) of any other node may be an error: its buffer was reused).
         """
     def initialize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -86,6 +78,10 @@ class Network32:
     def param_view(self, offset: typing.SupportsInt | typing.SupportsIndex, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], grad: bool = False) -> numpy.typing.NDArray[numpy.float32]:
         """
         A numpy view of part of the flat parameter (or gradient) buffer; it keeps the network alive.
+        """
+    def plan_bytes(self, batch_size: typing.SupportsInt | typing.SupportsIndex) -> dict:
+        """
+        Bytes a training step with this batch size holds, by kind.
         """
     def predict(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
         """
@@ -105,6 +101,18 @@ class Network32:
         """
     def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+    def set_trainable(self, node: typing.SupportsInt | typing.SupportsIndex, trainable: bool) -> None:
+        """
+        Freeze (False) or unfreeze node i: no parameter gradient, no update; BatchNormalization then normalises with its moving statistics.
+        """
+    def state_view(self, offset: typing.SupportsInt | typing.SupportsIndex, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        A numpy view of part of the flat state buffer (moving statistics).
+        """
+    def tensor_shape(self, node: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
+        """
+        Per-sample shape of node t's output (-1: the model input).
+        """
     def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[float, int]:
         """
         Forward, loss, backward and update on one batch: (mean loss, correct count).
@@ -116,6 +124,19 @@ class Network32:
         """
     @check_numerics.setter
     def check_numerics(self, arg1: bool) -> None:
+        ...
+    @property
+    def folded_pairs(self) -> int:
+        """
+        Convolution + BatchNormalization pairs that predict/evaluate fold.
+        """
+    @property
+    def folding(self) -> bool:
+        """
+        predict/evaluate fold inference BatchNormalization into the convolution before it.
+        """
+    @folding.setter
+    def folding(self, arg1: bool) -> None:
         ...
     @property
     def input_shape(self) -> list[int]:
@@ -139,8 +160,18 @@ class Network32:
     def loss_fused(self) -> bool:
         ...
     @property
-    def num_params(self) -> int:
+    def num_nodes(self) -> int:
         ...
+    @property
+    def num_params(self) -> int:
+        """
+        Parameters (trained or frozen), without the alignment padding of the flat buffer.
+        """
+    @property
+    def num_state(self) -> int:
+        """
+        Non-trainable state values (moving statistics).
+        """
     @property
     def output_shape(self) -> list[int]:
         ...
@@ -162,24 +193,10 @@ class Network64:
         """
         A copy of layer i's output from the last forward pass.
         """
-    def add_activation(self, name: str, kind: str, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
-        ...
-    def add_conv2d(self, name: str, filters: typing.SupportsInt | typing.SupportsIndex, kernel_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], dilation: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str, pads: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    def add_layer(self, kind: str, name: str, inputs: typing.Any = None, config: dict = {}) -> int:
         """
-        A Conv2D layer; an elementwise activation (not softmax) is fused into it.
+        Append a node of the given kind (see cnnbp._core.layer_kinds()) reading the outputs of nodes `inputs` (-1: the model input; None: the last node); config holds its options. Returns its index.
         """
-    def add_dense(self, name: str, units: typing.SupportsInt | typing.SupportsIndex, use_bias: bool, kernel_initializer: str, bias_initializer: str, activation: str = 'linear', alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
-        """
-        A Dense layer; an elementwise activation (not softmax) is fused into it.
-        """
-    def add_dropout(self, name: str, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def add_flatten(self, arg0: str) -> None:
-        ...
-    def add_global_avg_pool2d(self, arg0: str) -> None:
-        ...
-    def add_pool2d(self, name: str, max: bool, pool_size: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], strides: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex], padding: str) -> None:
-        ...
     def apply_update(self) -> None:
         """
         One optimizer step over the flat buffers.
@@ -196,9 +213,13 @@ class Network64:
         """
         Backward from a given output gradient (saliency maps).
         """
-    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple[float, int]:
+    def backward_to(self, dout: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], from_node: typing.SupportsInt | typing.SupportsIndex, to_node: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
         """
-        Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update().
+        Backward from node from_node-1 (dout: the gradient of its output) to the output of node to_node (-1: the model input), over the last forward pass; returns that gradient.
+        """
+    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grads_ready: typing.Any = None) -> tuple[float, int]:
+        """
+        Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update(). grads_ready(begin, end), if given, is called as each layer's gradient range of flat_grads() becomes final (last layer first), so its reduction can start during the backward pass.
         """
     def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, int]:
         """
@@ -212,9 +233,11 @@ class Network64:
         ...
     def flat_params(self) -> numpy.typing.NDArray[numpy.float64]:
         ...
-    def forward(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], training: bool = False) -> numpy.typing.NDArray[numpy.float64]:
+    def flat_state(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    def forward(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], training: bool = False, keep: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = []) -> numpy.typing.NDArray[numpy.float64]:
         """
-        Full forward pass; keeps what backward needs.
+        Full forward pass; keeps what backward needs, the output, and the outputs of nodes `keep` (activation(i) of any other node may be an error: its buffer was reused).
         """
     def initialize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -227,6 +250,10 @@ class Network64:
     def param_view(self, offset: typing.SupportsInt | typing.SupportsIndex, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], grad: bool = False) -> numpy.typing.NDArray[numpy.float64]:
         """
         A numpy view of part of the flat parameter (or gradient) buffer; it keeps the network alive.
+        """
+    def plan_bytes(self, batch_size: typing.SupportsInt | typing.SupportsIndex) -> dict:
+        """
+        Bytes a training step with this batch size holds, by kind.
         """
     def predict(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
         """
@@ -246,6 +273,18 @@ class Network64:
         """
     def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+    def set_trainable(self, node: typing.SupportsInt | typing.SupportsIndex, trainable: bool) -> None:
+        """
+        Freeze (False) or unfreeze node i: no parameter gradient, no update; BatchNormalization then normalises with its moving statistics.
+        """
+    def state_view(self, offset: typing.SupportsInt | typing.SupportsIndex, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        A numpy view of part of the flat state buffer (moving statistics).
+        """
+    def tensor_shape(self, node: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
+        """
+        Per-sample shape of node t's output (-1: the model input).
+        """
     def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, int]:
         """
         Forward, loss, backward and update on one batch: (mean loss, correct count).
@@ -257,6 +296,19 @@ class Network64:
         """
     @check_numerics.setter
     def check_numerics(self, arg1: bool) -> None:
+        ...
+    @property
+    def folded_pairs(self) -> int:
+        """
+        Convolution + BatchNormalization pairs that predict/evaluate fold.
+        """
+    @property
+    def folding(self) -> bool:
+        """
+        predict/evaluate fold inference BatchNormalization into the convolution before it.
+        """
+    @folding.setter
+    def folding(self, arg1: bool) -> None:
         ...
     @property
     def input_shape(self) -> list[int]:
@@ -280,8 +332,18 @@ class Network64:
     def loss_fused(self) -> bool:
         ...
     @property
-    def num_params(self) -> int:
+    def num_nodes(self) -> int:
         ...
+    @property
+    def num_params(self) -> int:
+        """
+        Parameters (trained or frozen), without the alignment padding of the flat buffer.
+        """
+    @property
+    def num_state(self) -> int:
+        """
+        Non-trainable state values (moving statistics).
+        """
     @property
     def output_shape(self) -> list[int]:
         ...
@@ -332,6 +394,10 @@ def detected_capability() -> str:
 def get_num_threads() -> int:
     """
     Threads cnnbp's parallel regions use.
+    """
+def layer_kinds() -> list[str]:
+    """
+    The layer kinds Network32/64.add_layer builds.
     """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
