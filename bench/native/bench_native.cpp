@@ -192,12 +192,13 @@ void build(Network<float>& net, const std::string& model) {
   net.set_optimizer(o);
 }
 
-void bench_steps(int threads, int steps) {
+void bench_steps(int threads, int steps, const std::string& only) {
   std::printf("\ntraining steps (forward + loss + backward + update), %d threads\n", threads);
   std::printf("%-6s %6s %12s %10s\n", "model", "batch", "img/s", "ms/step");
   struct M { const char* name; Shape in; int batch; };
   const M models[] = {{"seed", {32, 32, 3}, 32}, {"lenet", {28, 28, 1}, 64}, {"vgg", {32, 32, 3}, 64}};
   for (const auto& m : models) {
+    if (!only.empty() && only != m.name) continue;
     for (int batch : {m.batch, 128}) {
       Network<float> net(m.in);
       build(net, m.name);
@@ -216,15 +217,17 @@ void bench_steps(int threads, int steps) {
 
 int main(int argc, char** argv) {
   int threads = get_num_threads(), steps = 20;
+  std::string only;  // --model NAME: that model's training steps only (for callgrind A/B runs)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--model") && i + 1 < argc) only = argv[++i];
     else threads = std::atoi(argv[i]);
   }
   set_num_threads(threads);
   const double peak = fma_peak(threads);
   std::printf("cnnbp native benchmark: %s kernels (CPU supports %s), %d threads, FMA peak %.0f GFLOP/s\n",
               capability_name(cpu_capability()), capability_name(detected_capability()), threads, peak);
-  bench_convs(threads, peak);
-  bench_steps(threads, steps);
+  if (only.empty()) bench_convs(threads, peak);
+  bench_steps(threads, steps, only);
   return 0;
 }

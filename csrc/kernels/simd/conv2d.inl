@@ -33,31 +33,43 @@ static inline int64_t pad_scratch(const ConvGeom& g, int nthreads) { return g.im
 
 static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Copies image n of x [N,H,W,C] into xp [Hp,Wp,C] with zero borders (the calling thread only).
-static void pad_image(float* xp, const float* x, int n, const Conv2dParams& p, const ConvGeom& g) {
-  const int64_t row = int64_t(p.W) * p.C, prow = int64_t(g.Wp) * p.C;
+// Short copies inline (a library memcpy call per image row costs more than the row).
+template <int VL>
+static inline void copy_floats(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + VL <= n; i += VL) vstore<VL>(dst + i, vload<VL>(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// Copies image n of x [N,H,W,C] into xp [Hp,Wp,C]; borders: also write the zero borders (the
+// first image a thread pads in a call; later ones leave them as they are).
+template <int VL>
+static void pad_image(float* xp, const float* x, int n, const Conv2dParams& p, const ConvGeom& g, bool borders) {
+  const int64_t row = int64_t(p.W) * p.C, prow = int64_t(g.Wp) * p.C, left = int64_t(p.pl) * p.C;
   for (int r = 0; r < g.Hp; ++r) {
     const int h = r - p.pt;
     float* dst = xp + r * prow;
     if (h < 0 || h >= p.H) {
-      for (int64_t i = 0; i < prow; ++i) dst[i] = 0.0f;
+      if (borders)
+        for (int64_t i = 0; i < prow; ++i) dst[i] = 0.0f;
       continue;
     }
-    const float* src = x + (int64_t(n) * p.H + h) * row;
-    int64_t i = 0;
-    for (; i < int64_t(p.pl) * p.C; ++i) dst[i] = 0.0f;
-    for (int64_t j = 0; j < row; ++j) dst[i + j] = src[j];
-    for (i += row; i < prow; ++i) dst[i] = 0.0f;
+    if (borders) {
+      for (int64_t i = 0; i < left; ++i) dst[i] = 0.0f;
+      for (int64_t i = left + row; i < prow; ++i) dst[i] = 0.0f;
+    }
+    copy_floats<VL>(dst + left, x + (int64_t(n) * p.H + h) * row, row);
   }
 }
 
 // Image n of x as the convolution reads it: in place, or padded into this thread's scratch
-// (padded again only when the thread moves to another image).
+// (padded again only when the thread moves to another image; *mine_n starts at -1).
+template <int VL>
 static inline const float* image_for(const float* x, int n, float* mine, int* mine_n, const Conv2dParams& p,
                                      const ConvGeom& g) {
   if (!g.padded) return x + int64_t(n) * p.H * p.W * p.C;
   if (*mine_n != n) {
-    pad_image(mine, x, n, p, g);
+    pad_image<VL>(mine, x, n, p, g, *mine_n < 0);
     *mine_n = n;
   }
   return mine;
@@ -120,16 +132,21 @@ static inline void conv_fwd_tile(float* y, int ldy, int kvalid, const float* xs,
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = acc[i][v] < zero ? zero : acc[i][v];
   }
+  if (accumulate) {  // (a separate loop: the plain store below stays as tight as without the option)
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) {
+        float* yo = y + int64_t(i) * ldy + v * VL;
+        const int lanes = kvalid - v * VL;
+        if (lanes >= VL) acc[i][v] += vload<VL>(yo);
+        else if (lanes > 0) acc[i][v] += vload_partial<VL>(yo, lanes);
+      }
+  }
   for (int i = 0; i < MR; ++i) {
     float* yo = y + int64_t(i) * ldy;
     for (int v = 0; v < NV; ++v) {
       const int lanes = kvalid - v * VL;
-      if (lanes >= VL) {
-        vstore<VL>(yo + v * VL, accumulate ? acc[i][v] + vload<VL>(yo + v * VL) : acc[i][v]);
-      } else if (lanes > 0) {
-        vstore_partial<VL>(yo + v * VL, accumulate ? acc[i][v] + vload_partial<VL>(yo + v * VL, lanes) : acc[i][v],
-                           lanes);
-      }
+      if (lanes >= VL) vstore<VL>(yo + v * VL, acc[i][v]);
+      else if (lanes > 0) vstore_partial<VL>(yo + v * VL, acc[i][v], lanes);
     }
   }
 }
@@ -215,7 +232,7 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
     int mine_n = -1;
     for (int64_t it = i0; it < i1; ++it) {
       const int n = int(it / nkb), kb = int(it % nkb);
-      const float* ximg = image_for(x, n, mine, &mine_n, p, g);
+      const float* ximg = image_for<VL>(x, n, mine, &mine_n, p, g);
       const int kvalid = p.K - kb * KB;
       const float* wkb = wp + int64_t(kb) * p.R * p.S * p.C * KB;
       const float* bkb = bp ? bp + int64_t(kb) * KB : nullptr;
@@ -553,7 +570,7 @@ static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy
     float* mine = ws + tid * g.img_pad;
     int mine_n = -1;
     for (int n = n0; n < n1; ++n) {
-      const float* xn = image_for(x, n, mine, &mine_n, p, g);
+      const float* xn = image_for<VL>(x, n, mine, &mine_n, p, g);
       const float* dyn = dy + n * img_y;
       const float* dyt = dyn;
       int ldd = p.K;
