@@ -31,6 +31,23 @@ def test_merge_matches_reference(rng, op, k, shape, isa, threads):
         ref.assert_close(total, dy, 1e-7)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply", "average"])
+def test_merge_with_fused_relu_matches_reference(rng, op, isa, threads):
+    """relu=True: max(merge, 0) in the same pass; the backward counts dy only where y > 0."""
+    k = 2 if op == "subtract" else 3
+    shape = (3, 5, 7, 9)
+    xs = [rng.standard_normal(shape).astype(np.float32) for _ in range(k)]
+    pre = ref.merge(np.array(xs, dtype=np.float64), op)
+    ref.assert_close(ops.merge(xs, op, relu=True, isa=isa), np.maximum(pre, 0), 1e-6)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    for j in range(k):
+        want = ref.merge_backward(dy * (pre > 0), np.array(xs, dtype=np.float64), op, j)
+        ref.assert_close(ops.merge_backward(dy, xs, op, j, relu=True, isa=isa), want, 1e-6)
+    with pytest.raises(ValueError, match="maximum"):
+        ops.merge(xs, "maximum", relu=True)
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_merge_gradients_match_finite_differences(rng, op):
     k = 2 if op == "subtract" else 3

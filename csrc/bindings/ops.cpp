@@ -529,27 +529,30 @@ MergeOp merge_op(int op) {
 }
 
 template <typename T>
-py::array_t<T> merge_forward(py::list xs, int op, const std::string& isa) {
+py::array_t<T> merge_forward(py::list xs, int op, bool relu, const std::string& isa) {
   auto a = same_shaped<T>(xs, "merge");
   CNNBP_CHECK(op != 1 || a.size() == 2, "merge: subtract takes 2 arrays, got ", a.size());
+  CNNBP_CHECK(!relu || merge_op(op) != MergeOp::maximum, "merge: no fused ReLU for maximum");
   std::vector<const T*> p;
   for (auto& x : a) p.push_back(x.data());
   py::array_t<T> y(std::vector<py::ssize_t>(a[0].shape(), a[0].shape() + a[0].ndim()));
-  table_named<T>(isa).merge_forward(y.mutable_data(), p.data(), int(p.size()), y.size(), merge_op(op));
+  table_named<T>(isa).merge_forward(y.mutable_data(), p.data(), int(p.size()), y.size(), merge_op(op), relu);
   return y;
 }
 
 template <typename T>
-py::array_t<T> merge_backward(carray<T> dy, py::list xs, carray<T> y, int op, int which, const std::string& isa) {
+py::array_t<T> merge_backward(carray<T> dy, py::list xs, carray<T> y, int op, int which, bool relu,
+                              const std::string& isa) {
   auto a = same_shaped<T>(xs, "merge_backward");
   CNNBP_CHECK(array_shape(dy) == array_shape(a[0]) && array_shape(y) == array_shape(a[0]),
               "merge_backward: dy and y must have the inputs' shape ", py_shape_str(a[0]));
   CNNBP_CHECK_INDEX(which >= 0 && which < int(a.size()), "merge_backward: which must be in [0, ", a.size(), ")");
+  CNNBP_CHECK(!relu || merge_op(op) != MergeOp::maximum, "merge_backward: no fused ReLU for maximum");
   std::vector<const T*> p;
   for (auto& x : a) p.push_back(x.data());
   py::array_t<T> dx(std::vector<py::ssize_t>(a[0].shape(), a[0].shape() + a[0].ndim()));
   table_named<T>(isa).merge_backward(dx.mutable_data(), dy.data(), p.data(), y.data(), int(p.size()), which, dx.size(),
-                                     merge_op(op), false);
+                                     merge_op(op), false, relu);
   return dx;
 }
 
@@ -670,9 +673,11 @@ void bind_typed(py::module_& m, const std::string& sfx) {
   m.def(("batch_norm_backward" + sfx).c_str(), &batch_norm_backward<T>, py::arg("dy"), py::arg("x"), py::arg("mean"),
         py::arg("var"), py::arg("gamma"), py::arg("epsilon"), py::arg("batch_stats"), py::arg("y_relu"), isa,
         "(dx, dgamma, dbeta); y_relu: the output of a forward with ReLU fused (masks dy), or None.");
-  m.def(("merge_forward" + sfx).c_str(), &merge_forward<T>, py::arg("xs"), py::arg("op"), isa, "Elementwise merge.");
+  m.def(("merge_forward" + sfx).c_str(), &merge_forward<T>, py::arg("xs"), py::arg("op"), py::arg("relu"), isa,
+        "Elementwise merge, optionally ReLU'd.");
   m.def(("merge_backward" + sfx).c_str(), &merge_backward<T>, py::arg("dy"), py::arg("xs"), py::arg("y"), py::arg("op"),
-        py::arg("which"), isa, "Gradient of a merge for input `which`.");
+        py::arg("which"), py::arg("relu"), isa,
+        "Gradient of a merge for input `which` (relu: the forward was ReLU'd and y is its output).");
   m.def(("concat_forward" + sfx).c_str(), &concat_forward<T>, py::arg("xs"), isa, "Concatenate along the last axis.");
   m.def(("concat_backward" + sfx).c_str(), &concat_backward<T>, py::arg("dy"), py::arg("offset"), py::arg("channels"),
         isa, "One input's slice of a concatenation's gradient.");

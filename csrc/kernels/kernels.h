@@ -45,9 +45,10 @@ struct KernelTable {
                              bool accumulate);
 
   // merge and reshaping layers (see merge.h).
-  void (*merge_forward)(T* y, const T* const* xs, int k, int64_t n, MergeOp op);
+  // relu: a ReLU fused after the merge (not for maximum): applied forward, masked backward (by y).
+  void (*merge_forward)(T* y, const T* const* xs, int k, int64_t n, MergeOp op, bool relu);
   void (*merge_backward)(T* dx, const T* dy, const T* const* xs, const T* y, int k, int which, int64_t n, MergeOp op,
-                         bool accumulate);
+                         bool accumulate, bool relu);
   void (*concat_forward)(T* y, const T* x, int64_t M, int Ci, int Ctot, int off);
   void (*concat_backward)(T* dx, const T* dy, int64_t M, int Ci, int Ctot, int off, bool accumulate);
   void (*window_to_small)(T* small, const T* big, int N, int H, int W, int h, int w, int C, int top, int left,

@@ -38,16 +38,14 @@ class MergeLayer : public Layer<T> {
   bool backward_reads_output() const override { return op_ == MergeOp::maximum || act_ == Act::relu; }
   void forward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, T* y, T*, bool) override {
     const int64_t n = int64_t(N) * this->out_size;
-    k.merge_forward(y, xs, int(this->in_shapes.size()), n, op_);
-    if (act_ == Act::relu) k.activation_forward(y, y, n, Act::relu, T(0));
+    k.merge_forward(y, xs, int(this->in_shapes.size()), n, op_, act_ == Act::relu);
   }
   void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
                   T* const* dxs, const bool* accumulate, T*) override {
     const int n = int(this->in_shapes.size());
-    // A fused ReLU: its backward in place on the scratch dy (y > 0 exactly where the sum was).
-    if (act_ == Act::relu) k.activation_backward(dy, dy, y, y, int64_t(N) * this->out_size, Act::relu, T(0));
-    for (int j = 0; j < n; ++j)
-      if (dxs[j]) k.merge_backward(dxs[j], dy, xs, y, n, j, int64_t(N) * this->out_size, op_, accumulate[j]);
+    for (int j = 0; j < n; ++j)  // a fused ReLU masks dy inside (y > 0 exactly where the merge was)
+      if (dxs[j])
+        k.merge_backward(dxs[j], dy, xs, y, n, j, int64_t(N) * this->out_size, op_, accumulate[j], act_ == Act::relu);
   }
 
  private:

@@ -285,20 +285,21 @@ def _arrays(name, xs):
     return list(xs)
 
 
-def merge(xs, op, isa=None):
-    """Elementwise 'add', 'subtract', 'multiply', 'average' or 'maximum' of same-shaped arrays."""
+def merge(xs, op, relu=False, isa=None):
+    """Elementwise 'add', 'subtract', 'multiply', 'average' or 'maximum' of same-shaped arrays;
+    relu=True: followed by max(., 0) in the same pass (not for 'maximum')."""
     xs = _merge_args(xs, op)
     dt = _dtype(*xs)
-    return _fn("merge_forward", dt)([_arr(x, dt) for x in xs], _MERGE[op], _isa(isa))
+    return _fn("merge_forward", dt)([_arr(x, dt) for x in xs], _MERGE[op], bool(relu), _isa(isa))
 
 
-def merge_backward(dy, xs, op, which, isa=None):
-    """Gradient of merge(xs, op) with respect to xs[which]."""
+def merge_backward(dy, xs, op, which, relu=False, isa=None):
+    """Gradient of merge(xs, op, relu) with respect to xs[which]."""
     xs = _merge_args(xs, op)
     dt = _dtype(dy, *xs)
     xs = [_arr(x, dt) for x in xs]
-    y = _fn("merge_forward", dt)(xs, _MERGE[op], _isa(isa))
-    return _fn("merge_backward", dt)(_arr(dy, dt), xs, y, _MERGE[op], int(which), _isa(isa))
+    y = _fn("merge_forward", dt)(xs, _MERGE[op], bool(relu), _isa(isa))
+    return _fn("merge_backward", dt)(_arr(dy, dt), xs, y, _MERGE[op], int(which), bool(relu), _isa(isa))
 
 
 def concatenate(xs, isa=None):

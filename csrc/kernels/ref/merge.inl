@@ -1,52 +1,77 @@
 // merge, portable path (see merge.h): elementwise over contiguous chunks, parallel over rows
 // for the channel-slice and window copies.
 
-// xs: k pointers to [n]  y: [n]; y may be one of xs
+// One chunk [i0, i1) of merge_forward.
 template <typename T>
-static void merge_forward(T* y, const T* const* xs, int k, int64_t n, MergeOp op) {
-  parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
-    const T* a = xs[0];
-    const T* b = xs[1];
-    switch (op) {
-      case MergeOp::subtract:
-        for (int64_t i = i0; i < i1; ++i) y[i] = a[i] - b[i];
-        return;
-      case MergeOp::multiply:
-        for (int64_t i = i0; i < i1; ++i) y[i] = a[i] * b[i];
-        for (int j = 2; j < k; ++j)
-          for (int64_t i = i0; i < i1; ++i) y[i] *= xs[j][i];
-        return;
-      case MergeOp::maximum:
-        // NaN propagates: a NaN input is taken and then kept.
-        for (int64_t i = i0; i < i1; ++i) y[i] = (b[i] > a[i] || b[i] != b[i]) ? b[i] : a[i];
-        for (int j = 2; j < k; ++j)
-          for (int64_t i = i0; i < i1; ++i) {
-            const T v = xs[j][i];
-            y[i] = ((v > y[i] || v != v) && y[i] == y[i]) ? v : y[i];
-          }
-        return;
-      default:  // add, average
-        for (int64_t i = i0; i < i1; ++i) y[i] = a[i] + b[i];
-        for (int j = 2; j < k; ++j)
-          for (int64_t i = i0; i < i1; ++i) y[i] += xs[j][i];
-        if (op == MergeOp::average) {
-          const T inv = T(1) / T(k);
-          for (int64_t i = i0; i < i1; ++i) y[i] *= inv;
+static inline void merge_chunk(T* y, const T* const* xs, int k, int64_t i0, int64_t i1, MergeOp op) {
+  const T* a = xs[0];
+  const T* b = xs[1];
+  switch (op) {
+    case MergeOp::subtract:
+      for (int64_t i = i0; i < i1; ++i) y[i] = a[i] - b[i];
+      return;
+    case MergeOp::multiply:
+      for (int64_t i = i0; i < i1; ++i) y[i] = a[i] * b[i];
+      for (int j = 2; j < k; ++j)
+        for (int64_t i = i0; i < i1; ++i) y[i] *= xs[j][i];
+      return;
+    case MergeOp::maximum:
+      // NaN propagates: a NaN input is taken and then kept.
+      for (int64_t i = i0; i < i1; ++i) y[i] = (b[i] > a[i] || b[i] != b[i]) ? b[i] : a[i];
+      for (int j = 2; j < k; ++j)
+        for (int64_t i = i0; i < i1; ++i) {
+          const T v = xs[j][i];
+          y[i] = ((v > y[i] || v != v) && y[i] == y[i]) ? v : y[i];
         }
+      return;
+    default:  // add, average
+      for (int64_t i = i0; i < i1; ++i) y[i] = a[i] + b[i];
+      for (int j = 2; j < k; ++j)
+        for (int64_t i = i0; i < i1; ++i) y[i] += xs[j][i];
+      if (op == MergeOp::average) {
+        const T inv = T(1) / T(k);
+        for (int64_t i = i0; i < i1; ++i) y[i] *= inv;
+      }
+  }
+}
+
+// xs: k pointers to [n]  y: [n]; y may be one of xs. relu: y = max(merge, 0), applied to each
+// chunk while it is in cache (not for maximum, whose backward compares inputs with y).
+template <typename T>
+static void merge_forward(T* y, const T* const* xs, int k, int64_t n, MergeOp op, bool relu) {
+  parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    if (!relu) {
+      merge_chunk(y, xs, k, i0, i1, op);
+      return;
+    }
+    for (int64_t b0 = i0; b0 < i1; b0 += 4096) {  // blocks that stay in L1 between the two loops
+      const int64_t b1 = b0 + 4096 < i1 ? b0 + 4096 : i1;
+      merge_chunk(y, xs, k, b0, b1, op);
+      // written so that NaN propagates (NaN < 0 is false), as the Activation layer
+      for (int64_t i = b0; i < b1; ++i) y[i] = y[i] < T(0) ? T(0) : y[i];
     }
   });
 }
 
-// dy, y, dx: [n]  xs: the k inputs of the forward pass; dx = d y / d xs[which] * dy
+// dy, y, dx: [n]  xs: the k inputs of the forward pass; dx = d y / d xs[which] * dy. relu: the
+// forward applied ReLU (add, subtract, average only): dy counts where y > 0.
 template <typename T>
 static void merge_backward(T* dx, const T* dy, const T* const* xs, const T* y, int k, int which, int64_t n,
-                           MergeOp op, bool accumulate) {
+                           MergeOp op, bool accumulate, bool relu) {
   parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
     switch (op) {
       case MergeOp::add:
       case MergeOp::average:
       case MergeOp::subtract: {
         const T s = op == MergeOp::average ? T(1) / T(k) : (op == MergeOp::subtract && which == 1 ? T(-1) : T(1));
+        if (relu) {  // ReLU's backward as the Activation layer computes it (a multiply: NaN propagates)
+          if (accumulate) {
+            for (int64_t i = i0; i < i1; ++i) dx[i] += s * (dy[i] * (y[i] > T(0) ? T(1) : T(0)));
+          } else {
+            for (int64_t i = i0; i < i1; ++i) dx[i] = s * (dy[i] * (y[i] > T(0) ? T(1) : T(0)));
+          }
+          return;
+        }
         if (accumulate) {
           for (int64_t i = i0; i < i1; ++i) dx[i] += s * dy[i];
         } else if (s == T(1)) {
@@ -58,7 +83,7 @@ static void merge_backward(T* dx, const T* dy, const T* const* xs, const T* y, i
       }
       case MergeOp::multiply:
         for (int64_t i = i0; i < i1; ++i) {
-          T p = dy[i];
+          T p = relu ? dy[i] * (y[i] > T(0) ? T(1) : T(0)) : dy[i];
           for (int j = 0; j < k; ++j)
             if (j != which) p *= xs[j][i];
           dx[i] = accumulate ? dx[i] + p : p;
