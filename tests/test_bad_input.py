@@ -277,11 +277,91 @@ def test_check_numerics_names_the_first_bad_layer():
         m.fit(x, y, verbose=0)
 
 
-def test_absurd_sizes_raise_memory_error_not_a_crash():
-    with pytest.raises(MemoryError, match="cannot allocate"):
-        cnnbp.Sequential([Input((100000,)), Dense(10**9)]).summary()
-    m = cnnbp.Sequential([Input((2**20, 2**20, 3)), Conv2D(4, 3)])  # fine to describe...
-    assert m.count_params() == 4 * 27 + 4
-    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (1, 2**20, 2**20, 3), (0, 0, 0, 0))
-    with pytest.raises((MemoryError, ValueError, TypeError)):  # ...but not to run on one 12 TiB image
-        m.network.forward(x)
+# Sizes that overflowed 32-bit (or 64-bit) arithmetic, or asked for more memory than the machine
+# has: each ran in a fresh interpreter, which crashed (SIGFPE, SIGSEGV) or was killed by the OOM
+# killer. Each now raises (exception type, words of its message).
+_HUGE = [
+    ("Sequential([Input((65536, 65536, 1)), Flatten(), Dense(5)]).count_params()",
+     "ValueError", "4294967296 elements per sample"),
+    ("Sequential([Input((2147483647, 6, 3)), Flatten(), Dense(5), Dense(2)]).count_params()",
+     "ValueError", "38654705646 elements per sample"),
+    ("Sequential([Input((4,)), Dense(2**30)]).count_params()", "MemoryError", "weights and their gradients"),
+    ("Sequential([Input((1, 1, 2**31 - 1)), Conv2D(2, 1)]).count_params()", "MemoryError",
+     "weights and their gradients"),
+    ("Sequential([Input((8, 8, 1)), Conv2D(2, 3, dilation_rate=2**30, padding='same')]).count_params()",
+     "ValueError", "kernel reach 2147483649x2147483649"),
+    ("Sequential([Input((100000,)), Dense(10**9)]).summary()", "ValueError", "100000 x 1000000000"),
+    ("Sequential([Input((2**40, 1, 1)), Flatten(), Dense(2)]).count_params()", "ValueError", "2**31 - 1"),
+    ("Sequential([Input((4,)), Dense(2**63)])", "ValueError", "at most 2**31 - 1"),
+    ("Sequential([Input((2**20, 2**20, 3)), Conv2D(4, 3)]).count_params()", "ValueError", "elements per sample"),
+    ("Sequential([Input((8, 8, 3)), Conv2D(4, 2**31)])", "ValueError", "at most 2**31 - 1"),
+    ("Sequential([Input((8, 8, 3)), ZeroPadding2D(2**31 - 1)]).count_params()", "ValueError",
+     "padded size 4294967302x4294967302"),
+    ("Sequential([Input((8, 8, 3)), ZeroPadding2D(2**15)]).count_params()", "ValueError", "elements per sample"),
+    ("Model(i := Input((4, 4, 2**30)), Concatenate()([i, i, i]))", "ValueError", "elements per sample"),
+]
+
+
+def _run_snippet(code, limit_as=None):
+    import resource
+    import subprocess
+    import sys
+
+    def lower():
+        if limit_as:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
+
+    prog = ("import numpy as np\nfrom cnnbp import Model, Sequential\nfrom cnnbp.layers import *\n"
+            f"try:\n    {code}\nexcept (ValueError, MemoryError) as e:\n"
+            "    print(('MemoryError' if isinstance(e, MemoryError) else 'ValueError') + ': ' + str(e))\n")
+    return subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120,
+                          preexec_fn=lower)
+
+
+@pytest.mark.parametrize("code,kind,words", _HUGE, ids=[c[:60] for c, _, _ in _HUGE])
+def test_huge_sizes_are_clean_errors_not_crashes(code, kind, words):
+    out = _run_snippet(code)
+    assert out.returncode == 0, f"crashed with {out.returncode}: {out.stderr[-800:]}"
+    assert out.stdout.startswith(kind + ":") and words in out.stdout, out.stdout + out.stderr[-800:]
+
+
+def test_memory_budget_answers_before_allocating_under_rlimit_as():
+    """Under a 2 GiB address-space limit, a batch whose plan needs 8 GiB is refused by the budget
+    check (naming the batch and the largest tensor), not by a failed allocation."""
+    import os
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("AddressSanitizer reserves terabytes of address space: no interpreter starts under RLIMIT_AS")
+    code = ("m = Sequential([Input((64, 64, 8)), Conv2D(64, 3, padding='same'), Flatten(), Dense(10)]); "
+            "m.compile(optimizer='sgd', loss='mse'); m.predict(np.zeros((4096, 64, 64, 8), np.float32), "
+            "batch_size=4096, verbose=0)")
+    out = _run_snippet(code, limit_as=2 << 30)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert out.stdout.startswith("MemoryError: cnnbp: a batch of 4096") and "RLIMIT_AS" in out.stdout, out.stdout
+    assert "the largest tensor: 'conv2d'" in out.stdout
+    # A batch that fits runs under the same limit.
+    ok = _run_snippet(code.replace("4096", "16"), limit_as=2 << 30)
+    assert ok.returncode == 0 and ok.stdout == "", ok.stdout + ok.stderr[-800:]
+
+@pytest.mark.parametrize("shape,kind", [([2147483647, 6, 3], "ValueError"), ([65536, 65536], "ValueError"),
+                                        ([2**40, 3], "ValueError"), ([1, 2**31 - 1], "MemoryError")])
+def test_model_file_with_a_huge_input_shape_is_a_clean_error(tmp_path, shape, kind):
+    """A model file from someone else, its input_shape edited and every checksum recomputed: loading
+    it is an exception, in a fresh interpreter that must survive it."""
+    import json
+    import zlib
+
+    from cnnbp.io import _PRELUDE, MAGIC
+
+    src, bad = tmp_path / "m.cnnbp", tmp_path / "bad.cnnbp"
+    m = cnnbp.Sequential([Input((6, 3)), Flatten(), Dense(5), Dense(2)])
+    cnnbp.io.save_model(m, src)
+    data = src.read_bytes()
+    _, version, hlen, _ = _PRELUDE.unpack_from(data)
+    header = json.loads(data[_PRELUDE.size:_PRELUDE.size + hlen])
+    header["model"]["input_shape"] = shape
+    hbytes = json.dumps(header, sort_keys=True).encode()
+    bad.write_bytes(_PRELUDE.pack(MAGIC, version, len(hbytes), zlib.crc32(hbytes)) + hbytes
+                    + data[_PRELUDE.size + hlen:])
+    out = _run_snippet(f"import cnnbp; cnnbp.io.load_model({str(bad)!r})")
+    assert out.returncode == 0, f"crashed with {out.returncode}: {out.stderr[-800:]}"
+    assert out.stdout.startswith(kind + ":"), out.stdout + out.stderr[-800:]

@@ -11,11 +11,13 @@
 namespace cnnbp {
 
 void same_padding(int in, int k, int stride, int dilation, int* before, int* after) {
-  const int out = (in + stride - 1) / stride;
-  const int eff = (k - 1) * dilation + 1;
-  const int total = std::max((out - 1) * stride + eff - in, 0);
-  *before = total / 2;
-  *after = total - total / 2;
+  // In 64 bits: a kernel's reach (k - 1) * dilation + 1 exceeds int for large dilations; a total
+  // beyond int is clamped, and make_conv2d_params then refuses the padded size.
+  const int64_t out = (int64_t(in) + stride - 1) / stride;
+  const int64_t eff = int64_t(k - 1) * dilation + 1;
+  const int64_t total = std::min<int64_t>(std::max<int64_t>((out - 1) * stride + eff - in, 0), INT32_MAX);
+  *before = int(total / 2);
+  *after = int(total - total / 2);
 }
 
 namespace {
@@ -36,14 +38,18 @@ Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int
   CNNBP_CHECK(dh > 0 && dw > 0, who, ": expected positive dilation_rate, got (", dh, ", ", dw, ")");
   CNNBP_CHECK(pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0, who, ": expected non-negative padding, got ((", pt, ", ", pb, "), (", pl, ", ", pr, "))");
   Conv2dParams p{N, H, W, C, K, R, S, sh, sw, dh, dw, pt, pb, pl, pr, 0, 0};
+  const int64_t reach_h = int64_t(R - 1) * dh + 1, reach_w = int64_t(S - 1) * dw + 1;
+  const int64_t hp = int64_t(H) + pt + pb, wp = int64_t(W) + pl + pr;
+  CNNBP_CHECK(hp <= INT32_MAX && wp <= INT32_MAX && static_cast<long double>(hp) * wp * C < kMaxElems, who, ": the padded input ", hp, "x", wp,
+              "x", C, " (kernel reach ", reach_h, "x", reach_w, " with dilation) is too large");
   p.P = out_size(H, R, sh, dh, pt, pb);
   p.Q = out_size(W, S, sw, dw, pl, pr);
-  CNNBP_CHECK(p.P > 0 && p.Q > 0, who, ": kernel ", (R - 1) * dh + 1, "x", (S - 1) * dw + 1,
-              " (with dilation) does not fit the padded input ", H + pt + pb, "x", W + pl + pr,
-              " (input ", H, "x", W, ")");
+  CNNBP_CHECK(p.P > 0 && p.Q > 0, who, ": kernel ", reach_h, "x", reach_w, " (with dilation) does not fit the padded input ",
+              hp, "x", wp, " (input ", H, "x", W, ")");
   CNNBP_CHECK(int64_t(N) * H * W * C < kMaxElems && int64_t(N) * p.P * p.Q * K < kMaxElems &&
                   int64_t(R) * S * C * K < kMaxElems,
-              who, ": shape too large");
+              who, ": shape too large: input (", N, ", ", H, ", ", W, ", ", C, "), output (", N, ", ", p.P, ", ", p.Q,
+              ", ", K, "), kernel (", R, ", ", S, ", ", C, ", ", K, ")");
   return p;
 }
 

@@ -18,7 +18,19 @@ namespace cnnbp {
 using Shape = std::vector<int>;
 
 std::string shape_str(const Shape& s, bool batch = false);
+// Elements of one sample's tensor. Every tensor a layer makes is checked when the layer is added
+// (checked_numel), so that this product and every per-sample size fit in the kernels' int indices.
 int64_t shape_numel(const Shape& s);
+// The largest dimension and per-sample element count a tensor may have (kernels index with int).
+constexpr int64_t kMaxSampleElems = 2147483647;
+// The most elements one parameter tensor may have (2**40: 4 TiB of float32; the memory budget
+// answers long before for a real machine).
+constexpr int64_t kMaxParams = int64_t(1) << 40;
+// shape_numel computed without overflow; beyond kMaxSampleElems (or a non-positive axis) an
+// invalid_argument naming `who` and the true count.
+int64_t checked_numel(const std::string& who, const Shape& s);
+// a*b, or invalid_argument naming `who` and `what` when it exceeds `limit`.
+int64_t checked_mul(const std::string& who, const char* what, int64_t a, int64_t b, int64_t limit);
 
 struct ParamInfo {
   std::string name;   // "kernel", "bias", "gamma", "moving_mean", ...

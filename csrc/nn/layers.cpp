@@ -1,5 +1,6 @@
 #include "nn/layers.h"
 
+#include <cstdio>
 #include <sstream>
 
 #include "core/check.h"
@@ -22,14 +23,60 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+namespace {
+// The exact decimal digits of a product too large for 64 bits (messages show the true numbers).
+std::string exact_product(const std::vector<int64_t>& f) {
+  std::vector<uint32_t> big{1};  // base 1e9, little-endian
+  for (int64_t v : f) {
+    unsigned __int128 carry = 0;
+    for (auto& d : big) {
+      const unsigned __int128 x = static_cast<unsigned __int128>(d) * static_cast<uint64_t>(v) + carry;
+      d = uint32_t(x % 1000000000u);
+      carry = x / 1000000000u;
+    }
+    while (carry) {
+      big.push_back(uint32_t(carry % 1000000000u));
+      carry /= 1000000000u;
+    }
+  }
+  std::string out = std::to_string(big.back());
+  char part[16];
+  for (size_t i = big.size() - 1; i-- > 0;) {
+    std::snprintf(part, sizeof(part), "%09u", big[i]);
+    out += part;
+  }
+  return out;
+}
+}  // namespace
+
+int64_t checked_numel(const std::string& who, const Shape& s) {
+  int64_t n = 1;
+  bool over = false;
+  for (int d : s) {
+    CNNBP_CHECK(d > 0, who, ": a tensor of shape ", shape_str(s, true), " has a non-positive axis");
+    over = over || __builtin_mul_overflow(n, int64_t(d), &n) || n > kMaxSampleElems;
+  }
+  CNNBP_CHECK(!over, who, ": a tensor of shape ", shape_str(s, true), " has ",
+              exact_product(std::vector<int64_t>(s.begin(), s.end())), " elements per sample; at most 2**31 - 1 = ",
+              kMaxSampleElems, " are supported");
+  return n;
+}
+
+int64_t checked_mul(const std::string& who, const char* what, int64_t a, int64_t b, int64_t limit) {
+  int64_t r = 0;
+  CNNBP_CHECK(!__builtin_mul_overflow(a, b, &r) && r <= limit, who, ": ", what, " ", a, " x ", b, " = ",
+              exact_product({a, b}), " exceeds ", limit);
+  return r;
+}
+
 template <typename T>
 void set_shapes(Layer<T>& l, const std::string& name, const Shape& in, const Shape& out) {
   l.name = name;
   l.in_shapes = {in};
   l.in_shape = in;
   l.out_shape = out;
-  l.in_size = shape_numel(in);
-  l.out_size = shape_numel(out);
+  l.in_size = checked_numel(name, in);
+  l.out_size = checked_numel(name, out);
 }
 
 void require_rank3(const std::string& name, const char* kind, const Shape& in) {
@@ -85,7 +132,9 @@ class Conv2dLayer : public Layer<T> {
     p_ = make_conv2d_params(who.c_str(), 0, in[0], in[1], in[2], c.filters, c.kh, c.kw, c.sh, c.sw,
                             c.dh, c.dw, pt, pb, pl, pr);
     set_shapes(*this, name, in, Shape{p_.P, p_.Q, c.filters});
-    const int64_t nk = int64_t(c.kh) * c.kw * in[2] * c.filters;
+    const std::string who2 = name + " (Conv2D)";
+    const int64_t nk = checked_mul(who2, "kernel size", checked_mul(who2, "kernel size", int64_t(c.kh) * c.kw, in[2],
+                                                                    kMaxParams), c.filters, kMaxParams);
     this->params.push_back({"kernel", {c.kh, c.kw, in[2], c.filters}, 0, nk, c.kernel_init,
                             int64_t(c.kh) * c.kw * in[2], int64_t(c.kh) * c.kw * c.filters});
     if (c.use_bias) this->params.push_back({"bias", {c.filters}, 0, c.filters, c.bias_init, in[2], c.filters});
@@ -254,7 +303,8 @@ class DenseLayer : public Layer<T> {
     I_ = in.back();
     O_ = units;
     rows_ = shape_numel(in) / I_;
-    this->params.push_back({"kernel", {I_, O_}, 0, int64_t(I_) * O_, ki, I_, O_});
+    this->params.push_back({"kernel", {I_, O_}, 0, checked_mul(name + " (Dense)", "kernel size", I_, O_, kMaxParams), ki,
+                            I_, O_});
     if (use_bias) this->params.push_back({"bias", {O_}, 0, O_, bi, I_, O_});
   }
   const char* kind() const override { return "Dense"; }
@@ -293,7 +343,7 @@ template <typename T>
 class FlattenLayer : public Layer<T> {
  public:
   FlattenLayer(const std::string& name, const Shape& in) {
-    set_shapes(*this, name, in, Shape{int(shape_numel(in))});
+    set_shapes(*this, name, in, Shape{int(checked_numel(name + " (Flatten)", in))});
   }
   const char* kind() const override { return "Flatten"; }
   bool is_alias() const override { return true; }

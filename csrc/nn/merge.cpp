@@ -14,8 +14,8 @@ void set_multi_shapes(Layer<T>& l, const std::string& name, const std::vector<Sh
   l.in_shapes = in;
   l.in_shape = in[0];
   l.out_shape = out;
-  l.in_size = shape_numel(in[0]);
-  l.out_size = shape_numel(out);
+  l.in_size = checked_numel(name, in[0]);
+  l.out_size = checked_numel(name, out);
 }
 
 template <typename T>

@@ -1,5 +1,7 @@
 #include "nn/network.h"
 
+#include "core/memory.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/memory.h"
 #include "core/parallel.h"
 #include "core/random.h"
 
@@ -77,10 +80,11 @@ Network<T>::~Network() {
 
 template <typename T>
 Network<T>::Network(const Shape& input_shape)
-    : k_(kernels<T>()), input_shape_(input_shape), input_size_(shape_numel(input_shape)) {
-  g_live_networks.fetch_add(1);
+    : k_(kernels<T>()), input_shape_(input_shape), input_size_(0) {
   CNNBP_CHECK(!input_shape.empty(), "Input: expected a shape with at least one axis, got ()");
   for (int d : input_shape) CNNBP_CHECK(d > 0, "Input: expected positive dimensions, got shape ", shape_str(input_shape));
+  input_size_ = checked_numel("Input", input_shape);
+  g_live_networks.fetch_add(1);  // (last: a throwing constructor runs no destructor)
 }
 
 template <typename T>
@@ -153,6 +157,21 @@ void Network<T>::finalize(uint64_t seed) {
   gwritten_.assign(L, 0);
   num_params_ = off;
   num_state_ = soff;
+  {
+    // The budget before anything is allocated: weights, their gradients, the state.
+    const ParamInfo* big = nullptr;
+    const Layer<T>* owner = nullptr;
+    for (const auto& l : layers_)
+      for (const auto& p : l->params)
+        if (!big || p.size > big->size) {
+          big = &p;
+          owner = l.get();
+        }
+    check_memory_budget(int64_t(sizeof(T)) * (2 * off + soff), "the model's weights and their gradients",
+                        big ? detail::concat(off, " parameters; the largest: '", owner->name, "' ", big->name, " ",
+                                             shape_str(big->shape))
+                            : std::string());
+  }
   params_.reserve(size_t(off) + 16);
   grads_.reserve(size_t(off) + 16);
   state_.reserve(size_t(soff) + 16);
@@ -403,6 +422,9 @@ void Network<T>::set_optimizer(const OptimizerConfig& cfg) {
   const bool same_kind = opt_set_ && opt_.kind == cfg.kind;
   opt_ = cfg;
   if (!same_kind) {
+    const int64_t slots = cfg.kind == OptKind::adam ? 2 : 1;
+    check_memory_budget(int64_t(sizeof(T)) * num_params_ * slots, "the optimizer's state",
+                        detail::concat(slots, " value(s) per parameter, ", num_params_, " parameters"));
     m_.reserve(size_t(num_params_) + 16);
     m_.zero();
     if (cfg.kind == OptKind::adam) {
@@ -418,6 +440,18 @@ template <typename T>
 void Network<T>::plan(int N, int nt) {
   if (N <= planned_N_ && nt == planned_threads_) return;
   const int cap = N > planned_N_ ? N : planned_N_;
+  {
+    // The budget before the per-batch buffers grow: every tensor of the batch must also index
+    // with int in the kernels.
+    for (const auto& l : layers_) {
+      checked_mul(l->name, "a batch tensor of", int64_t(cap), std::max(l->in_size, l->out_size), kMaxSampleElems);
+    }
+    const PlanBytes b = plan_bytes(cap, nt);
+    check_memory_budget(b.activations + b.gradients + b.workspace + b.layers + int64_t(cap) * input_size_ * int64_t(sizeof(T)),
+                        detail::concat("a batch of ", cap, " with ", nt, " thread(s)"),
+                        detail::concat("activations ", b.activations, " bytes, gradients ", b.gradients,
+                                       " bytes; the largest tensor: '", b.largest_name, "', ", b.largest, " bytes"));
+  }
   aslots_.resize(aslot_size_.size());
   for (size_t s = 0; s < aslot_size_.size(); ++s) aslots_[s].reserve(size_t(cap) * aslot_size_[s]);
   int64_t ws = 0;

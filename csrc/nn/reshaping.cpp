@@ -20,7 +20,8 @@ class PadCropLayer : public Layer<T> {
     const int64_t H = crop ? in[0] - dh : in[0] + dh, W = crop ? in[1] - dw : in[1] + dw;
     CNNBP_CHECK(H > 0 && W > 0, name, " (", kind, "): cropping ", p[0], "+", p[1], " rows and ", p[2], "+", p[3],
                 " columns leaves nothing of an input of shape ", shape_str(in, true));
-    CNNBP_CHECK(H <= INT32_MAX && W <= INT32_MAX, name, " (", kind, "): padded size too large");
+    CNNBP_CHECK(H <= INT32_MAX && W <= INT32_MAX, name, " (", kind, "): the padded size ", H, "x", W,
+                " exceeds 2**31 - 1 along an axis (input ", shape_str(in, true), ")");
     set_shapes(*this, name, in, Shape{int(H), int(W), in[2]});
   }
   const char* kind() const override { return crop_ ? "Cropping2D" : "ZeroPadding2D"; }

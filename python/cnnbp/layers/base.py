@@ -52,11 +52,21 @@ def _add_fused(layer, net, kind, inputs, config):
     return out
 
 
+# The largest size of one axis (and of one sample's tensor): the C++ core indexes with 32-bit ints.
+MAX_DIM = 2**31 - 1
+
+
+def _at_most(name, arg, value, shown=None):
+    if value > MAX_DIM:
+        raise ValueError(f"{name}: {arg} must be at most 2**31 - 1 = {MAX_DIM}, got {shown if shown is not None else value}")
+
+
 def _positive_int(name, arg, value):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{name}: {arg} must be an int, got {value!r}")
     if value <= 0:
         raise ValueError(f"{name}: {arg} must be positive, got {value}")
+    _at_most(name, arg, value)
     return int(value)
 
 
@@ -84,6 +94,7 @@ def _pair(name, arg, value, allow_zero=False):
             raise TypeError(f"{name}: {arg} must contain ints, got {value!r}")
         if v < (0 if allow_zero else 1):
             raise ValueError(f"{name}: {arg} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+        _at_most(name, arg, v, value)
     return int(a), int(b)
 
 
@@ -100,6 +111,7 @@ def _padding(name, padding, allow_explicit=True):
     if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
         if padding < 0:
             raise ValueError(f"{name}: padding must be non-negative, got {padding}")
+        _at_most(name, "padding", padding)
         return "explicit", (int(padding),) * 4
     try:
         a, b = padding
@@ -144,6 +156,7 @@ def _shape_tuple(name, shape):
             raise TypeError(f"{name}: shape must contain ints, got {shape!r}")
         if d <= 0:
             raise ValueError(f"{name}: shape must be positive, got {shape}")
+        _at_most(name, "every axis of the shape", d, shape)
     return tuple(int(d) for d in shape)
 
 
