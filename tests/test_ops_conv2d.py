@@ -35,6 +35,8 @@ GRID = [
     (2, 10, 9, 4, 6, (1, 1), (3, 3), "valid", (1, 1)),
     (2, 8, 9, 3, 18, (2, 2), (2, 2), "valid", (1, 1)),
     (1, 6, 7, 2, 3, (2, 2), (1, 2), ((3, 0), (0, 3)), (1, 1)),
+    # strides past 16 phases: the gather kernel in every path
+    (1, 11, 12, 3, 4, (3, 3), (5, 4), "same", (1, 1)),
 ]
 IDS = [f"{g[1]}x{g[2]}x{g[3]}-k{g[4]}-{g[5][0]}x{g[5][1]}-s{g[6][0]}{g[6][1]}-{g[7]}-d{g[8][0]}{g[8][1]}" for g in GRID]
 
@@ -137,3 +139,18 @@ def test_conv2d_fused_relu_epilogue(rng, g, isa):
     assert np.array_equal(np.isnan(y), np.isnan(y_plain)) and np.isnan(y).any()
     ok = ~np.isnan(y)
     assert np.array_equal(y[ok], np.maximum(y_plain, 0)[ok])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_conv2d_stride_beyond_the_image(rng, isa):
+    """Found by fuzzing (tests/fuzz/fuzz_build.py): strides of 65537 with 'same' padding planned
+    65537**2 backward-data phases, i.e. never returned. One output pixel; every pass as the
+    reference."""
+    x = rng.standard_normal((2, 5, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((7, 8, 5, 3)).astype(np.float32)
+    y = ops.conv2d(x, w, None, strides=65537, padding="same", isa=isa)
+    ref.assert_close(y, ref.conv2d(x, w, None, (65537, 65537), "same"), 1e-5, "forward")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(dy, x, w, (65537, 65537), "same")
+    ref.assert_close(ops.conv2d_backward_data(dy, w, (5, 5), strides=65537, padding="same", isa=isa), dx_ref, 1e-5)
+    ref.assert_close(ops.conv2d_backward_weight(dy, x, (7, 8), strides=65537, padding="same", isa=isa), dw_ref, 1e-5)

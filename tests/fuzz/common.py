@@ -3,6 +3,7 @@ for the fuzzing process, and the file format's (re)writing with valid checksums.
 
 import json
 import resource
+import sys
 import zlib
 
 from cnnbp.io import _PRELUDE, MAGIC
@@ -39,3 +40,13 @@ def join(version, header, blob):
     header = dict(header, blob_nbytes=len(blob), blob_crc32=zlib.crc32(blob))
     hbytes = json.dumps(header, sort_keys=True).encode("utf-8")
     return _PRELUDE.pack(MAGIC, version, len(hbytes), zlib.crc32(hbytes)) + hbytes + blob
+
+
+def run(test_one_input, gib=4):
+    """libFuzzer's main loop over test_one_input, with a memory ceiling of `gib` and every loaded
+    module instrumented (instrument_imports misses packages behind an editable install's loader)."""
+    import atheris
+    limit_memory(gib)
+    atheris.instrument_all()
+    atheris.Setup(sys.argv + ["-rss_limit_mb=6144"], test_one_input)
+    atheris.Fuzz()

@@ -20,7 +20,7 @@ import cnnbp
 from cnnbp import layers as L
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import CLEAN, EDGES, limit_memory  # noqa: E402
+from common import CLEAN, EDGES, run  # noqa: E402
 
 
 def size(fdp):
@@ -69,12 +69,5 @@ def TestOneInput(data):
         pass
 
 
-def main():
-    limit_memory()
-    atheris.instrument_all()  # (instrument_imports misses packages behind an editable install's loader)
-    atheris.Setup(sys.argv + ["-rss_limit_mb=6144"], TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    run(TestOneInput, gib=2)  # (so that the budget keeps every model quick to build)

@@ -18,7 +18,7 @@ import cnnbp
 import cnnbp.io
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import CLEAN, EDGES, join, limit_memory, split  # noqa: E402
+from common import CLEAN, EDGES, join, run, split  # noqa: E402
 
 PATH = os.path.join(tempfile.mkdtemp(prefix="cnnbp-fuzz-"), "m.cnnbp")
 
@@ -95,12 +95,5 @@ def TestOneInput(data):
         pass
 
 
-def main():
-    limit_memory()
-    atheris.instrument_all()  # (instrument_imports misses packages behind an editable install's loader)
-    atheris.Setup(sys.argv + ["-rss_limit_mb=6144"], TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    run(TestOneInput)

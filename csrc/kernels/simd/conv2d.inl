@@ -396,10 +396,15 @@ static Conv2dParams phase_problem(const Conv2dParams& p, const BwdPhase& rh, con
   return q;
 }
 
+// Phases pay for the usual strides; past 16 of them (strides of 5 and more, or a stride larger
+// than the image) the portable gather kernel does the work without a loop over phases.
+static inline bool bwd_by_phases(const Conv2dParams& p) { return int64_t(p.sh) * p.sw <= 16; }
+
 template <int VL>
 static int64_t conv_bwd_data_ws(const Conv2dParams& p, int nthreads) {
   Conv2dParams q;
   if (bwd_data_as_forward(p, &q)) return conv_fwd_ws<VL>(q, nthreads);
+  if (!bwd_by_phases(p)) return int64_t(p.R) * p.S * p.C * p.K;  // the gather kernel's transposed weights
   const int KB = conv_nv(p.C, VL) * VL;
   int64_t most = 0;
   for (int a = 0; a < p.sh; ++a)
@@ -425,6 +430,10 @@ static void conv2d_backward_data_blocked(float* dx, const float* dy, const float
     pack_conv_weights(wp, nullptr, w, nullptr, p.R, p.S, p.C, p.K, KB, true);
     q.relu = 0;
     conv_fwd_packed<VL>(dx, dy, wp, nullptr, q, ws, NV, accumulate);
+    return;
+  }
+  if (!bwd_by_phases(p)) {
+    conv2d_backward_data<float>(dx, dy, w, ws, p, accumulate);
     return;
   }
   const int NV = conv_nv(p.C, VL), KB = NV * VL;
