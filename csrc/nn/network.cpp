@@ -1,7 +1,5 @@
 #include "nn/network.h"
 
-#include "core/memory.h"
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -565,7 +563,10 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
     for (size_t j = 0; j < inputs_[i].size(); ++j) xs[j] = act_ptr(inputs_[i][j]);
     const double t0 = profiling_ ? now_s() : 0.0;
     const int f = fold ? fold_into_[i] : -1;
-    if (f >= 0 && size_t(f) < upto) {
+    // (The convolution's input is kept for its weight gradient, so the BatchNormalization's output
+    // never shares its buffer; checked all the same, as the folded pass reads one and writes the other.)
+    const int src = inputs_[i][0] < 0 ? -1 : root(inputs_[i][0]);
+    if (f >= 0 && size_t(f) < upto && (src < 0 || aslot_[src] != aslot_[f])) {
       // This convolution and the BatchNormalization after it, in one pass into the latter's output.
       const int C = layers_[f]->out_shape.back();
       Act act = Act::linear;
