@@ -40,19 +40,25 @@ def _conv_geometry(x_shape, w_shape, strides, padding, dilation):
     return (N, H, W, C, R, S, K, sh, sw, dh, dw, pt, pb, pl, pr, P, Q)
 
 
-def _tap(xp, r, s, g):
+def _tap(g, r, s):
+    """Tap (r, s): the output positions it reaches (p, q index arrays) and the input rows and
+    columns they read. Gathered, never padded: a padding of millions costs nothing."""
     N, H, W, C, R, S, K, sh, sw, dh, dw, pt, pb, pl, pr, P, Q = g
-    return xp[:, r * dh: r * dh + (P - 1) * sh + 1: sh, s * dw: s * dw + (Q - 1) * sw + 1: sw, :]
+    rows = np.arange(P) * sh - pt + r * dh
+    cols = np.arange(Q) * sw - pl + s * dw
+    p = np.nonzero((rows >= 0) & (rows < H))[0]
+    q = np.nonzero((cols >= 0) & (cols < W))[0]
+    return p[:, None], q[None, :], rows[p][:, None], cols[q][None, :]
 
 
 def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1)):
     g = _conv_geometry(x.shape, w.shape, strides, padding, dilation)
     N, H, W, C, R, S, K, sh, sw, dh, dw, pt, pb, pl, pr, P, Q = g
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     y = np.zeros((N, P, Q, K), dtype=np.float64)
     for r in range(R):
         for s in range(S):
-            y += np.einsum("npqc,ck->npqk", _tap(xp, r, s, g), w[r, s])
+            p, q, h, v = _tap(g, r, s)
+            y[:, p, q] += np.einsum("npqc,ck->npqk", x[:, h, v].astype(np.float64), w[r, s])
     if b is not None:
         y += b
     return y
@@ -62,14 +68,14 @@ def conv2d_backward(dy, x, w, strides=(1, 1), padding="valid", dilation=(1, 1)):
     """(dx, dw, db) of sum(conv2d(x, w, b) * dy)."""
     g = _conv_geometry(x.shape, w.shape, strides, padding, dilation)
     N, H, W, C, R, S, K, sh, sw, dh, dw_, pt, pb, pl, pr, P, Q = g
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))).astype(np.float64)
-    dxp = np.zeros_like(xp)
+    x = x.astype(np.float64)
+    dx = np.zeros(x.shape, dtype=np.float64)
     dw = np.zeros(w.shape, dtype=np.float64)
     for r in range(R):
         for s in range(S):
-            dw[r, s] = np.einsum("npqc,npqk->ck", _tap(xp, r, s, g), dy)
-            _tap(dxp, r, s, g)[...] += np.einsum("npqk,ck->npqc", dy, w[r, s])
-    dx = dxp[:, pt: pt + H, pl: pl + W, :]
+            p, q, h, v = _tap(g, r, s)
+            dw[r, s] = np.einsum("npqc,npqk->ck", x[:, h, v], dy[:, p, q])
+            dx[:, h, v] += np.einsum("npqk,ck->npqc", dy[:, p, q], w[r, s])  # distinct (h, v) per tap
     return dx, dw, dy.sum(axis=(0, 1, 2))
 
 

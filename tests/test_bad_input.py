@@ -299,6 +299,10 @@ _HUGE = [
      "padded size 4294967302x4294967302"),
     ("Sequential([Input((8, 8, 3)), ZeroPadding2D(2**15)]).count_params()", "ValueError", "elements per sample"),
     ("Model(i := Input((4, 4, 2**30)), Concatenate()([i, i, i]))", "ValueError", "elements per sample"),
+    # Found by tests/fuzz/fuzz_plan.cpp: the layer allocated 5 x 8 GiB of per-channel buffers in its
+    # constructor, before any budget check (killed by the OOM killer).
+    ("Sequential([Input((2**31 - 1,)), BatchNormalization()]).count_params()", "MemoryError",
+     "weights and their gradients"),
 ]
 
 
@@ -341,6 +345,36 @@ def test_memory_budget_answers_before_allocating_under_rlimit_as():
     # A batch that fits runs under the same limit.
     ok = _run_snippet(code.replace("4096", "16"), limit_as=2 << 30)
     assert ok.returncode == 0 and ok.stdout == "", ok.stdout + ok.stderr[-800:]
+
+def test_building_allocates_nothing_per_sample():
+    """Found by tests/fuzz/fuzz_plan.cpp: building a model allocated, for every layer, two scratch
+    vectors the size of its output's last axis (8 GiB for a Flatten of 2**30 values). A model with
+    two weights and a 4 GiB sample builds and counts under a 1 GiB address-space limit."""
+    import os
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("AddressSanitizer reserves terabytes of address space: no interpreter starts under RLIMIT_AS")
+    out = _run_snippet("print(Sequential([Input((1, 2**30, 1)), Conv2D(1, 1), Flatten()]).count_params())",
+                       limit_as=1 << 30)
+    assert out.returncode == 0 and out.stdout == "2\n", out.stdout + out.stderr[-800:]
+
+
+def test_memory_limit_environment_variable():
+    """CNNBP_MAX_MEMORY caps the budget below what the machine has (bytes or K/M/G/T suffixes);
+    show_config names it."""
+    import subprocess
+    import sys
+    code = ("import cnnbp; from cnnbp.layers import *\ncnnbp.show_config()\n"
+            "try:\n    cnnbp.Sequential([Input((4,)), Dense(2**24)]).count_params()\n"
+            "except MemoryError as e:\n    print('MemoryError:', e)\n")
+    env = dict(__import__("os").environ, CNNBP_MAX_MEMORY="64M")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert "memory budget:      0.0625 GiB (CNNBP_MAX_MEMORY)" in out.stdout, out.stdout
+    assert "MemoryError: cnnbp: the model's weights and their gradients would take 0.625 GiB" in out.stdout, out.stdout
+    env["CNNBP_MAX_MEMORY"] = "1GiB"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "MemoryError" not in out.stdout, out.stdout + out.stderr[-800:]
+
 
 @pytest.mark.parametrize("shape,kind", [([2147483647, 6, 3], "ValueError"), ([65536, 65536], "ValueError"),
                                         ([2**40, 3], "ValueError"), ([1, 2**31 - 1], "MemoryError")])

@@ -154,3 +154,21 @@ def test_conv2d_stride_beyond_the_image(rng, isa):
     dx_ref, dw_ref, _ = ref.conv2d_backward(dy, x, w, (65537, 65537), "same")
     ref.assert_close(ops.conv2d_backward_data(dy, w, (5, 5), strides=65537, padding="same", isa=isa), dx_ref, 1e-5)
     ref.assert_close(ops.conv2d_backward_weight(dy, x, (7, 8), strides=65537, padding="same", isa=isa), dw_ref, 1e-5)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_conv2d_padding_far_larger_than_the_image(rng, isa):
+    """Found by fuzzing (tests/fuzz/fuzz_plan.cpp): a dilation of 2**24 with 'same'-sized padding
+    (25 million rows each side) on a 4x4 image is valid; the blocked kernels materialised the
+    padded image and the phase-padded dy (gigabytes, seconds per call). Every pass equals the
+    reference, which gathers taps without padding."""
+    x = rng.standard_normal((3, 4, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 4, 4)).astype(np.float32)
+    kw = dict(strides=(1, 5), dilation_rate=(2**24, 1), padding=((25165824, 25165824), (0, 0)))
+    y = ops.conv2d(x, w, None, isa=isa, **kw)
+    args = ((1, 5), ((25165824, 25165824), (0, 0)), (2**24, 1))
+    ref.assert_close(y, ref.conv2d(x, w, None, *args), 1e-5, "forward")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(dy, x, w, *args)
+    ref.assert_close(ops.conv2d_backward_data(dy, w, (4, 4), isa=isa, **kw), dx_ref, 1e-5, "dx")
+    ref.assert_close(ops.conv2d_backward_weight(dy, x, (4, 4), isa=isa, **kw), dw_ref, 1e-5, "dw")

@@ -6,6 +6,7 @@
 
 #include "core/buffer.h"
 #include "core/cpu.h"
+#include "core/memory.h"
 #include "nn/network.h"
 #include "core/parallel.h"
 
@@ -70,6 +71,11 @@ PYBIND11_MODULE(_core, m) {
     d["version"] = CNNBP_VERSION;
     return d;
   });
+
+  m.def("memory_budget", [] {
+    const cb::MemoryBudget b = cb::memory_budget();
+    return py::make_tuple(b.bytes < 0 ? py::object(py::none()) : py::object(py::int_(b.bytes)), b.source);
+  }, "(bytes, source): the most memory a plan may take now (None when unknown), and which limit sets it.");
 
   py::module_ ops = m.def_submodule("ops", "Kernels on numpy arrays.");
   cb::bind_ops_module(ops);

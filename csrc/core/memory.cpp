@@ -1,6 +1,7 @@
 #include "core/memory.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -45,10 +46,35 @@ std::string gib(double bytes) {
   return s;
 }
 
+// CNNBP_MAX_MEMORY: bytes, or a number with a K, M, G or T suffix (powers of 1024); -1 when unset.
+// A value that does not parse is ignored (the budget must not depend on a typo to be safe: the
+// machine's own limits still apply).
+int64_t env_limit() {
+  const char* s = std::getenv("CNNBP_MAX_MEMORY");
+  if (!s || !*s) return -1;
+  char* end = nullptr;
+  const double v = std::strtod(s, &end);
+  if (end == s || !(v >= 0) || v > 1e18) return -1;
+  double scale = 1;
+  switch (*end) {
+    case 'k': case 'K': scale = 1024.0; ++end; break;
+    case 'm': case 'M': scale = 1024.0 * 1024; ++end; break;
+    case 'g': case 'G': scale = 1024.0 * 1024 * 1024; ++end; break;
+    case 't': case 'T': scale = 1024.0 * 1024 * 1024 * 1024; ++end; break;
+    default: break;
+  }
+  if (*end == 'i' || *end == 'I') ++end;
+  if (*end == 'b' || *end == 'B') ++end;
+  if (*end) return -1;
+  const double bytes = v * scale;
+  return bytes > 4e18 ? -1 : int64_t(bytes);
+}
+
 }  // namespace
 
 MemoryBudget memory_budget() {
   MemoryBudget b;
+  take(&b, env_limit(), "CNNBP_MAX_MEMORY");
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page > 0) take(&b, int64_t(pages) * page, "physical memory");
   rlimit r{};

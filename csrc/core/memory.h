@@ -23,7 +23,8 @@ struct MemoryBudget {
   std::string source;  // "physical memory", "RLIMIT_AS", "cgroup memory limit"
 };
 
-// The smallest of: physical memory; RLIMIT_AS minus the address space already mapped; the
+// The smallest of: the CNNBP_MAX_MEMORY environment variable (bytes, or with a K/M/G/T suffix,
+// powers of 1024); physical memory; RLIMIT_AS minus the address space already mapped; the
 // cgroup (v2 memory.max, v1 memory.limit_in_bytes) limit minus its current use. Read on each call.
 MemoryBudget memory_budget();
 

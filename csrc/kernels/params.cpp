@@ -1,6 +1,7 @@
 // Shape arithmetic and validation for the kernel families (baseline code, outside the ISA objects).
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 
 #include "core/check.h"
@@ -12,7 +13,10 @@ namespace cnnbp {
 
 void same_padding(int in, int k, int stride, int dilation, int* before, int* after) {
   // In 64 bits: a kernel's reach (k - 1) * dilation + 1 exceeds int for large dilations; a total
-  // beyond int is clamped, and make_conv2d_params then refuses the padded size.
+  // beyond int is clamped, and make_conv2d_params then refuses the padded size. Non-positive
+  // sizes get no padding (make_*_params refuses them with a message).
+  *before = *after = 0;
+  if (in <= 0 || k <= 0 || stride <= 0 || dilation <= 0) return;
   const int64_t out = (int64_t(in) + stride - 1) / stride;
   const int64_t eff = int64_t(k - 1) * dilation + 1;
   const int64_t total = std::min<int64_t>(std::max<int64_t>((out - 1) * stride + eff - in, 0), INT32_MAX);
@@ -27,6 +31,14 @@ int out_size(int in, int k, int stride, int dilation, int before, int after) {
   return span < 0 ? 0 : int(span / stride + 1);
 }
 constexpr int64_t kMaxElems = int64_t(1) << 40;
+// Whether the product of the factors (all >= 0) stays below kMaxElems, without overflowing. A
+// zero factor (an empty batch) counts as 1: an image too large to index is refused even then.
+bool small_product(std::initializer_list<int64_t> factors) {
+  int64_t r = 1;
+  for (int64_t f : factors)
+    if (__builtin_mul_overflow(r, f > 0 ? f : 1, &r) || r >= kMaxElems) return false;
+  return true;
+}
 }  // namespace
 
 Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int K, int R, int S,
@@ -46,8 +58,7 @@ Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int
   p.Q = out_size(W, S, sw, dw, pl, pr);
   CNNBP_CHECK(p.P > 0 && p.Q > 0, who, ": kernel ", reach_h, "x", reach_w, " (with dilation) does not fit the padded input ",
               hp, "x", wp, " (input ", H, "x", W, ")");
-  CNNBP_CHECK(int64_t(N) * H * W * C < kMaxElems && int64_t(N) * p.P * p.Q * K < kMaxElems &&
-                  int64_t(R) * S * C * K < kMaxElems,
+  CNNBP_CHECK(small_product({N, H, W, C}) && small_product({N, p.P, p.Q, K}) && small_product({R, S, C, K}),
               who, ": shape too large: input (", N, ", ", H, ", ", W, ", ", C, "), output (", N, ", ", p.P, ", ", p.Q,
               ", ", K, "), kernel (", R, ", ", S, ", ", C, ", ", K, ")");
   return p;
@@ -64,7 +75,8 @@ Pool2dParams make_pool2d_params(const char* who, int N, int H, int W, int C, int
   p.P = out_size(H, R, sh, 1, pt, pb);
   p.Q = out_size(W, S, sw, 1, pl, pr);
   CNNBP_CHECK(p.P > 0 && p.Q > 0, who, ": pool window ", R, "x", S, " does not fit the input ", H, "x", W);
-  CNNBP_CHECK(int64_t(N) * H * W * C < kMaxElems, who, ": shape too large");
+  CNNBP_CHECK(small_product({N, H, W, C}) && small_product({N, p.P, p.Q, C}), who, ": shape too large: input (", N, ", ",
+              H, ", ", W, ", ", C, "), output (", N, ", ", p.P, ", ", p.Q, ", ", C, ")");
   return p;
 }
 

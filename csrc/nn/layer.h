@@ -106,6 +106,7 @@ class Layer {
     (void)scale; (void)shift; (void)act;
     return false;
   }
+  virtual bool has_inference_affine() const { return false; }  // whether inference_affine answers
   virtual bool can_fold_affine() const { return false; }
   virtual void plan_fold() {}  // allocates what forward_folded needs (planning, not in a pass)
   virtual void forward_folded(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T* ws,

@@ -194,12 +194,9 @@ void Network<T>::finalize(uint64_t seed) {
   for (size_t j = 0; j < L; ++j) {
     if (inputs_[j].size() != 1 || inputs_[j][0] < 0) continue;
     const int i = inputs_[j][0];
-    const int C = layers_[j]->out_shape.empty() ? 0 : layers_[j]->out_shape.back();
-    std::vector<T> sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
-    Act act;
-    if (readers[i] == 1 && layers_[i]->can_fold_affine() && layers_[j]->inference_affine(sc.data(), sh.data(), &act)) {
+    if (readers[i] == 1 && layers_[i]->can_fold_affine() && layers_[j]->has_inference_affine()) {
       fold_into_[i] = int(j);
-      most = std::max(most, int64_t(C));
+      most = std::max(most, int64_t(layers_[j]->out_shape.back()));
     }
   }
   if (most > 0) fold_affine_.reserve(size_t(2 * most));
@@ -439,11 +436,8 @@ void Network<T>::plan(int N, int nt) {
   if (N <= planned_N_ && nt == planned_threads_) return;
   const int cap = N > planned_N_ ? N : planned_N_;
   {
-    // The budget before the per-batch buffers grow: every tensor of the batch must also index
-    // with int in the kernels.
-    for (const auto& l : layers_) {
-      checked_mul(l->name, "a batch tensor of", int64_t(cap), std::max(l->in_size, l->out_size), kMaxSampleElems);
-    }
+    // The budget before the per-batch buffers grow (plan_bytes checks that every tensor of the
+    // batch indexes with int in the kernels).
     const PlanBytes b = plan_bytes(cap, nt);
     check_memory_budget(b.activations + b.gradients + b.workspace + b.layers + int64_t(cap) * input_size_ * int64_t(sizeof(T)),
                         detail::concat("a batch of ", cap, " with ", nt, " thread(s)"),
@@ -469,6 +463,13 @@ void Network<T>::plan(int N, int nt) {
 
 template <typename T>
 typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
+  CNNBP_CHECK(N >= 0, "batch size must be >= 0, got ", N);
+  CNNBP_CHECK(nt >= 1, "thread count must be >= 1, got ", nt);
+  // Every tensor of the batch must also index with int in the kernels; past this check each
+  // product below stays far from int64 overflow.
+  for (const auto& l : layers_)
+    checked_mul(l->name, "a batch tensor of", int64_t(N), std::max(l->in_size, l->out_size), kMaxSampleElems);
+  checked_mul("the model input", "a batch tensor of", int64_t(N), input_size_, kMaxSampleElems);
   PlanBytes b;
   const int64_t e = int64_t(sizeof(T));
   b.params = num_params_ * e;

@@ -33,7 +33,12 @@ class BatchNormLayer : public Layer<T> {
     if (c.center) this->params.push_back({"beta", {C_}, 0, C_, c.beta_init, C_, C_});
     this->state.push_back({"moving_mean", {C_}, 0, C_, c.mean_init, C_, C_});
     this->state.push_back({"moving_variance", {C_}, 0, C_, c.var_init, C_, C_});
+  }
+  // The per-channel buffers are allocated when the network plans (after its memory budget check),
+  // never in the constructor: a layer built on a huge channel axis must be refusable cleanly.
+  void plan(const KernelTable<T>&, int) override {
     for (Buffer<T>* b : {&mean_, &var_, &invstd_, &scale_, &shift_}) {
+      if (b->capacity() >= size_t(C_)) continue;
       b->reserve(size_t(C_));
       b->zero();
     }
@@ -69,6 +74,7 @@ class BatchNormLayer : public Layer<T> {
     k.batchnorm_backward(dx, dgamma, dbeta, dy, cfg_.act == Act::relu ? y : nullptr, x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr,
                          N * rows_, C_, batch_, ws, false);
   }
+  bool has_inference_affine() const override { return true; }
   bool inference_affine(T* scale, T* shift, Act* act) const override {
     std::vector<T> inv(size_t(C_), T(0));
     affine(this->s(0), this->s(1), inv.data(), scale, shift);

@@ -58,4 +58,7 @@ def show_config(file=None):
         f"  OpenMP:             {info['openmp']}",
         f"  compiler:           {info['compiler']}",
     ]
+    budget, source = _core.memory_budget()
+    if budget is not None:
+        lines.append(f"  memory budget:      {budget / 2**30:.3g} GiB ({source})")
     print("\n".join(lines), file=file or sys.stdout)

@@ -259,6 +259,16 @@ static void conv_fwd_packed(float* y, const float* x, const float* wp, const flo
 
 static inline int conv_nv(int K, int VL) { return K <= VL ? 1 : 2; }
 
+// The blocked kernels materialise each padded image (and phase-padded copies of dy); a padding
+// far larger than the data itself (a dilation of millions with 'same' padding on a 4x4 image is
+// valid) would make that scratch gigabytes of zeros and the kernels seconds of work. Such problems
+// go to the portable kernels, which skip padded taps without storing them. So does an empty batch
+// (nothing to compute; the weight gradient is zero).
+static inline bool portable_is_better(const Conv2dParams& p) {
+  const int64_t padded = (int64_t(p.H) + p.pt + p.pb) * (int64_t(p.W) + p.pl + p.pr);
+  return p.N == 0 || padded > 16 * (int64_t(p.H) * p.W + int64_t(p.P) * p.Q) + 65536;
+}
+
 // Workspace layout (floats): [padded images, one per thread][packed weights][packed bias]
 template <int VL>
 static int64_t conv_fwd_ws(const Conv2dParams& p, int nthreads) {
@@ -270,6 +280,7 @@ static int64_t conv_fwd_ws(const Conv2dParams& p, int nthreads) {
 template <int VL>
 static void conv2d_forward_blocked(float* y, const float* x, const float* w, const float* b, float* ws,
                                    const Conv2dParams& p) {
+  if (portable_is_better(p)) return conv2d_forward<float>(y, x, w, b, ws, p);
   const int NV = conv_nv(p.K, VL), KB = NV * VL;
   float* wp = ws + pad_scratch(conv_geom(p), get_num_threads());
   float* bp = wp + int64_t(p.R) * p.S * p.C * round_up(p.K, KB);
@@ -423,6 +434,7 @@ static int64_t conv_bwd_data_ws(const Conv2dParams& p, int nthreads) {
 template <int VL>
 static void conv2d_backward_data_blocked(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
                                          bool accumulate) {
+  if (portable_is_better(p)) return conv2d_backward_data<float>(dx, dy, w, ws, p, accumulate);
   Conv2dParams q;
   if (bwd_data_as_forward(p, &q)) {
     const int NV = conv_nv(q.K, VL), KB = NV * VL;
@@ -559,6 +571,7 @@ static int64_t conv_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
 template <int VL>
 static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, float* ws,
                                            const Conv2dParams& p) {
+  if (portable_is_better(p)) return conv2d_backward_weight<float>(dw, db, dy, x, ws, p);
   const ConvGeom g = conv_geom(p);
   float* partials = ws + pad_scratch(g, get_num_threads());
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K, stride = nw + p.K;
@@ -611,6 +624,7 @@ static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy
 
 template <int VL>
 static int64_t conv2d_workspace_blocked(const Conv2dParams& p, int nthreads) {
+  if (portable_is_better(p)) return conv2d_workspace(p, nthreads);
   const int64_t a = conv_fwd_ws<VL>(p, nthreads), b = conv_bwd_data_ws<VL>(p, nthreads),
                 c = conv_bwd_weight_ws<VL>(p, nthreads);
   return a > b ? (a > c ? a : c) : (b > c ? b : c);
