@@ -5,7 +5,7 @@ copy, or raises a ValueError/TypeError; none crashes, and later calls still work
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import cnnbp
@@ -209,3 +209,105 @@ def test_every_op_with_random_arguments_returns_or_raises_cleanly(data, name, na
         except (ValueError, TypeError, IndexError):
             pass
     assert ops.dense(np.ones((2, 3), np.float32), np.ones((3, 2), np.float32)).sum() == 12  # still works
+
+
+# ---- huge and adversarial sizes ------------------------------------------------------------------
+# Sizes where 32- and 64-bit arithmetic breaks, beside small ones.
+EDGES = [0, 1, 2, 3, -1, 2**15, 2**16 + 1, 46341, 2**24 + 3, 2**31 - 1, 2**31, 2**32 + 1, 2**40, 2**63 - 1, 2**63,
+         -(2**31)]
+sizes = st.one_of(st.integers(1, 6), st.sampled_from(EDGES))
+conv_sizes = st.one_of(st.integers(1, 3), st.sampled_from([2**16 + 1, 2**20, 2**24 + 3, 2**30, 2**31 - 1]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3), st.integers(1, 3),
+       st.tuples(conv_sizes, conv_sizes), st.tuples(conv_sizes, conv_sizes),
+       st.tuples(st.tuples(st.one_of(st.integers(0, 3), conv_sizes), st.one_of(st.integers(0, 3), conv_sizes)),
+                 st.tuples(st.integers(0, 3), st.one_of(st.integers(0, 3), conv_sizes))),
+       st.sampled_from(["baseline", "avx2", "avx512"]), st.integers(0, 2**32 - 1))
+def test_conv2d_huge_strides_dilations_and_paddings(n, h, w, ks, k, strides, dilation, pads, isa, seed):
+    """Strides, dilations and paddings up to 2**31 - 1 on small images: every pass either raises a
+    clean ValueError or equals the gather reference (which never pads), on every kernel path."""
+    import reference as ref
+    if isa not in cnnbp._core.compiled_capabilities() or (isa == "avx512" and cnnbp._core.detected_capability() != "avx512") \
+            or (isa == "avx2" and cnnbp._core.detected_capability() == "baseline"):
+        isa = "baseline"
+    (pt, pb), (pl, pr) = pads
+    P = ref.out_size(h, ks, strides[0], dilation[0], pt, pb)
+    Q = ref.out_size(w, ks, strides[1], dilation[1], pl, pr)
+    if 0 < P * Q * k * max(n, 1) > 20000:
+        event("skipped: output too large")
+        return  # valid, but its output alone is hundreds of megabytes
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, 2)).astype(np.float32)
+    wt = rng.standard_normal((ks, ks, 2, k)).astype(np.float32)
+    kw = dict(strides=strides, padding=pads, dilation_rate=dilation, isa=isa)
+    try:
+        y = ops.conv2d(x, wt, **kw)
+    except ValueError:
+        assert P <= 0 or Q <= 0 or max(h + pt + pb, w + pl + pr) > 2**31 - 1
+        event("refused")
+        return
+    event("computed")
+    ref.assert_close(y, ref.conv2d(x, wt, None, strides, pads, dilation), 1e-5, "forward")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(dy, x, wt, strides, pads, dilation)
+    ref.assert_close(ops.conv2d_backward_data(dy, wt, (h, w), **kw), dx_ref, 1e-5, "dx")
+    ref.assert_close(ops.conv2d_backward_weight(dy, x, (ks, ks), **kw), dw_ref, 1e-5, "dw")
+
+
+def _huge_layer(draw):
+    from cnnbp import layers as L
+    kind = draw(st.sampled_from(["conv", "dense", "pool", "pad", "crop", "bn", "flatten", "gap", "concat"]))
+    s = lambda: draw(sizes)  # noqa: E731
+    if kind == "conv":
+        return L.Conv2D(s(), (s(), s()), strides=s(), dilation_rate=s() if draw(st.booleans()) else 1,
+                        padding=draw(st.sampled_from(["valid", "same"])))
+    if kind == "dense":
+        return L.Dense(s())
+    if kind == "pool":
+        return L.MaxPooling2D(s(), strides=s(), padding=draw(st.sampled_from(["valid", "same"])))
+    if kind == "pad":
+        return L.ZeroPadding2D(((s(), s()), (s(), s())))
+    if kind == "crop":
+        return L.Cropping2D(((s(), s()), (s(), s())))
+    if kind == "bn":
+        return L.BatchNormalization()
+    if kind == "gap":
+        return L.GlobalAveragePooling2D()
+    if kind == "concat":
+        return "concat"
+    return L.Flatten()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.lists(sizes, min_size=1, max_size=3), st.integers(1, 3))
+def test_models_of_huge_sizes_build_or_refuse_cleanly(data, shape, depth):
+    """Models whose sizes sit on the edges of 32- and 64-bit arithmetic (shapes, filters, units,
+    kernels, strides, dilations, paddings, croppings, pool sizes, fan-out into Concatenate): built,
+    counted and summarised, each either works or raises ValueError/TypeError/MemoryError (under a
+    256 MiB memory budget: nothing large is allocated); the interpreter survives every case."""
+    import io
+    import os
+    from cnnbp import layers as L
+    old = os.environ.get("CNNBP_MAX_MEMORY")
+    os.environ["CNNBP_MAX_MEMORY"] = "256M"
+    try:
+        try:
+            x = inp = L.Input(tuple(shape))
+            for _ in range(depth):
+                layer = data.draw(st.composite(lambda d: _huge_layer(d))())
+                x = L.Concatenate()([x, x]) if layer == "concat" else layer(x)
+            m = cnnbp.Model(inp, x)
+            n = m.count_params()
+            m.summary(print_fn=io.StringIO().write)
+        except (ValueError, TypeError, MemoryError, OverflowError) as e:
+            event(f"refused: {type(e).__name__}")
+            return
+        event("built")
+        assert 0 <= n < 2**40
+    finally:
+        if old is None:
+            del os.environ["CNNBP_MAX_MEMORY"]
+        else:
+            os.environ["CNNBP_MAX_MEMORY"] = old

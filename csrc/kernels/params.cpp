@@ -52,7 +52,9 @@ Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int
   Conv2dParams p{N, H, W, C, K, R, S, sh, sw, dh, dw, pt, pb, pl, pr, 0, 0};
   const int64_t reach_h = int64_t(R - 1) * dh + 1, reach_w = int64_t(S - 1) * dw + 1;
   const int64_t hp = int64_t(H) + pt + pb, wp = int64_t(W) + pl + pr;
-  CNNBP_CHECK(hp <= INT32_MAX && wp <= INT32_MAX && static_cast<long double>(hp) * wp * C < kMaxElems, who, ": the padded input ", hp, "x", wp,
+  // Only each padded extent must index with int: no kernel stores a padded image whose padding
+  // dominates the data (see portable_is_better in kernels/simd/conv2d.inl).
+  CNNBP_CHECK(hp <= INT32_MAX && wp <= INT32_MAX, who, ": the padded input ", hp, "x", wp,
               "x", C, " (kernel reach ", reach_h, "x", reach_w, " with dilation) is too large");
   p.P = out_size(H, R, sh, dh, pt, pb);
   p.Q = out_size(W, S, sw, dw, pl, pr);
