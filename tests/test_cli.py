@@ -83,3 +83,17 @@ def test_train_a_json_architecture(tmp_path):
     assert r.returncode == 1 and "not valid JSON" in r.stderr
     r = cli("train", "--model", "resnet", cwd=tmp_path)
     assert r.returncode == 1 and "expected seed, lenet, vgg" in r.stderr
+
+
+def test_gradcheck_command(tmp_path):
+    r = cli("gradcheck", "--model", "lenet", "--samples", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "backpropagation agrees with finite differences" in r.stdout and "conv2d_1" in r.stdout
+    from cnnbp.layers import Conv2D, Dense, Flatten, Input
+    arch = cnnbp.io.model_to_json(cnnbp.Sequential([Input((6, 6, 2)), Conv2D(3, 3, activation="tanh"), Flatten(),
+                                                    Dense(2, activation="sigmoid")]))
+    (tmp_path / "small.json").write_text(arch)
+    r = cli("gradcheck", "--model", "small.json", cwd=tmp_path)
+    assert r.returncode == 0 and "binary_crossentropy" in r.stdout, r.stdout + r.stderr
+    r = cli("gradcheck", "--model", "nothing", cwd=tmp_path)
+    assert r.returncode == 1 and "expected seed, lenet, vgg" in r.stderr

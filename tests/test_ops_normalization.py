@@ -101,3 +101,16 @@ def test_batch_norm_constant_channel_is_finite():
     y, _, var = ops.batch_norm(x, None, np.array([0.5, 0, -1], np.float32))
     assert np.all(var == 0)
     assert np.allclose(y[..., 0], 0.5) and np.allclose(y[..., 2], -1)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(0, 3), (0, 4, 4, 2), (2, 0, 5, 3)], ids=str)
+def test_batch_norm_of_an_empty_batch(shape, isa):
+    """Found by the sanitizer run of the property tests: the one-pass statistics shift every row by
+    the first one, which an empty batch does not have (a read past the array). Statistics 0, an
+    empty output, and an empty gradient with zero dgamma/dbeta."""
+    x = np.zeros(shape, np.float32)
+    y, mean, var = ops.batch_norm(x, np.ones(shape[-1], np.float32), None, relu=True, isa=isa)
+    assert y.shape == shape and np.array_equal(mean, np.zeros(shape[-1])) and np.array_equal(var, np.zeros(shape[-1]))
+    dx, dg, db = ops.batch_norm_backward(x, x, mean, var, np.ones(shape[-1], np.float32), isa=isa)
+    assert dx.shape == shape and not dg.any() and not db.any()

@@ -3,7 +3,7 @@
 //   batchnorm_stats: per-channel batch mean and biased variance (the statistics Keras normalises
 //     with and averages into its moving statistics), one pass over x (sums of x - x[0] and of its
 //     square), per-thread partial sums in double reduced in thread order (reproducible for a
-//     given thread count).
+//     given thread count). An empty batch (M = 0) has statistics 0.
 //   batchnorm_apply: y = x * scale[c] + shift[c] (training: scale = gamma*invstd, shift =
 //     beta - mean*scale; inference: the same with the moving statistics), optionally ReLU'd.
 //   batchnorm_backward: the gradient through the batch statistics,

@@ -18,12 +18,14 @@ from . import callbacks, datasets, distributed, explain, io, layers, losses, ops
 from . import applications
 from .models import Model, Sequential
 from .io import load_model
+from .gradient_check import GradcheckResult, gradcheck
 
 __version__ = _core.__version__
 
 __all__ = [
     "Model", "Sequential", "NumericalError", "load_model", "layers", "losses", "optimizers", "callbacks", "datasets",
     "ops", "utils", "explain", "plot", "io", "distributed", "set_num_threads", "get_num_threads", "set_seed", "show_config", "cpu_capability",
+    "gradcheck", "GradcheckResult",
     "__version__",
 ]
 

@@ -6,9 +6,11 @@
     cnnbp evaluate MODEL [--data ...]
     cnnbp predict MODEL IMAGE... [--top K]
     cnnbp explain MODEL IMAGE... --out DIR
+    cnnbp gradcheck [--model seed|lenet|...|PATH.json] [--samples N] [--batch-size N] [--seed N]
     cnnbp info
 
-Exit status: 0 success, 1 a runtime error (missing or bad files, bad data), 2 bad options.
+Exit status: 0 success, 1 a runtime error (missing or bad files, bad data) or, for gradcheck, a
+wrong gradient; 2 bad options.
 """
 
 import argparse
@@ -78,6 +80,11 @@ def build_parser():
     x.add_argument("images", nargs="+")
     x.add_argument("--out", required=True)
     sub.add_parser("info", help="print the build and CPU configuration")
+    g = sub.add_parser("gradcheck", help="check a model's backpropagated gradients against finite differences")
+    g.add_argument("--model", default="seed", help="seed, lenet, vgg, resnet20, small_resnet, or a JSON architecture")
+    g.add_argument("--samples", type=_positive_int, default=6, help="entries checked per weight tensor (default 6)")
+    g.add_argument("--batch-size", type=_positive_int, default=4)
+    g.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -120,6 +127,48 @@ def _class_names(k):
     return cnnbp.datasets.FASHION_MNIST_CLASSES if k == 10 else [str(i) for i in range(k)]
 
 
+def _model_from_arg(spec):
+    """(model, input shape (H, W, C)) for --model: a reference model's name (10 classes) or a
+    JSON architecture taking images."""
+    import cnnbp
+    from cnnbp import applications
+    if spec in applications.MODELS:
+        shape = (32, 32, 1) if spec == "vgg" else (28, 28, 1)
+        return applications.MODELS[spec](shape, 10), shape
+    if not spec.endswith(".json"):
+        raise CliError(f"--model: expected {', '.join(applications.MODELS)} or a .json architecture, got {spec!r}")
+    try:
+        with open(spec) as f:
+            model = cnnbp.io.model_from_json(f.read())
+    except OSError as e:
+        raise CliError(f"--model: cannot read {spec}: {e.strerror}") from None
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3:
+        raise CliError(f"--model: {spec} must take (H, W, C) images; it takes {model.input_shape}")
+    return model, shape
+
+
+def cmd_gradcheck(args):
+    """Backpropagated gradients of a model against finite differences, on random images."""
+    import cnnbp
+    cnnbp.set_seed(args.seed)
+    model, shape = _model_from_arg(args.model)
+    rng = np.random.default_rng(args.seed)
+    x = rng.random((args.batch_size,) + shape).astype(np.float32)
+    out = model.output_shape[1:]
+    act = model.layers[-1].get_config().get("activation")
+    if len(out) == 1 and act == "softmax":
+        loss, y = "sparse_categorical_crossentropy", rng.integers(0, out[0], args.batch_size)
+    elif act == "sigmoid":
+        loss, y = "binary_crossentropy", rng.integers(0, 2, (args.batch_size,) + out).astype(np.float32)
+    else:
+        loss, y = "mean_squared_error", rng.standard_normal((args.batch_size,) + out).astype(np.float32)
+    print(f"cnnbp gradcheck: '{args.model}' ({model.count_params():,} parameters), {loss}, a batch of "
+          f"{args.batch_size} random images, {args.samples} entries per weight tensor, float64")
+    res = cnnbp.gradcheck(model, x, y, loss=loss, samples=args.samples, seed=args.seed)
+    return 0 if res.ok else 1
+
+
 def cmd_train(args):
     if not args.distributed:
         return _train(args, 0, 1)
@@ -138,26 +187,13 @@ def cmd_train(args):
 
 def _train(args, rank, world):
     import cnnbp
-    from cnnbp import applications
 
     if args.threads:
         cnnbp.set_num_threads(args.threads)
     cnnbp.set_seed(args.seed)
-    if args.model in applications.MODELS:
-        shape = (32, 32, 1) if args.model == "vgg" else (28, 28, 1)
-        model = applications.MODELS[args.model](shape, 10)
-    elif args.model.endswith(".json"):
-        try:
-            with open(args.model) as f:
-                model = cnnbp.io.model_from_json(f.read())
-        except OSError as e:
-            raise CliError(f"--model: cannot read {args.model}: {e.strerror}") from None
-        shape = tuple(model.input_shape[1:])
-        if len(shape) != 3 or model.output_shape[1:] != (10,):
-            raise CliError(f"--model: {args.model} must take (H, W, C) images and output 10 classes; it takes "
-                           f"{model.input_shape} and outputs {model.output_shape}")
-    else:
-        raise CliError(f"--model: expected seed, lenet, vgg or a .json architecture, got {args.model!r}")
+    model, shape = _model_from_arg(args.model)
+    if model.output_shape[1:] != (10,):
+        raise CliError(f"--model: {args.model} must output 10 classes; it outputs {model.output_shape}")
     (x_train, y_train), (x_test, y_test) = _load_data(args.data)
     x_train, x_test = _fit_images(x_train, shape), _fit_images(x_test, shape)
     opt_name = args.optimizer or ("sgd" if args.model == "lenet" else "adam")
@@ -298,7 +334,7 @@ def main(argv=None):
             cnnbp.show_config()
             return 0
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "explain": cmd_explain}[args.command](args)
+                "explain": cmd_explain, "gradcheck": cmd_gradcheck}[args.command](args)
     except CliError as e:
         print(f"cnnbp {args.command}: {e}", file=sys.stderr)
         return 1

@@ -17,6 +17,10 @@ static inline int bn_threads(int64_t M, int C) { return threads_for(M, grain(4 *
 // variance free of cancellation when the mean is large against the spread), in double.
 template <typename T>
 static void batchnorm_stats(T* mean, T* var, const T* x, int64_t M, int C, T* ws) {
+  if (M == 0) {  // an empty batch: no row to shift by (x[0] does not exist), statistics 0
+    for (int c = 0; c < C; ++c) mean[c] = var[c] = T(0);
+    return;
+  }
   double* part = reinterpret_cast<double*>(ws);
   const int nt = bn_threads(M, C);
   parallel_region(nt, [&](int tid, int nth) {
