@@ -8,6 +8,7 @@ import pytest
 import cnnbp
 from cnnbp.callbacks import CSVLogger, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
 from cnnbp.layers import Dense, Flatten, Input
+from conftest import ISAS
 
 
 def model(lr=0.05):
@@ -92,3 +93,189 @@ def test_csv_logger_writes_header_and_rows(tmp_path):
     assert rows[0] == ["epoch", "accuracy", "loss"]
     assert [r[0] for r in rows[1:]] == ["0", "1", "0"]
     assert all(0 <= float(r[1]) <= 1 for r in rows[1:])
+
+
+# ---- GradientMonitor -------------------------------------------------------------------------
+_MONITOR_SCRIPT = r"""
+import json, sys
+import numpy as np
+import cnnbp
+from cnnbp import layers as L
+cnnbp.set_seed(1)
+m = cnnbp.Sequential([L.Input((6, 6, 2)), L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(),
+                      L.Flatten(), L.Dense(5, activation="sigmoid"), L.Dense(3, activation="tanh"),
+                      L.Dense(3, activation="softmax")])
+m.compile(optimizer=cnnbp.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+rng = np.random.default_rng(0)
+x = rng.standard_normal((7, 6, 6, 2)).astype(np.float32) * 3
+y = rng.integers(0, 3, 7)
+net = m.network
+net.monitoring = True
+m.fit(x, y, epochs=2, batch_size=7, verbose=0)  # some momentum first
+net.monitor_next()
+n = len(net.layer_info())
+net.forward(x, training=True, keep=list(range(n)))
+acts = [np.array(net.activation(i), dtype=np.float64) for i in range(n - 1)]  # the softmax is fused
+net.backward(y.astype(np.float32))
+w0, g = np.array(net.flat_params(), dtype=np.float64), np.array(net.flat_grads(), dtype=np.float64)
+net.apply_update()
+w1 = np.array(net.flat_params(), dtype=np.float64)
+s = net.monitor_stats()
+out = {"step": s["step"], "iterations": net.iterations, "output": s["output"].tolist(), "param": s["param"].tolist(),
+       "acts": [[float(a.size), a.sum(), (a * a).sum(), float((a == 0).sum()), float((np.abs(a) <= 0.01).sum()),
+                 float((np.abs(a) >= 0.99).sum())] for a in acts], "params": []}
+for d in net.layer_info():
+    for name, shape, off, size in d["params"]:
+        a, b, gg = w0[off:off + size], w1[off:off + size], g[off:off + size]
+        out["params"].append([(b * b).sum(), (gg * gg).sum(), ((b - a) ** 2).sum()])
+bn = [i for i, d in enumerate(net.layer_info()) if d["kind"] == "BatchNormalization"][0]
+xb = acts[bn - 1].reshape(-1, 4)
+out["bn"] = [bn, float(np.abs(xb.mean(0)).mean()), float(xb.var(0).mean())]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("isa", ISAS if "avx2-wide" not in ISAS else [i for i in ISAS if i != "avx2-wide"])
+def test_monitor_statistics_equal_numpy(isa):
+    """The monitored step's statistics (taken inside the C++ passes) equal numpy's on the same
+    activations, gradients and weights (read through forward(keep=...), flat_grads, flat_params),
+    on every kernel path."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, CNNBP_CPU_CAPABILITY=isa)
+    p = subprocess.run([sys.executable, "-c", _MONITOR_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout)
+    assert r["step"] == r["iterations"] == 3
+    out = np.array(r["output"])
+    for i, a in enumerate(r["acts"]):
+        if i == 2:  # Flatten: a view of the BatchNormalization's output, no pass of its own
+            assert out[i, 0] == 0
+            continue
+        np.testing.assert_allclose(out[i, :6], a, rtol=1e-9, atol=1e-9, err_msg=f"node {i}")
+    assert out[0, 3] > 0 and out[3, 4] + out[3, 5] >= 0  # zeros after the ReLU are counted
+    bn, mean_abs, mean_var = r["bn"]
+    np.testing.assert_allclose(out[bn, 6:], [mean_abs, mean_var], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.array(r["param"]), np.array(r["params"]), rtol=1e-9, atol=1e-12)
+    assert all(p[1] > 0 and p[2] > 0 for p in r["params"])
+
+
+def _broken_and_healthy(x, y, broken):
+    from cnnbp import layers as L
+    cnnbp.set_seed(0)
+    if broken == "sigmoid-deep":  # vanishing gradients, saturation, a too-high learning rate
+        m = cnnbp.Sequential([L.Input(x.shape[1:]), L.Flatten()] + [L.Dense(64, activation="sigmoid") for _ in range(8)]
+                             + [L.Dense(10, activation="softmax")])
+        m.compile(optimizer=cnnbp.optimizers.SGD(1.0), loss="sparse_categorical_crossentropy")
+    elif broken == "dead-relu":  # a bias far below zero kills every unit
+        m = cnnbp.Sequential([L.Input(x.shape[1:]), L.Flatten(), L.Dense(32, activation="relu", name="dead",
+                                                                         bias_initializer="zeros"),
+                              L.Dense(10, activation="softmax")])
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        m.count_params()  # builds it
+        m.get_layer("dead").bias[...] = -100.0
+    elif broken == "exploding":
+        m = cnnbp.Sequential([L.Input(x.shape[1:]), L.Flatten(), L.Dense(32, activation="relu"),
+                              L.Dense(10, activation="softmax")])
+        m.compile(optimizer=cnnbp.optimizers.SGD(50.0), loss="sparse_categorical_crossentropy")
+    elif broken == "lr-too-low":
+        m = cnnbp.Sequential([L.Input(x.shape[1:]), L.Flatten(), L.Dense(32, activation="relu"),
+                              L.Dense(10, activation="softmax")])
+        m.compile(optimizer=cnnbp.optimizers.SGD(1e-9), loss="sparse_categorical_crossentropy")
+    mon = cnnbp.callbacks.GradientMonitor(every=10, warn=False)
+    try:
+        m.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[mon])
+    except cnnbp.NumericalError:
+        pass
+    return mon
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    (x, y), _ = cnnbp.datasets.load_fashion_mnist(subset=True)
+    return x[:3000, :, :, None].astype(np.float32) / 255, y[:3000]
+
+
+@pytest.mark.parametrize("broken,expect", [
+    ("sigmoid-deep", ["vanishes before it reaches this layer", "sigmoid outputs are saturated", "exploding gradients"]),
+    ("dead-relu", ["layer 'dead': 100% of its ReLU outputs are zero"]),
+    ("exploding", ["exploding gradients", "learning rate looks too high"]),
+    ("lr-too-low", ["learning rate looks too low"]),
+])
+def test_monitor_warnings_fire_on_broken_networks(bundled, broken, expect):
+    mon = _broken_and_healthy(*bundled, broken)
+    text = "\n".join(mon.messages)
+    for e in expect:
+        assert e in text, text
+    assert len(mon.messages) == len(set(mon.messages))  # once each
+
+
+def test_monitor_warns_once_per_layer_through_warnings_and_writes_csv(bundled, tmp_path):
+    import csv
+    import warnings
+    from cnnbp import layers as L
+    x, y = bundled
+    cnnbp.set_seed(0)
+    m = cnnbp.Sequential([L.Input((28, 28, 1)), L.Flatten(), L.Dense(16, activation="relu", name="dead"),
+                          L.Dense(10, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    m.count_params()  # builds it
+    m.get_layer("dead").bias[...] = -100.0
+    mon = cnnbp.callbacks.GradientMonitor(every=5, log_dir=str(tmp_path / "run"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(x, y, epochs=1, batch_size=100, verbose=0, callbacks=[mon])
+    mine = [w for w in caught if issubclass(w.category, cnnbp.callbacks.TrainingWarning)]
+    dead_msgs = [str(w.message) for w in mine if "dead units" in str(w.message)]
+    assert len(dead_msgs) == 1 and "He initialisation" in dead_msgs[0], [str(w.message) for w in mine]
+    assert len(mine) == len(mon.messages) == len(set(mon.messages))  # each once
+    with open(tmp_path / "run" / "gradients.csv") as f:
+        rows = list(csv.DictReader(f))
+    steps = sorted({int(r["step"]) for r in rows})
+    assert steps == [1, 6, 11, 16, 21, 26]  # every 5th step: 30 steps of 100 images
+    dead = [r for r in rows if r["layer"] == "dead" and r["tensor"] == "output"]
+    assert dead and all(float(r["zero_fraction"]) == 1.0 for r in dead)
+    kern = [r for r in rows if r["tensor"] == "kernel"]
+    assert all(float(r["weight_norm"]) > 0 for r in kern)
+    f = mon.frame()
+    assert len(f["step"]) == len(rows)
+    assert m.network.monitoring is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["seed", "lenet"])
+def test_monitor_silent_on_healthy_reference_models(name):
+    """No false alarms: the reference models trained as the command line trains them, 2 epochs of
+    Fashion-MNIST, every 100 steps recorded."""
+    (x, y), _ = cnnbp.datasets.load_fashion_mnist()
+    x = x[..., None].astype(np.float32) / 255
+    cnnbp.set_seed(0)
+    m = cnnbp.applications.MODELS[name]((28, 28, 1), 10)
+    opt = cnnbp.optimizers.SGD(0.01, momentum=0.9) if name == "lenet" else cnnbp.optimizers.Adam(1e-3)
+    m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    mon = cnnbp.callbacks.GradientMonitor(every=100, warn=False)
+    h = m.fit(x, y, epochs=2, batch_size=32 if name == "seed" else 64, verbose=0, callbacks=[mon])
+    assert h.history["accuracy"][-1] > 0.8
+    assert mon.messages == []
+    assert len({r["step"] for r in mon.rows}) >= 18
+
+
+def test_monitor_silent_on_a_small_resnet(bundled):
+    x, y = bundled
+    cnnbp.set_seed(0)
+    m = cnnbp.applications.MODELS["small_resnet"]((28, 28, 1), 10)
+    m.compile(optimizer=cnnbp.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    mon = cnnbp.callbacks.GradientMonitor(every=10, warn=False)
+    m.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[mon])
+    assert mon.messages == []
+    bn = [r for r in mon.rows if r["kind"] == "BatchNormalization" and r["tensor"] == "output"]
+    assert bn and all(r["batch_var"] > 0 for r in bn)
+
+
+def test_monitor_arguments():
+    with pytest.raises(ValueError, match="every must be a positive int"):
+        cnnbp.callbacks.GradientMonitor(every=0)
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        cnnbp.callbacks.GradientMonitor(window=1.5)

@@ -97,3 +97,11 @@ def test_gradcheck_command(tmp_path):
     assert r.returncode == 0 and "binary_crossentropy" in r.stdout, r.stdout + r.stderr
     r = cli("gradcheck", "--model", "nothing", cwd=tmp_path)
     assert r.returncode == 1 and "expected seed, lenet, vgg" in r.stderr
+
+
+def test_train_inspect_prints_warnings_live_and_writes_gradients_csv(tmp_path):
+    r = cli("train", "--data", "bundled", "--epochs", "1", "--quiet", "--inspect", "--optimizer", "sgd", "--lr", "0.5",
+            "--out", "o", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "warning: the learning rate looks too high" in r.stdout
+    assert "gradients.csv" in r.stdout and (tmp_path / "o" / "gradients.csv").stat().st_size > 1000

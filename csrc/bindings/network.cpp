@@ -442,6 +442,43 @@ void bind_network(py::module_& m, const char* cls) {
              n.set_profiling(on);
            },
            py::arg("on"), "Time every layer pass from now on (resets the totals).")
+      .def_property("monitoring", &Net::monitoring,
+                    [](Net& n, bool on) {
+                      std::lock_guard<std::mutex> g(n.mutex());
+                      n.set_monitoring(on);
+                    },
+                    "Whether the training monitor can be armed (allocates a copy of the parameters).")
+      .def("monitor_next",
+           [](Net& n) {
+             std::lock_guard<std::mutex> g(n.mutex());
+             n.monitor_next();
+           },
+           "Record statistics of the next training step (its forward pass and its update).")
+      .def("monitor_stats",
+           [](Net& n) {
+             std::lock_guard<std::mutex> g(n.mutex());
+             const auto& m = n.monitor();
+             const py::ssize_t L = py::ssize_t(n.layers().size()), K = Net::Monitor::kOutStats;
+             py::array_t<double> out({L, K}), par({py::ssize_t(m.param_node.size()), py::ssize_t(3)});
+             if (!m.out.empty()) std::memcpy(out.mutable_data(), m.out.data(), sizeof(double) * m.out.size());
+             else std::fill(out.mutable_data(), out.mutable_data() + L * K, 0.0);
+             if (!m.param.empty()) std::memcpy(par.mutable_data(), m.param.data(), sizeof(double) * m.param.size());
+             py::list pnames;
+             for (size_t q = 0, i = 0; i < n.layers().size(); ++i)
+               for (const auto& p : n.layers()[i]->params) {
+                 pnames.append(py::make_tuple(int(i), p.name));
+                 ++q;
+               }
+             py::dict d;
+             d["step"] = m.step;
+             d["output"] = out;
+             d["param"] = par;
+             d["param_names"] = pnames;
+             return d;
+           },
+           "The monitored step's statistics: step (iterations after it), output [nodes, 8]: elements, sum, "
+           "sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch "
+           "variance; param [tensors, 3]: |w|^2, |g|^2, |update|^2; param_names [(node, name)].")
       .def("profile",
            [](Net& n) {
              std::lock_guard<std::mutex> g(n.mutex());

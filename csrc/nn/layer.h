@@ -106,6 +106,12 @@ class Layer {
     (void)scale; (void)shift; (void)act;
     return false;
   }
+  // The monitor's extra statistics: a BatchNormalization's last batch statistics, averaged over
+  // channels (mean of |mean|, mean of variance); false for other layers.
+  virtual bool batch_statistics(double* mean_abs, double* mean_var) const {
+    (void)mean_abs; (void)mean_var;
+    return false;
+  }
   virtual bool has_inference_affine() const { return false; }  // whether inference_affine answers
   virtual bool can_fold_affine() const { return false; }
   virtual void plan_fold() {}  // allocates what forward_folded needs (planning, not in a pass)

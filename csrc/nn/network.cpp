@@ -581,10 +581,15 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
     }
     l.forward_n(k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
     aslot_owner_[aslot_[i]] = int(i);
+    if (monitor_armed_ && training) monitor_output(i, out_ptr(int(i)), int64_t(N) * l.out_size);
     if (profiling_) prof_.forward[i] += now_s() - t0;
     if (check_numerics_ && training) check_finite(out_ptr(int(i)), N * l.out_size, l, "output");
   }
   if (training) state_pending_ = num_state_ > 0;
+  if (training && monitor_armed_) {
+    monitor_armed_ = false;
+    monitor_update_ = true;  // the update that follows this pass is the monitored one
+  }
   last_N_ = N;
   last_upto_ = upto;
 }
@@ -857,6 +862,9 @@ void Network<T>::apply_update() {
   CNNBP_CHECK(opt_set_, "model is not compiled: no optimizer set");
   ThreadScope pin(get_num_threads());  // a no-op inside a step's scope (same count)
   ++iterations_;
+  const bool mon = monitor_update_ && num_params_ > 0;
+  monitor_update_ = false;
+  if (mon) std::memcpy(mon_before_.data(), params_.data(), sizeof(T) * size_t(num_params_));
   for (const auto& sg : segments_) {
     const int64_t b = sg.first, n = sg.second - sg.first;
     if (opt_.kind == OptKind::sgd) {
@@ -867,11 +875,90 @@ void Network<T>::apply_update() {
       k_.adam_update(params_.data() + b, grads_.data() + b, m_.data() + b, v_.data() + b, n, h);
     }
   }
+  if (mon) {
+    // Norms per parameter tensor, in double: |w|^2 after the update, |g|^2, |dw|^2.
+    size_t q = 0;
+    for (const auto& l : layers_)
+      for (const ParamInfo& p : l->params) {
+        const T* w = params_.data() + p.offset;
+        const T* g = grads_.data() + p.offset;
+        const T* w0 = mon_before_.data() + p.offset;
+        double ww = 0, gg = 0, dd = 0;
+        for (int64_t i = 0; i < p.size; ++i) {
+          const double d = double(w[i]) - double(w0[i]);
+          ww += double(w[i]) * double(w[i]);
+          gg += double(g[i]) * double(g[i]);
+          dd += d * d;
+        }
+        mon_.param[3 * q] = ww;
+        mon_.param[3 * q + 1] = gg;
+        mon_.param[3 * q + 2] = dd;
+        ++q;
+      }
+    mon_.step = iterations_;
+  }
   if (state_pending_) {
     for (auto& l : layers_)
       if (!l->state.empty()) l->commit_state(k_);
     state_pending_ = false;
   }
+}
+
+template <typename T>
+void Network<T>::monitor_next() {
+  if (!monitoring_) return;
+  monitor_armed_ = true;
+  std::fill(mon_.out.begin(), mon_.out.end(), 0.0);
+}
+
+template <typename T>
+void Network<T>::set_monitoring(bool on) {
+  CNNBP_CHECK(finalized_, "model is not built");
+  monitoring_ = on;
+  monitor_armed_ = monitor_update_ = false;
+  if (!on) return;
+  mon_before_.reserve(size_t(num_params_) + 16);
+  mon_.out.assign(layers_.size() * Monitor::kOutStats, 0.0);
+  mon_.param.clear();
+  mon_.param_node.clear();
+  for (size_t i = 0; i < layers_.size(); ++i)
+    for (size_t p = 0; p < layers_[i]->params.size(); ++p) mon_.param_node.push_back(int(i));
+  mon_.param.assign(3 * mon_.param_node.size(), 0.0);
+  mon_.step = 0;
+}
+
+template <typename T>
+void Network<T>::monitor_output(size_t node, const T* y, int64_t n) {
+  // One read of the output just written (while it is in cache for small tensors), per-thread
+  // partial sums in double, reduced in thread order.
+  constexpr int S = 6;
+  const int nt = std::min(threads_for(n, 1 << 15), 64);
+  double part[64][S] = {};
+  parallel_region(nt, [&](int tid, int nth) {
+    const int64_t i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
+    double s = 0, s2 = 0, z = 0, lo = 0, hi = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      const double v = double(y[i]), a = std::fabs(v);
+      s += v;
+      s2 += v * v;
+      z += v == 0.0;
+      lo += a <= 0.01;
+      hi += a >= 0.99;
+    }
+    {
+      part[tid][0] = double(i1 - i0);
+      part[tid][1] = s;
+      part[tid][2] = s2;
+      part[tid][3] = z;
+      part[tid][4] = lo;
+      part[tid][5] = hi;
+    }
+  });
+  double* o = mon_.out.data() + node * Monitor::kOutStats;
+  for (int k = 0; k < Monitor::kOutStats; ++k) o[k] = 0.0;
+  for (int t = 0; t < nt; ++t)
+    for (int k = 0; k < S; ++k) o[k] += part[t][k];
+  layers_[node]->batch_statistics(o + 6, o + 7);
 }
 
 template <typename T>

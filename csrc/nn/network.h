@@ -157,6 +157,24 @@ class Network {
   bool check_numerics() const { return check_numerics_; }
   const Profile& profile() const { return prof_; }
 
+  // Training monitor (off by default). When armed (monitor_next), the next training forward pass
+  // records statistics of every node's output as it is written, and the next apply_update the
+  // norms of every parameter tensor, its gradient and the update it received. Read with monitor().
+  struct Monitor {
+    // per node, kOutStats values: elements, sum, sum of squares, exact zeros, |y| <= 0.01,
+    // |y| >= 0.99, then for a BatchNormalization the mean over channels of |batch mean| and of the
+    // batch variance (0 otherwise). A node the step did not run (a fused final activation) has 0.
+    static constexpr int kOutStats = 8;
+    std::vector<double> out;
+    std::vector<double> param;    // per parameter tensor (node order): |w|^2, |g|^2, |dw|^2
+    std::vector<int> param_node;  // the node of each parameter tensor
+    int64_t step = 0;             // the iteration the statistics describe (0: none yet)
+  };
+  void set_monitoring(bool on);
+  bool monitoring() const { return monitoring_; }
+  void monitor_next();
+  const Monitor& monitor() const { return mon_; }
+
   // Validation helpers for the API edge.
   void check_target(const T* target, int N) const;
   int output_classes() const;
@@ -176,6 +194,11 @@ class Network {
   T* seed_grad(size_t node);
   const T* act_ptr(int t) const;
   T* grad_ptr(int t) { return dslots_[gslot_[t]].data(); }
+
+  void monitor_output(size_t node, const T* y, int64_t n);
+  bool monitoring_ = false, monitor_armed_ = false, monitor_update_ = false;
+  Monitor mon_;
+  Buffer<T> mon_before_;  // the parameters before a monitored update
 
   const KernelTable<T>& k_;
   Shape input_shape_;

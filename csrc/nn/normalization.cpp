@@ -74,6 +74,17 @@ class BatchNormLayer : public Layer<T> {
     k.batchnorm_backward(dx, dgamma, dbeta, dy, cfg_.act == Act::relu ? y : nullptr, x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr,
                          N * rows_, C_, batch_, ws, false);
   }
+  bool batch_statistics(double* mean_abs, double* mean_var) const override {
+    if (!batch_ || mean_.capacity() < size_t(C_)) return false;
+    double a = 0, v = 0;
+    for (int c = 0; c < C_; ++c) {
+      a += std::fabs(double(mean_.data()[c]));
+      v += double(var_.data()[c]);
+    }
+    *mean_abs = a / C_;
+    *mean_var = v / C_;
+    return true;
+  }
   bool has_inference_affine() const override { return true; }
   bool inference_affine(T* scale, T* shift, Act* act) const override {
     std::vector<T> inv(size_t(C_), T(0));

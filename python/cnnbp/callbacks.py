@@ -6,7 +6,8 @@ import math
 import numpy as np
 
 __all__ = ["Callback", "History", "LossThreshold", "EarlyStopping", "TerminateOnNaN", "LambdaCallback",
-           "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger"]
+           "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "GradientMonitor",
+           "TrainingWarning"]
 
 
 class Callback:
@@ -298,3 +299,220 @@ class CSVLogger(Callback):
             if new_file:
                 f.write(self.sep.join(["epoch"] + self.keys) + "\n")
             f.write(self.sep.join([str(epoch)] + [repr(float(logs.get(k, float("nan")))) for k in self.keys]) + "\n")
+
+
+class TrainingWarning(UserWarning):
+    """A GradientMonitor finding: a layer whose statistics say training is going wrong."""
+
+
+def _node_activations(model):
+    """{C++ node name: the activation its output has been through} ('relu' for a fused ReLU)."""
+    acts = {}
+    fused = getattr(model, "_fused", {}) or {}
+    for layer in model.layers:
+        name = type(layer).__name__
+        act = layer.get_config().get("activation")
+        if name == "ReLU":
+            act = "relu"
+        elif name == "LeakyReLU":
+            act = "leaky_relu"
+        elif name == "Softmax":
+            act = "softmax"
+        if layer.name in fused:
+            act = "relu"
+        acts[layer.name] = act
+    return acts
+
+
+class GradientMonitor(Callback):
+    """What backpropagation is doing, layer by layer, from inside the C++ step.
+
+    Every ``every`` training steps one step is recorded (statistics taken in its own passes: one
+    extra read of each output as it is written, norms at the update): for each layer's output its
+    mean, standard deviation, fraction of zeros (dead ReLU units) and fraction saturated (sigmoid
+    within 0.01 of 0 or 1, tanh beyond 0.99 in magnitude); for each weight tensor its norm, its
+    gradient's norm and the update/weight ratio ``||dw|| / ||w||`` of that step; for
+    BatchNormalization the batch statistics (mean |mean| and mean variance over channels).
+
+    Rows go to ``frame()`` (a pandas DataFrame when pandas is installed, else a dict of numpy
+    arrays) and, with ``log_dir``, to ``log_dir/gradients.csv``. Plain-language warnings
+    (``TrainingWarning`` through the warnings module when ``warn``, and to ``print_fn`` when given;
+    each once per layer; all of them in ``messages``) name the layer and what to try:
+
+    - vanishing gradients: a kernel's gradient norm below ``1e-4`` of the last layer's for
+      ``window`` recorded steps in a row;
+    - exploding gradients: a kernel's gradient norm 100x its first recorded value, or an
+      update/weight ratio above ``0.1``;
+    - dead ReLU layer: more than 90 % of its outputs exactly zero for ``window`` recorded steps;
+    - saturation: more than 90 % of a sigmoid/tanh layer's outputs saturated for ``window`` steps;
+    - learning rate: the median update/weight ratio of the kernels above ``0.1`` (too high) or
+      below ``1e-6`` for ``window`` steps (too low); healthy training sits near ``1e-3``.
+    """
+
+    VANISHING = 1e-4
+    EXPLODING = 100.0
+    RATIO_HIGH = 1e-1
+    RATIO_LOW = 1e-6
+    DEAD = 0.9
+    SATURATED = 0.9
+
+    def __init__(self, every=100, log_dir=None, window=3, warn=True, print_fn=None):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"GradientMonitor: every must be a positive int, got {every!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"GradientMonitor: window must be a positive int, got {window!r}")
+        self.every, self.log_dir, self.window, self.warn = every, log_dir, window, bool(warn)
+        self.print_fn = print_fn
+        self.rows = []
+        self.messages = []  # the warnings raised, in order
+        self._said = set()
+        self._streak = {}
+        self._first_grad = {}
+        self._armed = False
+        self._epoch = 0
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        net = self.model.network
+        net.monitoring = True
+        info = net.layer_info()
+        self._names = [d["name"] for d in info]
+        self._kinds = [d["kind"] for d in info]
+        self._acts = _node_activations(self.model)
+        self._armed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        net = self.model.network
+        if net.iterations % self.every == 0:
+            net.monitor_next()
+            self._armed = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._armed:
+            return
+        self._armed = False
+        s = self.model.network.monitor_stats()
+        if s["step"] != self.model.network.iterations:
+            return  # the step did not complete an update (stopped)
+        self._record(s, (logs or {}).get("batch_loss"))
+
+    def on_train_end(self, logs=None):
+        self.model.network.monitoring = False
+        if self.log_dir is not None:
+            self.to_csv(__import__("os").path.join(self.log_dir, "gradients.csv"))
+
+    # -- recording ------------------------------------------------------------------------------
+    _COLUMNS = ("step", "epoch", "layer", "kind", "tensor", "mean", "std", "zero_fraction", "saturated_fraction",
+                "batch_mean", "batch_var", "weight_norm", "grad_norm", "update_ratio", "loss")
+
+    def _row(self, **kw):
+        row = dict.fromkeys(self._COLUMNS, float("nan"))
+        row.update(kw)
+        self.rows.append(row)
+        return row
+
+    def _record(self, s, loss):
+        step = int(s["step"])
+        base = dict(step=step, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
+        out, par = s["output"], s["param"]
+        for i, name in enumerate(self._names):
+            n = out[i, 0]
+            if n == 0:
+                continue  # not run in training (a softmax fused into the loss)
+            mean = out[i, 1] / n
+            std = float(np.sqrt(max(out[i, 2] / n - mean * mean, 0.0)))
+            act = self._acts.get(name)
+            sat = ((out[i, 4] + out[i, 5]) if act == "sigmoid" else out[i, 5] if act == "tanh" else float("nan")) / n
+            zeros = out[i, 3] / n
+            bn = self._kinds[i] == "BatchNormalization"
+            self._row(**base, layer=name, kind=self._kinds[i], tensor="output", mean=mean, std=std, zero_fraction=zeros,
+                      saturated_fraction=sat, batch_mean=out[i, 6] if bn else float("nan"),
+                      batch_var=out[i, 7] if bn else float("nan"))
+            if act == "relu":
+                self._check_streak(("dead", name), zeros > self.DEAD,
+                                   f"layer '{name}': {zeros:.0%} of its ReLU outputs are zero (dead units) at step {step}. "
+                                   "Try a lower learning rate, He initialisation (kernel_initializer='he_normal'), "
+                                   "BatchNormalization before the ReLU, or LeakyReLU.")
+            if act in ("sigmoid", "tanh"):
+                self._check_streak(("saturated", name), sat > self.SATURATED,
+                                   f"layer '{name}': {sat:.0%} of its {act} outputs are saturated at step {step}, where "
+                                   "the gradient is almost zero. Try BatchNormalization before it, smaller initial "
+                                   "weights (glorot_uniform), a lower learning rate, or ReLU.")
+        kernels = []
+        for q, (node, pname) in enumerate(s["param_names"]):
+            w, g, d = (float(np.sqrt(v)) for v in par[q])
+            ratio = d / w if w > 0 else float("nan")
+            name = self._names[node]
+            self._row(**base, layer=name, kind=self._kinds[node], tensor=pname, weight_norm=w, grad_norm=g,
+                      update_ratio=ratio)
+            if pname == "kernel":
+                kernels.append((name, g, ratio))
+        self._check_gradients(kernels, step)
+
+    def _check_gradients(self, kernels, step):
+        if not kernels:
+            return
+        last = kernels[-1][1]
+        for name, g, ratio in kernels:
+            first = self._first_grad.setdefault(name, g)
+            if name != kernels[-1][0]:
+                self._check_streak(("vanishing", name), last > 0 and g < self.VANISHING * last,
+                                   f"layer '{name}': its gradient norm ({g:.2e}) is below 1e-4 of the last layer's "
+                                   f"({last:.2e}) at step {step}: the gradient vanishes before it reaches this layer. "
+                                   "Try ReLU instead of sigmoid/tanh, He initialisation, BatchNormalization, or "
+                                   "residual connections.")
+            if (first > 0 and g > self.EXPLODING * first) or ratio > self.RATIO_HIGH:
+                why = (f"its gradient norm grew from {first:.2e} to {g:.2e}" if first > 0 and g > self.EXPLODING * first
+                       else f"one step changed its weights by {ratio:.0%} of their norm")
+                self._say(("exploding", name), f"layer '{name}': exploding gradients at step {step}: {why}. Try a "
+                          "lower learning rate, gradient clipping, or BatchNormalization.")
+        ratios = np.array([r for _, _, r in kernels if np.isfinite(r)])
+        if ratios.size:
+            med = float(np.median(ratios))
+            if med > self.RATIO_HIGH:
+                self._say(("lr", "high"), f"the learning rate looks too high: at step {step} the median update/weight "
+                          f"ratio of the layers is {med:.1e} (healthy training is near 1e-3). Lower it 10x.")
+            self._check_streak(("lr", "low"), med < self.RATIO_LOW,
+                               f"the learning rate looks too low: at step {step} the median update/weight ratio of "
+                               f"the layers is {med:.1e} (healthy training is near 1e-3). Raise it 10x.")
+
+    def _check_streak(self, key, bad, message):
+        self._streak[key] = self._streak.get(key, 0) + 1 if bad else 0
+        if self._streak[key] >= self.window:
+            self._say(key, message)
+
+    def _say(self, key, message):
+        if key in self._said:
+            return
+        self._said.add(key)
+        self.messages.append(message)
+        if self.print_fn is not None:
+            self.print_fn(message)
+        if self.warn:
+            import warnings
+            warnings.warn(message, TrainingWarning, stacklevel=2)
+
+    # -- results --------------------------------------------------------------------------------
+    def frame(self):
+        """The recorded rows: a pandas DataFrame when pandas is installed, else {column: array}."""
+        cols = {c: np.array([r[c] for r in self.rows]) for c in self._COLUMNS}
+        try:
+            import pandas as pd
+        except ImportError:
+            return cols
+        return pd.DataFrame(cols)
+
+    def to_csv(self, path):
+        """Write the rows as CSV (one row per step, layer and tensor)."""
+        import csv
+        import os
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(self._COLUMNS)
+            for r in self.rows:
+                w.writerow(["" if isinstance(v, float) and v != v else v for v in (r[c] for c in self._COLUMNS)])

@@ -2,7 +2,7 @@
 
     cnnbp train [--model seed|lenet|vgg] [--data fashion-mnist|bundled|PATH] [--epochs N]
                 [--batch-size N] [--optimizer sgd|adam|adamw] [--lr X] [--threads N] [--seed N]
-                [--out DIR] [--quiet] [--distributed]
+                [--out DIR] [--quiet] [--inspect] [--distributed]
     cnnbp evaluate MODEL [--data ...]
     cnnbp predict MODEL IMAGE... [--top K]
     cnnbp explain MODEL IMAGE... --out DIR
@@ -65,6 +65,9 @@ def build_parser():
     t.add_argument("--out", default="cnnbp-run",
                    help="folder for model.cnnbp, history.csv, history.png, confusion.png (default: cnnbp-run)")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    t.add_argument("--inspect", action="store_true",
+                   help="monitor every layer's activations and gradients (every 100 steps; OUT/gradients.csv) and "
+                        "print warnings (vanishing/exploding gradients, dead ReLUs, saturation, learning rate) live")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI ranks: run as 'mpiexec -n N cnnbp train --distributed'; "
                         "--batch-size is per rank; rank 0 prints and writes the files")
@@ -208,16 +211,25 @@ def _train(args, rank, world):
     print(f"cnnbp {cnnbp.__version__}: training '{args.model}' ({model.count_params():,} parameters) on "
           f"Fashion-MNIST ({len(x_train):,} train / {len(x_test):,} test images), {args.epochs} epochs, "
           f"{batch}, {opt_name} lr {lr}, {cnnbp.get_num_threads()} threads, {cnnbp.cpu_capability()} kernels")
+    cbs = [cnnbp.callbacks.CSVLogger(os.path.join(args.out, "history.csv"))]
+    monitor = None
+    if args.inspect:
+        monitor = cnnbp.callbacks.GradientMonitor(every=100, log_dir=args.out if rank == 0 else None, warn=False,
+                                                  print_fn=lambda m: print(f"\nwarning: {m}", flush=True))
+        cbs.append(monitor)
     t0 = time.perf_counter()
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=bs, validation_data=(x_test, y_test),
-                        verbose=2 if args.quiet else 1, distributed=args.distributed,
-                        callbacks=[cnnbp.callbacks.CSVLogger(os.path.join(args.out, "history.csv"))])
+                        verbose=2 if args.quiet else 1, distributed=args.distributed, callbacks=cbs)
     elapsed = time.perf_counter() - t0
     if rank != 0:  # the weights are the same on every rank; rank 0 reports and writes
         return 0
     loss, acc = model.evaluate(x_test, y_test, verbose=0)
     model.save(os.path.join(args.out, "model.cnnbp"))
     written = ["model.cnnbp", "history.csv"]
+    if monitor is not None:
+        written.append("gradients.csv")
+        print(f"inspect: {len(monitor.messages)} warning(s); statistics of "
+              f"{len({r['step'] for r in monitor.rows})} steps in gradients.csv")
     try:
         pred = model.predict(x_test, batch_size=256).argmax(axis=1)
         cnnbp.plot.history(history, os.path.join(args.out, "history.png"))
