@@ -176,6 +176,12 @@ def _broken_and_healthy(x, y, broken):
         m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         m.count_params()  # builds it
         m.get_layer("dead").bias[...] = -100.0
+    elif broken == "saturated":  # weights 100x too large drive tanh to +-1
+        m = cnnbp.Sequential([L.Input(x.shape[1:]), L.Flatten(), L.Dense(32, activation="tanh", name="sat"),
+                              L.Dense(10, activation="softmax")])
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        m.count_params()  # builds it
+        m.get_layer("sat").kernel[...] *= 100.0
     elif broken == "exploding":
         m = cnnbp.Sequential([L.Input(x.shape[1:]), L.Flatten(), L.Dense(32, activation="relu"),
                               L.Dense(10, activation="softmax")])
@@ -199,7 +205,8 @@ def bundled():
 
 
 @pytest.mark.parametrize("broken,expect", [
-    ("sigmoid-deep", ["vanishes before it reaches this layer", "sigmoid outputs are saturated", "exploding gradients"]),
+    ("sigmoid-deep", ["vanishes before it reaches this layer", "exploding gradients"]),
+    ("saturated", ["layer 'sat': 9", "of its tanh outputs are saturated"]),
     ("dead-relu", ["layer 'dead': 100% of its ReLU outputs are zero"]),
     ("exploding", ["exploding gradients", "learning rate looks too high"]),
     ("lr-too-low", ["learning rate looks too low"]),

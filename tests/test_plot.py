@@ -33,3 +33,21 @@ def test_missing_matplotlib_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"pip install 'cnnbp\[plot\]'"):
         cnnbp.plot.history({"loss": [1.0]})
+
+
+def test_gradient_flow_and_activations(tmp_path):
+    m = small()
+    x = np.random.default_rng(0).random((40, 6, 6, 1), dtype=np.float32)
+    y = np.arange(40) % 3
+    mon = cnnbp.callbacks.GradientMonitor(every=2, warn=False)
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[mon])
+    fig = cnnbp.plot.gradient_flow(mon, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    assert [l.get_label() for l in fig.axes[0].get_lines()] == [m.layers[0].name, m.layers[2].name]
+    fig = cnnbp.plot.activations(m, x[:10], path=tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"{m.layers[0].name} (Conv2D)" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="GradientMonitor that recorded"):
+        cnnbp.plot.gradient_flow(cnnbp.callbacks.GradientMonitor())
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        cnnbp.plot.activations(m, x, layers=["nope"])

@@ -305,23 +305,29 @@ class TrainingWarning(UserWarning):
     """A GradientMonitor finding: a layer whose statistics say training is going wrong."""
 
 
-def _node_activations(model):
-    """{C++ node name: the activation its output has been through} ('relu' for a fused ReLU)."""
-    acts = {}
+def _node_outputs(model, names):
+    """Per C++ node name: (layer name, tensor label, activation of that tensor). A Dense or Conv2D
+    with a sigmoid/tanh/softmax activation is two nodes ("name" and "name/sigmoid"): the first
+    holds the pre-activation; ReLU and LeakyReLU run inside the node (and a ReLU layer fused into
+    the layer before it counts as that layer's activation)."""
     fused = getattr(model, "_fused", {}) or {}
+    acts = {}
     for layer in model.layers:
-        name = type(layer).__name__
-        act = layer.get_config().get("activation")
-        if name == "ReLU":
-            act = "relu"
-        elif name == "LeakyReLU":
-            act = "leaky_relu"
-        elif name == "Softmax":
-            act = "softmax"
-        if layer.name in fused:
-            act = "relu"
-        acts[layer.name] = act
-    return acts
+        kind = type(layer).__name__
+        act = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Softmax": "softmax"}.get(kind,
+                                                                                   layer.get_config().get("activation"))
+        acts[layer.name] = "relu" if layer.name in fused else act
+    split = {n.split("/", 1)[0] for n in names if "/" in n}
+    out = {}
+    for n in names:
+        if "/" in n:
+            base, act = n.split("/", 1)
+            out[n] = (base, "output", act)
+        elif n in split:
+            out[n] = (n, "pre_activation", None)
+        else:
+            out[n] = (n, "output", acts.get(n))
+    return out
 
 
 class GradientMonitor(Callback):
@@ -379,7 +385,9 @@ class GradientMonitor(Callback):
         info = net.layer_info()
         self._names = [d["name"] for d in info]
         self._kinds = [d["kind"] for d in info]
-        self._acts = _node_activations(self.model)
+        self._nodes = _node_outputs(self.model, self._names)
+        by_name = {l.name: type(l).__name__ for l in self.model.layers}
+        self._layer_kinds = {n: by_name.get(self._nodes[n][0], k) for n, k in zip(self._names, self._kinds)}
         self._armed = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -419,18 +427,18 @@ class GradientMonitor(Callback):
         step = int(s["step"])
         base = dict(step=step, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
         out, par = s["output"], s["param"]
-        for i, name in enumerate(self._names):
+        for i, node in enumerate(self._names):
             n = out[i, 0]
             if n == 0:
-                continue  # not run in training (a softmax fused into the loss)
+                continue  # no pass of its own (a view, or a softmax fused into the loss)
+            name, label, act = self._nodes[node]
             mean = out[i, 1] / n
             std = float(np.sqrt(max(out[i, 2] / n - mean * mean, 0.0)))
-            act = self._acts.get(name)
             sat = ((out[i, 4] + out[i, 5]) if act == "sigmoid" else out[i, 5] if act == "tanh" else float("nan")) / n
             zeros = out[i, 3] / n
             bn = self._kinds[i] == "BatchNormalization"
-            self._row(**base, layer=name, kind=self._kinds[i], tensor="output", mean=mean, std=std, zero_fraction=zeros,
-                      saturated_fraction=sat, batch_mean=out[i, 6] if bn else float("nan"),
+            self._row(**base, layer=name, kind=self._layer_kinds[node], tensor=label, mean=mean, std=std,
+                      zero_fraction=zeros, saturated_fraction=sat, batch_mean=out[i, 6] if bn else float("nan"),
                       batch_var=out[i, 7] if bn else float("nan"))
             if act == "relu":
                 self._check_streak(("dead", name), zeros > self.DEAD,
@@ -447,7 +455,7 @@ class GradientMonitor(Callback):
             w, g, d = (float(np.sqrt(v)) for v in par[q])
             ratio = d / w if w > 0 else float("nan")
             name = self._names[node]
-            self._row(**base, layer=name, kind=self._kinds[node], tensor=pname, weight_norm=w, grad_norm=g,
+            self._row(**base, layer=name, kind=self._layer_kinds[name], tensor=pname, weight_norm=w, grad_norm=g,
                       update_ratio=ratio)
             if pname == "kernel":
                 kernels.append((name, g, ratio))
