@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
 
 def test_train_writes_model_history_and_plots(trained):
     d, r = trained
-    assert sorted(os.listdir(d / "run")) == ["confusion.png", "history.csv", "history.png", "model.cnnbp"]
+    assert sorted(os.listdir(d / "run")) == ["confusion.png", "history.csv", "history.png", "model.cnnbp", "run.json"]
     assert "Epoch 2/2" in r.stdout and "test accuracy:" in r.stdout
     acc = float(r.stdout.split("test accuracy:")[1].split()[0])
     assert acc > 0.7
@@ -100,8 +100,21 @@ def test_gradcheck_command(tmp_path):
 
 
 def test_train_inspect_prints_warnings_live_and_writes_gradients_csv(tmp_path):
-    r = cli("train", "--data", "bundled", "--epochs", "1", "--quiet", "--inspect", "--optimizer", "sgd", "--lr", "0.5",
-            "--out", "o", cwd=tmp_path)
+    r = cli("train", "--data", "bundled", "--epochs", "1", "--quiet", "--inspect", "--report", "--optimizer", "sgd",
+            "--lr", "0.5", "--out", "o", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "warning: the learning rate looks too high" in r.stdout
     assert "gradients.csv" in r.stdout and (tmp_path / "o" / "gradients.csv").stat().st_size > 1000
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "the learning rate looks too high" in page and "--inspect --report" in page
+
+
+def test_report_command_for_an_earlier_run(trained, tmp_path):
+    d, _ = trained
+    r = cli("report", "run", cwd=d)
+    assert r.returncode == 0, r.stderr
+    page = (d / "run" / "report.html").read_text()
+    assert "cnnbp train --data bundled --epochs 2" in page and "Ankle boot" in page
+    assert "Not recorded" in page  # no --inspect in that run
+    r = cli("report", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 1 and "not a 'cnnbp train' run directory" in r.stderr

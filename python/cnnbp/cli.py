@@ -2,7 +2,8 @@
 
     cnnbp train [--model seed|lenet|vgg] [--data fashion-mnist|bundled|PATH] [--epochs N]
                 [--batch-size N] [--optimizer sgd|adam|adamw] [--lr X] [--threads N] [--seed N]
-                [--out DIR] [--quiet] [--inspect] [--distributed]
+                [--out DIR] [--quiet] [--inspect] [--report] [--distributed]
+    cnnbp report RUN_DIR
     cnnbp evaluate MODEL [--data ...]
     cnnbp predict MODEL IMAGE... [--top K]
     cnnbp explain MODEL IMAGE... --out DIR
@@ -65,6 +66,9 @@ def build_parser():
     t.add_argument("--out", default="cnnbp-run",
                    help="folder for model.cnnbp, history.csv, history.png, confusion.png (default: cnnbp-run)")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    t.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html: one self-contained page with the configuration, curves, confusion "
+                        "matrix, per-class accuracy, gradient flow, warnings and the worst-classified test images")
     t.add_argument("--inspect", action="store_true",
                    help="monitor every layer's activations and gradients (every 100 steps; OUT/gradients.csv) and "
                         "print warnings (vanishing/exploding gradients, dead ReLUs, saturation, learning rate) live")
@@ -83,6 +87,8 @@ def build_parser():
     x.add_argument("images", nargs="+")
     x.add_argument("--out", required=True)
     sub.add_parser("info", help="print the build and CPU configuration")
+    rp = sub.add_parser("report", help="write report.html for an earlier 'cnnbp train' run directory")
+    rp.add_argument("run_dir")
     g = sub.add_parser("gradcheck", help="check a model's backpropagated gradients against finite differences")
     g.add_argument("--model", default="seed", help="seed, lenet, vgg, resnet20, small_resnet, or a JSON architecture")
     g.add_argument("--samples", type=_positive_int, default=6, help="entries checked per weight tensor (default 6)")
@@ -230,6 +236,25 @@ def _train(args, rank, world):
         written.append("gradients.csv")
         print(f"inspect: {len(monitor.messages)} warning(s); statistics of "
               f"{len({r['step'] for r in monitor.rows})} steps in gradients.csv")
+    config = {"model": args.model, "parameters": f"{model.count_params():,}", "data": args.data,
+              "train / test images": f"{len(x_train):,} / {len(x_test):,}", "epochs": args.epochs, "batch": batch,
+              "optimizer": f"{opt_name}, learning rate {lr}", "threads": cnnbp.get_num_threads(),
+              "kernels": cnnbp.cpu_capability(), "seed": args.seed, "training time": f"{elapsed:.1f} s",
+              "cnnbp": cnnbp.__version__}
+    run = {"command": _command_line(args), "config": config, "data": args.data, "model": args.model,
+           "classes": list(cnnbp.datasets.FASHION_MNIST_CLASSES),
+           "warnings": list(monitor.messages) if monitor is not None else []}
+    import json
+    with open(os.path.join(args.out, "run.json"), "w") as f:
+        json.dump(run, f, indent=1)
+    written.append("run.json")
+    if args.report:
+        try:
+            cnnbp.report.write(args.out, model, x_test, y_test, run["classes"], history=history, monitor=monitor,
+                               config=config, command=run["command"])
+            written.append("report.html")
+        except ImportError as e:
+            print(f"note: no report ({e})")
     try:
         pred = model.predict(x_test, batch_size=256).argmax(axis=1)
         cnnbp.plot.history(history, os.path.join(args.out, "history.png"))
@@ -239,6 +264,37 @@ def _train(args, rank, world):
         print(f"note: no plots ({e})")
     print(f"test accuracy: {acc:.4f} (loss {loss:.4f}); trained in {elapsed:.1f} s")
     print(f"wrote {', '.join(written)} to {args.out}")
+    return 0
+
+
+def _command_line(args):
+    import shlex
+    return "cnnbp " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []) or [])
+
+
+def cmd_report(args):
+    import json
+    import cnnbp
+    try:
+        with open(os.path.join(args.run_dir, "run.json")) as f:
+            run = json.load(f)
+    except FileNotFoundError:
+        raise CliError(f"{args.run_dir} is not a 'cnnbp train' run directory (no run.json)") from None
+    except ValueError as e:
+        raise CliError(f"{args.run_dir}/run.json: {e}") from None
+    if not isinstance(run, dict):
+        raise CliError(f"{args.run_dir}/run.json: expected an object")
+    model = cnnbp.load_model(os.path.join(args.run_dir, "model.cnnbp"))
+    _, (x_test, y_test) = _load_data(str(run.get("data", "fashion-mnist")))
+    x = _fit_images(x_test, model.input_shape[1:])
+    classes = run.get("classes")
+    if not isinstance(classes, list) or len(classes) != model.output_shape[-1]:
+        classes = None
+    config = run.get("config") if isinstance(run.get("config"), dict) else None
+    warnings = [str(w) for w in run.get("warnings", []) if isinstance(w, str)]
+    path = cnnbp.report.write(args.run_dir, model, x, y_test, classes, config=config,
+                              command=str(run.get("command", "")), warnings=warnings)
+    print(f"wrote {path}")
     return 0
 
 
@@ -339,14 +395,16 @@ def cmd_explain(args):
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         if args.command == "info":
             import cnnbp
             cnnbp.show_config()
             return 0
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "explain": cmd_explain, "gradcheck": cmd_gradcheck}[args.command](args)
+                "explain": cmd_explain, "gradcheck": cmd_gradcheck, "report": cmd_report}[args.command](args)
     except CliError as e:
         print(f"cnnbp {args.command}: {e}", file=sys.stderr)
         return 1
