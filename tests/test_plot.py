@@ -51,3 +51,18 @@ def test_gradient_flow_and_activations(tmp_path):
         cnnbp.plot.gradient_flow(cnnbp.callbacks.GradientMonitor())
     with pytest.raises(ValueError, match="no layer named 'nope'"):
         cnnbp.plot.activations(m, x, layers=["nope"])
+
+
+def test_filters_of_any_conv_layer(tmp_path):
+    """plot.filters on a later convolution (many input channels, averaged) and on one inside a graph."""
+    i = Input((8, 8, 3))
+    a = Conv2D(4, 3, padding="same", name="first")(i)
+    b = Conv2D(6, (3, 2), padding="same", name="second")(a)
+    c = cnnbp.layers.Add()([Conv2D(6, 1, name="side")(a), b])
+    m = cnnbp.Model(i, Dense(2)(Flatten()(c)))
+    for name in ("second", "side"):
+        fig = cnnbp.plot.filters(m, layer=name, path=tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert name in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="expected a Conv2D layer"):
+        cnnbp.plot.filters(m, layer=m.layers[-1])
