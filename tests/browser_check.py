@@ -26,16 +26,21 @@ _WRAPPER = """<!DOCTYPE html><html><body><iframe id="f" sandbox="allow-same-orig
  style="width:1280px;height:4000px"></iframe>
 <script>
 const needle = {needle};
-document.getElementById('f').addEventListener('load', () => {{
+// Polled, not event-driven: the iframe may finish before a listener exists. An image counts as
+// decoded when it loaded with a size (the load event waits for every image).
+function report() {{
   const d = document.getElementById('f').contentDocument;
+  if (!d || d.location.href === 'about:blank' || d.readyState !== 'complete' || !d.body) {{
+    setTimeout(report, 50);
+    return;
+  }}
   const imgs = Array.from(d.images);
-  Promise.all(imgs.map(i => i.decode().then(() => 1, () => 0))).then(ok => {{
-    const r = {{images: imgs.length, decoded: ok.reduce((a, b) => a + b, 0), scripts: d.scripts.length,
-               title: d.title, matches: d.querySelectorAll({selector}).length,
-               shows_text: needle ? d.body.textContent.includes(needle) : null}};
-    document.body.setAttribute('data-result', JSON.stringify(r));
-  }});
-}});
+  const r = {{images: imgs.length, decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+             scripts: d.scripts.length, title: d.title, matches: d.querySelectorAll({selector}).length,
+             shows_text: needle ? d.body.textContent.includes(needle) : null}};
+  document.body.setAttribute('data-result', JSON.stringify(r));
+}}
+report();
 </script></body></html>"""
 
 
