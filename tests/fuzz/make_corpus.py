@@ -1,5 +1,5 @@
 """Writes the fuzz harnesses' seed corpora (small files, made fresh each run, in the current file
-format); tests/fuzz/corpus/{load,build} holds a committed copy that .ci/fuzz reads as extra seeds
+format); tests/fuzz/corpus/{load,models} holds a committed copy (models: the build harness's) that .ci/fuzz reads as extra seeds
 (regenerate it with this script when the format changes):
 
     python tests/fuzz/make_corpus.py DIR      # DIR/load and DIR/build
