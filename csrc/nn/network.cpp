@@ -719,6 +719,7 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
   if (profiling_) prof_.loss += now_s() - t0;
   if (!std::isfinite(r.loss)) {
     state_pending_ = false;  // the batch statistics of a failed step are never committed
+    monitor_update_ = false;  // nor is its monitor record paired with a later step's update
     throw NumericalError(detail::concat("loss is ", std::isnan(r.loss) ? "nan" : (r.loss > 0 ? "inf" : "-inf"),
                                         " at step ", iterations_ + 1,
                                         "; weights were not updated"));
