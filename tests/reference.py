@@ -236,6 +236,55 @@ def adam_step(p, g, m, v, t, lr=0.001, b1=0.9, b2=0.999, eps=1e-7, weight_decay=
     return p - alpha * m / (np.sqrt(v) + eps), m, v
 
 
+def adaptive_step(name, p, g, s, t, lr, weight_decay=0.0, **h):
+    """Keras's RMSprop, Adagrad, Adadelta, Adamax, Nadam and Lion, written from their papers' update
+    rules as Keras states them; s is a dict of slot arrays (created on the first call), t the
+    1-based step. Decoupled weight decay first, as Keras does for every optimizer."""
+    p = p - lr * weight_decay * p
+    z = np.zeros_like(p)
+    if name == "rmsprop":
+        rho, mom, eps = h.get("rho", 0.9), h.get("momentum", 0.0), h.get("epsilon", 1e-7)
+        s["v"] = rho * s.get("v", z) + (1 - rho) * g ** 2
+        if h.get("centered", False):
+            s["a"] = rho * s.get("a", z) + (1 - rho) * g
+            inc = lr * g / np.sqrt(s["v"] - s["a"] ** 2 + eps)
+        else:
+            inc = lr * g / np.sqrt(s["v"] + eps)
+        if mom > 0:
+            s["b"] = mom * s.get("b", z) + inc
+            return p - s["b"]
+        return p - inc
+    if name == "adagrad":
+        s["acc"] = s.get("acc", z + h.get("initial_accumulator_value", 0.1)) + g ** 2
+        return p - lr * g / np.sqrt(s["acc"] + h.get("epsilon", 1e-7))
+    if name == "adadelta":
+        rho, eps = h.get("rho", 0.95), h.get("epsilon", 1e-7)
+        s["eg2"] = rho * s.get("eg2", z) + (1 - rho) * g ** 2
+        dx = -np.sqrt(s.get("edx2", z) + eps) / np.sqrt(s["eg2"] + eps) * g
+        s["edx2"] = rho * s.get("edx2", z) + (1 - rho) * dx ** 2
+        return p + lr * dx
+    b1, b2, eps = h.get("beta_1", 0.9), h.get("beta_2", 0.999), h.get("epsilon", 1e-7)
+    if name == "adamax":
+        s["m"] = b1 * s.get("m", z) + (1 - b1) * g
+        s["u"] = np.maximum(b2 * s.get("u", z), np.abs(g))
+        return p - lr / (1 - b1 ** t) * s["m"] / (s["u"] + eps)
+    if name == "nadam":
+        mu = [b1 * (1 - 0.5 * 0.96 ** k) for k in range(1, t + 2)]       # mu_1 .. mu_{t+1}
+        prod_t = np.prod(mu[:t])
+        s["m"] = b1 * s.get("m", z) + (1 - b1) * g
+        s["v"] = b2 * s.get("v", z) + (1 - b2) * g ** 2
+        m_hat = mu[t] * s["m"] / (1 - prod_t * mu[t]) + (1 - mu[t - 1]) * g / (1 - prod_t)
+        v_hat = s["v"] / (1 - b2 ** t)
+        return p - lr * m_hat / (np.sqrt(v_hat) + eps)
+    if name == "lion":
+        b2 = h.get("beta_2", 0.99)
+        m = s.get("m", z)
+        p = p - lr * np.sign(b1 * m + (1 - b1) * g)
+        s["m"] = b2 * m + (1 - b2) * g
+        return p
+    raise ValueError(name)
+
+
 # ---- normalisation, merges, reshaping ------------------------------------------------------------
 def batch_norm(x, gamma=None, beta=None, eps=1e-3):
     """Training mode over the last axis: (y, mean, biased variance)."""

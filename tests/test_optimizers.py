@@ -18,7 +18,22 @@ OPTIMIZERS = [
     ("adam", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5)),
     ("adamw", dict(learning_rate=0.01)),
     ("adamw", dict(learning_rate=0.01, weight_decay=0.1)),
+    ("rmsprop", dict()),
+    ("rmsprop", dict(learning_rate=0.01, rho=0.8, momentum=0.5)),
+    ("rmsprop", dict(learning_rate=0.01, centered=True)),
+    ("rmsprop", dict(learning_rate=0.01, momentum=0.9, centered=True, weight_decay=0.1)),
+    ("adagrad", dict()),
+    ("adagrad", dict(learning_rate=0.1, initial_accumulator_value=0.0, epsilon=1e-3)),
+    ("adadelta", dict()),
+    ("adadelta", dict(learning_rate=1.0, rho=0.9, epsilon=1e-6)),
+    ("adamax", dict()),
+    ("adamax", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, weight_decay=0.05)),
+    ("nadam", dict()),
+    ("nadam", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5)),
+    ("lion", dict()),
+    ("lion", dict(learning_rate=0.003, beta_1=0.95, beta_2=0.98, weight_decay=0.1)),
 ]
+ADAPTIVE = ("rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion")
 
 
 def _model(dtype):
@@ -29,7 +44,7 @@ def _model(dtype):
 
 
 def _make_opt(name, kw):
-    return {"sgd": cnnbp.optimizers.SGD, "adam": cnnbp.optimizers.Adam, "adamw": cnnbp.optimizers.AdamW}[name](**kw)
+    return cnnbp.optimizers.get(name).__class__(**kw)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -43,6 +58,7 @@ def test_optimizer_matches_formula(name, kw, dtype):
     p = np.array(net.flat_params(), dtype=np.float64)
     m = np.zeros_like(p)
     v = np.zeros_like(p)
+    slots = {}
     tol = 1e-12 if dtype == "float64" else 1e-5
     for t in range(1, 6):
         x = rng.standard_normal((4, 5, 5, 2))
@@ -51,7 +67,10 @@ def test_optimizer_matches_formula(name, kw, dtype):
         net.backward(y)
         g = np.array(net.flat_grads(), dtype=np.float64)
         net.apply_update()
-        if name == "sgd":
+        if name in ADAPTIVE:
+            hyper = {k: kw[k] for k in kw if k not in ("learning_rate", "weight_decay")}
+            p = ref.adaptive_step(name, p, g, slots, t, opt.learning_rate, kw.get("weight_decay", 0.0), **hyper)
+        elif name == "sgd":
             p, m = ref.sgd_step(p, g, m, opt.learning_rate, opt.momentum, opt.weight_decay, opt.nesterov)
         else:
             p, m, v = ref.adam_step(p, g, m, v, t, opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon,
@@ -119,3 +138,73 @@ def test_sgd_rejects_bad_hyperparameters(bad):
 def test_adam_rejects_bad_hyperparameters(bad):
     with pytest.raises(ValueError, match="Adam"):
         cnnbp.optimizers.Adam(**bad)
+
+
+def test_keras_defaults():
+    O = cnnbp.optimizers
+    assert O.RMSprop().get_config() == dict(name="RMSprop", learning_rate=0.001, weight_decay=0.0, rho=0.9,
+                                            momentum=0.0, epsilon=1e-7, centered=False)
+    assert O.Adagrad().get_config() == dict(name="Adagrad", learning_rate=0.001, weight_decay=0.0,
+                                            initial_accumulator_value=0.1, epsilon=1e-7)
+    assert O.Adadelta().get_config() == dict(name="Adadelta", learning_rate=0.001, weight_decay=0.0, rho=0.95,
+                                             epsilon=1e-7)
+    for cls in (O.Adamax, O.Nadam):
+        assert cls().get_config() == dict(name=cls.__name__, learning_rate=0.001, weight_decay=0.0, beta_1=0.9,
+                                          beta_2=0.999, epsilon=1e-7)
+    assert O.Lion().get_config() == dict(name="Lion", learning_rate=0.001, weight_decay=0.0, beta_1=0.9, beta_2=0.99)
+    for name in ADAPTIVE + ("sgd", "adam", "adamw"):
+        assert type(O.get(name)).__name__.lower() == name
+    assert isinstance(O.get("RMSprop"), O.RMSprop)
+
+
+@pytest.mark.parametrize("name", ADAPTIVE)
+def test_state_slots_and_resume_are_exact(name, tmp_path):
+    """The slots are exposed (as Keras's optimizer variables), survive save/load, and a resumed run
+    continues bit for bit (Nadam's momentum product is recomputed from the step number)."""
+    rng = np.random.default_rng(5)
+    data = [(rng.standard_normal((4, 5, 5, 2)).astype(np.float32), np.eye(3, dtype=np.float32)[rng.integers(0, 3, 4)])
+            for _ in range(6)]
+    kw = dict(momentum=0.5, centered=True) if name == "rmsprop" else {}
+    a = _model("float32")
+    a.compile(optimizer=_make_opt(name, kw), loss="categorical_crossentropy")
+    slots = {"rmsprop": 3, "lion": 1, "adagrad": 1}.get(name, 2)
+    assert len(a.network.optimizer_state()) == slots
+    if name == "adagrad":
+        assert np.all(a.network.optimizer_state()[0][: a.network.num_params] == np.float32(0.1))
+    for x, y in data[:3]:
+        a.network.train_step(x, y)
+    a.save(tmp_path / "m.cnnbp")
+    b = cnnbp.load_model(tmp_path / "m.cnnbp")
+    assert type(b._optimizer).__name__.lower() == name and b.network.iterations == 3
+    for x, y in data[3:]:
+        a.network.train_step(x, y)
+        b.network.train_step(x, y)
+    assert np.array_equal(a.network.flat_params(), b.network.flat_params())
+
+
+def test_changing_the_optimizer_kind_restarts_its_state():
+    model = _model("float32")
+    model.compile(optimizer="adagrad", loss="categorical_crossentropy")
+    x = np.ones((2, 5, 5, 2), np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1]]
+    model.network.train_step(x, y)
+    model.compile(optimizer=cnnbp.optimizers.RMSprop(centered=True), loss="categorical_crossentropy")
+    assert model.network.iterations == 0
+    assert all(not np.any(s) for s in model.network.optimizer_state())
+
+
+@pytest.mark.parametrize("cls,bad,match", [
+    ("RMSprop", dict(rho=1.5), "rho"), ("RMSprop", dict(momentum=-0.1), "momentum"),
+    ("Adagrad", dict(initial_accumulator_value=-1), "initial_accumulator_value"),
+    ("Adadelta", dict(epsilon=-1), "epsilon"), ("Adamax", dict(beta_1=1.0), "beta_1"),
+    ("Nadam", dict(beta_2=1.0), "beta_2"), ("Lion", dict(beta_1=0.0), "beta_1"),
+    ("Lion", dict(beta_2=1.5), "beta_2"), ("Nadam", dict(weight_decay=-1), "weight_decay"),
+    ("RMSprop", dict(learning_rate=float("inf")), "learning_rate")])
+def test_adaptive_optimizers_reject_bad_hyperparameters(cls, bad, match):
+    with pytest.raises(ValueError, match=f"{cls}.*{match}"):
+        getattr(cnnbp.optimizers, cls)(**bad)
+
+
+def test_unknown_optimizer_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="'rmsprop'.*'lion'"):
+        cnnbp.optimizers.get("adamm")

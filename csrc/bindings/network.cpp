@@ -250,6 +250,35 @@ void bind_network(py::module_& m, const char* cls) {
              n.set_optimizer(c);
            },
            py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("weight_decay"))
+      .def("set_adaptive",
+           [](Net& n, const std::string& kind, double lr, double b1, double b2, double eps, double rho,
+              double momentum, bool centered, double initial_accumulator, double wd) {
+             static const std::pair<const char*, OptKind> kinds[] = {
+                 {"rmsprop", OptKind::rmsprop}, {"adagrad", OptKind::adagrad}, {"adadelta", OptKind::adadelta},
+                 {"adamax", OptKind::adamax},   {"nadam", OptKind::nadam},     {"lion", OptKind::lion}};
+             OptimizerConfig c;
+             bool found = false;
+             for (const auto& k : kinds)
+               if (kind == k.first) {
+                 c.kind = k.second;
+                 found = true;
+               }
+             CNNBP_CHECK(found, "set_adaptive: unknown optimizer kind '", kind, "'");
+             c.lr = lr;
+             c.beta1 = b1;
+             c.beta2 = b2;
+             c.eps = eps;
+             c.rho = rho;
+             c.momentum = momentum;
+             c.centered = centered;
+             c.initial_accumulator = initial_accumulator;
+             c.weight_decay = wd;
+             n.set_optimizer(c);
+           },
+           py::arg("kind"), py::arg("learning_rate"), py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999,
+           py::arg("epsilon") = 1e-7, py::arg("rho") = 0.9, py::arg("momentum") = 0.0, py::arg("centered") = false,
+           py::arg("initial_accumulator_value") = 0.1, py::arg("weight_decay") = 0.0,
+           "The adaptive optimizers (formulas in csrc/optim/optim.h).")
       .def_property("learning_rate", [](Net& n) { return n.optimizer().lr; },
                     [](Net& n, double lr) {
                       CNNBP_CHECK(lr >= 0 && std::isfinite(lr), "learning_rate: expected a finite value >= 0, got ", lr);

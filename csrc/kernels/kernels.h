@@ -82,6 +82,7 @@ struct KernelTable {
   // optimizers over flat buffers (see optim/optim.h).
   void (*sgd_update)(T* p, const T* g, T* buf, int64_t n, const SgdParams& h);
   void (*adam_update)(T* p, const T* g, T* m, T* v, int64_t n, const AdamParams& h);
+  void (*adaptive_update)(T* p, const T* g, T* s0, T* s1, T* s2, int64_t n, const AdaptiveParams& h);
 };
 
 // The float table for the chosen capability, and for an explicit one (tests, benchmarks).

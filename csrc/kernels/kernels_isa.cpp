@@ -80,6 +80,7 @@ constexpr KernelTable<T> make_table() {
   t.count_correct = count_correct<T>;
   t.sgd_update = sgd_update<T>;
   t.adam_update = adam_update<T>;
+  t.adaptive_update = adaptive_update<T>;
 #ifndef CNNBP_ISA_BASELINE
   if constexpr (VL > 0 && std::is_same<T, float>::value) {
     t.conv2d_workspace = conv2d_workspace_blocked<VL>;

@@ -367,9 +367,7 @@ void Network<T>::initialize(uint64_t seed) {
       init_param(state_.data() + p.offset, p, seed, uint64_t(li) * 16 + 8 + si);
     }
   }
-  m_.zero();
-  v_.zero();
-  iterations_ = 0;
+  reset_optimizer_state();
   state_pending_ = false;
 }
 
@@ -400,35 +398,69 @@ void Network<T>::set_loss(LossKind kind, double eps, bool fuse) {
 template <typename T>
 int64_t Network<T>::opt_state_count() const {
   if (!opt_set_) return 0;
-  if (opt_.kind == OptKind::adam) return 2;
-  return opt_.momentum != 0.0 ? 1 : 0;
+  switch (opt_.kind) {
+    case OptKind::sgd: return opt_.momentum != 0.0 ? 1 : 0;
+    case OptKind::adagrad:
+    case OptKind::lion: return 1;
+    case OptKind::rmsprop: return 1 + (opt_.momentum > 0 ? 1 : 0) + (opt_.centered ? 1 : 0);
+    default: return 2;
+  }
+}
+
+// Zero slots (Adagrad's accumulator starts at its initial value) and step 0.
+template <typename T>
+void Network<T>::reset_optimizer_state() {
+  m_.zero();
+  v_.zero();
+  w_.zero();
+  if (opt_set_ && opt_.kind == OptKind::adagrad && m_.data()) {
+    T* s = m_.data();
+    const T a = T(opt_.initial_accumulator);
+    for (int64_t i = 0; i < num_params_; ++i) s[i] = a;
+  }
+  iterations_ = 0;
 }
 
 template <typename T>
 void Network<T>::set_optimizer(const OptimizerConfig& cfg) {
   CNNBP_CHECK(finalized_, "model is not built");
   CNNBP_CHECK(cfg.lr >= 0 && std::isfinite(cfg.lr), "optimizer: expected learning_rate >= 0, got ", cfg.lr);
-  CNNBP_CHECK(cfg.momentum >= 0 && cfg.momentum < 1.0 + 1e-12, "SGD: expected 0 <= momentum <= 1, got ", cfg.momentum);
-  CNNBP_CHECK(cfg.weight_decay >= 0, "optimizer: expected weight_decay >= 0, got ", cfg.weight_decay);
+  CNNBP_CHECK(cfg.momentum >= 0 && cfg.momentum < 1.0 + 1e-12, "optimizer: expected 0 <= momentum <= 1, got ", cfg.momentum);
+  CNNBP_CHECK(cfg.weight_decay >= 0 && std::isfinite(cfg.weight_decay), "optimizer: expected weight_decay >= 0, got ", cfg.weight_decay);
   CNNBP_CHECK(!cfg.nesterov || cfg.momentum > 0, "SGD: nesterov=True needs momentum > 0");
-  CNNBP_CHECK(cfg.beta1 >= 0 && cfg.beta1 < 1, "Adam: expected 0 <= beta_1 < 1, got ", cfg.beta1);
-  CNNBP_CHECK(cfg.beta2 >= 0 && cfg.beta2 < 1, "Adam: expected 0 <= beta_2 < 1, got ", cfg.beta2);
-  CNNBP_CHECK(cfg.eps >= 0, "Adam: expected epsilon >= 0, got ", cfg.eps);
-  const bool same_kind = opt_set_ && opt_.kind == cfg.kind;
+  CNNBP_CHECK(cfg.beta1 >= 0 && cfg.beta1 <= 1, "optimizer: expected 0 <= beta_1 <= 1, got ", cfg.beta1);
+  CNNBP_CHECK(cfg.beta2 >= 0 && cfg.beta2 <= 1, "optimizer: expected 0 <= beta_2 <= 1, got ", cfg.beta2);
+  CNNBP_CHECK(cfg.kind == OptKind::lion || (cfg.beta1 < 1 && cfg.beta2 < 1),
+              "optimizer: expected beta_1 < 1 and beta_2 < 1, got ", cfg.beta1, ", ", cfg.beta2);
+  CNNBP_CHECK(cfg.rho >= 0 && cfg.rho <= 1, "optimizer: expected 0 <= rho <= 1, got ", cfg.rho);
+  CNNBP_CHECK(cfg.eps >= 0 && std::isfinite(cfg.eps), "optimizer: expected epsilon >= 0, got ", cfg.eps);
+  CNNBP_CHECK(cfg.initial_accumulator >= 0 && std::isfinite(cfg.initial_accumulator),
+              "Adagrad: expected initial_accumulator_value >= 0, got ", cfg.initial_accumulator);
+  CNNBP_CHECK(int(cfg.kind) >= 0 && int(cfg.kind) <= int(OptKind::lion), "optimizer: unknown kind ", int(cfg.kind));
+  // The slots keep their values when the same kind with the same slot layout is set again
+  // (a recompile, a changed hyperparameter); anything else starts from step 0.
+  const bool keep = opt_set_ && opt_.kind == cfg.kind && opt_.centered == cfg.centered &&
+                    (opt_.momentum > 0) == (cfg.momentum > 0);
+  const OptimizerConfig before = opt_;
+  const bool was_set = opt_set_;
   opt_ = cfg;
-  if (!same_kind) {
-    const int64_t slots = cfg.kind == OptKind::adam ? 2 : 1;
+  opt_set_ = true;
+  if (keep) return;
+  const int64_t slots = opt_state_count();
+  try {
     check_memory_budget(int64_t(sizeof(T)) * num_params_ * slots, "the optimizer's state",
                         detail::concat(slots, " value(s) per parameter, ", num_params_, " parameters"));
-    m_.reserve(size_t(num_params_) + 16);
-    m_.zero();
-    if (cfg.kind == OptKind::adam) {
-      v_.reserve(size_t(num_params_) + 16);
-      v_.zero();
-    }
-    iterations_ = 0;
+    if (slots >= 1) m_.reserve(size_t(num_params_) + 16);
+    if (slots >= 2) v_.reserve(size_t(num_params_) + 16);
+    if (slots >= 3) w_.reserve(size_t(num_params_) + 16);
+  } catch (...) {
+    opt_ = before;
+    opt_set_ = was_set;
+    throw;
   }
-  opt_set_ = true;
+  nadam_t_ = 0;
+  nadam_product_ = 1.0;
+  reset_optimizer_state();
 }
 
 template <typename T>
@@ -866,14 +898,40 @@ void Network<T>::apply_update() {
   const bool mon = monitor_update_ && num_params_ > 0;
   monitor_update_ = false;
   if (mon) std::memcpy(mon_before_.data(), params_.data(), sizeof(T) * size_t(num_params_));
+  AdaptiveParams ah{opt_.kind, opt_.lr, opt_.lr * opt_.weight_decay, opt_.beta1, opt_.beta2, opt_.rho, opt_.eps,
+                    opt_.momentum, opt_.centered, 0.0, 0.0, 0.0};
+  const double t = double(iterations_);
+  if (opt_.kind == OptKind::adamax) {
+    ah.c1 = opt_.lr / (1.0 - std::pow(opt_.beta1, t));
+  } else if (opt_.kind == OptKind::nadam) {
+    // P_t = mu_1 ... mu_t in double, carried from the previous step (recomputed after a resume).
+    auto mu = [&](double s) { return opt_.beta1 * (1.0 - 0.5 * std::pow(0.96, s)); };
+    if (nadam_t_ != iterations_ - 1) {
+      nadam_product_ = 1.0;
+      for (int64_t s = 1; s < iterations_; ++s) nadam_product_ *= mu(double(s));
+    }
+    nadam_product_ *= mu(t);
+    nadam_t_ = iterations_;
+    const double mu_t = mu(t), mu_next = mu(t + 1.0);
+    ah.c1 = mu_next / (1.0 - nadam_product_ * mu_next);
+    ah.c2 = (1.0 - mu_t) / (1.0 - nadam_product_);
+    ah.c3 = 1.0 / (1.0 - std::pow(opt_.beta2, t));
+  }
   for (const auto& sg : segments_) {
     const int64_t b = sg.first, n = sg.second - sg.first;
     if (opt_.kind == OptKind::sgd) {
       SgdParams h{opt_.lr, opt_.momentum, opt_.weight_decay, opt_.nesterov};
       k_.sgd_update(params_.data() + b, grads_.data() + b, m_.data() ? m_.data() + b : nullptr, n, h);
-    } else {
+    } else if (opt_.kind == OptKind::adam) {
       AdamParams h{opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, iterations_};
       k_.adam_update(params_.data() + b, grads_.data() + b, m_.data() + b, v_.data() + b, n, h);
+    } else {
+      // RMSprop's slots are v [, momentum] [, average]: the average sits in the last slot.
+      T* s0 = m_.data() ? m_.data() + b : nullptr;
+      T* s1 = v_.data() ? v_.data() + b : nullptr;
+      T* s2 = w_.data() ? w_.data() + b : nullptr;
+      if (opt_.kind == OptKind::rmsprop && opt_.centered && !(opt_.momentum > 0)) s2 = s1;
+      k_.adaptive_update(params_.data() + b, grads_.data() + b, s0, s1, s2, n, ah);
     }
   }
   if (mon) {

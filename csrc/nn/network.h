@@ -23,6 +23,8 @@ struct OptimizerConfig {
   double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
   bool nesterov = false;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-7;
+  double rho = 0.9, initial_accumulator = 0.1;  // RMSprop/Adadelta; Adagrad
+  bool centered = false;                        // RMSprop
 };
 
 struct StepResult {
@@ -76,7 +78,7 @@ class Network {
   void set_learning_rate(double lr) { opt_.lr = lr; }
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t t) { iterations_ = t; }
-  T* opt_state(int i) { return i == 0 ? m_.data() : v_.data(); }
+  T* opt_state(int i) { return i == 0 ? m_.data() : (i == 1 ? v_.data() : w_.data()); }
   int64_t opt_state_count() const;
 
   // One step: forward (training mode), loss, backward, update. x: [N, *input_shape];
@@ -213,7 +215,7 @@ class Network {
   bool folding_ = true;
   bool finalized_ = false;
   int64_t num_params_ = 0, num_state_ = 0;
-  Buffer<T> params_, grads_, m_, v_, state_;
+  Buffer<T> params_, grads_, m_, v_, w_, state_;  // m_, v_, w_: optimizer slots
   std::vector<std::pair<int64_t, int64_t>> segments_;  // trainable ranges of the flat buffers
 
   LossParams loss_{LossKind::mse, 1e-7};
@@ -222,6 +224,9 @@ class Network {
   OptimizerConfig opt_;
   bool opt_set_ = false;
   int64_t iterations_ = 0;
+  int64_t nadam_t_ = 0;         // Nadam: the product mu_1 ... mu_t, cached for t = nadam_t_
+  double nadam_product_ = 1.0;
+  void reset_optimizer_state();
   uint64_t rng_stream_ = 0;
   uint64_t pass_step() const { return uint64_t(iterations_) ^ (rng_stream_ << 40); }
 

@@ -40,3 +40,89 @@ static void adam_update(T* p, const T* g, T* m, T* v, int64_t n, const AdamParam
     }
   });
 }
+
+// p, g, s0, s1, s2: [n]; the slots each kind uses are listed in optim/optim.h (unused ones null).
+template <typename T>
+static void adaptive_update(T* p, const T* g, T* s0, T* s1, T* s2, int64_t n, const AdaptiveParams& h) {
+  const T lr = T(h.lr), decay = T(h.decay), b1 = T(h.beta1), b2 = T(h.beta2), rho = T(h.rho), eps = T(h.eps);
+  const T c1 = T(h.c1), c2 = T(h.c2), c3 = T(h.c3), mom = T(h.momentum);
+  const OptKind kind = h.kind;
+  const bool centered = h.centered, use_mom = h.momentum > 0;
+  parallel_for(n, kMinWork / 4, [&](int64_t i0, int64_t i1, int) {
+    if (decay != T(0))
+      for (int64_t i = i0; i < i1; ++i) p[i] -= decay * p[i];
+    switch (kind) {
+      case OptKind::rmsprop:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T gi = g[i];
+          const T v = rho * s0[i] + (T(1) - rho) * gi * gi;
+          s0[i] = v;
+          T den = v + eps;
+          if (centered) {
+            const T a = rho * s2[i] + (T(1) - rho) * gi;
+            s2[i] = a;
+            den = v - a * a + eps;
+          }
+          const T inc = lr * gi / k_sqrt(den);
+          if (use_mom) {
+            const T b = mom * s1[i] + inc;
+            s1[i] = b;
+            p[i] -= b;
+          } else {
+            p[i] -= inc;
+          }
+        }
+        break;
+      case OptKind::adagrad:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T gi = g[i];
+          const T s = s0[i] + gi * gi;
+          s0[i] = s;
+          p[i] -= lr * gi / k_sqrt(s + eps);
+        }
+        break;
+      case OptKind::adadelta:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T gi = g[i];
+          const T s = rho * s0[i] + (T(1) - rho) * gi * gi;
+          s0[i] = s;
+          const T d = -k_sqrt(s1[i] + eps) / k_sqrt(s + eps) * gi;
+          s1[i] = rho * s1[i] + (T(1) - rho) * d * d;
+          p[i] += lr * d;
+        }
+        break;
+      case OptKind::adamax:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T gi = g[i];
+          const T m = b1 * s0[i] + (T(1) - b1) * gi;
+          const T bu = b2 * s1[i], ag = gi < T(0) ? -gi : gi;
+          const T u = bu > ag ? bu : ag;
+          s0[i] = m;
+          s1[i] = u;
+          p[i] -= c1 * m / (u + eps);
+        }
+        break;
+      case OptKind::nadam:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T gi = g[i];
+          const T m = b1 * s0[i] + (T(1) - b1) * gi;
+          const T v = b2 * s1[i] + (T(1) - b2) * gi * gi;
+          s0[i] = m;
+          s1[i] = v;
+          const T mh = c1 * m + c2 * gi;
+          p[i] -= lr * mh / (k_sqrt(v * c3) + eps);
+        }
+        break;
+      case OptKind::lion:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T gi = g[i];
+          const T c = b1 * s0[i] + (T(1) - b1) * gi;
+          p[i] -= c > T(0) ? lr : (c < T(0) ? -lr : T(0));
+          s0[i] = b2 * s0[i] + (T(1) - b2) * gi;
+        }
+        break;
+      default:
+        break;
+    }
+  });
+}

@@ -322,7 +322,7 @@ def load_model(path, compile=True):
                                                losses.SparseCategoricalCrossentropy)}[tr["loss"]["class_name"]]
             loss = loss_cls(from_logits=bool(tr["loss"]["from_logits"]))
             ocfg = dict(tr["optimizer"])
-            opt_cls = {"SGD": optimizers.SGD, "Adam": optimizers.Adam, "AdamW": optimizers.AdamW}[ocfg.pop("class_name")]
+            opt_cls = optimizers._BY_CLASS_NAME[ocfg.pop("class_name")]
             ocfg.pop("name", None)
             opt = opt_cls(**ocfg)
             model.compile(optimizer=opt, loss=loss, metrics=tr["metrics"], loss_epsilon=tr["loss_epsilon"],

@@ -5,7 +5,14 @@ parameter buffer (formulas in csrc/optim/optim.h). After ``compile``, setting
 import math
 import numbers
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Lion", "get"]
+
+
+def _unit(cls, arg, v, closed=False):
+    """A float in [0, 1) (or [0, 1] when closed)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (0 <= v <= 1 if closed else 0 <= v < 1):
+        raise ValueError(f"{cls}: {arg} must be in [0, 1{']' if closed else ')'}, got {v!r}")
+    return float(v)
 
 
 def _nonneg(cls, arg, v):
@@ -103,11 +110,106 @@ class AdamW(Adam):
     _default_decay = 0.004
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+class _Adaptive(Optimizer):
+    """The optimizers of one C++ pass with per-parameter slots (formulas in csrc/optim/optim.h).
+    weight_decay is decoupled, as in Keras: p -= learning_rate * weight_decay * p before the step."""
+
+    _kind = None
+    _fields = ()      # the hyperparameters besides learning_rate and weight_decay, in __init__ order
+
+    def __init__(self, learning_rate, weight_decay=None, **hyper):
+        super().__init__(learning_rate)
+        self.weight_decay = _nonneg(type(self).__name__, "weight_decay", weight_decay or 0.0)
+        for k, v in hyper.items():
+            setattr(self, k, v)
+
+    def _configure(self, net):
+        kw = {k: getattr(self, k) for k in self._fields}
+        net.set_adaptive(self._kind, self._lr, weight_decay=self.weight_decay, **kw)
+
+    def get_config(self):
+        return dict(super().get_config(), weight_decay=self.weight_decay,
+                    **{k: getattr(self, k) for k in self._fields})
+
+
+class RMSprop(_Adaptive):
+    """v = rho*v + (1-rho)*g^2; p -= lr*g/sqrt(v + epsilon) (centered: v - mean(g)^2; momentum: plain
+    momentum on the increment). Keras's compile() default optimizer."""
+
+    _kind, _fields = "rmsprop", ("rho", "momentum", "epsilon", "centered")
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None,
+                 name="rmsprop"):
+        super().__init__(learning_rate, weight_decay, rho=_unit("RMSprop", "rho", rho, closed=True),
+                         momentum=_unit("RMSprop", "momentum", momentum, closed=True),
+                         epsilon=_nonneg("RMSprop", "epsilon", epsilon), centered=bool(centered))
+
+
+class Adagrad(_Adaptive):
+    """s += g^2; p -= lr*g/sqrt(s + epsilon), s starting at initial_accumulator_value."""
+
+    _kind, _fields = "adagrad", ("initial_accumulator_value", "epsilon")
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=None,
+                 name="adagrad"):
+        super().__init__(learning_rate, weight_decay,
+                         initial_accumulator_value=_nonneg("Adagrad", "initial_accumulator_value",
+                                                           initial_accumulator_value),
+                         epsilon=_nonneg("Adagrad", "epsilon", epsilon))
+
+
+class Adadelta(_Adaptive):
+    """s = rho*s + (1-rho)*g^2; d = -sqrt(u + eps)/sqrt(s + eps)*g; u = rho*u + (1-rho)*d^2; p += lr*d.
+    (learning_rate=1.0 is the paper's form; Keras's default is 0.001.)"""
+
+    _kind, _fields = "adadelta", ("rho", "epsilon")
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None, name="adadelta"):
+        super().__init__(learning_rate, weight_decay, rho=_unit("Adadelta", "rho", rho, closed=True),
+                         epsilon=_nonneg("Adadelta", "epsilon", epsilon))
+
+
+class Adamax(_Adaptive):
+    """m = b1*m + (1-b1)*g; u = max(b2*u, |g|); p -= lr/(1-b1^t) * m/(u + epsilon)."""
+
+    _kind, _fields = "adamax", ("beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 name="adamax"):
+        super().__init__(learning_rate, weight_decay, beta_1=_unit("Adamax", "beta_1", beta_1),
+                         beta_2=_unit("Adamax", "beta_2", beta_2), epsilon=_nonneg("Adamax", "epsilon", epsilon))
+
+
+class Nadam(_Adaptive):
+    """Adam with Nesterov momentum and Keras's momentum schedule mu_t = beta_1*(1 - 0.5*0.96^t)."""
+
+    _kind, _fields = "nadam", ("beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 name="nadam"):
+        super().__init__(learning_rate, weight_decay, beta_1=_unit("Nadam", "beta_1", beta_1),
+                         beta_2=_unit("Nadam", "beta_2", beta_2), epsilon=_nonneg("Nadam", "epsilon", epsilon))
+
+
+class Lion(_Adaptive):
+    """p -= lr*sign(b1*m + (1-b1)*g); m = b2*m + (1-b2)*g. Use a learning rate 3-10x below Adam's."""
+
+    _kind, _fields = "lion", ("beta_1", "beta_2")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None, name="lion"):
+        b1 = _unit("Lion", "beta_1", beta_1, closed=True)
+        if b1 == 0:
+            raise ValueError("Lion: beta_1 must be in (0, 1], got 0 (that is signSGD)")
+        super().__init__(learning_rate, weight_decay, beta_1=b1, beta_2=_unit("Lion", "beta_2", beta_2, closed=True))
+
+
+_CLASSES = (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion)
+_BY_NAME = {c.__name__.lower(): c for c in _CLASSES}
+_BY_CLASS_NAME = {c.__name__: c for c in _CLASSES}   # saved files name the class
 
 
 def get(identifier):
-    """An Optimizer from a name ('sgd', 'adam', 'adamw') or an Optimizer instance."""
+    """An Optimizer from a name ('sgd', 'adam', 'rmsprop', ...: any class here, any case) or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Optimizer):
@@ -115,7 +217,8 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:
-            raise ValueError(f"optimizer: unknown optimizer {identifier!r}; expected 'sgd', 'adam' or 'adamw' "
+            names = ", ".join(repr(n) for n in _BY_NAME)
+            raise ValueError(f"optimizer: unknown optimizer {identifier!r}; expected one of {names} "
                              "(or a cnnbp.optimizers.Optimizer)")
         return cls()
     raise TypeError(f"optimizer: expected a name or a cnnbp.optimizers.Optimizer, got {type(identifier).__name__}")
