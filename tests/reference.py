@@ -213,6 +213,31 @@ def loss(pred, target, kind):
         logsm = p - p.max(axis=1, keepdims=True)
         logsm = logsm - np.log(np.exp(logsm).sum(axis=1, keepdims=True))
         return -np.sum(t * logsm) / N
+    e = p - t
+    if kind == "mean_absolute_error":
+        return np.mean(np.abs(e))
+    if kind == "huber":                                   # delta = 1
+        return np.mean(np.where(np.abs(e) <= 1, 0.5 * e ** 2, np.abs(e) - 0.5))
+    if kind == "log_cosh":
+        return np.mean(np.log(np.cosh(e)))
+    if kind == "kl_divergence":
+        tc, pc = np.clip(t, EPS, 1), np.clip(p, EPS, 1)
+        return np.sum(tc * np.log(tc / pc)) / N
+    if kind in ("hinge", "squared_hinge"):
+        if np.all((t == 0) | (t == 1)):
+            t = 2 * t - 1
+        h = np.maximum(1 - t * p, 0)
+        return np.mean(h if kind == "hinge" else h ** 2)
+    if kind == "categorical_hinge":
+        pos = np.sum(t * p, axis=1)
+        neg = np.max((1 - t) * p, axis=1)
+        return np.mean(np.maximum(neg - pos + 1, 0))
+    if kind == "poisson":
+        return np.mean(p - t * np.log(p + EPS))
+    if kind == "cosine_similarity":
+        def unit(a):
+            return a / np.sqrt(np.maximum(np.sum(a * a, axis=1, keepdims=True), 1e-12))
+        return -np.mean(np.sum(unit(t) * unit(p), axis=1))
     raise ValueError(kind)
 
 

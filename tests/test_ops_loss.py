@@ -25,6 +25,22 @@ def _inputs(rng, kind):
         pred, target = z, rng.uniform(0, 1, (N, K))
     elif kind == "mean_squared_error":
         pred, target = z, rng.standard_normal((N, K))
+    elif kind in ("mean_absolute_error", "log_cosh", "cosine_similarity"):
+        pred, target = z, rng.standard_normal((N, K))
+    elif kind == "huber":                     # errors on both sides of delta = 1, none near a kink
+        e = rng.choice([-1, 1], (N, K)) * rng.uniform(0.1, 2.5, (N, K))
+        e[np.abs(np.abs(e) - 1) < 0.05] += 0.2
+        target = rng.standard_normal((N, K))
+        pred = target + e
+    elif kind == "kl_divergence":
+        e = np.exp(z)
+        pred, target = e / e.sum(axis=1, keepdims=True), rng.dirichlet(np.ones(K), N)
+    elif kind in ("hinge", "squared_hinge"):
+        pred, target = z, rng.integers(0, 2, (N, K)).astype(np.float64)   # {0, 1}: read as {-1, 1}
+    elif kind == "categorical_hinge":
+        pred, target = 0.3 * z, np.eye(K)[rng.integers(0, K, N)]
+    elif kind == "poisson":
+        pred, target = np.exp(0.5 * z), rng.poisson(1.5, (N, K)).astype(np.float64)
     else:
         pred, target = z, rng.dirichlet(np.ones(K), N)
     if kind.startswith("sparse"):
@@ -32,9 +48,7 @@ def _inputs(rng, kind):
     return pred, target
 
 
-KINDS = ["mean_squared_error", "binary_crossentropy", "binary_crossentropy_from_logits",
-         "categorical_crossentropy", "sparse_categorical_crossentropy",
-         "categorical_crossentropy_from_logits", "sparse_categorical_crossentropy_from_logits"]
+KINDS = list(ops._LOSSES)   # every C++ kind
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -97,3 +111,37 @@ def test_correct_counts():
     assert c == 1
     _, _, c = ops.loss(np.array([[0.7], [0.2]], np.float32), np.array([[1], [1]], np.float32), "binary_crossentropy")
     assert c == 1
+
+
+def test_every_kind_is_tested():
+    assert len(KINDS) == 16 and len(set(KINDS)) == 16
+
+
+def test_hinge_keeps_targets_that_are_not_all_binary(rng):
+    pred = rng.standard_normal((N, K))
+    target = rng.choice([-1.0, 1.0], (N, K))
+    for kind in ("hinge", "squared_hinge"):
+        value, grad, _ = ops.loss(pred, target, kind)
+        assert abs(value - ref.loss(pred, target, kind)) < 1e-12
+        # {-1, 1} and the {0, 1} spelling of the same targets give the same loss
+        assert abs(ops.loss(pred, (target + 1) / 2, kind)[0] - value) < 1e-12
+
+
+@pytest.mark.parametrize("delta", [0.5, 1.0, 3.0])
+def test_huber_delta(rng, delta):
+    target = rng.standard_normal((N, K))
+    pred = target + rng.uniform(-4, 4, (N, K))
+    e = pred - target
+    expect = np.mean(np.where(np.abs(e) <= delta, 0.5 * e ** 2, delta * (np.abs(e) - 0.5 * delta)))
+    value, grad, _ = ops.loss(pred, target, "huber", delta=delta)
+    assert abs(value - expect) < 1e-12
+    ref.assert_close(grad, np.clip(e, -delta, delta) / e.size, 1e-12)
+
+
+def test_log_cosh_and_cosine_are_finite_at_extremes():
+    pred = np.array([[1e4, -1e4, 0.0]])
+    value, grad, _ = ops.loss(pred, np.zeros((1, 3)), "log_cosh")
+    assert np.isfinite(value) and abs(value - (2e4 - 2 * np.log(2)) / 3) < 1e-9
+    assert np.allclose(grad, [[1 / 3, -1 / 3, 0]])
+    value, grad, _ = ops.loss(np.zeros((2, 3)), np.ones((2, 3)), "cosine_similarity")   # |p| = 0
+    assert value == 0 and np.all(np.isfinite(grad))

@@ -50,6 +50,10 @@ PYBIND11_MODULE(_core, m) {
     return seen.load();
   }, "MXCSR as cnnbp's parallel work sees it (tests).");
   m.def("_live_networks", &cb::live_networks, "C++ networks alive (tests).");
+  m.def("loss_names", [] {
+    std::vector<std::string> v(cb::kLossNames, cb::kLossNames + cb::kLossKinds);
+    return v;
+  }, "The C++ loss kinds by name, in their enum order.");
   m.def("cpu_capability", [] { return std::string(cb::capability_name(cb::cpu_capability())); },
         "The kernel path in use: 'avx512', 'avx2' or 'baseline'.");
   m.def("detected_capability", [] { return std::string(cb::capability_name(cb::detected_capability())); },

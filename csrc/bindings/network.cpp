@@ -13,31 +13,12 @@ namespace {
 using Pair = std::pair<int, int>;
 
 LossKind loss_from_name(const std::string& s) {
-  static const std::pair<const char*, LossKind> names[] = {
-      {"mean_squared_error", LossKind::mse},
-      {"binary_crossentropy", LossKind::bce},
-      {"binary_crossentropy_from_logits", LossKind::bce_logits},
-      {"categorical_crossentropy", LossKind::cce},
-      {"sparse_categorical_crossentropy", LossKind::sparse_cce},
-      {"categorical_crossentropy_from_logits", LossKind::softmax_ce},
-      {"sparse_categorical_crossentropy_from_logits", LossKind::sparse_softmax_ce}};
-  for (auto& n : names)
-    if (s == n.first) return n.second;
+  for (int k = 0; k < kLossKinds; ++k)
+    if (s == kLossNames[k]) return LossKind(k);
   throw std::invalid_argument("unknown loss '" + s + "'");
 }
 
-const char* loss_name(LossKind k) {
-  switch (k) {
-    case LossKind::mse: return "mean_squared_error";
-    case LossKind::bce: return "binary_crossentropy";
-    case LossKind::bce_logits: return "binary_crossentropy_from_logits";
-    case LossKind::cce: return "categorical_crossentropy";
-    case LossKind::sparse_cce: return "sparse_categorical_crossentropy";
-    case LossKind::softmax_ce: return "categorical_crossentropy_from_logits";
-    case LossKind::sparse_softmax_ce: return "sparse_categorical_crossentropy_from_logits";
-  }
-  return "?";
-}
+const char* loss_name(LossKind k) { return int(k) >= 0 && int(k) < kLossKinds ? kLossNames[int(k)] : "?"; }
 
 LayerConfig config_from_dict(const py::dict& d) {
   LayerConfig c;
@@ -223,8 +204,11 @@ void bind_network(py::module_& m, const char* cls) {
            },
            "Views of the optimizer's state buffers (momentum; or Adam's m and v).")
       .def("set_loss",
-           [](Net& n, const std::string& kind, double eps, bool fuse) { n.set_loss(loss_from_name(kind), eps, fuse); },
-           py::arg("kind"), py::arg("epsilon") = 1e-7, py::arg("fuse") = true)
+           [](Net& n, const std::string& kind, double eps, bool fuse, double delta) {
+             CNNBP_CHECK(std::isfinite(delta) && delta > 0, "Huber: expected delta > 0, got ", delta);
+             n.set_loss(loss_from_name(kind), eps, fuse, delta);
+           },
+           py::arg("kind"), py::arg("epsilon") = 1e-7, py::arg("fuse") = true, py::arg("delta") = 1.0)
       .def_property_readonly("loss", [](Net& n) { return std::string(loss_name(n.loss_kind())); })
       .def_property_readonly("loss_fused", &Net::loss_fused)
       .def("set_sgd",

@@ -367,8 +367,9 @@ py::array_t<T> dropout_backward(carray<T> dy, carray<T> mask, const std::string&
 }
 
 template <typename T>
-py::tuple loss(carray<T> pred, carray<T> target, int kind, double eps, const std::string& isa) {
-  CNNBP_CHECK(kind >= 0 && kind <= int(LossKind::sparse_softmax_ce), "loss: unknown kind ", kind);
+py::tuple loss(carray<T> pred, carray<T> target, int kind, double eps, double delta, const std::string& isa) {
+  CNNBP_CHECK(kind >= 0 && kind < kLossKinds, "loss: unknown kind ", kind);
+  CNNBP_CHECK(std::isfinite(delta) && delta > 0, "loss: expected delta > 0, got ", delta);
   CNNBP_CHECK(pred.ndim() == 2 && pred.shape(0) > 0 && pred.shape(1) > 0, "loss: expected predictions of shape (N, K), got ",
               py_shape_str(pred));
   const int N = int(pred.shape(0)), K = int(pred.shape(1));
@@ -385,7 +386,7 @@ py::tuple loss(carray<T> pred, carray<T> target, int kind, double eps, const std
   }
   const auto& k = table_named<T>(isa);
   py::array_t<T> d({py::ssize_t(N), py::ssize_t(K)});
-  const double l = k.loss(d.mutable_data(), pred.data(), target.data(), N, K, LossParams{lk, eps});
+  const double l = k.loss(d.mutable_data(), pred.data(), target.data(), N, K, LossParams{lk, eps, delta});
   const bool logits = lk == LossKind::softmax_ce || lk == LossKind::sparse_softmax_ce || lk == LossKind::bce_logits;
   const int64_t correct = k.count_correct(pred.data(), target.data(), N, K, loss_is_sparse(lk), logits ? 0.0 : 0.5);
   return py::make_tuple(l, d, correct);
@@ -695,7 +696,7 @@ void bind_typed(py::module_& m, const std::string& sfx) {
   m.def(("dropout_forward" + sfx).c_str(), &dropout_forward<T>, py::arg("x"), py::arg("rate"), py::arg("seed"),
         py::arg("stream"), isa, "Inverted dropout: (y, mask).");
   m.def(("dropout_backward" + sfx).c_str(), &dropout_backward<T>, py::arg("dy"), py::arg("mask"), isa, "dy * mask.");
-  m.def(("loss" + sfx).c_str(), &loss<T>, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("eps"), isa,
+  m.def(("loss" + sfx).c_str(), &loss<T>, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("eps"), py::arg("delta"), isa,
         "(mean loss, d loss / d pred, correct count).");
   m.def(("sgd_update" + sfx).c_str(), &sgd_update<T>, py::arg("params"), py::arg("grads"), py::arg("buf"), py::arg("lr"),
         py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"), isa, "One SGD step, in place.");

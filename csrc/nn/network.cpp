@@ -377,9 +377,9 @@ int Network<T>::output_classes() const {
 }
 
 template <typename T>
-void Network<T>::set_loss(LossKind kind, double eps, bool fuse) {
+void Network<T>::set_loss(LossKind kind, double eps, bool fuse, double delta) {
   CNNBP_CHECK(finalized_, "model is not built");
-  loss_ = {kind, eps};
+  loss_ = {kind, eps, delta};
   train_layers_ = layers_.size();
   if (fuse && layers_.size() >= 2) {
     const int act = activation_kind(*layers_.back());

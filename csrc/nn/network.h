@@ -70,7 +70,7 @@ class Network {
 
   // Training configuration. Loss kinds on probabilities are fused with a final softmax or
   // sigmoid layer into the from-logits form unless fuse is false.
-  void set_loss(LossKind kind, double eps, bool fuse);
+  void set_loss(LossKind kind, double eps, bool fuse, double delta = 1.0);
   LossKind loss_kind() const { return loss_.kind; }
   bool loss_fused() const { return train_layers_ != layers_.size(); }
   void set_optimizer(const OptimizerConfig& cfg);

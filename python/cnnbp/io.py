@@ -172,7 +172,7 @@ def save_model(model, path, include_optimizer=True):
         net = model._net
         opt = model._optimizer
         header["training"] = {
-            "loss": {"class_name": type(model._loss).__name__, "from_logits": model._loss.from_logits},
+            "loss": dict(model._loss.get_config(), class_name=type(model._loss).__name__),
             "optimizer": dict(opt.get_config(), class_name=type(opt).__name__),
             "metrics": list(model._metrics), "loss_epsilon": model._loss_epsilon, "fuse_loss": model._fuse,
             "iterations": int(net.iterations), "shuffle_seed": int(model._shuffle_seed),
@@ -317,10 +317,10 @@ def load_model(path, compile=True):
     tr = header.get("training")
     if compile and tr:
         try:
-            loss_cls = {c.__name__: c for c in (losses.MeanSquaredError, losses.BinaryCrossentropy,
-                                               losses.CategoricalCrossentropy,
-                                               losses.SparseCategoricalCrossentropy)}[tr["loss"]["class_name"]]
-            loss = loss_cls(from_logits=bool(tr["loss"]["from_logits"]))
+            lcfg = dict(tr["loss"])
+            loss_cls = losses._BY_CLASS_NAME[lcfg.pop("class_name")]
+            lcfg.pop("name", None)
+            loss = loss_cls(**lcfg)
             ocfg = dict(tr["optimizer"])
             opt_cls = optimizers._BY_CLASS_NAME[ocfg.pop("class_name")]
             ocfg.pop("name", None)

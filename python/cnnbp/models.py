@@ -274,7 +274,7 @@ class Model:
             self._attach_training()
 
     def _attach_training(self):
-        self._net.set_loss(self._loss.core_kind, self._loss_epsilon, self._fuse)
+        self._net.set_loss(self._loss.core_kind, self._loss_epsilon, self._fuse, self._loss.delta)
         self._net.check_numerics = self._check_numerics
         self._optimizer._attach(self._net)
 

@@ -207,18 +207,18 @@ def dropout_backward(dy, mask, isa=None):
     return _fn("dropout_backward", dt)(_arr(dy, dt), _arr(mask, dt), _isa(isa))
 
 
-_LOSSES = ("mean_squared_error", "binary_crossentropy", "binary_crossentropy_from_logits",
-           "categorical_crossentropy", "sparse_categorical_crossentropy",
-           "categorical_crossentropy_from_logits", "sparse_categorical_crossentropy_from_logits")
+_LOSSES = tuple(_core.loss_names())
 
 
-def loss(pred, target, kind, epsilon=1e-7, isa=None):
+def loss(pred, target, kind, epsilon=1e-7, isa=None, delta=1.0):
     """(mean loss, d loss / d pred, correct count) for pred (N, K) and target (N, K), or (N,) labels
-    for the sparse kinds."""
+    for the sparse kinds; the kinds and their formulas are listed in csrc/kernels/loss.h (delta:
+    Huber's threshold)."""
     if kind not in _LOSSES:
         raise ValueError(f"loss: unknown kind {kind!r}; expected one of {_LOSSES}")
     dt = _dtype(pred, target)
-    return _fn("loss", dt)(_arr(pred, dt), _arr(target, dt), _LOSSES.index(kind), float(epsilon), _isa(isa))
+    return _fn("loss", dt)(_arr(pred, dt), _arr(target, dt), _LOSSES.index(kind), float(epsilon),
+                             float(delta), _isa(isa))
 
 
 def sgd_update(params, grads, buf, learning_rate, momentum=0.0, weight_decay=0.0, nesterov=False, isa=None):

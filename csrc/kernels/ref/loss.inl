@@ -88,6 +88,99 @@ static double loss(T* dpred, const T* pred, const T* target, int N, int K, const
       }
       return total * scale;
     }
+    case LossKind::mae:
+    case LossKind::huber:
+    case LossKind::log_cosh:
+    case LossKind::poisson: {
+      const double scale = 1.0 / (double(N) * K), delta = lp.delta;
+      for (int64_t i = 0; i < int64_t(N) * K; ++i) {
+        const double p = double(pred[i]), t = double(target[i]), e = p - t, ae = __builtin_fabs(e);
+        double l, d;
+        if (lp.kind == LossKind::mae) {
+          l = ae;
+          d = e > 0 ? 1.0 : (e < 0 ? -1.0 : 0.0);
+        } else if (lp.kind == LossKind::huber) {
+          l = ae <= delta ? 0.5 * e * e : delta * (ae - 0.5 * delta);
+          d = ae <= delta ? e : (e > 0 ? delta : -delta);
+        } else if (lp.kind == LossKind::log_cosh) {
+          // log cosh e = |e| + log1p(exp(-2|e|)) - log 2 (no overflow for large |e|)
+          l = ae + __builtin_log1p(__builtin_exp(-2.0 * ae)) - 0.69314718055994530942;
+          d = __builtin_tanh(e);
+        } else {
+          l = p - t * __builtin_log(p + eps);
+          d = 1.0 - t / (p + eps);
+        }
+        total += l;
+        if (dpred) dpred[i] = T(scale * d);
+      }
+      return total * scale;
+    }
+    case LossKind::hinge:
+    case LossKind::squared_hinge: {
+      // Keras: when every target of the batch is 0 or 1, they are read as -1 / +1.
+      bool binary = true;
+      for (int64_t i = 0; i < int64_t(N) * K && binary; ++i) binary = target[i] == T(0) || target[i] == T(1);
+      const bool squared = lp.kind == LossKind::squared_hinge;
+      const double scale = 1.0 / (double(N) * K);
+      for (int64_t i = 0; i < int64_t(N) * K; ++i) {
+        const double t = binary ? 2.0 * double(target[i]) - 1.0 : double(target[i]);
+        const double m = 1.0 - t * double(pred[i]);
+        const double h = m > 0 ? m : 0.0;
+        total += squared ? h * h : h;
+        if (dpred) dpred[i] = T(scale * (m > 0 ? (squared ? -2.0 * h * t : -t) : 0.0));
+      }
+      return total * scale;
+    }
+    case LossKind::kld:
+    case LossKind::categorical_hinge:
+    case LossKind::cosine_similarity: {
+      const double scale = 1.0 / double(N);
+      for (int n = 0; n < N; ++n) {
+        const T* pp = pred + int64_t(n) * K;
+        const T* tt = target + int64_t(n) * K;
+        T* dp = dpred ? dpred + int64_t(n) * K : nullptr;
+        if (lp.kind == LossKind::kld) {
+          for (int k = 0; k < K; ++k) {
+            const double p = double(pp[k]), t = double(tt[k]);
+            const double pc = p < eps ? eps : (p > 1.0 ? 1.0 : p), tc = t < eps ? eps : (t > 1.0 ? 1.0 : t);
+            total += tc * __builtin_log(tc / pc);
+            if (dp) dp[k] = (p > eps && p < 1.0) ? T(-scale * tc / p) : T(0);
+          }
+        } else if (lp.kind == LossKind::categorical_hinge) {
+          double pos = 0.0, neg = 0.0;
+          int arg = 0;
+          for (int k = 0; k < K; ++k) {
+            const double t = double(tt[k]), p = double(pp[k]), q = (1.0 - t) * p;
+            pos += t * p;
+            if (k == 0 || q > neg) {
+              neg = q;
+              arg = k;
+            }
+          }
+          const double m = neg - pos + 1.0;
+          total += m > 0 ? m : 0.0;
+          if (dp)
+            for (int k = 0; k < K; ++k)
+              dp[k] = m > 0 ? T(scale * (-double(tt[k]) + (k == arg ? 1.0 - double(tt[k]) : 0.0))) : T(0);
+        } else {
+          double tt2 = 0.0, pp2 = 0.0, tp = 0.0;
+          for (int k = 0; k < K; ++k) {
+            tt2 += double(tt[k]) * double(tt[k]);
+            pp2 += double(pp[k]) * double(pp[k]);
+            tp += double(tt[k]) * double(pp[k]);
+          }
+          const bool pfloor = pp2 < 1e-12;
+          const double nt = __builtin_sqrt(tt2 < 1e-12 ? 1e-12 : tt2), np = __builtin_sqrt(pfloor ? 1e-12 : pp2);
+          const double c = tp / (nt * np);
+          total -= c;
+          // d(-t.p / (nt np)) / dp = -t / (nt np) + c p / np^2 (the second term only where |p| is not floored)
+          if (dp)
+            for (int k = 0; k < K; ++k)
+              dp[k] = T(scale * (-double(tt[k]) / (nt * np) + (pfloor ? 0.0 : c * double(pp[k]) / pp2)));
+        }
+      }
+      return total * scale;
+    }
   }
   return total;
 }
