@@ -23,12 +23,12 @@ def data(n, seed=0):
     return x, y
 
 
-def model(units=5, opt="sgd"):
+def model(units=5, opt="sgd", metrics=("accuracy",)):
     m = cnnbp.Sequential([L.Input((12, 12, 1)), L.Conv2D(6, 3, activation="relu", padding="same"),
                           L.MaxPooling2D(2), L.Conv2D(8, 3, activation="relu"), L.Flatten(),
                           L.Dense(16, activation="tanh"), L.Dense(units, activation="softmax")])
     o = (cnnbp.optimizers.SGD(0.05, momentum=0.9) if opt == "sgd" else cnnbp.optimizers.Adam(3e-3))
-    m.compile(optimizer=o, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.compile(optimizer=o, loss="sparse_categorical_crossentropy", metrics=list(metrics))
     return m
 
 
@@ -106,13 +106,14 @@ def metrics(out, distributed):
     x, y = data(650)
     vx, vy = data(101, seed=1)
     cnnbp.set_seed(5)
-    m = model(opt="adam")
+    m = model(opt="adam", metrics=["accuracy", "mae", cnnbp.metrics.AUC(), cnnbp.metrics.F1Score("macro")])
     bs = 32 if distributed else 32 * 2
     h = m.fit(x, y, batch_size=bs, epochs=2, validation_data=(vx, vy), distributed=distributed, seed=1,
               verbose=0, callbacks=[cnnbp.callbacks.CSVLogger(os.path.join(out, "metrics.csv"))])
     ev = m.evaluate(vx, vy, verbose=0)
     save(out, "metrics", r, loss=h.history["loss"], accuracy=h.history["accuracy"],
          val_loss=h.history["val_loss"], val_accuracy=h.history["val_accuracy"], evaluate=np.array(ev),
+         others=np.array([h.history[k] for k in ("mae", "auc", "f1_score", "val_mae", "val_auc", "val_f1_score")]),
          weights=flat(m))
 
 

@@ -428,3 +428,55 @@ def assert_close(actual, expected, rtol, what=""):
     scale = max(np.abs(expected).max(initial=0.0), 1e-30)
     worst = np.abs(actual - expected).max(initial=0.0) / scale
     assert worst < 10 * rtol, f"{what}: worst element off by {worst:.3e} of the scale"
+
+
+# ---- metrics (Keras's definitions, from the predictions as probabilities) -----------------------
+def metric(kind, p, t, k=5, threshold=0.5, class_id=None, num_thresholds=200):
+    """The value Keras reports for a metric over one set of predictions p (N, K) and one-hot or
+    soft targets t (N, K)."""
+    p, t = np.asarray(p, np.float64), np.asarray(t, np.float64)
+    if kind == "accuracy":
+        if p.shape[1] == 1:
+            return np.mean((p[:, 0] > threshold) == (t[:, 0] > 0.5))
+        return np.mean(p.argmax(1) == t.argmax(1))
+    if kind == "binary_accuracy":
+        return np.mean((p > threshold) == (t > 0.5))
+    if kind == "top_k":
+        true = t.argmax(1)
+        return np.mean([np.sum(p[n] > p[n, true[n]]) < k for n in range(len(p))])
+    if kind == "mae":
+        return np.mean(np.abs(p - t))
+    if kind == "mse":
+        return np.mean((p - t) ** 2)
+    if kind in ("precision", "recall"):
+        cols = slice(None) if class_id is None else slice(class_id, class_id + 1)
+        pp, tt = p[:, cols] > threshold, t[:, cols] > 0.5
+        tp, fp, fn = np.sum(pp & tt), np.sum(pp & ~tt), np.sum(~pp & tt)
+        den = tp + fp if kind == "precision" else tp + fn
+        return tp / den if den else 0.0
+    if kind == "auc":
+        eps = 1e-7
+        th = [0 - eps] + [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1 + eps]
+        pos = t.ravel() > 0.5
+        pr = p.ravel()
+        tpr = np.array([np.sum((pr > c) & pos) for c in th]) / max(pos.sum(), 1)
+        fpr = np.array([np.sum((pr > c) & ~pos) for c in th]) / max((~pos).sum(), 1)
+        return np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2)
+    raise ValueError(kind)
+
+
+def f1(p, t, average=None, threshold=None):
+    """Keras's F1Score: per class 2TP / (2TP + FP + FN), predictions the argmax or above threshold."""
+    p, t = np.asarray(p, np.float64), np.asarray(t, np.float64) > 0.5
+    pred = np.eye(p.shape[1], dtype=bool)[p.argmax(1)] if threshold is None else p > threshold
+    tp, fp, fn = (np.sum(pred & t, 0), np.sum(pred & ~t, 0), np.sum(~pred & t, 0))
+    if average == "micro":
+        tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+    den = 2 * tp + fp + fn
+    score = np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)
+    if average == "macro":
+        return score.mean()
+    if average == "weighted":
+        support = np.sum(t, 0)
+        return np.sum(score * support) / support.sum()
+    return score

@@ -126,8 +126,8 @@ def test_unknown_padding_names_the_layer():
 
 
 def test_unknown_metric():
-    with pytest.raises(ValueError, match="unknown metric 'auc'"):
-        model().compile(loss="mse", metrics=["auc"])
+    with pytest.raises(ValueError, match="unknown metric 'aucc'"):
+        model().compile(loss="mse", metrics=["aucc"])
 
 
 def test_bad_layer_arguments():

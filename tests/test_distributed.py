@@ -124,7 +124,7 @@ def test_metrics_and_validation_equal_the_single_process(tmp_path):
     single = run_single("metrics", d1)
     for k in (0, 1):
         res = load(d2, "metrics", k)
-        for key in ("loss", "val_loss", "evaluate"):
+        for key in ("loss", "val_loss", "evaluate", "others"):   # others: mae, AUC, F1 (and val_)
             np.testing.assert_allclose(res[key], single[key], rtol=1e-4, err_msg=key)
         for key in ("accuracy", "val_accuracy"):
             np.testing.assert_allclose(res[key], single[key], rtol=0, atol=1e-12, err_msg=key)

@@ -209,6 +209,30 @@ void bind_network(py::module_& m, const char* cls) {
              n.set_loss(loss_from_name(kind), eps, fuse, delta);
            },
            py::arg("kind"), py::arg("epsilon") = 1e-7, py::arg("fuse") = true, py::arg("delta") = 1.0)
+      .def("set_metrics",
+           [](Net& n, const std::vector<std::tuple<int, int, double, int, int>>& specs) {
+             std::vector<MetricSpec> v;
+             for (const auto& t : specs) {
+               MetricSpec m;
+               m.kind = MetricKind(std::get<0>(t));
+               m.k = std::get<1>(t);
+               m.threshold = std::get<2>(t);
+               m.class_id = std::get<3>(t);
+               m.bins = std::get<4>(t);
+               v.push_back(m);
+             }
+             std::lock_guard<std::mutex> g(n.mutex());
+             n.set_metrics(v);
+           },
+           py::arg("specs"), "Metrics as (kind, k, threshold, class_id, bins) tuples (kernels/metric.h).")
+      .def("metric_sums",
+           [](Net& n) {
+             const auto& s = n.metric_sums();
+             py::array_t<double> a(py::ssize_t(s.size()));
+             if (!s.empty()) std::memcpy(a.mutable_data(), s.data(), sizeof(double) * s.size());
+             return a;
+           },
+           "The metric sums of the last batch (a copy).")
       .def_property_readonly("loss", [](Net& n) { return std::string(loss_name(n.loss_kind())); })
       .def_property_readonly("loss_fused", &Net::loss_fused)
       .def("set_sgd",

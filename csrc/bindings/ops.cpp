@@ -393,6 +393,40 @@ py::tuple loss(carray<T> pred, carray<T> target, int kind, double eps, double de
 }
 
 template <typename T>
+py::array_t<double> metric_sums(carray<T> pred, carray<T> target, int kind, int k, double threshold, int class_id,
+                                int bins, bool sparse, int logits, const std::string& isa) {
+  CNNBP_CHECK(kind >= 0 && kind < kMetricKinds, "metric_sums: unknown kind ", kind);
+  CNNBP_CHECK(pred.ndim() == 2 && pred.shape(0) > 0 && pred.shape(1) > 0,
+              "metric_sums: expected predictions of shape (N, K), got ", py_shape_str(pred));
+  CNNBP_CHECK(logits >= 0 && logits <= 2, "metric_sums: logits must be 0, 1 or 2, got ", logits);
+  const int N = int(pred.shape(0)), K = int(pred.shape(1));
+  if (sparse) {
+    CNNBP_CHECK(target.ndim() == 1 && target.shape(0) == N, "metric_sums: expected labels of shape (", N, ",), got ",
+                py_shape_str(target));
+    for (int n = 0; n < N; ++n) {
+      const T t = target.data()[n];
+      CNNBP_CHECK(t >= 0 && t < K && t == T(int64_t(t)), "metric_sums: expected integer labels in [0, ", K, "), got ",
+                  double(t));
+    }
+  } else {
+    CNNBP_CHECK(array_shape(target) == array_shape(pred), "metric_sums: expected targets of shape ", py_shape_str(pred),
+                ", got ", py_shape_str(target));
+  }
+  MetricSpec m;
+  m.kind = MetricKind(kind);
+  m.k = k;
+  m.threshold = threshold;
+  m.class_id = class_id;
+  m.bins = bins;
+  CNNBP_CHECK(k >= 1 && class_id >= -1 && class_id < K && bins > 1 && bins <= 100000,
+              "metric_sums: bad k, class_id or bins");
+  py::array_t<double> out(py::ssize_t(metric_size(m, K)));
+  std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0);
+  table_named<T>(isa).metric_sums(out.mutable_data(), pred.data(), target.data(), N, K, sparse, logits, m);
+  return out;
+}
+
+template <typename T>
 using inplace = py::array_t<T, py::array::c_style>;
 
 template <typename T>
@@ -698,6 +732,9 @@ void bind_typed(py::module_& m, const std::string& sfx) {
   m.def(("dropout_backward" + sfx).c_str(), &dropout_backward<T>, py::arg("dy"), py::arg("mask"), isa, "dy * mask.");
   m.def(("loss" + sfx).c_str(), &loss<T>, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("eps"), py::arg("delta"), isa,
         "(mean loss, d loss / d pred, correct count).");
+  m.def(("metric_sums" + sfx).c_str(), &metric_sums<T>, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("k"),
+        py::arg("threshold"), py::arg("class_id"), py::arg("bins"), py::arg("sparse"), py::arg("logits"), isa,
+        "A metric's sums over one batch (kernels/metric.h).");
   m.def(("sgd_update" + sfx).c_str(), &sgd_update<T>, py::arg("params"), py::arg("grads"), py::arg("buf"), py::arg("lr"),
         py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"), isa, "One SGD step, in place.");
   m.def(("adam_update" + sfx).c_str(), &adam_update<T>, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),

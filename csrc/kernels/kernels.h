@@ -10,6 +10,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/loss.h"
 #include "kernels/merge.h"
+#include "kernels/metric.h"
 #include "kernels/pool2d.h"
 #include "optim/optim.h"
 
@@ -78,6 +79,9 @@ struct KernelTable {
   // losses (see loss.h); count_correct: argmax match, or for K == 1 (pred > threshold) == (t > 0.5).
   double (*loss)(T* dpred, const T* pred, const T* target, int N, int K, const LossParams& p);
   int64_t (*count_correct)(const T* pred, const T* target, int N, int K, bool sparse, double threshold);
+  // metrics as per-batch sums (see metric.h); logits: 0 none, 1 softmax, 2 sigmoid.
+  void (*metric_sums)(double* out, const T* pred, const T* target, int N, int K, bool sparse, int logits,
+                      const MetricSpec& s);
 
   // optimizers over flat buffers (see optim/optim.h).
   void (*sgd_update)(T* p, const T* g, T* buf, int64_t n, const SgdParams& h);

@@ -24,6 +24,7 @@ namespace {
 #include "kernels/ref/dense.inl"
 #include "kernels/ref/loss.inl"
 #include "kernels/ref/merge.inl"
+#include "kernels/ref/metric.inl"
 #include "kernels/ref/pool2d.inl"
 #include "optim/update.inl"
 #ifndef CNNBP_ISA_BASELINE
@@ -78,6 +79,7 @@ constexpr KernelTable<T> make_table() {
   t.dropout_backward = dropout_backward<T>;
   t.loss = loss<T>;
   t.count_correct = count_correct<T>;
+  t.metric_sums = metric_sums<T>;
   t.sgd_update = sgd_update<T>;
   t.adam_update = adam_update<T>;
   t.adaptive_update = adaptive_update<T>;

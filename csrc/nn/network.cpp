@@ -734,7 +734,36 @@ StepResult Network<T>::compute_loss(const T* target, int N, bool want_grad) {
   const bool logits = loss_.kind == LossKind::softmax_ce || loss_.kind == LossKind::sparse_softmax_ce ||
                       loss_.kind == LossKind::bce_logits;
   const int64_t correct = k_.count_correct(out, target, N, K, loss_is_sparse(loss_.kind), logits ? 0.0 : 0.5);
+  if (!metrics_.empty()) {
+    std::fill(metric_sums_.begin(), metric_sums_.end(), 0.0);
+    const int conv = loss_.kind == LossKind::bce_logits ? 2 : (logits ? 1 : 0);
+    double* o = metric_sums_.data();
+    for (const MetricSpec& m : metrics_) {
+      k_.metric_sums(o, out, target, N, K, loss_is_sparse(loss_.kind), conv, m);
+      o += metric_size(m, K);
+    }
+  }
   return {loss, correct};
+}
+
+template <typename T>
+void Network<T>::set_metrics(const std::vector<MetricSpec>& specs) {
+  CNNBP_CHECK(finalized_, "model is not built");
+  const int K = output_classes();
+  int64_t total = 0;
+  for (const MetricSpec& m : specs) {
+    CNNBP_CHECK(int(m.kind) >= 0 && int(m.kind) < kMetricKinds, "metrics: unknown kind ", int(m.kind));
+    CNNBP_CHECK(m.kind != MetricKind::top_k || (m.k >= 1), "metrics: top-k needs k >= 1, got ", m.k);
+    CNNBP_CHECK(m.kind != MetricKind::confusion || (m.class_id >= -1 && m.class_id < K),
+                "metrics: class_id must be in [0, ", K, "), got ", m.class_id);
+    CNNBP_CHECK(m.kind != MetricKind::auc || (m.bins > 1 && m.bins <= 100000),
+                "metrics: AUC needs 1 < num_thresholds <= 100000, got ", m.bins);
+    CNNBP_CHECK(std::isfinite(m.threshold), "metrics: threshold must be finite");
+    total += metric_size(m, K);
+  }
+  CNNBP_CHECK(total <= (int64_t(1) << 26), "metrics: ", total, " sums is too many");
+  metrics_ = specs;
+  metric_sums_.assign(size_t(total), 0.0);
 }
 
 template <typename T>

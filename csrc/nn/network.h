@@ -72,6 +72,10 @@ class Network {
   // sigmoid layer into the from-logits form unless fuse is false.
   void set_loss(LossKind kind, double eps, bool fuse, double delta = 1.0);
   LossKind loss_kind() const { return loss_.kind; }
+  // Metrics computed with every loss (train_step, compute_gradients, evaluate): the sums of the
+  // last batch, metric after metric (sizes: metric_size).
+  void set_metrics(const std::vector<MetricSpec>& specs);
+  const std::vector<double>& metric_sums() const { return metric_sums_; }
   bool loss_fused() const { return train_layers_ != layers_.size(); }
   void set_optimizer(const OptimizerConfig& cfg);
   const OptimizerConfig& optimizer() const { return opt_; }
@@ -192,6 +196,8 @@ class Network {
   void run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad,
                     const GradsReady* ready = nullptr);
   StepResult compute_loss(const T* target, int N, bool want_grad);
+  std::vector<MetricSpec> metrics_;
+  std::vector<double> metric_sums_;  // the last batch's, set by compute_loss
   int root(int t) const { return t < 0 ? -1 : root_[t]; }
   T* seed_grad(size_t node);
   const T* act_ptr(int t) const;

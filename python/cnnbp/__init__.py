@@ -14,7 +14,7 @@ A C++17 core (SIMD kernels chosen at run time, OpenMP threads) under a Keras-lik
 from . import _core
 from ._core import NumericalError
 from ._seeding import set_seed
-from . import callbacks, datasets, distributed, explain, io, layers, losses, ops, optimizers, plot, report, utils
+from . import callbacks, datasets, distributed, explain, io, layers, losses, metrics, ops, optimizers, plot, report, utils
 from . import applications
 from .models import Model, Sequential
 from .io import load_model
@@ -23,7 +23,7 @@ from .gradient_check import GradcheckResult, gradcheck
 __version__ = _core.__version__
 
 __all__ = [
-    "Model", "Sequential", "NumericalError", "load_model", "layers", "losses", "optimizers", "callbacks", "datasets",
+    "Model", "Sequential", "NumericalError", "load_model", "layers", "losses", "metrics", "optimizers", "callbacks", "datasets",
     "ops", "utils", "explain", "plot", "report", "io", "distributed", "set_num_threads", "get_num_threads", "set_seed", "show_config", "cpu_capability",
     "gradcheck", "GradcheckResult",
     "__version__",

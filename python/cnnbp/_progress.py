@@ -15,7 +15,14 @@ def _fmt_time(s):
 
 
 def _fmt_logs(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    return " - ".join(f"{k}: {_fmt_value(v)}" for k, v in logs.items())
+
+
+def _fmt_value(v):
+    """A log value: a number, or a vector (a per-class metric) printed in brackets."""
+    if isinstance(v, (list, tuple)) or getattr(v, "ndim", 0):
+        return "[" + " ".join(f"{float(a):.4f}" for a in v) + "]"
+    return f"{v:.4f}"
 
 
 class Progress:

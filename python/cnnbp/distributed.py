@@ -275,17 +275,21 @@ class _Session:
 
     def step(self, xb, yb, m):
         """Gradients of this rank's rows (xb may be empty), summed over ranks; returns the global
-        (mean loss, correct count) of the m-sample global batch."""
+        (mean loss, correct count, metric sums) of the m-sample global batch."""
         net, MPI = self.model._net, self.MPI
         k = len(xb)
         self.next = 0
         overlap = self.buckets is not None
         if k:
             loss, correct = net.compute_gradients(xb, yb, k / m, self._ready if overlap else None)
+            msums = net.metric_sums()
         else:
             self.grads.fill(0)
-            loss, correct = 0.0, 0
-        self.stats[:] = (loss * k, correct, k)
+            loss, correct, msums = 0.0, 0, 0.0
+        if len(self.stats) != 3 + len(net.metric_sums()):
+            self.stats = np.zeros(3 + len(net.metric_sums()), dtype=np.float64)
+        self.stats[:3] = (loss * k, correct, k)
+        self.stats[3:] = msums
         t0 = time.perf_counter()
         if overlap:
             self._launch(0)  # the same buckets in the same order on every rank, also an empty one
@@ -297,7 +301,7 @@ class _Session:
             self.c.Allreduce(MPI.IN_PLACE, self.stats, op=MPI.SUM)
         self.allreduce_s += time.perf_counter() - t0
         self.steps += 1
-        return self.stats[0] / m, int(round(self.stats[1]))
+        return self.stats[0] / m, int(round(self.stats[1])), self.stats[3:]
 
     def sync_state(self):
         """After an update: each rank blended its own shard's batch statistics into the moving

@@ -164,7 +164,7 @@ def _weight_arrays(model):
 
 def save_model(model, path, include_optimizer=True):
     """Write architecture, weights and (if compiled) loss, optimizer and its state to one file."""
-    from . import __version__
+    from . import __version__, metrics
     header = {"format_version": FORMAT_VERSION, "cnnbp_version": __version__, "kind": "model",
               "model": _model_config(model), "training": None}
     arrays = _weight_arrays(model)
@@ -174,7 +174,7 @@ def save_model(model, path, include_optimizer=True):
         header["training"] = {
             "loss": dict(model._loss.get_config(), class_name=type(model._loss).__name__),
             "optimizer": dict(opt.get_config(), class_name=type(opt).__name__),
-            "metrics": list(model._metrics), "loss_epsilon": model._loss_epsilon, "fuse_loss": model._fuse,
+            "metrics": [metrics._serialize(m) for m in model._metrics], "loss_epsilon": model._loss_epsilon, "fuse_loss": model._fuse,
             "iterations": int(net.iterations), "shuffle_seed": int(model._shuffle_seed),
         }
         arrays += [(f"optimizer/state{i}", v) for i, v in enumerate(net.optimizer_state())]

@@ -13,8 +13,9 @@ import numpy as np
 from . import _core
 from . import callbacks as callbacks_mod
 from . import losses as losses_mod
+from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from ._progress import Progress
+from ._progress import Progress, _fmt_logs
 from ._seeding import next_seed
 from .layers import BatchNormalization, InputLayer, KerasTensor, Layer
 
@@ -25,7 +26,6 @@ NumericalError = _core.NumericalError
 # it off to compare the fused and the unfused network.
 _FUSE_ACTIVATIONS = True
 
-_METRICS = {"accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy"}
 
 
 def _as_numeric(name, a):
@@ -262,11 +262,16 @@ class Model:
             raise ValueError("compile: loss is required, e.g. loss='categorical_crossentropy'")
         self._loss = losses_mod.get(loss)
         self._optimizer = optimizers_mod.get(optimizer)
-        metrics = list(metrics or [])
-        for m in metrics:
-            if not isinstance(m, str) or m not in _METRICS:
-                raise ValueError(f"compile: unknown metric {m!r}; supported: 'accuracy'")
-        self._metrics = ["accuracy"] if metrics else []
+        if isinstance(metrics, (str, metrics_mod.Metric)):
+            metrics = [metrics]
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"compile: metrics must be a list, got {type(metrics).__name__}")
+        self._metrics = [metrics_mod.get(m) for m in metrics or []]
+        names = [m.name for m in self._metrics]
+        dup = sorted({n for n in names if names.count(n) > 1 or n == "loss"})
+        if dup:
+            raise ValueError(f"compile: metric names must be distinct and not 'loss', got {dup} twice; "
+                             "give one a name=")
         self._loss_epsilon = float(loss_epsilon)
         self._fuse = bool(fuse_loss)
         self._check_numerics = bool(check_numerics)
@@ -276,6 +281,7 @@ class Model:
     def _attach_training(self):
         self._net.set_loss(self._loss.core_kind, self._loss_epsilon, self._fuse, self._loss.delta)
         self._net.check_numerics = self._check_numerics
+        self._net.set_metrics([m._spec() for m in self._metrics])
         self._optimizer._attach(self._net)
 
     @property
@@ -427,7 +433,7 @@ class Model:
         self.history = history
         for cb in cbs:
             cb.on_train_begin()
-        acc = bool(self._metrics)
+        track = self._tracker()
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
@@ -436,8 +442,9 @@ class Model:
             bar = Progress(steps, n, verbose)
             order = np.random.default_rng([shuffle_seed, epoch]).permutation(n) if shuffle else None
             loss_sum = 0.0
-            correct = 0
             seen = 0
+            if track:
+                track.reset()
             for step in range(steps):
                 a, b = step * gbs, min((step + 1) * gbs, n)
                 la, lb = dist.local(a, b) if dist else (a, b)
@@ -450,7 +457,7 @@ class Model:
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
                 if dist:
-                    loss, c = dist.step(xb, yb, b - a)
+                    loss, c, msums = dist.step(xb, yb, b - a)
                     if not math.isfinite(loss):
                         from .distributed import _CollectiveError
                         err = NumericalError(f"epoch {epoch + 1}, batch {step + 1}: loss is {loss} (summed over "
@@ -463,12 +470,13 @@ class Model:
                         loss, c = net.train_step(xb, yb)
                     except NumericalError as e:
                         raise NumericalError(f"epoch {epoch + 1}, batch {step + 1}: {e}") from None
+                    msums = net.metric_sums() if track else None
                 loss_sum += loss * (b - a)
-                correct += c
                 seen += b - a
                 logs = {"loss": loss_sum / seen}
-                if acc:
-                    logs["accuracy"] = correct / seen
+                if track:
+                    track.add(msums, b - a)
+                    logs.update(track.values())
                 bar.update(step + 1, seen, logs)
                 blogs = dict(logs, batch_loss=loss)
                 for cb in cbs:
@@ -478,19 +486,24 @@ class Model:
                 if self.stop_training:
                     break
             epoch_logs = {"loss": loss_sum / max(seen, 1)}
-            if acc:
-                epoch_logs["accuracy"] = correct / max(seen, 1)
+            if track:
+                epoch_logs.update(track.values())
             if val is not None:
                 if dist:  # each rank evaluates its slice; the sums are reduced
                     va, vb = dist.local(0, len(val[0]))
-                    vl = self._evaluate_arrays(val[0][va:vb], val[1][va:vb], bs) if vb > va else (0.0, 0.0)
-                    tot = dist.sum([vl[0] * (vb - va), vl[1] * (vb - va)])
-                    vl = (tot[0] / len(val[0]), round(tot[1]) / len(val[0]))
+                    vt = self._tracker()
+                    vloss = self._evaluate_arrays(val[0][va:vb], val[1][va:vb], bs, vt) if vb > va else 0.0
+                    tot = dist.sum(np.concatenate([[vloss * (vb - va)], vt.total if vt else []]))
+                    vloss = tot[0] / len(val[0])
+                    if vt:
+                        vt.total[:] = tot[1:]
+                        vt.count = len(val[0])
                 else:
-                    vl = self._evaluate_arrays(val[0], val[1], bs)
-                epoch_logs["val_loss"] = vl[0]
-                if acc:
-                    epoch_logs["val_accuracy"] = vl[1]
+                    vt = self._tracker()
+                    vloss = self._evaluate_arrays(val[0], val[1], bs, vt)
+                epoch_logs["val_loss"] = vloss
+                if vt:
+                    epoch_logs.update(vt.values("val_"))
             bar.finish(epoch_logs)
             for cb in cbs:
                 cb.on_epoch_end(epoch, epoch_logs)
@@ -503,15 +516,32 @@ class Model:
             cb.on_train_end()
         return history
 
-    def _evaluate_arrays(self, x, y, bs):
+    def _tracker(self):
+        """The compiled metrics' running sums (None without metrics)."""
+        if not self._metrics:
+            return None
+        return metrics_mod._Tracker(self._metrics, int(np.prod(self._net.output_shape)))
+
+    def _evaluate_arrays(self, x, y, bs, track=None):
+        """Mean loss over x, y; the metrics' sums go into track."""
         net = self._net
-        total, correct = 0.0, 0
+        total = 0.0
         for a in range(0, len(x), bs):
             b = min(a + bs, len(x))
-            loss, c = net.evaluate(x[a:b], y[a:b])
+            loss, _ = net.evaluate(x[a:b], y[a:b])
             total += loss * (b - a)
-            correct += c
-        return total / len(x), correct / len(x)
+            if track:
+                track.add(net.metric_sums(), b - a)
+        return total / len(x)
+
+    def _result(self, loss, track, return_dict):
+        """evaluate / test_on_batch / train_on_batch results, as Keras returns them."""
+        logs = {"loss": loss}
+        if track:
+            logs.update(track.values())
+        if return_dict:
+            return logs
+        return list(logs.values()) if track else loss
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
         """Mean loss (and accuracy if compiled with metrics) over x, y, in inference mode."""
@@ -522,16 +552,12 @@ class Model:
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
         y = self._prepare_y(y, len(x))
-        loss, acc = self._evaluate_arrays(x, y, bs)
-        logs = {"loss": loss}
-        if self._metrics:
-            logs["accuracy"] = acc
+        track = self._tracker()
+        loss = self._evaluate_arrays(x, y, bs, track)
         verbose = 1 if verbose == "auto" else int(verbose)
         if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
-        if return_dict:
-            return logs
-        return [loss, acc] if self._metrics else loss
+            print(_fmt_logs(self._result(loss, track, True)), flush=True)
+        return self._result(loss, track, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, **kwargs):
         """Outputs of the model for x (inference mode), in batches."""
@@ -549,13 +575,37 @@ class Model:
     def __call__(self, x):
         return self.predict(x)
 
-    def train_on_batch(self, x, y):
-        """One optimizer step on one batch; returns [loss, accuracy] (or loss)."""
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on one batch; returns the loss, or [loss, metrics...] when compiled with
+        metrics (their values on this batch before the update), or a dict."""
+        if sample_weight is not None or class_weight is not None:
+            raise TypeError("train_on_batch: sample_weight and class_weight are not supported")
         self._require_compiled("train_on_batch")
         x = self._prepare_x(x)
         y = self._prepare_y(y, len(x))
-        loss, c = self._net.train_step(x, y)
-        return [loss, c / len(x)] if self._metrics else loss
+        try:
+            loss, _ = self._net.train_step(x, y)
+        except NumericalError as e:
+            raise NumericalError(f"train_on_batch: {e}") from None
+        track = self._tracker()
+        if track:
+            track.add(self._net.metric_sums(), len(x))
+        return self._result(loss, track, return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss (and metrics) of one batch in inference mode, without updating."""
+        if sample_weight is not None:
+            raise TypeError("test_on_batch: sample_weight is not supported")
+        self._require_compiled("test_on_batch")
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, len(x))
+        track = self._tracker()
+        return self._result(self._evaluate_arrays(x, y, len(x), track), track, return_dict)
+
+    def predict_on_batch(self, x):
+        """Outputs of the model for one batch (inference mode)."""
+        x = self._prepare_x(x)
+        return self._net.predict(x)
 
     # -- weights ------------------------------------------------------------------------------
     def get_weights(self):

@@ -221,6 +221,15 @@ def loss(pred, target, kind, epsilon=1e-7, isa=None, delta=1.0):
                              float(delta), _isa(isa))
 
 
+def metric_sums(pred, target, kind, k=5, threshold=0.5, class_id=-1, bins=200, sparse=False, logits=0, isa=None):
+    """A metric's sums over one batch (kinds in csrc/kernels/metric.h; cnnbp.metrics uses them):
+    pred (N, K); target (N, K), or (N,) labels when sparse; logits: 0 probabilities, 1 softmax
+    logits, 2 sigmoid logits."""
+    dt = _dtype(pred, target)
+    return _fn("metric_sums", dt)(_arr(pred, dt), _arr(target, dt), int(kind), int(k), float(threshold),
+                                  int(class_id), int(bins), bool(sparse), int(logits), _isa(isa))
+
+
 def sgd_update(params, grads, buf, learning_rate, momentum=0.0, weight_decay=0.0, nesterov=False, isa=None):
     """One SGD step in place on params (and the momentum buffer buf)."""
     dt = params.dtype
