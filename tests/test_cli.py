@@ -75,9 +75,10 @@ def test_train_a_json_architecture(tmp_path):
     arch = cnnbp.io.model_to_json(cnnbp.Sequential([Input((28, 28, 1)), Flatten(), Dense(10, activation="softmax")]))
     (tmp_path / "mlp.json").write_text(arch)
     r = cli("train", "--model", "mlp.json", "--data", "bundled", "--epochs", "1", "--quiet", "--out", "o",
-            cwd=tmp_path)
+            "--optimizer", "nadam", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "7,850 parameters" in r.stdout
+    assert "7,850 parameters" in r.stdout and "nadam lr 0.001" in r.stdout
+    assert float(r.stdout.split("test accuracy:")[1].split()[0]) > 0.6
     (tmp_path / "bad.json").write_text("{not json")
     r = cli("train", "--model", "bad.json", "--data", "bundled", cwd=tmp_path)
     assert r.returncode == 1 and "not valid JSON" in r.stderr

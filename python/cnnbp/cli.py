@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}
+OPTIMIZERS = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion"]
+DEFAULT_LR = {"sgd": 0.01, "adadelta": 1.0, "lion": 0.0003}   # the others: 0.001
 
 
 class CliError(Exception):
@@ -58,7 +59,7 @@ def build_parser():
                    help="fashion-mnist (the installed set, else the bundled subset), bundled, or a folder of IDX files")
     t.add_argument("--epochs", type=_positive_int, default=2)
     t.add_argument("--batch-size", type=_positive_int, default=None, help="default: 32 (seed), 64 (lenet, vgg)")
-    t.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help="default: adam (seed, vgg), sgd with momentum 0.9 (lenet)")
     t.add_argument("--lr", type=_positive_float, default=None)
     t.add_argument("--threads", type=_positive_int, default=None)
@@ -206,9 +207,11 @@ def _train(args, rank, world):
     (x_train, y_train), (x_test, y_test) = _load_data(args.data)
     x_train, x_test = _fit_images(x_train, shape), _fit_images(x_test, shape)
     opt_name = args.optimizer or ("sgd" if args.model == "lenet" else "adam")
-    lr = args.lr or DEFAULT_LR[opt_name]
-    opt = {"sgd": lambda: cnnbp.optimizers.SGD(lr, momentum=0.9), "adam": lambda: cnnbp.optimizers.Adam(lr),
-           "adamw": lambda: cnnbp.optimizers.AdamW(lr)}[opt_name]()
+    lr = args.lr or DEFAULT_LR.get(opt_name, 0.001)
+    if opt_name == "sgd":
+        opt = cnnbp.optimizers.SGD(lr, momentum=0.9)
+    else:
+        opt = type(cnnbp.optimizers.get(opt_name))(learning_rate=lr)
     bs = args.batch_size or (32 if args.model == "seed" else 64)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if rank == 0:

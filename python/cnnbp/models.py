@@ -249,7 +249,7 @@ class Model:
         return (None,) + out
 
     # -- compile ------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss=None, metrics=None, loss_epsilon=1e-7, fuse_loss=True,
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_epsilon=1e-7, fuse_loss=True,
                 check_numerics=False, **kwargs):
         """Choose the optimizer, loss and metrics. Keras's run_eagerly/jit_compile/steps_per_execution
         are accepted and ignored (the step always runs as one C++ call). By default a NaN or Inf
