@@ -122,3 +122,10 @@ def test_load_image_folder(tmp_path):
         cnnbp.datasets.load_image_folder(tmp_path)
     with pytest.raises(FileNotFoundError):
         cnnbp.datasets.load_image_folder(tmp_path / "none")
+
+
+def test_keras_loader_spellings(tmp_path, monkeypatch):
+    (a, b), (c, d) = cnnbp.datasets.fashion_mnist.load_data()
+    assert a.shape[1:] == (28, 28) and a.dtype == np.uint8 and len(a) == len(b) and len(c) == len(d)
+    with pytest.raises(FileNotFoundError, match="mnist"):
+        cnnbp.datasets.mnist.load_data(path=tmp_path)

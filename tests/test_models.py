@@ -343,3 +343,103 @@ def test_live_progress_bar_on_a_terminal():
     text = out.getvalue()
     assert text.count("\r") >= 4 and "ETA" in text and "img/s" in text and "[" in text
     assert text.endswith("loss: 0.2500 - accuracy: 0.5000\n")
+
+
+# ---- Keras habits ---------------------------------------------------------------------------------
+def test_sequential_with_an_input_is_built_at_construction_and_after_each_add():
+    from cnnbp.layers import Dense, Input
+    m = cnnbp.Sequential([Input((4,)), Dense(3)])
+    assert [w.shape for w in m.layers[0].get_weights()] == [(4, 3), (3,)]
+    m.layers[0].set_weights([np.full((4, 3), 0.5), np.arange(3.0)])
+    head = Dense(2, activation="softmax")
+    m.add(head)                                    # built again; the first layer keeps its weights
+    assert np.all(m.layers[0].get_weights()[0] == 0.5) and m.output_shape == (None, 2)
+    assert [w.shape for w in head.get_weights()] == [(3, 2), (2,)]
+    assert m.pop() is head and head.get_weights() == []
+    assert m.output_shape == (None, 3) and np.all(m.layers[0].get_weights()[0] == 0.5)
+    # built incrementally, one add at a time, from Input or input_shape=
+    s = cnnbp.Sequential()
+    s.add(Input((5,)))
+    s.add(Dense(2))
+    assert s.layers[0].get_weights()[0].shape == (5, 2)
+    t = cnnbp.Sequential([Dense(2, input_shape=(6,))])
+    assert t.layers[0].get_weights()[0].shape == (6, 2)
+
+
+def test_sequential_add_that_does_not_fit_is_undone():
+    from cnnbp.layers import Conv2D, Dense, Input
+    m = cnnbp.Sequential([Input((4,)), Dense(3)])
+    w = m.layers[0].get_weights()
+    with pytest.raises(ValueError):
+        m.add(Conv2D(2, 3))                        # a 2-D convolution on a vector
+    assert len(m.layers) == 1 and m.output_shape == (None, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(w, m.layers[0].get_weights()))
+
+
+def test_sequential_add_after_compile_keeps_training():
+    from cnnbp.layers import Dense, Input
+    m = cnnbp.Sequential([Input((4,)), Dense(3, activation="relu")])
+    m.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    m.add(Dense(1))
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    h = m.fit(x, x[:, :1], epochs=2, verbose=0)
+    assert list(h.history) == ["loss", "mae"]
+
+
+def test_keras_top_level_names():
+    from cnnbp import layers as L
+    x = cnnbp.Input((4,))
+    a, b = L.Dense(3)(x), L.Dense(3)(x)
+    y = L.concatenate([L.add([a, b]), L.subtract([a, b]), L.multiply([a, b]), L.average([a, b]),
+                       L.maximum([a, b])])
+    m = cnnbp.Model(x, y)
+    assert m.output_shape == (None, 15)
+    assert [type(l).__name__ for l in m.layers[2:]] == ["Add", "Subtract", "Multiply", "Average", "Maximum",
+                                                        "Concatenate"]
+    assert m.inputs[0].shape == (None, 4) and m.outputs[0].shape == (None, 15) and m.input is m.inputs[0]
+    assert cnnbp.models.load_model is not None
+
+
+def test_a_symbolic_tensor_used_as_a_model_says_to_wrap_it():
+    from cnnbp.layers import Dense
+    x = cnnbp.Input((4,))
+    y = Dense(2)(x)
+    for method in ("compile", "fit", "predict", "summary"):
+        with pytest.raises(AttributeError, match=r"symbolic tensor.*cnnbp\.Model\(inputs, outputs\)"):
+            getattr(y, method)
+    with pytest.raises(AttributeError, match="no attribute 'foo'"):
+        y.foo
+
+
+def test_get_config_from_config_and_to_json():
+    from cnnbp.layers import Conv2D, Dense, Flatten, Input
+    m = cnnbp.Sequential([Input((6, 6, 1)), Conv2D(2, 3), Flatten(), Dense(3)])
+    cfg = m.get_config()
+    again = cnnbp.Sequential.from_config(cfg)
+    assert again.get_config() == cfg and again.count_params() == m.count_params()
+    assert cnnbp.io.model_from_json(m.to_json()).get_config() == cfg
+
+
+def test_predict_progress_bar_by_default(capsys):
+    from cnnbp.layers import Dense, Input
+    m = cnnbp.Sequential([Input((3,)), Dense(2)])
+    x = np.zeros((70, 3), np.float32)
+    m.predict(x, batch_size=32)
+    out = capsys.readouterr().out
+    assert out.startswith("3/3 - ") and "img/s" in out and out.rstrip().endswith("img/s")
+    m.predict(x, verbose=0)
+    m(x)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="verbose"):
+        m.predict(x, verbose=3)
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.h5", "m.weights.h5"])
+def test_saving_under_a_keras_suffix_warns_and_still_loads(tmp_path, name):
+    from cnnbp.layers import Dense, Input
+    m = cnnbp.Sequential([Input((3,)), Dense(2)])
+    with pytest.warns(UserWarning, match="cnnbp's own format"):
+        m.save(tmp_path / name)
+    assert np.array_equal(cnnbp.load_model(tmp_path / name).layers[0].get_weights()[0], m.layers[0].get_weights()[0])
+    with pytest.warns(UserWarning, match="cnnbp's own format"):
+        m.save_weights(tmp_path / ("w" + name))

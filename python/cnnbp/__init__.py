@@ -17,13 +17,14 @@ from ._seeding import set_seed
 from . import callbacks, datasets, distributed, explain, io, layers, losses, metrics, ops, optimizers, plot, report, utils
 from . import applications
 from .models import Model, Sequential
+from .layers import Input
 from .io import load_model
 from .gradient_check import GradcheckResult, gradcheck
 
 __version__ = _core.__version__
 
 __all__ = [
-    "Model", "Sequential", "NumericalError", "load_model", "layers", "losses", "metrics", "optimizers", "callbacks", "datasets",
+    "Model", "Sequential", "Input", "NumericalError", "load_model", "layers", "losses", "metrics", "optimizers", "callbacks", "datasets",
     "ops", "utils", "explain", "plot", "report", "io", "distributed", "set_num_threads", "get_num_threads", "set_seed", "show_config", "cpu_capability",
     "gradcheck", "GradcheckResult",
     "__version__",

@@ -18,6 +18,10 @@ def _fmt_logs(logs):
     return " - ".join(f"{k}: {_fmt_value(v)}" for k, v in logs.items())
 
 
+def _tail(logs):
+    return " - " + _fmt_logs(logs) if logs else ""
+
+
 def _fmt_value(v):
     """A log value: a number, or a vector (a per-class metric) printed in brackets."""
     if isinstance(v, (list, tuple)) or getattr(v, "ndim", 0):
@@ -51,7 +55,7 @@ class Progress:
         rate = samples / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) * elapsed / step if step else 0.0
         tail = f"ETA {_fmt_time(eta)}" if step < self.total else _fmt_time(elapsed)
-        line = f"\r{step}/{self.total} [{bar}] {tail} - {rate:,.0f} img/s - {_fmt_logs(logs)}"
+        line = f"\r{step}/{self.total} [{bar}] {tail} - {rate:,.0f} img/s" + _tail(logs)
         self.stream.write(line + "\033[K")
         self.stream.flush()
 
@@ -62,6 +66,6 @@ class Progress:
         rate = self.samples / elapsed if elapsed > 0 else 0.0
         if self.live:
             self.stream.write("\r" + "\033[K")
-        line = f"{self.total}/{self.total} - {_fmt_time(elapsed)} - {rate:,.0f} img/s - {_fmt_logs(logs)}"
+        line = f"{self.total}/{self.total} - {_fmt_time(elapsed)} - {rate:,.0f} img/s" + _tail(logs)
         self.stream.write(line + "\n")
         self.stream.flush()

@@ -259,7 +259,7 @@ def _train(args, rank, world):
         except ImportError as e:
             print(f"note: no report ({e})")
     try:
-        pred = model.predict(x_test, batch_size=256).argmax(axis=1)
+        pred = model.predict(x_test, batch_size=256, verbose=0).argmax(axis=1)
         cnnbp.plot.history(history, os.path.join(args.out, "history.png"))
         cnnbp.plot.confusion(y_test, pred, cnnbp.datasets.FASHION_MNIST_CLASSES, os.path.join(args.out, "confusion.png"))
         written += ["history.png", "confusion.png"]
@@ -358,7 +358,7 @@ def cmd_predict(args):
     model = cnnbp.load_model(args.model, compile=False)
     shape = model.input_shape[1:]
     x = np.stack([_read_image(p, shape) for p in args.images])
-    probs = model.predict(x).reshape(len(x), -1)
+    probs = model.predict(x, verbose=0).reshape(len(x), -1)
     names = _class_names(probs.shape[1])
     for path, p in zip(args.images, probs):
         top = np.argsort(-p)[: args.top]
@@ -373,7 +373,7 @@ def cmd_explain(args):
     x = np.stack([_read_image(p, shape) for p in args.images])
     sal = cnnbp.explain.saliency(model, x)
     cam = cnnbp.explain.grad_cam(model, x)
-    pred = model.predict(x).reshape(len(x), -1).argmax(axis=1)
+    pred = model.predict(x, verbose=0).reshape(len(x), -1).argmax(axis=1)
     names = _class_names(model.output_shape[-1])
     os.makedirs(args.out, exist_ok=True)
     try:

@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 
-__all__ = ["load_idx", "load_fashion_mnist", "load_mnist", "load_npz", "load_image_folder", "FASHION_MNIST_CLASSES"]
+__all__ = ["load_idx", "load_fashion_mnist", "load_mnist", "load_npz", "load_image_folder", "FASHION_MNIST_CLASSES",
+           "fashion_mnist", "mnist"]
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot"]
@@ -201,3 +202,22 @@ def load_image_folder(path, image_size=None, color_mode="grayscale"):
     if not images:
         raise ValueError(f"load_image_folder: no images ({', '.join(_IMAGE_EXT)}) under {path}")
     return np.stack(images), np.array(labels, dtype=np.int64), classes
+
+
+class _KerasLoader:
+    """Keras's spelling, ``cnnbp.datasets.fashion_mnist.load_data()``: a namespace with load_data."""
+
+    def __init__(self, fn, name):
+        self._fn = fn
+        self.__name__ = name
+
+    def load_data(self, path=None):
+        """((x_train, y_train), (x_test, y_test)), uint8, images (N, 28, 28): see the loader's docs."""
+        return self._fn(path)
+
+    def __repr__(self):
+        return f"<cnnbp.datasets.{self.__name__}>"
+
+
+fashion_mnist = _KerasLoader(load_fashion_mnist, "fashion_mnist")
+mnist = _KerasLoader(load_mnist, "mnist")

@@ -42,6 +42,15 @@ def _as_numeric(name, a):
     return arr
 
 
+def _verbosity(what, verbose):
+    """Keras's verbose argument: 'auto' (1), 0, 1 or 2."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
+        raise ValueError(f"{what}: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
 def _batch_size(value, default=32):
     if value is None:
         return default
@@ -228,6 +237,48 @@ class Model:
     @property
     def layers(self):
         return list(self._layers)
+
+    @property
+    def inputs(self):
+        """[the input tensor] (a model has one input)."""
+        self._ensure_built()
+        if getattr(self, "_input_tensor", None) is None:
+            self._input_tensor = KerasTensor((None,) + tuple(self._input_shape), name=self._input_name)
+        return [self._input_tensor]
+
+    @property
+    def outputs(self):
+        """[the output tensor]."""
+        self._ensure_built()
+        if getattr(self, "_output_tensor", None) is None:
+            self._output_tensor = KerasTensor(self.output_shape, layer=self._layers[-1] if self._layers else None,
+                                              name=self._layers[-1].name if self._layers else self._input_name)
+        return [self._output_tensor]
+
+    @property
+    def input(self):
+        return self.inputs[0]
+
+    @property
+    def output(self):
+        return self.outputs[0]
+
+    def get_config(self):
+        """The architecture as a dict (cnnbp.io.model_to_json's content); from_config rebuilds it."""
+        from .io import _model_config
+        return _model_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        """A model with fresh weights from get_config's dict."""
+        import json
+        from .io import model_from_json
+        return model_from_json(json.dumps(config))
+
+    def to_json(self, **kwargs):
+        """The architecture as JSON (cnnbp.io.model_to_json); cnnbp.io.model_from_json rebuilds it."""
+        from .io import model_to_json
+        return model_to_json(self)
 
     def get_layer(self, name=None, index=None):
         """A layer by name (or by index)."""
@@ -559,21 +610,29 @@ class Model:
             print(_fmt_logs(self._result(loss, track, True)), flush=True)
         return self._result(loss, track, return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0, **kwargs):
-        """Outputs of the model for x (inference mode), in batches."""
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        """Outputs of the model for x (inference mode), in batches. verbose: 'auto' (as 1), 0
+        (silent), 1 (progress bar), 2 (one line at the end)."""
         for k in kwargs:
             if k not in ("steps", "callbacks") or kwargs[k] is not None:
                 raise TypeError(f"predict: unexpected or unsupported keyword argument {k!r}")
+        verbose = _verbosity("predict", verbose)
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
         out = np.empty((len(x),) + tuple(self._net.output_shape), dtype=self.dtype)
-        for a in range(0, len(x), bs):
+        steps = math.ceil(len(x) / bs)
+        bar = Progress(steps, len(x), verbose) if verbose else None
+        for i, a in enumerate(range(0, len(x), bs)):
             b = min(a + bs, len(x))
             out[a:b] = self._net.predict(x[a:b])
+            if bar:
+                bar.update(i + 1, b, {})
+        if bar:
+            bar.finish({})
         return out
 
     def __call__(self, x):
-        return self.predict(x)
+        return self.predict(x, verbose=0)
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss, or [loss, metrics...] when compiled with
@@ -702,11 +761,13 @@ class Model:
         """One file with architecture, weights, and (if compiled) loss, optimizer and its state;
         ``cnnbp.load_model(path)`` restores it. Written atomically (temporary file, then rename)."""
         from .io import save_model
+        _warn_keras_suffix(path)
         save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
         """Write only the weights (see cnnbp.io.save_weights)."""
         from .io import save_weights
+        _warn_keras_suffix(path)
         save_weights(self, path)
 
     def load_weights(self, path):
@@ -721,18 +782,86 @@ class Model:
         return self._net
 
 
+def _warn_keras_suffix(path):
+    """A name ending in .keras or .h5 gets cnnbp's format all the same: say so."""
+    import os
+    import warnings
+    name = os.fspath(path) if not hasattr(path, "write") else ""
+    if isinstance(name, str) and name.lower().endswith((".keras", ".h5")):
+        warnings.warn(f"{name}: written in cnnbp's own format (not Keras's .keras/.h5); cnnbp.load_model reads it, "
+                      "Keras does not. Name it .cnnbp to avoid the confusion.", UserWarning, stacklevel=3)
+
+
+def load_model(path, compile=True):
+    """Keras's cnnbp.models.load_model spelling of cnnbp.load_model."""
+    from .io import load_model as _load
+    return _load(path, compile=compile)
+
+
 class Sequential(Model):
     """A plain stack of layers: ``Sequential([Input((28, 28, 1)), Conv2D(...), ...])``."""
 
     def __init__(self, layers=None, name=None, dtype="float32", **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
         for layer in layers or []:
-            self.add(layer)
+            self._append(layer)
+        if self._input_shape is not None and self._layers:
+            self._build()   # as Keras: with an input shape the weights exist at once
 
     def add(self, layer):
-        """Append a layer (or start with Input(shape))."""
-        if self._net is not None:
-            raise ValueError(f"{self.name}: cannot add layers after the model was built")
+        """Append a layer (or start with Input(shape)). Once the input shape is known the model is
+        built after every add, as in Keras; the layers already there keep their weights."""
+        if isinstance(layer, KerasTensor) and layer._layer is not None and not isinstance(layer._layer, InputLayer):
+            raise TypeError(f"{self.name}: add() takes layers or Input(...), got a layer output")
+        self._rebuild(lambda: self._append(layer), lambda: self._layers.pop() if self._layers and
+                      self._layers[-1] is layer else None)
+
+    def pop(self):
+        """Remove and return the last layer; a built model is built again without it."""
+        if not self._layers:
+            raise ValueError(f"{self.name}: there are no layers to pop")
+        out = self._layers[-1]
+        self._rebuild(lambda: self._layers.pop(), lambda: self._layers.append(out))
+        return out
+
+    def _rebuild(self, change, undo):
+        """Apply change() to the layer list and, when the input shape is known, build the network
+        again with the weights of the layers that stay (a compiled model keeps its loss, optimizer
+        and metrics; the optimizer's state starts over). A change that does not build is undone."""
+        if self._net is None:
+            change()
+            if self._input_shape is not None and self._layers:
+                try:
+                    self._build()
+                except Exception:
+                    self._unbind()
+                    undo()
+                    raise
+            return
+        saved = [(l, l.get_weights()) for l in self._layers]
+        self._unbind()
+        try:
+            change()
+            if self._layers:
+                self._build()
+        except Exception:
+            self._unbind()
+            undo()
+            self._build()
+            for l, w in saved:
+                l.set_weights(w)
+            raise
+        for l, w in saved:
+            if l in self._layers:
+                l.set_weights(w)
+
+    def _unbind(self):
+        for l in self._layers:
+            l._net = None
+            l._params, l._state = {}, {}
+        self._net = None
+
+    def _append(self, layer):
         if isinstance(layer, KerasTensor):
             if not isinstance(layer._layer, InputLayer):
                 raise TypeError(f"{self.name}: add() takes layers or Input(...), got a layer output")
@@ -749,12 +878,6 @@ class Sequential(Model):
             self._input_shape = layer._input_shape_arg
         elif layer._input_shape_arg is not None and self._layers:
             raise ValueError(f"{layer.name}: input_shape is only meaningful on the first layer")
+        if any(l is layer for l in self._layers) or layer._net is not None:
+            raise ValueError(f"{layer.name}: a layer can belong to one model once (weight sharing is not supported)")
         self._layers.append(layer)
-
-    def pop(self):
-        """Remove and return the last layer (before the model is built)."""
-        if self._net is not None:
-            raise ValueError(f"{self.name}: cannot remove layers after the model was built")
-        if not self._layers:
-            raise ValueError(f"{self.name}: there are no layers to pop")
-        return self._layers.pop()

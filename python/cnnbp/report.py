@@ -104,7 +104,7 @@ def write(run_dir, model, x_test, y_test, class_names=None, history=None, monito
     from . import explain, plot
     os.makedirs(run_dir, exist_ok=True)
     y_test = np.asarray(y_test).astype(np.int64).reshape(-1)
-    prob = model.predict(x_test, batch_size=256)
+    prob = model.predict(x_test, batch_size=256, verbose=0)
     k = prob.shape[1]
     names = [str(c) for c in (class_names if class_names is not None else range(k))]
     if len(names) != k:

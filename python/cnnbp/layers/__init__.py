@@ -6,7 +6,8 @@ network's flat buffers, and ``layer.kernel`` / ``layer.bias`` are numpy views of
 from .base import InputLayer, Input, KerasTensor, Layer
 from .convolutional import Conv2D
 from .core import Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
-from .merging import Add, Average, Concatenate, Maximum, Multiply, Subtract
+from .merging import (Add, Average, Concatenate, Maximum, Multiply, Subtract, add, average, concatenate, maximum,
+                      multiply, subtract)
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
                       GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
@@ -18,4 +19,5 @@ __all__ = [
     "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Flatten",
     "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "Dropout", "Identity", "BatchNormalization", "Add",
     "Subtract", "Multiply", "Average", "Maximum", "Concatenate", "ZeroPadding2D", "Cropping2D",
+    "add", "subtract", "multiply", "average", "maximum", "concatenate",
 ]

@@ -176,6 +176,18 @@ class KerasTensor:
     def __repr__(self):
         return f"<KerasTensor shape={self.shape} name={self.name}>"
 
+    _MODEL_METHODS = frozenset(("compile", "fit", "evaluate", "predict", "summary", "save", "save_weights",
+                                "load_weights", "get_weights", "set_weights", "train_on_batch", "test_on_batch",
+                                "predict_on_batch", "layers", "count_params", "get_layer", "to_json"))
+
+    def __getattr__(self, name):
+        if name in KerasTensor._MODEL_METHODS:
+            raise AttributeError(
+                f"'{self.name}' is a symbolic tensor (the output of a layer call), not a model, so it has no "
+                f"{name}(); wrap the graph in a model first: model = cnnbp.Model(inputs, outputs), where inputs "
+                "is the Input(...) tensor and outputs this tensor")
+        raise AttributeError(f"'KerasTensor' object has no attribute {name!r}")
+
 
 class Layer:
     """Base layer. Subclasses add their node(s) to the C++ network in ``_add_to``."""

@@ -56,3 +56,34 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return dict(super().get_config(), axis=self.axis)
+
+
+# Keras's functional spellings: add([a, b]) is Add()([a, b]).
+def add(inputs, **kwargs):
+    """Add()(inputs)."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """Subtract()(inputs)."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """Multiply()(inputs)."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """Average()(inputs)."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """Maximum()(inputs)."""
+    return Maximum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """Concatenate(axis)(inputs)."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
