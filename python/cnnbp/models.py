@@ -552,9 +552,10 @@ class Model:
                 else:
                     vt = self._tracker()
                     vloss = self._evaluate_arrays(val[0], val[1], bs, vt)
-                epoch_logs["val_loss"] = vloss
+                prefix = getattr(self, "_val_prefix", "val_")   # the command line calls its test set "test"
+                epoch_logs[prefix + "loss"] = vloss
                 if vt:
-                    epoch_logs.update(vt.values("val_"))
+                    epoch_logs.update(vt.values(prefix))
             bar.finish(epoch_logs)
             for cb in cbs:
                 cb.on_epoch_end(epoch, epoch_logs)

@@ -15,7 +15,8 @@ def _figure(*args, **kwargs):
 
 
 def history(history, path=None):
-    """Loss and accuracy per epoch, training and validation, from a History (or its dict)."""
+    """Loss and accuracy per epoch, training and validation (or test: keys test_...), from a History
+    (or its dict)."""
     h = getattr(history, "history", history)
     if not isinstance(h, dict) or "loss" not in h:
         raise ValueError("plot.history: expected a History from fit() or its .history dict")
@@ -25,8 +26,9 @@ def history(history, path=None):
     epochs = np.arange(1, len(h["loss"]) + 1)
     for ax, key in zip(axes, ["loss"] + (["accuracy"] if has_acc else [])):
         ax.plot(epochs, h[key], "o-", label="train")
-        if f"val_{key}" in h:
-            ax.plot(epochs, h[f"val_{key}"], "s--", label="validation")
+        for prefix, label in (("val_", "validation"), ("test_", "test")):
+            if f"{prefix}{key}" in h:
+                ax.plot(epochs, h[f"{prefix}{key}"], "s--", label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_xticks(epochs if len(epochs) <= 20 else ax.get_xticks())
