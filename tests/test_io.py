@@ -238,17 +238,27 @@ def test_killing_a_process_while_it_saves_never_leaves_a_broken_file(tmp_path):
             i += 1
     """)
     rng = np.random.default_rng(0)
-    for trial in range(5):
-        with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:
-            try:
-                assert p.stdout.readline().strip() == "saved"
-                time.sleep(float(rng.uniform(0.05, 0.6)))
-            finally:
-                p.send_signal(signal.SIGKILL)
-                p.wait()
-        m = cnnbp.load_model(target)  # loads: never a partial file
-        b = m.layers[-1].bias
-        assert np.all(b == b[0])  # one consistent save
+    for unnamed in (True, False):   # O_TMPFILE temporaries, and the named ones of file systems without it
+        prelude = "" if unnamed else "import os; del os.O_TMPFILE\n"
+        leftovers = []
+        for trial in range(15):
+            with subprocess.Popen([sys.executable, "-c", prelude + code], stdout=subprocess.PIPE, text=True) as p:
+                try:
+                    assert p.stdout.readline().strip() == "saved"
+                    time.sleep(float(rng.uniform(0.05, 0.4)))
+                finally:
+                    p.send_signal(signal.SIGKILL)
+                    p.wait()
+            m = cnnbp.load_model(target)  # loads: never a partial file
+            b = m.layers[-1].bias
+            assert np.all(b == b[0])  # one consistent save
+            leftovers.append(len([n for n in os.listdir(tmp_path) if n.startswith(".cnnbp-save-")]))
+        if unnamed:   # a killed save of an unnamed file leaves nothing (at most one in the link-rename instant)
+            assert sum(leftovers) <= 1, leftovers
+        else:         # each killed save left at most its own temporary: the next save removed the earlier ones
+            assert max(leftovers) <= 1, leftovers
+        m.save(target)   # a save in the folder removes the temporaries of processes that no longer exist
+        assert sorted(os.listdir(tmp_path)) == ["m.cnnbp"]
 
 
 def test_resnet_with_batch_norm_resumes_bit_for_bit(tmp_path):

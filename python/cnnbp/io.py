@@ -11,7 +11,6 @@ over the target, so a crash while saving never destroys the previous file."""
 import json
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
@@ -43,6 +42,65 @@ def _file_mode(path):
         return 0o666 & ~mask
 
 
+_TMP_PREFIX = ".cnnbp-save-"
+
+
+def _temporary_name(folder):
+    """A name for a temporary in folder that says which process made it (see _remove_orphans)."""
+    import secrets
+    return os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+
+
+def _open_temporary(folder):
+    """(fd, name): an unnamed file in folder (O_TMPFILE, name None) where the system and the file
+    system allow one, else a named temporary (name with this process's id)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag and os.path.isdir("/proc/self/fd"):
+        try:
+            return os.open(folder, flag | os.O_WRONLY, 0o600), None
+        except OSError:
+            pass   # a file system without O_TMPFILE (or an old kernel): named temporaries
+    while True:
+        name = _temporary_name(folder)
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), name
+        except FileExistsError:
+            continue
+
+
+def _link_unnamed(fd, name):
+    """Give the O_TMPFILE file fd a name: linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW). (os.link
+    with default directory fds calls link(), which does not follow the /proc link: pass one.)"""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
+
+
+def _remove_orphans(folder):
+    """Remove temporaries of saves whose process no longer exists (a save killed mid-write)."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(_TMP_PREFIX)]
+    except OSError:
+        return
+    for n in names:
+        pid = n[len(_TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue            # alive (or not ours to signal): leave it
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(os.path.join(folder, n))
+        except OSError:
+            pass
+
+
 def _write_atomic(path, header, arrays):
     path = os.fspath(path)
     blob_parts, tensors, offset = [], [], 0
@@ -60,7 +118,8 @@ def _write_atomic(path, header, arrays):
     hbytes = json.dumps(header, sort_keys=True).encode("utf-8")
     prelude = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(hbytes), zlib.crc32(hbytes))
     folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".cnnbp-save-", dir=folder)
+    _remove_orphans(folder)
+    fd, tmp = _open_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(prelude)
@@ -68,13 +127,19 @@ def _write_atomic(path, header, arrays):
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the file the usual permissions
+            os.fchmod(f.fileno(), _file_mode(path))  # temporaries are 0600; give the file the usual permissions
+            if tmp is None:
+                # An unnamed file until now: a process killed before this line leaves nothing behind.
+                # It gets a name only for the instant between the link and the rename.
+                tmp = _temporary_name(folder)
+                _link_unnamed(f.fileno(), tmp)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
