@@ -431,7 +431,7 @@ def _train_into(args, out, model, data, x_train, y_train, x_test, y_test, opt_na
           f"{data.name} ({len(x_train):,} train / {len(x_test):,} {data.held_name} images, {len(data.classes)} "
           f"classes), {args.epochs} epochs, {batch}, {opt_name} lr {lr}, {cnnbp.get_num_threads()} threads, "
           f"{cnnbp.cpu_capability()} kernels")
-    cbs = [cnnbp.callbacks.CSVLogger(os.path.join(out, "history.csv"))] if rank == 0 else []
+    cbs = [cnnbp.callbacks.CSVLogger(os.path.join(out, "history.csv"))]   # it writes on rank 0 only
     monitor = None
     if args.inspect:
         monitor = cnnbp.callbacks.GradientMonitor(every=100, log_dir=out if rank == 0 else None, warn=False,
