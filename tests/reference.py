@@ -170,7 +170,25 @@ def activation(x, kind, alpha=0.2):
     if kind == "softmax":
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
+    if kind in ("elu", "selu"):
+        a, s = (1.6732632423543772, 1.0507009873554805) if kind == "selu" else (alpha, 1.0)
+        return s * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+    if kind == "gelu":
+        return 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+    if kind == "swish":
+        return x / (1 + np.exp(-x))
+    if kind == "softplus":
+        return np.logaddexp(0, x)
+    if kind == "hard_sigmoid":
+        return np.clip(x / 6 + 0.5, 0, 1)
+    if kind in ("relu_max", "relu6"):
+        return np.clip(x, 0, alpha)
     return x
+
+
+def _erf(x):
+    import math
+    return np.vectorize(math.erf)(x)
 
 
 def activation_backward(dy, x, kind, alpha=0.2):
@@ -185,6 +203,18 @@ def activation_backward(dy, x, kind, alpha=0.2):
         return dy * (1 - y * y)
     if kind == "softmax":
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    if kind in ("elu", "selu"):
+        a, s = (1.6732632423543772, 1.0507009873554805) if kind == "selu" else (alpha, 1.0)
+        return dy * s * np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0)))
+    if kind == "gelu":
+        return dy * (0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi))
+    if kind in ("swish", "softplus"):
+        s = 1 / (1 + np.exp(-x))
+        return dy * (s + x * s * (1 - s) if kind == "swish" else s)
+    if kind == "hard_sigmoid":
+        return dy * ((x > -3) & (x < 3)) / 6
+    if kind in ("relu_max", "relu6"):
+        return dy * ((x > 0) & (x < alpha))
     return dy
 
 

@@ -158,3 +158,41 @@ def test_backward_after_an_inference_forward_uses_that_batch():
     net.forward(x2, training=False)
     net.backward(y)
     assert np.array_equal(np.array(net.flat_grads()), expected)
+
+
+@pytest.mark.parametrize("act", ["elu", "selu", "gelu", "swish", "silu", "softplus", "hard_sigmoid", "relu6"])
+def test_keras_activations_in_layers_backpropagate_exactly(act):
+    """Each activation after a Conv2D and a Dense (fused into the layer where its derivative is a
+    function of the output, else an Activation node of its own), and as an Activation layer."""
+    from cnnbp.layers import Activation, Conv2D, Dense, Flatten, Input
+    cnnbp.set_seed(4)
+    x = Input((6, 6, 2))
+    h = Conv2D(3, 3, activation=act)(x)
+    h = Activation(act)(Dense(5)(Flatten()(h)))
+    y = Dense(3, activation=act)(h)
+    model = cnnbp.Model(x, y, dtype="float64")
+    rng = np.random.default_rng(1)
+    xs, ys = rng.standard_normal((3, 6, 6, 2)), rng.standard_normal((3, 3))
+    res = cnnbp.gradcheck(model, xs, ys, loss="mse", print_fn=None)
+    assert res.ok, res
+    fused = act == "relu6"
+    assert len(model.network.layer_info()) == (5 if fused else 7)   # own Activation nodes for the others
+
+
+def test_relu_max_value_elu_layer_and_their_configs(tmp_path):
+    from cnnbp.layers import ELU, Dense, Input, ReLU
+    cnnbp.set_seed(2)
+    m = cnnbp.Sequential([Input((4,)), Dense(6), ReLU(max_value=1.5), Dense(3), ELU(alpha=0.5)])
+    x = np.random.default_rng(0).standard_normal((8, 4)) * 3
+    h = np.clip(x @ m.layers[0].get_weights()[0] + m.layers[0].get_weights()[1], 0, 1.5)
+    z = h @ m.layers[2].get_weights()[0] + m.layers[2].get_weights()[1]
+    expect = np.where(z > 0, z, 0.5 * np.expm1(np.minimum(z, 0)))
+    assert np.allclose(m.predict(x.astype(np.float32), verbose=0), expect, atol=1e-5)
+    m.save(tmp_path / "m.cnnbp")
+    back = cnnbp.load_model(tmp_path / "m.cnnbp")
+    assert back.layers[1].max_value == 1.5 and back.layers[3].alpha == 0.5
+    assert np.array_equal(back.predict(x.astype(np.float32), verbose=0), m.predict(x.astype(np.float32), verbose=0))
+    with pytest.raises(ValueError, match="max_value must be a number > 0"):
+        ReLU(max_value=0)
+    with pytest.raises(ValueError, match="unknown activation 'mish'.*'gelu'"):
+        Dense(2, activation="mish")

@@ -8,27 +8,36 @@ from cnnbp import ops
 import reference as ref
 from conftest import ISAS
 
-KINDS = ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"]
+KINDS = list(ops._ACT)   # every C++ kind
+ALPHA = {"leaky_relu": 0.1, "elu": 0.7, "relu_max": 2.0}   # each kind's parameter, where it has one
+
+
+def test_every_kind_is_tested():
+    assert KINDS == ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "swish",
+                     "softplus", "hard_sigmoid", "relu_max"]
 
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_activation_matches_reference(rng, kind, isa, threads):
+    a = ALPHA.get(kind, 0.1)
     x = (rng.standard_normal((37, 129)) * 4).astype(np.float32)
-    y = ops.activation(x, kind, alpha=0.1, isa=isa)
-    ref.assert_close(y, ref.activation(x, kind, 0.1), 1e-6, kind)
+    y = ops.activation(x, kind, alpha=a, isa=isa)
+    ref.assert_close(y, ref.activation(x, kind, a), 1e-6, kind)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    dx = ops.activation_backward(dy, x, y, kind, alpha=0.1, isa=isa)
-    ref.assert_close(dx, ref.activation_backward(dy, x.astype(np.float64), kind, 0.1), 1e-5, kind)
+    dx = ops.activation_backward(dy, x, y, kind, alpha=a, isa=isa)
+    ref.assert_close(dx, ref.activation_backward(dy, x.astype(np.float64), kind, a), 1e-5, kind)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_activation_finite_differences(rng, kind):
-    x = rng.standard_normal((4, 7))
-    x[np.abs(x) < 1e-3] = 0.5  # away from the ReLU kink
+    a = ALPHA.get(kind, 0.1)
+    x = 2 * rng.standard_normal((4, 7))
+    for kink in (0.0, 3.0, -3.0, a):   # away from the kinks of relu, hard_sigmoid and relu_max
+        x[np.abs(x - kink) < 1e-3] = 0.5
     G = rng.standard_normal(x.shape)
-    f = lambda: float(np.sum(ops.activation(x, kind, 0.1) * G))
-    dx = ops.activation_backward(G, x, ops.activation(x, kind, 0.1), kind, 0.1)
+    f = lambda: float(np.sum(ops.activation(x, kind, a) * G))
+    dx = ops.activation_backward(G, x, ops.activation(x, kind, a), kind, a)
     assert ref.rel_error(dx, ref.numerical_grad(f, x)) < 1e-6
 
 

@@ -50,6 +50,10 @@ PYBIND11_MODULE(_core, m) {
     return seen.load();
   }, "MXCSR as cnnbp's parallel work sees it (tests).");
   m.def("_live_networks", &cb::live_networks, "C++ networks alive (tests).");
+  m.def("activation_names", [] {
+    std::vector<std::string> v(cb::kActNames, cb::kActNames + cb::kActKinds);
+    return v;
+  }, "The C++ activation kinds by name, in their enum order.");
   m.def("loss_names", [] {
     std::vector<std::string> v(cb::kLossNames, cb::kLossNames + cb::kLossKinds);
     return v;

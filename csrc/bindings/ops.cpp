@@ -315,7 +315,7 @@ py::tuple dense_backward_weight(carray<T> dy, carray<T> x, bool with_bias, const
 
 template <typename T>
 py::array_t<T> activation_forward(carray<T> x, int kind, double alpha, const std::string& isa) {
-  CNNBP_CHECK(kind >= 0 && kind <= int(Act::softmax), "activation: unknown kind ", kind);
+  CNNBP_CHECK(kind >= 0 && kind < kActKinds, "activation: unknown kind ", kind);
   const auto& k = table_named<T>(isa);
   py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   if (Act(kind) == Act::softmax) {
@@ -330,7 +330,7 @@ py::array_t<T> activation_forward(carray<T> x, int kind, double alpha, const std
 
 template <typename T>
 py::array_t<T> activation_backward(carray<T> dy, carray<T> x, carray<T> y, int kind, double alpha, const std::string& isa) {
-  CNNBP_CHECK(kind >= 0 && kind <= int(Act::softmax), "activation_backward: unknown kind ", kind);
+  CNNBP_CHECK(kind >= 0 && kind < kActKinds, "activation_backward: unknown kind ", kind);
   CNNBP_CHECK(array_shape(dy) == array_shape(x) && array_shape(dy) == array_shape(y),
               "activation_backward: dy, x and y must have the same shape, got ", py_shape_str(dy), ", ", py_shape_str(x),
               ", ", py_shape_str(y));

@@ -104,6 +104,8 @@ class FusedAct {
  public:
   FusedAct(const std::string& name, Act act, double alpha) : act_(act), alpha_(T(alpha)) {
     CNNBP_CHECK(act != Act::softmax, name, ": softmax cannot be fused into the layer (it is its own layer)");
+    CNNBP_CHECK(act_derivative_from_output(act), name, ": activation ", kActNames[int(act)],
+                " cannot be fused into the layer (its derivative needs the input: an Activation node of its own)");
     CNNBP_CHECK(act != Act::leaky_relu || alpha > 0, name, ": leaky_relu slope must be > 0 to fuse");
   }
   bool active() const { return act_ != Act::linear; }
@@ -361,8 +363,11 @@ class ActivationLayer : public Layer<T> {
   }
   const char* kind() const override { return "Activation"; }
   Act act() const { return act_; }
-  // ReLU and leaky ReLU look at the input's sign; sigmoid, tanh and softmax at the output.
-  bool backward_reads_inputs() const override { return act_ == Act::relu || act_ == Act::leaky_relu; }
+  // ReLU and leaky ReLU look at the input's sign; sigmoid, tanh and softmax at the output; the
+  // other kinds (elu, gelu, ...) at the input.
+  bool backward_reads_inputs() const override {
+    return act_ == Act::relu || act_ == Act::leaky_relu || act_ == Act::relu_max || !act_derivative_from_output(act_);
+  }
   bool backward_reads_output() const override {
     return act_ == Act::sigmoid || act_ == Act::tanh || act_ == Act::softmax;
   }

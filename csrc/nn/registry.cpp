@@ -73,14 +73,14 @@ void LayerConfig::check_all_read() const {
 
 // ---- names ------------------------------------------------------------------------------------
 Act act_from_name(const std::string& s) {
-  if (s == "linear" || s == "None") return Act::linear;
-  if (s == "relu") return Act::relu;
-  if (s == "leaky_relu") return Act::leaky_relu;
-  if (s == "sigmoid") return Act::sigmoid;
-  if (s == "tanh") return Act::tanh;
-  if (s == "softmax") return Act::softmax;
-  throw std::invalid_argument("unknown activation '" + s +
-                              "'; expected one of linear, relu, leaky_relu, sigmoid, tanh, softmax");
+  if (s == "None") return Act::linear;
+  if (s == "relu6") return Act::relu_max;  // with alpha 6 (the Python layer passes it)
+  std::string names;
+  for (int k = 0; k < kActKinds; ++k) {
+    if (s == kActNames[k]) return Act(k);
+    names += (k ? ", " : "") + std::string(kActNames[k]);
+  }
+  throw std::invalid_argument("unknown activation '" + s + "'; expected one of " + names);
 }
 
 PadMode pad_from_name(const std::string& s) {

@@ -23,7 +23,7 @@ _MERGE = {"add": 0, "subtract": 1, "multiply": 2, "average": 3, "maximum": 4}
 
 _o = _core.ops
 _PAD = {"valid": 0, "same": 1, "explicit": 2}
-_ACT = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softmax": 5}
+_ACT = {name: k for k, name in enumerate(_core.activation_names())}   # csrc/kernels/activation.h
 
 
 def _dtype(*arrays):
@@ -173,7 +173,8 @@ def _act_kind(kind):
 
 
 def activation(x, kind, alpha=0.2, isa=None):
-    """relu, leaky_relu (slope alpha), sigmoid, tanh, linear, or softmax over the last axis."""
+    """An elementwise activation of csrc/kernels/activation.h (alpha: leaky_relu's slope, elu's alpha,
+    relu_max's maximum), or softmax over the last axis."""
     dt = _dtype(x)
     return _fn("activation_forward", dt)(_arr(x, dt), _act_kind(kind), float(alpha), _isa(isa))
 

@@ -25,6 +25,32 @@ static void activation_forward(T* y, const T* x, int64_t n, Act kind, T alpha) {
       case Act::tanh:
         for (int64_t i = i0; i < i1; ++i) y[i] = k_tanh(x[i]);
         break;
+      case Act::elu:
+      case Act::selu: {
+        const bool se = kind == Act::selu;
+        const T a = se ? T(1.6732632423543772) : alpha, s = se ? T(1.0507009873554805) : T(1);
+        for (int64_t i = i0; i < i1; ++i) y[i] = s * (x[i] > T(0) ? x[i] : a * (k_exp(x[i]) - T(1)));
+        break;
+      }
+      case Act::gelu:
+        for (int64_t i = i0; i < i1; ++i) y[i] = T(0.5) * x[i] * (T(1) + k_erf(x[i] * T(0.70710678118654752)));
+        break;
+      case Act::swish:
+        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] * sigmoid_of(x[i]);
+        break;
+      case Act::softplus:
+        // max(x, 0) + log1p(e^-|x|): no overflow for large |x|
+        for (int64_t i = i0; i < i1; ++i) y[i] = (x[i] > T(0) ? x[i] : T(0)) + k_log1p(k_exp(-k_fabs(x[i])));
+        break;
+      case Act::hard_sigmoid:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T v = x[i] / T(6) + T(0.5);
+          y[i] = v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
+        }
+        break;
+      case Act::relu_max:
+        for (int64_t i = i0; i < i1; ++i) y[i] = x[i] < T(0) ? T(0) : (x[i] > alpha ? alpha : x[i]);
+        break;
       default:
         for (int64_t i = i0; i < i1; ++i) y[i] = x[i];
     }
@@ -55,6 +81,35 @@ static void activation_backward(T* dx, const T* dy, const T* x, const T* y, int6
       case Act::leaky_relu: relu_backward(dx, dy, x, i0, i1, alpha); break;
       case Act::sigmoid: sigmoid_backward(dx, dy, y, i0, i1); break;
       case Act::tanh: tanh_backward(dx, dy, y, i0, i1); break;
+      case Act::elu:
+      case Act::selu: {
+        const bool se = kind == Act::selu;
+        const T a = se ? T(1.6732632423543772) : alpha, s = se ? T(1.0507009873554805) : T(1);
+        for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * s * (x[i] > T(0) ? T(1) : a * k_exp(x[i]));
+        break;
+      }
+      case Act::gelu:
+        // Phi(x) + x phi(x)
+        for (int64_t i = i0; i < i1; ++i)
+          dx[i] = dy[i] * (T(0.5) * (T(1) + k_erf(x[i] * T(0.70710678118654752))) +
+                           x[i] * T(0.39894228040143268) * k_exp(T(-0.5) * x[i] * x[i]));
+        break;
+      case Act::swish:
+        for (int64_t i = i0; i < i1; ++i) {
+          const T sg = sigmoid_of(x[i]);
+          dx[i] = dy[i] * (sg + x[i] * sg * (T(1) - sg));
+        }
+        break;
+      case Act::softplus:
+        for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * sigmoid_of(x[i]);
+        break;
+      case Act::hard_sigmoid:
+        for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * (x[i] > T(-3) && x[i] < T(3) ? T(1) / T(6) : T(0));
+        break;
+      case Act::relu_max:
+        // 0 < x < alpha exactly where 0 < y < alpha: a layer with the activation fused passes y as x
+        for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * (x[i] > T(0) && x[i] < alpha ? T(1) : T(0));
+        break;
       default:
         for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i];
     }

@@ -11,6 +11,8 @@ static inline float k_log(float x) { return __builtin_logf(x); }
 static inline double k_log(double x) { return __builtin_log(x); }
 static inline float k_log1p(float x) { return __builtin_log1pf(x); }
 static inline double k_log1p(double x) { return __builtin_log1p(x); }
+static inline float k_erf(float x) { return __builtin_erff(x); }
+static inline double k_erf(double x) { return __builtin_erf(x); }
 static inline float k_tanh(float x) { return __builtin_tanhf(x); }
 static inline double k_tanh(double x) { return __builtin_tanh(x); }
 static inline float k_sqrt(float x) { return __builtin_sqrtf(x); }

@@ -5,7 +5,7 @@ network's flat buffers, and ``layer.kernel`` / ``layer.bias`` are numpy views of
 
 from .base import InputLayer, Input, KerasTensor, Layer
 from .convolutional import Conv2D
-from .core import Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
+from .core import ELU, Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
 from .merging import (Add, Average, Concatenate, Maximum, Multiply, Subtract, add, average, concatenate, maximum,
                       multiply, subtract)
 from .normalization import BatchNormalization
@@ -17,7 +17,7 @@ from .base import _pair, _padding  # noqa: F401  (cnnbp.ops normalises arguments
 __all__ = [
     "Layer", "Input", "InputLayer", "Conv2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D",
     "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Flatten",
-    "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "Dropout", "Identity", "BatchNormalization", "Add",
+    "Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Dropout", "Identity", "BatchNormalization", "Add",
     "Subtract", "Multiply", "Average", "Maximum", "Concatenate", "ZeroPadding2D", "Cropping2D",
     "add", "subtract", "multiply", "average", "maximum", "concatenate",
 ]

@@ -15,11 +15,15 @@ import numpy as np
 from .._naming import snake, unique_name
 
 
-_ACTIVATIONS = {
+_ACTIVATIONS = {   # Keras name -> (the C++ kind, its alpha); kinds and formulas in csrc/kernels/activation.h
     None: ("linear", 0.0), "linear": ("linear", 0.0), "relu": ("relu", 0.0),
     "leaky_relu": ("leaky_relu", 0.2), "sigmoid": ("sigmoid", 0.0), "tanh": ("tanh", 0.0),
-    "softmax": ("softmax", 0.0),
+    "softmax": ("softmax", 0.0), "elu": ("elu", 1.0), "selu": ("selu", 0.0), "gelu": ("gelu", 0.0),
+    "swish": ("swish", 0.0), "silu": ("swish", 0.0), "softplus": ("softplus", 0.0),
+    "hard_sigmoid": ("hard_sigmoid", 0.0), "relu6": ("relu6", 6.0),
 }
+# Kinds a layer with weights applies to its own output (their derivative is a function of it).
+_FUSABLE = ("linear", "relu", "leaky_relu", "tanh", "relu6")
 _INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
                  "lecun_normal", "zeros", "ones")
 
@@ -29,15 +33,16 @@ def _activation(name, act):
     if isinstance(act, str):
         key = act.lower()
     if key not in _ACTIVATIONS:
-        raise ValueError(f"{name}: unknown activation {act!r}; expected one of "
-                         "None, 'linear', 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'softmax'")
+        names = ", ".join(repr(k) for k in _ACTIVATIONS if k is not None)
+        raise ValueError(f"{name}: unknown activation {act!r}; expected None or one of {names}")
     return _ACTIVATIONS[key]
 
 
 def _fusable(act):
     """The activation the C++ layer applies itself. softmax and sigmoid stay layers of their own,
-    so that with cross-entropy they fold into the loss (the stable from-logits form)."""
-    return "linear" if act in ("softmax", "sigmoid") else act
+    so that with cross-entropy they fold into the loss (the stable from-logits form); so do the
+    kinds whose derivative needs their input (elu, gelu, swish, ...)."""
+    return act if act in _FUSABLE else "linear"
 
 
 def _add_fused(layer, net, kind, inputs, config):

@@ -1,5 +1,6 @@
 """Core layers: Dense, activations, Dropout, Identity."""
 
+import math
 import numbers
 
 from .base import Layer, _activation, _add_fused, _initializer, _positive_int
@@ -33,7 +34,8 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """An activation function as a layer: 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'softmax', 'linear'."""
+    """An activation function as a layer: any of Keras's names that cnnbp has ('relu', 'gelu',
+    'swish', 'relu6', ...: see cnnbp.layers.base._ACTIVATIONS)."""
 
     _core_kind = "Activation"
 
@@ -58,22 +60,34 @@ class ReLU(Layer):
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
-        if max_value is not None or threshold != 0.0:
-            raise ValueError(f"{self.name}: max_value and threshold are not supported")
+        if threshold != 0.0:
+            raise ValueError(f"{self.name}: threshold is not supported")
         if negative_slope < 0:
             raise ValueError(f"{self.name}: negative_slope must be >= 0, got {negative_slope}")
+        if max_value is not None:
+            if isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) or not max_value > 0 \
+                    or not math.isfinite(max_value):
+                raise ValueError(f"{self.name}: max_value must be a number > 0, got {max_value!r}")
+            if negative_slope:
+                raise ValueError(f"{self.name}: max_value together with negative_slope is not supported")
         self.negative_slope = float(negative_slope)
+        self.max_value = None if max_value is None else float(max_value)
 
     def _is_plain_relu(self):
-        return not self.negative_slope
+        return not self.negative_slope and self.max_value is None
 
     def _core_config(self):
+        if self.max_value is not None:
+            return dict(activation="relu_max", alpha=self.max_value)   # ReLU(6.0) is relu6
         if self.negative_slope:
             return dict(activation="leaky_relu", alpha=self.negative_slope)
         return dict(activation="relu", alpha=0.0)
 
     def get_config(self):
-        return dict(super().get_config(), negative_slope=self.negative_slope)
+        cfg = dict(super().get_config(), negative_slope=self.negative_slope)
+        if self.max_value is not None:
+            cfg["max_value"] = self.max_value
+        return cfg
 
 
 class LeakyReLU(Layer):
@@ -94,6 +108,24 @@ class LeakyReLU(Layer):
 
     def get_config(self):
         return dict(super().get_config(), negative_slope=self.negative_slope)
+
+
+class ELU(Layer):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+
+    _core_kind = "Activation"
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
+            raise ValueError(f"{self.name}: alpha must be a finite number, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def _core_config(self):
+        return dict(activation="elu", alpha=self.alpha)
+
+    def get_config(self):
+        return dict(super().get_config(), alpha=self.alpha)
 
 
 class Softmax(Layer):
