@@ -443,3 +443,75 @@ def test_saving_under_a_keras_suffix_warns_and_still_loads(tmp_path, name):
     assert np.array_equal(cnnbp.load_model(tmp_path / name).layers[0].get_weights()[0], m.layers[0].get_weights()[0])
     with pytest.warns(UserWarning, match="cnnbp's own format"):
         m.save_weights(tmp_path / ("w" + name))
+
+
+# ---- a model used as a layer (transfer learning) ----------------------------------------------------
+def _base(name="base"):
+    from cnnbp.layers import Conv2D, Flatten, Input, MaxPooling2D
+    return cnnbp.Sequential([Input((8, 8, 1)), Conv2D(4, 3, activation="relu"), MaxPooling2D(2), Flatten()],
+                            name=name)
+
+
+def test_a_frozen_base_inside_a_new_classifier(tmp_path):
+    from cnnbp.layers import Dense
+    cnnbp.set_seed(0)
+    base = _base()
+    w0 = [w.copy() for w in base.layers[0].get_weights()]
+    base.trainable = False
+    inp = cnnbp.Input((8, 8, 1))
+    out = Dense(3, activation="softmax")(base(inp, training=False))
+    model = cnnbp.Model(inp, out)
+    assert model.get_layer("base") is base and len(model.layers) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(model.layers[0].get_weights(), w0))   # weights came along
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 8, 8, 1)).astype(np.float32), np.arange(32) % 3
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    head0 = model.layers[-1].get_weights()[0].copy()
+    model.fit(x, y, epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(base.layers[0].get_weights(), w0))   # frozen
+    assert not np.array_equal(model.layers[-1].get_weights()[0], head0)                  # the head trains
+    assert model.count_params() - sum(w.size for w in model.trainable_weights) == sum(w.size for w in w0)
+    base.trainable = True                                                                # fine-tune
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(base.layers[0].get_weights()[0], w0[0])
+    with pytest.raises(ValueError, match="is a layer of another model now"):
+        base.predict(x)
+    model.save(tmp_path / "m.cnnbp")
+    assert np.allclose(cnnbp.load_model(tmp_path / "m.cnnbp").predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_models_inside_a_sequential_keep_their_graph_and_weights(tmp_path):
+    from cnnbp import layers as L
+    cnnbp.set_seed(1)
+    i = cnnbp.Input((6,))
+    branchy = cnnbp.Model(i, L.add([L.Dense(4)(i), L.Dense(4, activation="tanh")(i)]), name="branchy")
+    x = np.random.default_rng(2).standard_normal((5, 6)).astype(np.float32)
+    before = branchy.predict(x, verbose=0)
+    seq = cnnbp.Sequential([branchy, L.Dense(1)])
+    assert seq.output_shape == (None, 1)
+    h = seq.layers[2]   # the Add layer, reading both branches
+    assert seq._inbound[h.name] == [seq.layers[0].name, seq.layers[1].name]
+    w = seq.layers[-1].get_weights()
+    assert np.allclose(seq.predict(x, verbose=0), before @ w[0] + w[1], atol=1e-5)
+    seq.save(tmp_path / "s.cnnbp")   # saved as the graph it is
+    assert np.allclose(cnnbp.load_model(tmp_path / "s.cnnbp").predict(x, verbose=0), seq.predict(x, verbose=0))
+    base = _base("b2")
+    s2 = cnnbp.Sequential()
+    s2.add(base)
+    s2.add(L.Dense(2))
+    assert s2.output_shape == (None, 2) and s2.get_layer("b2") is base
+
+
+def test_a_model_is_a_layer_of_one_model_only():
+    from cnnbp.layers import Dense
+    base = _base()
+    a = cnnbp.Input((8, 8, 1))
+    base(a)
+    with pytest.raises(ValueError, match="already a layer of another model"):
+        base(cnnbp.Input((8, 8, 1)))
+    with pytest.raises(ValueError, match="expected an input of shape"):
+        _base("b3")(cnnbp.Input((9, 9, 1)))
+    with pytest.raises(ValueError, match="cannot contain itself"):
+        s = cnnbp.Sequential([cnnbp.Input((3,)), Dense(2)])
+        s.add(s)

@@ -207,7 +207,12 @@ def _read(path):
 def _model_config(model):
     from .models import Sequential
     model._ensure_built()
-    seq = isinstance(model, Sequential)
+    # A Sequential holding a branching model (used as a layer) is saved as the graph it is.
+    prev, chain = model._input_name, True
+    for l in model._layers:
+        chain = chain and model._inbound[l.name] == [prev]
+        prev = l.name
+    seq = isinstance(model, Sequential) and chain
     cfg = {
         "class_name": "Sequential" if seq else "Functional",
         "name": model.name,

@@ -7,6 +7,7 @@ per batch: forward, loss, backward and the optimizer step, with the GIL released
 
 import math
 import numbers
+import weakref
 
 import numpy as np
 
@@ -59,6 +60,9 @@ def _batch_size(value, default=32):
     if value <= 0:
         raise ValueError(f"batch_size: expected a positive int, got {value}")
     return int(value)
+
+
+_absorbed_models = weakref.WeakSet()   # models used as a layer (found again by get_layer)
 
 
 class Model:
@@ -133,6 +137,7 @@ class Model:
             names.add(layer.name)
         self._layers = [t._layer for t in tensors]
         self._inbound = {t._layer.name: [p._layer.name for p in t._parents] for t in tensors}
+        self._nested_models = [m for m in _absorbed_models if any(l in self._layers for l in m._layers)]
         self._input_name = inputs._layer.name
         self._input_shape = inputs._layer.shape
         self._build()
@@ -167,13 +172,11 @@ class Model:
                 raise ValueError(f"{layer.name}: a layer can belong to one model once (weight sharing is not supported)")
             seen.add(id(layer))
         if isinstance(self, Sequential):
-            prev = self._input_name
-            self._inbound = {}
-            for layer in self._layers:
-                if layer.name in self._inbound or layer.name == self._input_name:
-                    raise ValueError(f"{self.name}: two layers are named {layer.name!r}; layer names must be unique")
-                self._inbound[layer.name] = [prev]
-                prev = layer.name
+            names = [l.name for l in self._layers] + [self._input_name]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{self.name}: two layers are named {dup[0]!r}; layer names must be unique")
+            self._inbound = self._chain()[1]
         cls = _core.Network64 if self.dtype == np.float64 else _core.Network32
         net = cls(list(shape))
         ids = {self._input_name: -1}
@@ -199,6 +202,11 @@ class Model:
             else:
                 layer._bind(net, *b)
         self._net = net
+        for layer in self._layers:   # the weights of a model used as a layer come with it
+            w = getattr(layer, "_pending_weights", None)
+            if w is not None:
+                layer.set_weights(w)
+                layer._pending_weights = None
         if self._optimizer is not None:
             self._attach_training()
 
@@ -227,6 +235,10 @@ class Model:
     def _ensure_built(self, x=None):
         if self._net is not None:
             return
+        if getattr(self, "_absorbed", False):
+            raise ValueError(f"{self.name}: this model is a layer of another model now (its layers and weights "
+                             "live there): train, evaluate and save that model; trainable and the layers' "
+                             "weights still work here")
         if self._input_shape is None:
             if x is None:
                 raise ValueError(f"{self.name}: the model has no input shape yet; start it with "
@@ -281,12 +293,15 @@ class Model:
         return model_to_json(self)
 
     def get_layer(self, name=None, index=None):
-        """A layer by name (or by index)."""
+        """A layer by name (or by index); a model used as a layer by its name."""
         if index is not None:
             return self._layers[index]
         for l in self._layers:
             if l.name == name:
                 return l
+        for m in getattr(self, "_nested_models", []):
+            if m.name == name:
+                return m
         raise ValueError(f"{self.name}: no layer named {name!r}; layers are {[l.name for l in self._layers]}")
 
     @property
@@ -632,8 +647,57 @@ class Model:
             bar.finish({})
         return out
 
-    def __call__(self, x):
+    def __call__(self, x, training=None, mask=None):
+        """On numpy data: predict(x). On a symbolic tensor: this model used as a layer of a new model
+        (a pretrained base under a new head): its layers become that model's, with their weights,
+        and base.trainable = False freezes them all there."""
+        if isinstance(x, (list, tuple)) and len(x) == 1:
+            x = x[0]
+        if isinstance(x, KerasTensor):
+            return self._call_symbolic(x)
         return self.predict(x, verbose=0)
+
+    def _chain(self):
+        """(input name, {layer name: names it reads}) of this model's graph."""
+        if isinstance(self, Sequential):
+            inbound, prev = {}, self._input_name
+            for l in self._layers:
+                inbound[l.name] = list(self._nested_inbound.get(l.name, [prev]))
+                prev = l.name
+            return self._input_name, inbound
+        return self._input_name, self._inbound
+
+    def _absorb(self):
+        """Hand this model's layers (with their current weights, set again once the new model is
+        built) to a model that uses it as a layer."""
+        if not self._layers:
+            raise ValueError(f"{self.name}: an empty model cannot be used as a layer")
+        if getattr(self, "_absorbed", False):
+            raise ValueError(f"{self.name}: this model is already a layer of another model (weight sharing is "
+                             "not supported)")
+        if self._net is not None:
+            for l in self._layers:
+                l._pending_weights = l.get_weights()
+            self._unbind()
+        self._absorbed = True
+        _absorbed_models.add(self)
+
+    def _call_symbolic(self, t):
+        if self._input_shape is not None and t.shape is not None and tuple(t.shape[1:]) != tuple(self._input_shape):
+            raise ValueError(f"{self.name}: expected an input of shape {(None,) + tuple(self._input_shape)}, got "
+                             f"{t.shape}")
+        inp, inbound = self._chain()
+        self._absorb()
+        made = {inp: t}
+        for l in self._layers:
+            made[l.name] = KerasTensor(None, layer=l, parents=[made[n] for n in inbound[l.name]], name=l.name)
+        return made[self._layers[-1].name]
+
+    def _unbind(self):
+        for l in self._layers:
+            l._net = None
+            l._params, l._state = {}, {}
+        self._net = None
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss, or [loss, metrics...] when compiled with
@@ -804,6 +868,8 @@ class Sequential(Model):
 
     def __init__(self, layers=None, name=None, dtype="float32", **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
+        self._nested_inbound = {}   # layers of a model added as a layer: what they read
+        self._nested_models = []
         for layer in layers or []:
             self._append(layer)
         if self._input_shape is not None and self._layers:
@@ -814,8 +880,40 @@ class Sequential(Model):
         built after every add, as in Keras; the layers already there keep their weights."""
         if isinstance(layer, KerasTensor) and layer._layer is not None and not isinstance(layer._layer, InputLayer):
             raise TypeError(f"{self.name}: add() takes layers or Input(...), got a layer output")
-        self._rebuild(lambda: self._append(layer), lambda: self._layers.pop() if self._layers and
-                      self._layers[-1] is layer else None)
+        n, shape, name = len(self._layers), self._input_shape, self._input_name
+
+        def undo():
+            for l in self._layers[n:]:
+                self._nested_inbound.pop(l.name, None)
+            del self._layers[n:]
+            self._input_shape, self._input_name = shape, name
+            if isinstance(layer, Model) and layer in self._nested_models:
+                self._nested_models.remove(layer)
+                layer._absorbed = False
+                _absorbed_models.discard(layer)
+
+        self._rebuild(lambda: self._append(layer), undo)
+
+    def _append_model(self, base):
+        """A model as a layer of this Sequential: its layers follow, reading what the model's input
+        was; its weights come along."""
+        if base is self:
+            raise ValueError(f"{self.name}: a model cannot contain itself")
+        if not self._layers and self._input_shape is None:
+            self._input_shape = base._input_shape
+        elif base._input_shape is not None and self._layers and self._net is not None \
+                and tuple(self._net.output_shape) != tuple(base._input_shape):
+            raise ValueError(f"{base.name}: expected an input of shape {(None,) + tuple(base._input_shape)}, got "
+                             f"{(None,) + tuple(self._net.output_shape)}")
+        inp, inbound = base._chain()
+        entry = self._layers[-1].name if self._layers else self._input_name
+        base._absorb()
+        for l in base._layers:
+            if any(l is m for m in self._layers):
+                raise ValueError(f"{l.name}: a layer can belong to one model once (weight sharing is not supported)")
+            self._nested_inbound[l.name] = [entry if n == inp else n for n in inbound[l.name]]
+            self._layers.append(l)
+        self._nested_models.append(base)
 
     def pop(self):
         """Remove and return the last layer; a built model is built again without it."""
@@ -856,13 +954,9 @@ class Sequential(Model):
             if l in self._layers:
                 l.set_weights(w)
 
-    def _unbind(self):
-        for l in self._layers:
-            l._net = None
-            l._params, l._state = {}, {}
-        self._net = None
-
     def _append(self, layer):
+        if isinstance(layer, Model):
+            return self._append_model(layer)
         if isinstance(layer, KerasTensor):
             if not isinstance(layer._layer, InputLayer):
                 raise TypeError(f"{self.name}: add() takes layers or Input(...), got a layer output")
