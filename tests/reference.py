@@ -510,3 +510,55 @@ def f1(p, t, average=None, threshold=None):
         support = np.sum(t, 0)
         return np.sum(score * support) / support.sum()
     return score
+
+
+# ---- transposed convolution and upsampling ---------------------------------------------------------
+def deconv_length(n, k, s, d, padding, output_padding=None):
+    """Keras's output length of a transposed convolution."""
+    keff = (k - 1) * d + 1
+    if output_padding is None:
+        return n * s if padding == "same" else n * s + max(keff - s, 0)
+    pad = keff // 2 if padding == "same" else 0
+    return (n - 1) * s + keff - 2 * pad + output_padding
+
+
+def conv2d_transpose(x, w, b=None, strides=(1, 1), padding="valid", output_padding=None, dilation=(1, 1)):
+    """Each input pixel scatters its kernel-weighted copy into the output (w: (kh, kw, F, Cin)), the
+    output being cropped by the padding the matching convolution of the output would use."""
+    x = np.asarray(x, np.float64)
+    N, H, W, C = x.shape
+    R, S, F, _ = w.shape
+    (sh, sw), (dh, dw) = strides, dilation
+    op = output_padding or (None, None)
+    Ho = deconv_length(H, R, sh, dh, padding, op[0])
+    Wo = deconv_length(W, S, sw, dw, padding, op[1])
+    pt, _, pl, _ = resolve_pads(padding, Ho, Wo, R, S, sh, sw, dh, dw)
+    y = np.zeros((N, Ho, Wo, F))
+    for i in range(H):
+        for j in range(W):
+            for r in range(R):
+                for s in range(S):
+                    oh, ow = i * sh - pt + r * dh, j * sw - pl + s * dw
+                    if 0 <= oh < Ho and 0 <= ow < Wo:
+                        y[:, oh, ow, :] += x[:, i, j, :] @ w[r, s].T
+    return y + (0 if b is None else b)
+
+
+def resize_matrix(n, f, bilinear):
+    """(n*f, n): the linear map of one axis of UpSampling2D (TensorFlow's half-pixel bilinear rule)."""
+    A = np.zeros((n * f, n))
+    for o in range(n * f):
+        if not bilinear:
+            A[o, o // f] = 1
+            continue
+        s = (o + 0.5) / f - 0.5
+        lo, hi = max(int(np.floor(s)), 0), min(int(np.ceil(s)), n - 1)
+        t = s - np.floor(s)
+        A[o, lo] += 1 - t
+        A[o, hi] += t
+    return A
+
+
+def upsampling2d(x, size, bilinear=False):
+    Ah, Aw = resize_matrix(x.shape[1], size[0], bilinear), resize_matrix(x.shape[2], size[1], bilinear)
+    return np.einsum("ph,nhwc,qw->npqc", Ah, np.asarray(x, np.float64), Aw)

@@ -12,6 +12,7 @@
 #include "kernels/merge.h"
 #include "kernels/metric.h"
 #include "kernels/pool2d.h"
+#include "kernels/resize.h"
 #include "optim/optim.h"
 
 namespace cnnbp {
@@ -57,6 +58,13 @@ struct KernelTable {
   void (*window_to_big)(T* big, const T* small, int N, int H, int W, int h, int w, int C, int top, int left,
                         bool accumulate);
   void (*add_into)(T* y, const T* x, int64_t n);
+  void (*permute)(T* y, const T* x, int N, int rank, const int* dims, const int* perm, bool accumulate);
+  void (*channel_bias_add)(T* y, const T* b, int64_t M, int C);
+  void (*channel_bias_grad)(T* db, const T* dy, int64_t M, int C);
+
+  // UpSampling2D (see resize.h).
+  void (*resize_forward)(T* y, const T* x, const ResizeParams& p);
+  void (*resize_backward)(T* dx, const T* dy, const ResizeParams& p, bool accumulate);
 
   // dense: x [N,I], w [I,O], b [O], y [N,O]. db may be null. ws: dense_workspace(N, I, O).
   // backward_data with accumulate adds into dx (a tensor with several readers).

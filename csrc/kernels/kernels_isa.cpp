@@ -26,6 +26,7 @@ namespace {
 #include "kernels/ref/merge.inl"
 #include "kernels/ref/metric.inl"
 #include "kernels/ref/pool2d.inl"
+#include "kernels/ref/resize.inl"
 #include "optim/update.inl"
 #ifndef CNNBP_ISA_BASELINE
 #include "kernels/simd/vec.inl"
@@ -79,6 +80,11 @@ constexpr KernelTable<T> make_table() {
   t.dropout_backward = dropout_backward<T>;
   t.loss = loss<T>;
   t.count_correct = count_correct<T>;
+  t.permute = permute<T>;
+  t.channel_bias_add = channel_bias_add<T>;
+  t.channel_bias_grad = channel_bias_grad<T>;
+  t.resize_forward = resize_forward<T>;
+  t.resize_backward = resize_backward<T>;
   t.metric_sums = metric_sums<T>;
   t.sgd_update = sgd_update<T>;
   t.adam_update = adam_update<T>;

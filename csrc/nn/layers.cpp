@@ -199,6 +199,84 @@ class Conv2dLayer : public Layer<T> {
   Buffer<T> fold_;  // weights and bias with a following BatchNormalization folded in (inference)
 };
 
+// ---- conv2d transpose -------------------------------------------------------------------------
+// The adjoint of a convolution: the convolution p_ maps the (big) output [Ho,Wo,F] to the (small)
+// input [H,W,Cin] with kernel [kh,kw,F,Cin] (Keras's Conv2DTranspose kernel layout), so forward is
+// that convolution's data gradient, the data gradient is that convolution, and the weight
+// gradient is its weight gradient with the two tensors' roles exchanged. Output size, as Keras:
+// without output_padding, valid: H s + max(k_eff - s, 0), same: H s; with it (op < s),
+// (H - 1) s + k_eff - 2 pad + op, pad = k_eff / 2 for same and 0 for valid.
+static int deconv_length(int in, int k, int s, int d, PadMode pad, int op) {
+  const int64_t keff = int64_t(k - 1) * d + 1;
+  int64_t out;
+  if (op < 0) out = pad == PadMode::same ? int64_t(in) * s : int64_t(in) * s + (keff - s > 0 ? keff - s : 0);
+  else out = int64_t(in - 1) * s + keff - 2 * (pad == PadMode::same ? keff / 2 : 0) + op;
+  return out > INT32_MAX ? -1 : int(out);
+}
+
+template <typename T>
+class Conv2dTransposeLayer : public Layer<T> {
+ public:
+  Conv2dTransposeLayer(const std::string& name, const Shape& in, const Conv2dConfig& c, int oph, int opw)
+      : cfg_(c), act_(name, c.act, c.alpha) {
+    require_rank3(name, "Conv2DTranspose", in);
+    const std::string who = name + " (Conv2DTranspose)";
+    CNNBP_CHECK(c.filters > 0, who, ": filters must be positive, got ", c.filters);
+    CNNBP_CHECK(c.kh > 0 && c.kw > 0 && c.sh > 0 && c.sw > 0 && c.dh > 0 && c.dw > 0, who,
+                ": kernel size, strides and dilation must be positive");
+    CNNBP_CHECK((oph < 0) == (opw < 0), who, ": output_padding must give both sizes or neither");
+    CNNBP_CHECK(oph < 0 || (oph < c.sh && opw < c.sw), who, ": output_padding (", oph, ", ", opw,
+                ") must be smaller than the strides (", c.sh, ", ", c.sw, ")");
+    const int Ho = deconv_length(in[0], c.kh, c.sh, c.dh, c.pad, oph), Wo = deconv_length(in[1], c.kw, c.sw, c.dw, c.pad, opw);
+    CNNBP_CHECK(Ho > 0 && Wo > 0, who, ": the output size ", Ho, "x", Wo, " of an input of shape ", shape_str(in, true),
+                " is empty or too large");
+    int pt = 0, pb = 0, pl = 0, pr = 0;
+    resolve_pad(c.pad, Ho, Wo, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, &pt, &pb, &pl, &pr);
+    p_ = make_conv2d_params(who.c_str(), 0, Ho, Wo, c.filters, in[2], c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, pt, pb, pl,
+                            pr);
+    CNNBP_CHECK(p_.P == in[0] && p_.Q == in[1], who, ": internal size mismatch (", p_.P, "x", p_.Q, " vs ", in[0], "x",
+                in[1], ")");
+    set_shapes(*this, name, in, Shape{Ho, Wo, c.filters});
+    const int64_t nk = checked_mul(who, "kernel size", checked_mul(who, "kernel size", int64_t(c.kh) * c.kw, c.filters,
+                                                                   kMaxParams), in[2], kMaxParams);
+    // fan in / out as Keras counts them for this kernel: (kh kw filters) and (kh kw in_channels)
+    this->params.push_back({"kernel", {c.kh, c.kw, c.filters, in[2]}, 0, nk, c.kernel_init,
+                            int64_t(c.kh) * c.kw * in[2], int64_t(c.kh) * c.kw * c.filters});
+    if (c.use_bias) this->params.push_back({"bias", {c.filters}, 0, c.filters, c.bias_init, in[2], c.filters});
+  }
+  const char* kind() const override { return "Conv2DTranspose"; }
+  int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const override {
+    Conv2dParams p = p_;
+    p.N = N;
+    return k.conv2d_workspace(p, nthreads);
+  }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool) override {
+    Conv2dParams p = p_;
+    p.N = N;
+    k.conv2d_backward_data(y, x, this->w(0), ws, p, false);
+    if (cfg_.use_bias) k.channel_bias_add(y, this->w(1), int64_t(N) * p.H * p.W, cfg_.filters);
+    act_.forward(k, y, N * this->out_size);
+  }
+  bool accumulates() const override { return false; }
+  bool backward_reads_output() const override { return act_.active(); }
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy, T* dx,
+                T* ws) override {
+    Conv2dParams p = p_;
+    p.N = N;
+    act_.backward(k, dy, y, N * this->out_size);
+    if (this->trainable) {
+      k.conv2d_backward_weight(this->g(0), nullptr, x, dy, ws, p);
+      if (cfg_.use_bias) k.channel_bias_grad(this->g(1), dy, int64_t(N) * p.H * p.W, cfg_.filters);
+    }
+    if (dx) k.conv2d_forward(dx, dy, this->w(0), nullptr, ws, p);
+  }
+
+ private:
+  Conv2dConfig cfg_;
+  Conv2dParams p_;
+  FusedAct<T> act_;
+};
+
 // ---- pool2d ---------------------------------------------------------------------------------
 template <typename T>
 class Pool2dLayer : public Layer<T> {
@@ -439,6 +517,11 @@ std::unique_ptr<Layer<T>> make_conv2d(const std::string& name, const Shape& in, 
   return std::make_unique<Conv2dLayer<T>>(name, in, cfg);
 }
 template <typename T>
+std::unique_ptr<Layer<T>> make_conv2d_transpose(const std::string& name, const Shape& in, const Conv2dConfig& cfg,
+                                                int oph, int opw) {
+  return std::make_unique<Conv2dTransposeLayer<T>>(name, in, cfg, oph, opw);
+}
+template <typename T>
 std::unique_ptr<Layer<T>> make_pool2d(const std::string& name, const Shape& in, const Pool2dConfig& cfg) {
   return std::make_unique<Pool2dLayer<T>>(name, in, cfg);
 }
@@ -476,6 +559,8 @@ int activation_kind(const Layer<T>& l) {
 #define CNNBP_INSTANTIATE(T)                                                                               \
   template std::unique_ptr<Layer<T>> make_conv2d<T>(const std::string&, const Shape&, const Conv2dConfig&); \
   template std::unique_ptr<Layer<T>> make_pool2d<T>(const std::string&, const Shape&, const Pool2dConfig&); \
+  template std::unique_ptr<Layer<T>> make_conv2d_transpose<T>(const std::string&, const Shape&, const Conv2dConfig&, \
+                                                              int, int);                                          \
   template std::unique_ptr<Layer<T>> make_global_avg_pool2d<T>(const std::string&, const Shape&);          \
   template std::unique_ptr<Layer<T>> make_global_max_pool2d<T>(const std::string&, const Shape&);          \
   template void set_shapes<T>(Layer<T>&, const std::string&, const Shape&, const Shape&);                \

@@ -1,4 +1,4 @@
-// The layer families: conv2d, pool2d (max, average, global average), dense, flatten,
+// The layer families: conv2d (and its transpose), pool2d (max, average, global average), dense, flatten,
 // activation (elementwise and softmax), dropout.
 #pragma once
 #include "nn/layer.h"
@@ -23,6 +23,10 @@ struct Pool2dConfig {
 
 template <typename T>
 std::unique_ptr<Layer<T>> make_conv2d(const std::string& name, const Shape& in, const Conv2dConfig& cfg);
+// Conv2DTranspose: cfg as for Conv2D (pad valid/same); output_padding -1 for Keras's default.
+template <typename T>
+std::unique_ptr<Layer<T>> make_conv2d_transpose(const std::string& name, const Shape& in, const Conv2dConfig& cfg,
+                                                int oph, int opw);
 template <typename T>
 std::unique_ptr<Layer<T>> make_pool2d(const std::string& name, const Shape& in, const Pool2dConfig& cfg);
 template <typename T>

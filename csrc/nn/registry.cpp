@@ -66,6 +66,14 @@ std::vector<int> LayerConfig::get_ints(const std::string& key, size_t n, const s
   return out;
 }
 
+std::vector<int> LayerConfig::get_int_list(const std::string& key) const {
+  const Value* v = find(key);
+  if (!v) return {};
+  auto q = std::get_if<std::vector<int64_t>>(v);
+  CNNBP_CHECK(q, who, ": ", key, " must be a list of ints");
+  return get_ints(key, q->size(), {});
+}
+
 void LayerConfig::check_all_read() const {
   for (const auto& kv : values_)
     CNNBP_CHECK(read_.count(kv.first), who, ": unknown option '", kv.first, "'");
@@ -229,6 +237,50 @@ std::unique_ptr<Layer<T>> identity(const std::string& name, const std::vector<Sh
 }
 
 template <typename T>
+std::unique_ptr<Layer<T>> reshape(const std::string& name, const std::vector<Shape>& in, const std::vector<std::string>&,
+                                  const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_reshape<T>(name, in[0], c.get_int_list("target_shape"));
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> permute(const std::string& name, const std::vector<Shape>& in, const std::vector<std::string>&,
+                                  const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_permute<T>(name, in[0], c.get_int_list("dims"));
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> upsampling2d(const std::string& name, const std::vector<Shape>& in,
+                                       const std::vector<std::string>&, const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  auto sz = c.get_ints("size", 2, {2, 2});
+  const std::string mode = c.get_str("interpolation", "nearest");
+  CNNBP_CHECK(mode == "nearest" || mode == "bilinear", c.who, ": interpolation must be 'nearest' or 'bilinear', got '",
+              mode, "'");
+  return make_upsampling2d<T>(name, in[0], sz[0], sz[1], mode == "bilinear");
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> conv2d_transpose(const std::string& name, const std::vector<Shape>& in,
+                                           const std::vector<std::string>&, const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  Conv2dConfig k;
+  k.filters = c.get_int32("filters", 0);
+  auto ks = c.get_ints("kernel_size", 2, {1, 1}), st = c.get_ints("strides", 2, {1, 1}),
+       dl = c.get_ints("dilation", 2, {1, 1}), op = c.get_ints("output_padding", 2, {-1, -1});
+  k.kh = ks[0]; k.kw = ks[1]; k.sh = st[0]; k.sw = st[1]; k.dh = dl[0]; k.dw = dl[1];
+  k.pad = pad_from_name(c.get_str("padding", "valid"));
+  CNNBP_CHECK(k.pad != PadMode::explicit_, c.who, ": padding must be 'valid' or 'same'");
+  k.use_bias = c.get_bool("use_bias", true);
+  k.kernel_init = c.get_str("kernel_initializer", "glorot_uniform");
+  k.bias_init = c.get_str("bias_initializer", "zeros");
+  k.act = act_from_name(c.get_str("activation", "linear"));
+  k.alpha = c.get_float("alpha", 0.0);
+  return make_conv2d_transpose<T>(name, in[0], k, op[0], op[1]);
+}
+
+template <typename T>
 const std::vector<std::pair<const char*, Factory<T>>>& table() {
   static const std::vector<std::pair<const char*, Factory<T>>> t = {
       {"Conv2D", conv2d<T>},
@@ -250,6 +302,10 @@ const std::vector<std::pair<const char*, Factory<T>>>& table() {
       {"ZeroPadding2D", pad_crop<T, false>},
       {"Cropping2D", pad_crop<T, true>},
       {"Identity", identity<T>},
+      {"Reshape", reshape<T>},
+      {"Permute", permute<T>},
+      {"UpSampling2D", upsampling2d<T>},
+      {"Conv2DTranspose", conv2d_transpose<T>},
   };
   return t;
 }

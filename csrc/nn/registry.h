@@ -27,6 +27,7 @@ class LayerConfig {
   bool get_bool(const std::string& key, bool def) const;
   std::string get_str(const std::string& key, const std::string& def) const;
   std::vector<int> get_ints(const std::string& key, size_t n, const std::vector<int>& def) const;
+  std::vector<int> get_int_list(const std::string& key) const;  // any length; empty when absent
   // Throws if a key was never read (a misspelt or unsupported option).
   void check_all_read() const;
   std::string who;
@@ -66,5 +67,12 @@ template <typename T>
 std::unique_ptr<Layer<T>> make_pad_crop2d(const std::string& name, const Shape& in, const std::vector<int>& pads, bool crop);
 template <typename T>
 std::unique_ptr<Layer<T>> make_identity(const std::string& name, const Shape& in);
+template <typename T>
+std::unique_ptr<Layer<T>> make_reshape(const std::string& name, const Shape& in, const Shape& out);
+// dims: 1-based, as Keras's Permute
+template <typename T>
+std::unique_ptr<Layer<T>> make_permute(const std::string& name, const Shape& in, const std::vector<int>& dims);
+template <typename T>
+std::unique_ptr<Layer<T>> make_upsampling2d(const std::string& name, const Shape& in, int sh, int sw, bool bilinear);
 
 }  // namespace cnnbp

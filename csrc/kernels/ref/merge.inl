@@ -175,3 +175,58 @@ static void add_into(T* y, const T* x, int64_t n) {
     for (int64_t i = i0; i < i1; ++i) y[i] += x[i];
   });
 }
+
+// x: [N, d0..d{r-1}], y: [N, d_perm[0]..d_perm[r-1]]; rank r <= 4. accumulate adds into y.
+template <typename T>
+static void permute(T* y, const T* x, int N, int rank, const int* dims, const int* perm, bool accumulate) {
+  int64_t stride[4] = {1, 1, 1, 1}, out_dims[4] = {1, 1, 1, 1}, in_stride_of_out[4] = {0, 0, 0, 0};
+  for (int j = rank - 2; j >= 0; --j) stride[j] = stride[j + 1] * dims[j + 1];
+  int64_t per = 1;
+  for (int j = 0; j < rank; ++j) {
+    out_dims[j] = dims[perm[j]];
+    in_stride_of_out[j] = stride[perm[j]];
+    per *= dims[j];
+  }
+  parallel_for(N, grain(per), [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* xn = x + n * per;
+      T* yn = y + n * per;
+      int64_t i = 0;
+      for (int64_t a = 0; a < out_dims[0]; ++a)
+        for (int64_t b = 0; b < out_dims[1]; ++b)
+          for (int64_t c = 0; c < out_dims[2]; ++c) {
+            const int64_t base = a * in_stride_of_out[0] + b * in_stride_of_out[1] + c * in_stride_of_out[2];
+            for (int64_t d = 0; d < out_dims[3]; ++d, ++i) {
+              const T v = xn[base + d * in_stride_of_out[3]];
+              yn[i] = accumulate ? yn[i] + v : v;
+            }
+          }
+    }
+  });
+}
+
+// y: [M, C] += b
+template <typename T>
+static void channel_bias_add(T* y, const T* b, int64_t M, int C) {
+  parallel_for(M, grain(C), [&](int64_t m0, int64_t m1, int) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int c = 0; c < C; ++c) y[m * C + c] += b[c];
+  });
+}
+
+// db[c] = sum over the M rows of dy[m, c], in double, serial (the same for every thread count)
+template <typename T>
+static void channel_bias_grad(T* db, const T* dy, int64_t M, int C) {
+  for (int c = 0; c < C; ++c) db[c] = T(0);
+  constexpr int kBlock = 256;
+  double acc[kBlock];
+  for (int c0 = 0; c0 < C; c0 += kBlock) {
+    const int cn = C - c0 < kBlock ? C - c0 : kBlock;
+    for (int c = 0; c < cn; ++c) acc[c] = 0.0;
+    for (int64_t m = 0; m < M; ++m) {
+      const T* r = dy + m * C + c0;
+      for (int c = 0; c < cn; ++c) acc[c] += double(r[c]);
+    }
+    for (int c = 0; c < cn; ++c) db[c0 + c] = T(acc[c]);
+  }
+}

@@ -4,14 +4,14 @@ A layer object is a specification until its model is built; then its weights liv
 network's flat buffers, and ``layer.kernel`` / ``layer.bias`` are numpy views of them."""
 
 from .base import InputLayer, Input, KerasTensor, Layer
-from .convolutional import Conv2D
+from .convolutional import Conv2D, Conv2DTranspose
 from .core import ELU, Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
 from .merging import (Add, Average, Concatenate, Maximum, Multiply, Subtract, add, average, concatenate, maximum,
                       multiply, subtract)
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
                       GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
-from .reshaping import Cropping2D, Flatten, ZeroPadding2D
+from .reshaping import Cropping2D, Flatten, Permute, Reshape, UpSampling2D, ZeroPadding2D
 from .base import _pair, _padding  # noqa: F401  (cnnbp.ops normalises arguments the same way)
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Flatten",
     "Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Dropout", "Identity", "BatchNormalization", "Add",
     "Subtract", "Multiply", "Average", "Maximum", "Concatenate", "ZeroPadding2D", "Cropping2D",
-    "add", "subtract", "multiply", "average", "maximum", "concatenate",
+    "add", "subtract", "multiply", "average", "maximum", "concatenate", "Conv2DTranspose", "Reshape", "Permute",
+    "UpSampling2D",
 ]

@@ -3,7 +3,6 @@
 from .base import Layer, _activation, _add_fused, _data_format, _initializer, _pair, _padding, _positive_int
 
 
-
 class Conv2D(Layer):
     """2D convolution over NHWC input; kernel (kh, kw, in_channels, filters)."""
 
@@ -39,4 +38,51 @@ class Conv2D(Layer):
         return dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
                     strides=list(self.strides), padding=pad, data_format=self.data_format,
                     dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
+                    kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2D convolution (the adjoint of a Conv2D: upsampling by its strides); kernel
+    (kh, kw, filters, in_channels), as Keras. Output size without output_padding: valid
+    H*s + max(k_eff - s, 0), same H*s; with output_padding op (< strides): (H-1)*s + k_eff -
+    2*pad + op, pad = k_eff // 2 for same, 0 for valid."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None, data_format=None,
+                 dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        n = self.name
+        self.filters = _positive_int(n, "filters", filters)
+        self.kernel_size = _pair(n, "kernel_size", kernel_size)
+        self.strides = _pair(n, "strides", strides)
+        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
+        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
+            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"{n}: padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding
+        self.output_padding = None if output_padding is None else _pair(n, "output_padding", output_padding,
+                                                                        allow_zero=True)
+        if self.output_padding is not None and any(o >= s for o, s in zip(self.output_padding, self.strides)):
+            raise ValueError(f"{n}: output_padding {self.output_padding} must be smaller than the strides "
+                             f"{self.strides}")
+        self.data_format = _data_format(n, data_format)
+        self.activation, self._alpha = _activation(n, activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
+        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
+
+    def _add_to(self, net, inputs, seed=0):
+        return _add_fused(self, net, "Conv2DTranspose", inputs, dict(
+            filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
+            dilation=list(self.dilation_rate), padding=self.padding, use_bias=self.use_bias,
+            output_padding=list(self.output_padding) if self.output_padding is not None else [-1, -1],
+            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer))
+
+    def get_config(self):
+        return dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
+                    strides=list(self.strides), padding=self.padding,
+                    output_padding=None if self.output_padding is None else list(self.output_padding),
+                    data_format=self.data_format, dilation_rate=list(self.dilation_rate),
+                    activation=self.activation, use_bias=self.use_bias,
                     kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)

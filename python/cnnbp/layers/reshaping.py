@@ -1,4 +1,4 @@
-"""Reshaping layers: Flatten, ZeroPadding2D, Cropping2D."""
+"""Reshaping layers: Flatten, Reshape, Permute, ZeroPadding2D, Cropping2D, UpSampling2D."""
 
 import numbers
 
@@ -74,3 +74,78 @@ class Cropping2D(_Window2D):
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
         super().__init__(cropping, data_format, **kwargs)
+
+
+class Reshape(Layer):
+    """Per-sample reshape to target_shape (one entry may be -1); a view, no data movement."""
+
+    _core_kind = "Reshape"
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            shape = tuple(int(d) for d in target_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name}: target_shape must be a tuple of ints, got {target_shape!r}") from None
+        if not shape or any(d == 0 or d < -1 for d in shape) or shape.count(-1) > 1:
+            raise ValueError(f"{self.name}: target_shape must hold positive sizes and at most one -1, got {shape}")
+        self.target_shape = shape
+
+    def _add_to(self, net, inputs, seed=0):
+        import math
+        in_shape = tuple(net.tensor_shape(inputs[0]))
+        total = math.prod(in_shape)
+        shape = list(self.target_shape)
+        if -1 in shape:
+            known = math.prod(d for d in shape if d != -1)
+            if total % known:
+                raise ValueError(f"{self.name}: cannot reshape {(None,) + in_shape} ({total} values per sample) to "
+                                 f"{(None,) + self.target_shape}")
+            shape[shape.index(-1)] = total // known
+        return net.add_layer("Reshape", self.name, inputs, dict(target_shape=shape))
+
+    def get_config(self):
+        return dict(super().get_config(), target_shape=list(self.target_shape))
+
+
+class Permute(Layer):
+    """Reorders the per-sample axes: dims is a permutation of 1..rank (Keras's 1-based form)."""
+
+    _core_kind = "Permute"
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.dims = tuple(int(d) for d in dims)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name}: dims must be a tuple of ints, got {dims!r}") from None
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"{self.name}: dims must be a permutation of 1..{len(self.dims)}, got {self.dims}")
+
+    def _core_config(self):
+        return dict(dims=list(self.dims))
+
+    def get_config(self):
+        return dict(super().get_config(), dims=list(self.dims))
+
+
+class UpSampling2D(Layer):
+    """Repeats rows and columns by size (nearest), or interpolates (bilinear: TensorFlow's
+    half-pixel rule, as Keras)."""
+
+    _core_kind = "UpSampling2D"
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        self.size = _pair(self.name, "size", size)
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(f"{self.name}: interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+        self.interpolation = interpolation
+        self.data_format = _data_format(self.name, data_format)
+
+    def _core_config(self):
+        return dict(size=list(self.size), interpolation=self.interpolation)
+
+    def get_config(self):
+        return dict(super().get_config(), size=list(self.size), data_format=self.data_format,
+                    interpolation=self.interpolation)

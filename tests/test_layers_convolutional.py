@@ -1,0 +1,103 @@
+"""Conv2DTranspose against a scatter-form numpy reference over a grid of strides, paddings,
+output paddings, dilations and odd sizes (float64 to 1e-12), finite differences, PyTorch's
+ConvTranspose2d when installed, and its argument checks. (Every kernel path: test_layers_reshaping.)"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp import layers as L
+
+import reference as ref
+
+GRID = [  # (kernel, strides, padding, output_padding, dilation, input H x W)
+    (3, 1, "valid", None, 1, (5, 4)), (3, 2, "valid", None, 1, (5, 4)), (3, 2, "same", None, 1, (5, 4)),
+    (2, 2, "same", None, 1, (3, 3)), (4, 3, "valid", None, 1, (2, 5)), (1, 3, "valid", None, 1, (3, 2)),
+    (3, 2, "valid", (1, 1), 1, (4, 4)), (3, 2, "same", (1, 0), 1, (4, 3)), (5, 3, "same", (2, 1), 1, (3, 3)),
+    (3, 1, "valid", None, 2, (4, 5)), (3, 1, "same", None, 2, (4, 5)), ((2, 3), (1, 2), "same", None, 1, (3, 4)),
+    (3, 2, "valid", None, 1, (1, 1)),
+]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.mark.parametrize("k,s,pad,op,d,hw", GRID, ids=[str(i) for i in range(len(GRID))])
+def test_conv2d_transpose_matches_reference(rng, k, s, pad, op, d, hw):
+    cnnbp.set_seed(3)
+    x = rng.standard_normal((2,) + hw + (3,))
+    layer = L.Conv2DTranspose(4, k, strides=s, padding=pad, output_padding=op, dilation_rate=d)
+    i = L.Input(x.shape[1:])
+    m = cnnbp.Model(i, layer(i), dtype="float64")
+    w, b = layer.get_weights()
+    b = rng.standard_normal(4)
+    layer.set_weights([w, b])
+    assert w.shape == _pair(k) + (4, 3)   # Keras's layout: (kh, kw, filters, in_channels)
+    y = m.predict(x, verbose=0)
+    kh, kw = _pair(k)
+    (sh, sw), (oph, opw) = _pair(s), op or (None, None)
+    assert y.shape[1:3] == (ref.deconv_length(hw[0], kh, sh, d, pad, oph), ref.deconv_length(hw[1], kw, sw, d, pad, opw))
+    ref.assert_close(y, ref.conv2d_transpose(x, w, b, _pair(s), pad, op, (d, d)), 1e-12)
+    res = cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None)
+    assert res.ok, res
+
+
+def test_conv2d_transpose_is_the_adjoint_of_conv2d(rng):
+    """<conv(u), v> == <u, conv_transpose(v)> with the same kernel and geometry."""
+    x = rng.standard_normal((1, 7, 6, 2))
+    w = rng.standard_normal((3, 3, 2, 5))
+    y = ref.conv2d(x, w, strides=(2, 2), padding="same")
+    v = rng.standard_normal(y.shape)
+    layer = L.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=(0, 1), use_bias=False)
+    i = L.Input(v.shape[1:])
+    m = cnnbp.Model(i, layer(i), dtype="float64")
+    layer.set_weights([w])
+    t = m.predict(v, verbose=0)
+    assert t.shape == x.shape
+    assert abs(np.sum(y * v) - np.sum(x * t)) < 1e-10 * np.sum(np.abs(y * v))
+
+
+def test_conv2d_transpose_with_activation_and_in_a_trained_decoder(rng):
+    """An autoencoder-sized decoder with relu inside: gradients exact, and it learns to invert
+    a fixed downsampling."""
+    cnnbp.set_seed(1)
+    i = L.Input((8, 8, 1))
+    h = L.Conv2D(4, 3, strides=2, padding="same", activation="relu")(i)
+    o = L.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid")(h)
+    m = cnnbp.Model(i, o, dtype="float64")
+    x = rng.random((4, 8, 8, 1))
+    assert cnnbp.gradcheck(m, x, x, loss="mse", print_fn=None).ok
+    m32 = cnnbp.Model.from_config(m.get_config())
+    m32.compile(optimizer=cnnbp.optimizers.Adam(0.01), loss="mse")
+    xs = (rng.random((64, 8, 8, 1)) > 0.5).astype(np.float32)
+    first = m32.evaluate(xs, xs, verbose=0)
+    m32.fit(xs, xs, epochs=30, batch_size=16, verbose=0)
+    assert m32.evaluate(xs, xs, verbose=0) < 0.8 * first
+
+
+def test_conv2d_transpose_equals_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    for s, d in itertools.product((1, 2, 3), (1, 2)):
+        if s > 1 and d > 1:
+            continue
+        x = rng.standard_normal((2, 4, 5, 3))
+        layer = L.Conv2DTranspose(6, 3, strides=s, dilation_rate=d)   # valid, k_eff >= s: torch's size
+        i = L.Input(x.shape[1:])
+        m = cnnbp.Model(i, layer(i), dtype="float64")
+        w, b = layer.get_weights()
+        t = torch.nn.functional.conv_transpose2d(torch.from_numpy(x.transpose(0, 3, 1, 2)),
+                                                 torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))),
+                                                 torch.from_numpy(b), stride=s, dilation=d)
+        ref.assert_close(m.predict(x, verbose=0), t.numpy().transpose(0, 2, 3, 1), 1e-12)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(padding="causal"), "padding must be 'valid' or 'same'"), (dict(output_padding=2, strides=2), "smaller"),
+    (dict(strides=2, dilation_rate=2), "strides > 1 together with dilation"), (dict(filters=0), "filters")])
+def test_conv2d_transpose_arguments(kw, match):
+    args = dict(dict(filters=2, kernel_size=3), **kw)
+    with pytest.raises(ValueError, match=match):
+        L.Conv2DTranspose(**args)

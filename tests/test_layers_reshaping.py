@@ -1,0 +1,109 @@
+"""Reshape, Permute and UpSampling2D against numpy (float32 on every kernel path, float64 to 1e-12),
+their gradients against finite differences, and their argument checks."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cnnbp
+from cnnbp import layers as L
+
+import reference as ref
+from conftest import ISAS
+
+
+def _model(layer, shape, dtype="float64"):
+    x = L.Input(shape)
+    return cnnbp.Model(x, layer(x), dtype=dtype)
+
+
+@pytest.mark.parametrize("size", [(2, 2), (1, 3), (3, 2)])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_upsampling_forward_backward(rng, size, interpolation):
+    x = rng.standard_normal((2, 4, 5, 3))
+    m = _model(L.UpSampling2D(size, interpolation=interpolation), x.shape[1:])
+    y = m.predict(x, verbose=0)
+    ref.assert_close(y, ref.upsampling2d(x, size, interpolation == "bilinear"), 1e-12)
+    if interpolation == "nearest":
+        assert np.array_equal(y, np.repeat(np.repeat(x, size[0], 1), size[1], 2))
+    res = cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None)
+    assert res.ok, res
+
+
+def test_bilinear_uses_half_pixel_centres():
+    m = _model(L.UpSampling2D((1, 2), interpolation="bilinear"), (1, 2, 1))
+    y = m.predict(np.array([0.0, 1.0]).reshape(1, 1, 2, 1), verbose=0).ravel()
+    assert np.allclose(y, [0, 0.25, 0.75, 1])   # tf.image.resize's values
+
+
+@pytest.mark.parametrize("target", [(20, 3), (-1,), (3, 4, 5), (6, -1, 2)])
+def test_reshape(rng, target):
+    x = rng.standard_normal((3, 4, 5, 3))
+    m = _model(L.Reshape(target), x.shape[1:])
+    y = m.predict(x, verbose=0)
+    assert np.array_equal(y, x.reshape((3,) + tuple(target)))
+    assert cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+
+
+@pytest.mark.parametrize("dims,shape", [((2, 1), (4, 5)), ((3, 1, 2), (4, 5, 3)), ((1, 3, 2), (2, 3, 4)),
+                                        ((4, 2, 3, 1), (2, 3, 2, 3))])
+def test_permute(rng, dims, shape):
+    x = rng.standard_normal((2,) + shape)
+    m = _model(L.Permute(dims), shape)
+    y = m.predict(x, verbose=0)
+    assert np.array_equal(y, np.transpose(x, (0,) + dims))
+    assert cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+
+
+def test_a_branch_through_permute_accumulates_gradients(rng):
+    """Permute back to the input's layout and add: the input's gradient is the sum of both paths."""
+    x = L.Input((3, 3, 2))
+    y = L.add([x, L.Permute((2, 1, 3))(x)])
+    m = cnnbp.Model(x, L.Dense(2)(L.Flatten()(y)), dtype="float64")
+    xs = rng.standard_normal((2, 3, 3, 2))
+    assert cnnbp.gradcheck(m, xs, rng.standard_normal((2, 2)), loss="mse", print_fn=None).ok
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: L.Reshape((7,)), r"cannot reshape \(None, 4, 5, 3\)"), (lambda: L.Reshape((-1, -1)), "at most one -1"),
+    (lambda: L.Reshape((0, 3)), "positive sizes"), (lambda: L.Permute((1, 1, 2)), "permutation"),
+    (lambda: L.Permute((2, 1)), "must list 3 axes"), (lambda: L.UpSampling2D(interpolation="bicubic"), "nearest"),
+    (lambda: L.UpSampling2D(0), "size")])
+def test_arguments_are_checked(make, match):
+    with pytest.raises(ValueError, match=match):
+        _model(make(), (4, 5, 3))
+
+
+_ISA_SCRIPT = r"""
+import numpy as np, cnnbp, sys
+from cnnbp import layers as L
+sys.path.insert(0, "tests")
+import reference as ref
+assert cnnbp.cpu_capability() == sys.argv[1], cnnbp.cpu_capability()
+rng = np.random.default_rng(0)
+x = rng.standard_normal((3, 5, 6, 4)).astype(np.float32)
+for interp in ("nearest", "bilinear"):
+    i = L.Input((5, 6, 4)); m = cnnbp.Model(i, L.UpSampling2D((2, 3), interpolation=interp)(i))
+    ref.assert_close(m.predict(x, verbose=0), ref.upsampling2d(x, (2, 3), interp == "bilinear"), 1e-6)
+i = L.Input((5, 6, 4)); m = cnnbp.Model(i, L.Permute((3, 1, 2))(i))
+assert np.array_equal(m.predict(x, verbose=0), x.transpose(0, 3, 1, 2))
+for pad, st, op in (("valid", 1, None), ("same", 2, None), ("valid", 2, (1, 1)), ("same", 3, (2, 0))):
+    i = L.Input((5, 6, 4)); layer = L.Conv2DTranspose(7, 3, strides=st, padding=pad, output_padding=op)
+    m = cnnbp.Model(i, layer(i))
+    w, b = layer.get_weights()
+    b[:] = rng.standard_normal(7); layer.set_weights([w, b])
+    ref.assert_close(m.predict(x, verbose=0), ref.conv2d_transpose(x, w, b, (st, st), pad, op), 1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "avx2-wide"])
+def test_every_kernel_path(isa):
+    env = dict(os.environ, CNNBP_CPU_CAPABILITY=isa)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, isa], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
