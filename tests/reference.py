@@ -562,3 +562,35 @@ def resize_matrix(n, f, bilinear):
 def upsampling2d(x, size, bilinear=False):
     Ah, Aw = resize_matrix(x.shape[1], size[0], bilinear), resize_matrix(x.shape[2], size[1], bilinear)
     return np.einsum("ph,nhwc,qw->npqc", Ah, np.asarray(x, np.float64), Aw)
+
+
+# ---- 1-D layers --------------------------------------------------------------------------------------
+def _pads_1d(L, k, s, d, padding):
+    if padding == "causal":
+        return (k - 1) * d, 0
+    if padding == "same":
+        return same_pad(L, k, s, d)
+    return 0, 0
+
+
+def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1):
+    """x (N, L, C), w (k, C, F): y[n, t] = sum_j xpad[n, t*stride + j*dilation] @ w[j]."""
+    k = w.shape[0]
+    before, after = _pads_1d(x.shape[1], k, stride, dilation, padding)
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (before, after), (0, 0)))
+    T = (xp.shape[1] - (k - 1) * dilation - 1) // stride + 1
+    y = np.stack([sum(xp[:, t * stride + j * dilation] @ w[j] for j in range(k)) for t in range(T)], axis=1)
+    return y + (0 if b is None else b)
+
+
+def pool1d(x, size, stride, padding, op):
+    """Max or average over windows of steps; 'same' pads with positions that are not counted."""
+    before, after = _pads_1d(x.shape[1], size, stride, 1, padding)
+    L = x.shape[1]
+    T = (L + before + after - size) // stride + 1
+    out = []
+    for t in range(T):
+        lo, hi = max(t * stride - before, 0), min(t * stride - before + size, L)
+        win = np.asarray(x[:, lo:hi], np.float64)
+        out.append(win.max(axis=1) if op == "max" else win.mean(axis=1))
+    return np.stack(out, axis=1)

@@ -101,3 +101,53 @@ def test_conv2d_transpose_arguments(kw, match):
     args = dict(dict(filters=2, kernel_size=3), **kw)
     with pytest.raises(ValueError, match=match):
         L.Conv2DTranspose(**args)
+
+
+GRID_1D = [(3, 1, "valid", 1), (3, 2, "same", 1), (4, 1, "causal", 1), (3, 1, "causal", 2), (2, 3, "valid", 1),
+           (5, 1, "same", 2), (1, 1, "valid", 1)]
+
+
+@pytest.mark.parametrize("k,s,pad,d", GRID_1D)
+def test_conv1d_matches_reference(rng, k, s, pad, d):
+    x = rng.standard_normal((2, 11, 3))
+    layer = L.Conv1D(4, k, strides=s, padding=pad, dilation_rate=d)
+    i = L.Input(x.shape[1:])
+    m = cnnbp.Model(i, layer(i), dtype="float64")
+    w, b = layer.get_weights()
+    assert w.shape == (k, 3, 4)   # Keras's layout
+    b = rng.standard_normal(4)
+    layer.set_weights([w, b])
+    y = m.predict(x, verbose=0)
+    ref.assert_close(y, ref.conv1d(x, w, b, s, pad, d), 1e-12)
+    assert cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+
+
+def test_causal_conv1d_never_sees_the_future(rng):
+    i = L.Input((10, 2))
+    m = cnnbp.Model(i, L.Conv1D(3, 4, padding="causal", dilation_rate=2)(i), dtype="float64")
+    x = rng.standard_normal((1, 10, 2))
+    y = m.predict(x, verbose=0)
+    x2 = x.copy()
+    x2[:, 6:] = 100.0
+    assert np.array_equal(m.predict(x2, verbose=0)[:, :6], y[:, :6])
+
+
+def test_conv1d_equals_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 13, 3))
+    layer = L.Conv1D(5, 4, strides=2, dilation_rate=1)
+    i = L.Input(x.shape[1:])
+    m = cnnbp.Model(i, layer(i), dtype="float64")
+    w, b = layer.get_weights()
+    t = torch.nn.functional.conv1d(torch.from_numpy(x.transpose(0, 2, 1)),
+                                   torch.from_numpy(np.ascontiguousarray(w.transpose(2, 1, 0))), torch.from_numpy(b),
+                                   stride=2)
+    ref.assert_close(m.predict(x, verbose=0), t.numpy().transpose(0, 2, 1), 1e-12)
+
+
+def test_conv1d_arguments_and_input_rank():
+    with pytest.raises(ValueError, match="'valid', 'same' or 'causal'"):
+        L.Conv1D(2, 3, padding="full")
+    i = L.Input((5, 5, 1))
+    with pytest.raises(ValueError, match=r"expected an input of shape \(None, steps, channels\)"):
+        cnnbp.Model(i, L.Conv1D(2, 3)(i))

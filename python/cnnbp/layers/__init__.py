@@ -4,13 +4,14 @@ A layer object is a specification until its model is built; then its weights liv
 network's flat buffers, and ``layer.kernel`` / ``layer.bias`` are numpy views of them."""
 
 from .base import InputLayer, Input, KerasTensor, Layer
-from .convolutional import Conv2D, Conv2DTranspose
+from .convolutional import Conv1D, Conv2D, Conv2DTranspose
 from .core import ELU, Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
 from .merging import (Add, Average, Concatenate, Maximum, Multiply, Subtract, add, average, concatenate, maximum,
                       multiply, subtract)
 from .normalization import BatchNormalization
-from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
-                      GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
+from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
+                      GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
+                      GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from .reshaping import Cropping2D, Flatten, Permute, Reshape, UpSampling2D, ZeroPadding2D
 from .base import _pair, _padding  # noqa: F401  (cnnbp.ops normalises arguments the same way)
 
@@ -20,5 +21,6 @@ __all__ = [
     "Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Dropout", "Identity", "BatchNormalization", "Add",
     "Subtract", "Multiply", "Average", "Maximum", "Concatenate", "ZeroPadding2D", "Cropping2D",
     "add", "subtract", "multiply", "average", "maximum", "concatenate", "Conv2DTranspose", "Reshape", "Permute",
-    "UpSampling2D",
+    "UpSampling2D", "Conv1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D", "GlobalAveragePooling1D",
+    "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D",
 ]

@@ -403,3 +403,24 @@ class InputLayer(Layer):
 def Input(shape=None, batch_size=None, name=None, dtype=None, **kwargs):
     """A symbolic model input of the given per-sample shape (no batch axis)."""
     return InputLayer(shape=shape, batch_size=batch_size, name=name, dtype=dtype, **kwargs).output
+
+
+def _add_as_1d(layer, net, inputs, add_2d):
+    """A 1-D layer over (steps, channels) as its 2-D form over (1, steps, channels): Reshape nodes
+    (views, no copy) around the 2-D node(s) that add_2d(inputs) appends. Returns the last node."""
+    shape = tuple(net.tensor_shape(inputs[0]))
+    if len(shape) != 2:
+        raise ValueError(f"{layer.name}: expected an input of shape (None, steps, channels), got {(None,) + shape}")
+    r = net.add_layer("Reshape", f"{layer.name}/as_2d", inputs, dict(target_shape=[1, shape[0], shape[1]]))
+    out = add_2d([r])
+    o = tuple(net.tensor_shape(out))
+    if len(o) == 3:
+        out = net.add_layer("Reshape", f"{layer.name}/as_1d", [out], dict(target_shape=[o[1], o[2]]))
+    return out
+
+
+def _int1(name, arg, value, allow_zero=False):
+    """An int, or a 1-tuple of one (Keras's 1-D arguments)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    return _pair(name, arg, (value, value), allow_zero=allow_zero)[0]

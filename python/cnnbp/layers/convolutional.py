@@ -1,6 +1,7 @@
 """Convolution layers."""
 
-from .base import Layer, _activation, _add_fused, _data_format, _initializer, _pair, _padding, _positive_int
+from .base import (Layer, _activation, _add_as_1d, _add_fused, _data_format, _initializer, _int1, _pair, _padding,
+                   _positive_int)
 
 
 class Conv2D(Layer):
@@ -86,3 +87,53 @@ class Conv2DTranspose(Layer):
                     data_format=self.data_format, dilation_rate=list(self.dilation_rate),
                     activation=self.activation, use_bias=self.use_bias,
                     kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+
+
+class Conv1D(Layer):
+    """1D convolution over (steps, channels); kernel (kernel_size, in_channels, filters). padding
+    'valid', 'same' or 'causal' (zeros before the sequence only: output t sees inputs <= t). Runs
+    as a Conv2D over (1, steps, channels)."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(**kwargs)
+        n = self.name
+        self.filters = _positive_int(n, "filters", filters)
+        self.kernel_size = _int1(n, "kernel_size", kernel_size)
+        self.strides = _int1(n, "strides", strides)
+        self.dilation_rate = _int1(n, "dilation_rate", dilation_rate)
+        if self.strides != 1 and self.dilation_rate != 1:
+            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        if padding not in ("valid", "same", "causal"):
+            raise ValueError(f"{n}: padding must be 'valid', 'same' or 'causal', got {padding!r}")
+        self.padding = padding
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"{n}: only data_format='channels_last' (steps, channels) is supported")
+        self.activation, self._alpha = _activation(n, activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
+        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
+
+    def _can_fuse_relu(self):
+        return self.activation == "linear"
+
+    def _add_to(self, net, inputs, seed=0):
+        pad, pads = self.padding, [0, 0, 0, 0]
+        if pad == "causal":
+            pad, pads = "explicit", [0, 0, (self.kernel_size - 1) * self.dilation_rate, 0]
+        return _add_as_1d(self, net, inputs, lambda ins: _add_fused(self, net, "Conv2D", ins, dict(
+            filters=self.filters, kernel_size=[1, self.kernel_size], strides=[1, self.strides],
+            dilation=[1, self.dilation_rate], padding=pad, pads=pads, use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)))
+
+    def _bind(self, net, first, last):
+        super()._bind(net, first, last)
+        off, shape = self._params["kernel"]
+        self._params["kernel"] = (off, tuple(shape[1:]))   # (1, k, in, filters) -> Keras's (k, in, filters)
+
+    def get_config(self):
+        return dict(super().get_config(), filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                    padding=self.padding, dilation_rate=self.dilation_rate, activation=self.activation,
+                    use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
+                    bias_initializer=self.bias_initializer)
