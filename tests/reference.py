@@ -594,3 +594,18 @@ def pool1d(x, size, stride, padding, op):
         win = np.asarray(x[:, lo:hi], np.float64)
         out.append(win.max(axis=1) if op == "max" else win.mean(axis=1))
     return np.stack(out, axis=1)
+
+
+def grouped_conv2d(x, w, b=None, groups=1, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """w (kh, kw, C/groups, K): output group g is the convolution of input group g with its filters."""
+    C, K = x.shape[-1], w.shape[-1]
+    cg, kg = C // groups, K // groups
+    y = np.concatenate([conv2d(x[..., g * cg:(g + 1) * cg], w[..., g * kg:(g + 1) * kg], None, strides, padding,
+                               dilation) for g in range(groups)], axis=-1)
+    return y + (0 if b is None else b)
+
+
+def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """w (kh, kw, C, m): output channel c*m + j is input channel c convolved with w[..., c, j]."""
+    kh, kw, C, m = w.shape
+    return grouped_conv2d(x, w.reshape(kh, kw, 1, C * m), b, C, strides, padding, dilation)

@@ -151,3 +151,78 @@ def test_conv1d_arguments_and_input_rank():
     i = L.Input((5, 5, 1))
     with pytest.raises(ValueError, match=r"expected an input of shape \(None, steps, channels\)"):
         cnnbp.Model(i, L.Conv1D(2, 3)(i))
+
+
+GRID_DW = [(3, 1, "valid", 1, 1), (3, 2, "same", 2, 1), (3, 1, "same", 1, 2), ((2, 3), (2, 1), "valid", 3, 1),
+           (1, 1, "valid", 1, 1), (5, 3, "same", 1, 1)]
+
+
+@pytest.mark.parametrize("k,s,pad,m,d", GRID_DW)
+def test_depthwise_conv2d(rng, k, s, pad, m, d):
+    x = rng.standard_normal((2, 7, 6, 3))
+    layer = L.DepthwiseConv2D(k, strides=s, padding=pad, depth_multiplier=m, dilation_rate=d)
+    i = L.Input(x.shape[1:])
+    model = cnnbp.Model(i, layer(i), dtype="float64")
+    w, b = layer.get_weights()
+    assert w.shape == _pair(k) + (3, m) and b.shape == (3 * m,)
+    b = rng.standard_normal(3 * m)
+    layer.set_weights([w, b])
+    y = model.predict(x, verbose=0)
+    ref.assert_close(y, ref.depthwise_conv2d(x, w, b, _pair(s), pad, (d, d)), 1e-12)
+    assert cnnbp.gradcheck(model, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+
+
+@pytest.mark.parametrize("groups,cin,filters", [(2, 4, 6), (3, 6, 3), (4, 4, 8)])
+def test_grouped_conv2d(rng, groups, cin, filters):
+    x = rng.standard_normal((2, 6, 5, cin))
+    layer = L.Conv2D(filters, 3, padding="same", groups=groups, activation="relu")
+    i = L.Input(x.shape[1:])
+    model = cnnbp.Model(i, layer(i), dtype="float64")
+    w, b = layer.get_weights()
+    assert w.shape == (3, 3, cin // groups, filters)
+    b = rng.standard_normal(filters)
+    layer.set_weights([w, b])
+    y = model.predict(x, verbose=0)
+    ref.assert_close(y, np.maximum(ref.grouped_conv2d(x, w, b, groups, padding="same"), 0), 1e-12)
+    assert cnnbp.gradcheck(model, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+
+
+def test_separable_conv2d(rng):
+    x = rng.standard_normal((2, 7, 7, 3))
+    layer = L.SeparableConv2D(5, 3, strides=2, padding="same", depth_multiplier=2, activation="tanh")
+    i = L.Input(x.shape[1:])
+    model = cnnbp.Model(i, layer(i), dtype="float64")
+    dw, pw, b = layer.get_weights()
+    assert dw.shape == (3, 3, 3, 2) and pw.shape == (1, 1, 6, 5) and b.shape == (5,)
+    b = rng.standard_normal(5)
+    layer.set_weights([dw, pw, b])
+    y = model.predict(x, verbose=0)
+    mid = ref.depthwise_conv2d(x, dw, None, (2, 2), "same")
+    ref.assert_close(y, np.tanh(ref.conv2d(mid, pw, b)), 1e-12)
+    assert cnnbp.gradcheck(model, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+    assert model.count_params() == dw.size + pw.size + b.size
+
+
+def test_grouped_and_depthwise_equal_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 8, 7, 6))
+    tx = torch.from_numpy(x.transpose(0, 3, 1, 2))
+    for layer, groups in ((L.DepthwiseConv2D(3, strides=2, depth_multiplier=2), 6), (L.Conv2D(9, 3, groups=3), 3)):
+        i = L.Input(x.shape[1:])
+        m = cnnbp.Model(i, layer(i), dtype="float64")
+        w, b = layer.get_weights()
+        K = b.size
+        wt = w.reshape(w.shape[0], w.shape[1], -1, K).transpose(3, 2, 0, 1)   # (K, C/groups, kh, kw)
+        t = torch.nn.functional.conv2d(tx, torch.from_numpy(np.ascontiguousarray(wt)), torch.from_numpy(b),
+                                       stride=layer.strides, groups=groups)
+        ref.assert_close(m.predict(x, verbose=0), t.numpy().transpose(0, 2, 3, 1), 1e-12)
+
+
+def test_grouped_arguments():
+    with pytest.raises(ValueError, match=r"groups \(3\) must divide filters \(4\)"):
+        L.Conv2D(4, 3, groups=3)
+    i = L.Input((5, 5, 4))
+    with pytest.raises(ValueError, match=r"groups \(3\) must divide the input channels \(4\)"):
+        cnnbp.Model(i, L.Conv2D(6, 3, groups=3)(i))
+    with pytest.raises(ValueError, match="depth_multiplier"):
+        L.DepthwiseConv2D(3, depth_multiplier=0)

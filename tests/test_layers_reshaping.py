@@ -1,9 +1,5 @@
-"""Reshape, Permute and UpSampling2D against numpy (float32 on every kernel path, float64 to 1e-12),
-their gradients against finite differences, and their argument checks."""
-
-import os
-import subprocess
-import sys
+"""Reshape, Permute and UpSampling2D against numpy (float64 to 1e-12; every kernel path in
+test_layers_paths.py), their gradients against finite differences, and their argument checks."""
 
 import numpy as np
 import pytest
@@ -12,7 +8,6 @@ import cnnbp
 from cnnbp import layers as L
 
 import reference as ref
-from conftest import ISAS
 
 
 def _model(layer, shape, dtype="float64"):
@@ -75,35 +70,3 @@ def test_a_branch_through_permute_accumulates_gradients(rng):
 def test_arguments_are_checked(make, match):
     with pytest.raises(ValueError, match=match):
         _model(make(), (4, 5, 3))
-
-
-_ISA_SCRIPT = r"""
-import numpy as np, cnnbp, sys
-from cnnbp import layers as L
-sys.path.insert(0, "tests")
-import reference as ref
-assert cnnbp.cpu_capability() == sys.argv[1], cnnbp.cpu_capability()
-rng = np.random.default_rng(0)
-x = rng.standard_normal((3, 5, 6, 4)).astype(np.float32)
-for interp in ("nearest", "bilinear"):
-    i = L.Input((5, 6, 4)); m = cnnbp.Model(i, L.UpSampling2D((2, 3), interpolation=interp)(i))
-    ref.assert_close(m.predict(x, verbose=0), ref.upsampling2d(x, (2, 3), interp == "bilinear"), 1e-6)
-i = L.Input((5, 6, 4)); m = cnnbp.Model(i, L.Permute((3, 1, 2))(i))
-assert np.array_equal(m.predict(x, verbose=0), x.transpose(0, 3, 1, 2))
-for pad, st, op in (("valid", 1, None), ("same", 2, None), ("valid", 2, (1, 1)), ("same", 3, (2, 0))):
-    i = L.Input((5, 6, 4)); layer = L.Conv2DTranspose(7, 3, strides=st, padding=pad, output_padding=op)
-    m = cnnbp.Model(i, layer(i))
-    w, b = layer.get_weights()
-    b[:] = rng.standard_normal(7); layer.set_weights([w, b])
-    ref.assert_close(m.predict(x, verbose=0), ref.conv2d_transpose(x, w, b, (st, st), pad, op), 1e-5)
-print("ok")
-"""
-
-
-@pytest.mark.parametrize("isa", [i for i in ISAS if i != "avx2-wide"])
-def test_every_kernel_path(isa):
-    env = dict(os.environ, CNNBP_CPU_CAPABILITY=isa)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, isa], cwd=root, env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

@@ -8,6 +8,7 @@
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
+#include "kernels/grouped_conv2d.h"
 #include "kernels/loss.h"
 #include "kernels/merge.h"
 #include "kernels/metric.h"
@@ -27,6 +28,11 @@ struct KernelTable {
   void (*conv2d_forward)(T* y, const T* x, const T* w, const T* b, T* ws, const Conv2dParams& p);
   void (*conv2d_backward_data)(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p, bool accumulate);
   void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, T* ws, const Conv2dParams& p);
+
+  // grouped and depthwise conv2d (see grouped_conv2d.h): G groups; no workspace.
+  void (*grouped_conv2d_forward)(T* y, const T* x, const T* w, const T* b, const Conv2dParams& p, int G);
+  void (*grouped_conv2d_backward_data)(T* dx, const T* dy, const T* w, const Conv2dParams& p, int G, bool accumulate);
+  void (*grouped_conv2d_backward_weight)(T* dw, const T* x, const T* dy, const Conv2dParams& p, int G);
 
   // pool2d (see pool2d.h). argmax may be null in forward (inference).
   void (*max_pool2d_forward)(T* y, int32_t* argmax, const T* x, const Pool2dParams& p);

@@ -22,6 +22,7 @@ namespace {
 #include "kernels/ref/batchnorm.inl"
 #include "kernels/ref/conv2d.inl"
 #include "kernels/ref/dense.inl"
+#include "kernels/ref/grouped_conv2d.inl"
 #include "kernels/ref/loss.inl"
 #include "kernels/ref/merge.inl"
 #include "kernels/ref/metric.inl"
@@ -81,6 +82,9 @@ constexpr KernelTable<T> make_table() {
   t.loss = loss<T>;
   t.count_correct = count_correct<T>;
   t.permute = permute<T>;
+  t.grouped_conv2d_forward = grouped_conv2d_forward<T>;
+  t.grouped_conv2d_backward_data = grouped_conv2d_backward_data<T>;
+  t.grouped_conv2d_backward_weight = grouped_conv2d_backward_weight<T>;
   t.channel_bias_add = channel_bias_add<T>;
   t.channel_bias_grad = channel_bias_grad<T>;
   t.resize_forward = resize_forward<T>;

@@ -199,6 +199,68 @@ class Conv2dLayer : public Layer<T> {
   Buffer<T> fold_;  // weights and bias with a following BatchNormalization folded in (inference)
 };
 
+// ---- grouped and depthwise conv2d --------------------------------------------------------------
+template <typename T>
+class GroupedConv2dLayer : public Layer<T> {
+ public:
+  GroupedConv2dLayer(const std::string& name, const Shape& in, const Conv2dConfig& c, int G, bool depthwise)
+      : cfg_(c), act_(name, c.act, c.alpha), G_(G), depthwise_(depthwise) {
+    const char* kind = depthwise ? "DepthwiseConv2D" : "Conv2D";
+    require_rank3(name, kind, in);
+    const std::string who = name + " (" + kind + ")";
+    CNNBP_CHECK(G >= 1 && in[2] % G == 0 && c.filters % G == 0, who, ": groups (", G,
+                ") must divide the input channels (", in[2], ") and the filters (", c.filters, ")");
+    int pt = c.pt, pb = c.pb, pl = c.pl, pr = c.pr;
+    resolve_pad(c.pad, in[0], in[1], c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, &pt, &pb, &pl, &pr);
+    p_ = make_conv2d_params(who.c_str(), 0, in[0], in[1], in[2], c.filters, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, pt, pb,
+                            pl, pr);
+    set_shapes(*this, name, in, Shape{p_.P, p_.Q, c.filters});
+    const int Cg = in[2] / G;
+    const int64_t rf = int64_t(c.kh) * c.kw;
+    const int64_t nk = checked_mul(who, "kernel size", checked_mul(who, "kernel size", rf, Cg, kMaxParams), c.filters,
+                                   kMaxParams);
+    if (depthwise) {  // Keras's depthwise kernel (kh, kw, C, m) and its fans
+      const int m = c.filters / in[2];
+      this->params.push_back({"kernel", {c.kh, c.kw, in[2], m}, 0, nk, c.kernel_init, rf * in[2], rf * m});
+    } else {
+      this->params.push_back({"kernel", {c.kh, c.kw, Cg, c.filters}, 0, nk, c.kernel_init, rf * Cg, rf * c.filters});
+    }
+    if (c.use_bias) this->params.push_back({"bias", {c.filters}, 0, c.filters, c.bias_init, Cg, c.filters});
+  }
+  const char* kind() const override { return depthwise_ ? "DepthwiseConv2D" : "Conv2D"; }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    Conv2dParams p = p_;
+    p.N = N;
+    k.grouped_conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, p, G_);
+    act_.forward(k, y, N * this->out_size);
+  }
+  bool accumulates() const override { return true; }
+  bool backward_reads_output() const override { return act_.active(); }
+  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy, T* dx,
+                T* ws) override {
+    const bool fresh = false;
+    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
+  }
+  void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
+                  T* const* dxs, const bool* accumulate, T*) override {
+    Conv2dParams p = p_;
+    p.N = N;
+    act_.backward(k, dy, y, N * this->out_size);
+    if (this->trainable) {
+      k.grouped_conv2d_backward_weight(this->g(0), xs[0], dy, p, G_);
+      if (cfg_.use_bias) k.channel_bias_grad(this->g(1), dy, int64_t(N) * p.P * p.Q, cfg_.filters);
+    }
+    if (dxs[0]) k.grouped_conv2d_backward_data(dxs[0], dy, this->w(0), p, G_, accumulate[0]);
+  }
+
+ private:
+  Conv2dConfig cfg_;
+  Conv2dParams p_;
+  FusedAct<T> act_;
+  int G_;
+  bool depthwise_;
+};
+
 // ---- conv2d transpose -------------------------------------------------------------------------
 // The adjoint of a convolution: the convolution p_ maps the (big) output [Ho,Wo,F] to the (small)
 // input [H,W,Cin] with kernel [kh,kw,F,Cin] (Keras's Conv2DTranspose kernel layout), so forward is
@@ -517,6 +579,11 @@ std::unique_ptr<Layer<T>> make_conv2d(const std::string& name, const Shape& in, 
   return std::make_unique<Conv2dLayer<T>>(name, in, cfg);
 }
 template <typename T>
+std::unique_ptr<Layer<T>> make_grouped_conv2d(const std::string& name, const Shape& in, const Conv2dConfig& cfg,
+                                              int groups, bool depthwise) {
+  return std::make_unique<GroupedConv2dLayer<T>>(name, in, cfg, groups, depthwise);
+}
+template <typename T>
 std::unique_ptr<Layer<T>> make_conv2d_transpose(const std::string& name, const Shape& in, const Conv2dConfig& cfg,
                                                 int oph, int opw) {
   return std::make_unique<Conv2dTransposeLayer<T>>(name, in, cfg, oph, opw);
@@ -559,6 +626,8 @@ int activation_kind(const Layer<T>& l) {
 #define CNNBP_INSTANTIATE(T)                                                                               \
   template std::unique_ptr<Layer<T>> make_conv2d<T>(const std::string&, const Shape&, const Conv2dConfig&); \
   template std::unique_ptr<Layer<T>> make_pool2d<T>(const std::string&, const Shape&, const Pool2dConfig&); \
+  template std::unique_ptr<Layer<T>> make_grouped_conv2d<T>(const std::string&, const Shape&, const Conv2dConfig&, \
+                                                            int, bool);                                           \
   template std::unique_ptr<Layer<T>> make_conv2d_transpose<T>(const std::string&, const Shape&, const Conv2dConfig&, \
                                                               int, int);                                          \
   template std::unique_ptr<Layer<T>> make_global_avg_pool2d<T>(const std::string&, const Shape&);          \

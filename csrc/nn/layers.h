@@ -23,6 +23,11 @@ struct Pool2dConfig {
 
 template <typename T>
 std::unique_ptr<Layer<T>> make_conv2d(const std::string& name, const Shape& in, const Conv2dConfig& cfg);
+// Grouped convolution (Conv2D(groups=G)) and, with depthwise, DepthwiseConv2D: filters = C *
+// depth_multiplier, G = C, and the kernel shown as (kh, kw, C, depth_multiplier).
+template <typename T>
+std::unique_ptr<Layer<T>> make_grouped_conv2d(const std::string& name, const Shape& in, const Conv2dConfig& cfg,
+                                              int groups, bool depthwise);
 // Conv2DTranspose: cfg as for Conv2D (pad valid/same); output_padding -1 for Keras's default.
 template <typename T>
 std::unique_ptr<Layer<T>> make_conv2d_transpose(const std::string& name, const Shape& in, const Conv2dConfig& cfg,

@@ -112,10 +112,7 @@ template <typename T>
 using Factory = std::unique_ptr<Layer<T>> (*)(const std::string& name, const std::vector<Shape>& in,
                                               const std::vector<std::string>& in_names, const LayerConfig& c);
 
-template <typename T>
-std::unique_ptr<Layer<T>> conv2d(const std::string& name, const std::vector<Shape>& in, const std::vector<std::string>&,
-                                 const LayerConfig& c) {
-  require_inputs(c, in, 1, 1);
+Conv2dConfig conv_config(const LayerConfig& c) {
   Conv2dConfig k;
   k.filters = c.get_int32("filters", 0);
   auto ks = c.get_ints("kernel_size", 2, {1, 1}), st = c.get_ints("strides", 2, {1, 1}),
@@ -128,7 +125,33 @@ std::unique_ptr<Layer<T>> conv2d(const std::string& name, const std::vector<Shap
   k.bias_init = c.get_str("bias_initializer", "zeros");
   k.act = act_from_name(c.get_str("activation", "linear"));
   k.alpha = c.get_float("alpha", 0.0);
-  return make_conv2d<T>(name, in[0], k);
+  return k;
+}
+
+// Conv2D(groups > 1) and DepthwiseConv2D (depthwise: filters = channels * depth_multiplier).
+template <typename T>
+std::unique_ptr<Layer<T>> grouped_conv2d(const std::string& name, const std::vector<Shape>& in,
+                                         const std::vector<std::string>&, const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  Conv2dConfig k = conv_config(c);
+  const bool depthwise = c.get_bool("depthwise", false);
+  int groups = c.get_int32("groups", 1);
+  if (depthwise) {
+    const int m = c.get_int32("depth_multiplier", 1);
+    CNNBP_CHECK(m >= 1, c.who, ": depth_multiplier must be >= 1, got ", m);
+    CNNBP_CHECK(in[0].size() == 3, c.who, ": expected an input of shape (None, height, width, channels), got ",
+                shape_str(in[0], true));
+    k.filters = int(checked_mul(c.who, "filters", in[0][2], m, INT32_MAX));
+    groups = in[0][2];
+  }
+  return make_grouped_conv2d<T>(name, in[0], k, groups, depthwise);
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> conv2d(const std::string& name, const std::vector<Shape>& in, const std::vector<std::string>&,
+                                 const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_conv2d<T>(name, in[0], conv_config(c));
 }
 
 template <typename T, bool Max>
@@ -265,18 +288,9 @@ template <typename T>
 std::unique_ptr<Layer<T>> conv2d_transpose(const std::string& name, const std::vector<Shape>& in,
                                            const std::vector<std::string>&, const LayerConfig& c) {
   require_inputs(c, in, 1, 1);
-  Conv2dConfig k;
-  k.filters = c.get_int32("filters", 0);
-  auto ks = c.get_ints("kernel_size", 2, {1, 1}), st = c.get_ints("strides", 2, {1, 1}),
-       dl = c.get_ints("dilation", 2, {1, 1}), op = c.get_ints("output_padding", 2, {-1, -1});
-  k.kh = ks[0]; k.kw = ks[1]; k.sh = st[0]; k.sw = st[1]; k.dh = dl[0]; k.dw = dl[1];
-  k.pad = pad_from_name(c.get_str("padding", "valid"));
+  Conv2dConfig k = conv_config(c);
   CNNBP_CHECK(k.pad != PadMode::explicit_, c.who, ": padding must be 'valid' or 'same'");
-  k.use_bias = c.get_bool("use_bias", true);
-  k.kernel_init = c.get_str("kernel_initializer", "glorot_uniform");
-  k.bias_init = c.get_str("bias_initializer", "zeros");
-  k.act = act_from_name(c.get_str("activation", "linear"));
-  k.alpha = c.get_float("alpha", 0.0);
+  auto op = c.get_ints("output_padding", 2, {-1, -1});
   return make_conv2d_transpose<T>(name, in[0], k, op[0], op[1]);
 }
 
@@ -306,6 +320,7 @@ const std::vector<std::pair<const char*, Factory<T>>>& table() {
       {"Permute", permute<T>},
       {"UpSampling2D", upsampling2d<T>},
       {"Conv2DTranspose", conv2d_transpose<T>},
+      {"GroupedConv2D", grouped_conv2d<T>},
   };
   return t;
 }

@@ -4,7 +4,7 @@ A layer object is a specification until its model is built; then its weights liv
 network's flat buffers, and ``layer.kernel`` / ``layer.bias`` are numpy views of them."""
 
 from .base import InputLayer, Input, KerasTensor, Layer
-from .convolutional import Conv1D, Conv2D, Conv2DTranspose
+from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import ELU, Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
 from .merging import (Add, Average, Concatenate, Maximum, Multiply, Subtract, add, average, concatenate, maximum,
                       multiply, subtract)
@@ -22,5 +22,5 @@ __all__ = [
     "Subtract", "Multiply", "Average", "Maximum", "Concatenate", "ZeroPadding2D", "Cropping2D",
     "add", "subtract", "multiply", "average", "maximum", "concatenate", "Conv2DTranspose", "Reshape", "Permute",
     "UpSampling2D", "Conv1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D", "GlobalAveragePooling1D",
-    "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D",
+    "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D", "DepthwiseConv2D", "SeparableConv2D",
 ]

@@ -8,11 +8,14 @@ class Conv2D(Layer):
     """2D convolution over NHWC input; kernel (kh, kw, in_channels, filters)."""
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
-                 dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         n = self.name
         self.filters = _positive_int(n, "filters", filters)
+        self.groups = _positive_int(n, "groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(f"{n}: groups ({self.groups}) must divide filters ({self.filters})")
         self.kernel_size = _pair(n, "kernel_size", kernel_size)
         self.strides = _pair(n, "strides", strides)
         self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
@@ -28,18 +31,135 @@ class Conv2D(Layer):
     def _can_fuse_relu(self):
         return self.activation == "linear"
 
+    def _conv_config(self):
+        return dict(filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
+                    dilation=list(self.dilation_rate), padding=self.padding, pads=list(self._pads),
+                    use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
+                    bias_initializer=self.bias_initializer)
+
     def _add_to(self, net, inputs, seed=0):
-        return _add_fused(self, net, "Conv2D", inputs, dict(
-            filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
-            dilation=list(self.dilation_rate), padding=self.padding, pads=list(self._pads), use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer))
+        if self.groups > 1:   # kernel (kh, kw, in_channels / groups, filters), as Keras
+            return _add_fused(self, net, "GroupedConv2D", inputs, dict(self._conv_config(), groups=self.groups))
+        return _add_fused(self, net, "Conv2D", inputs, self._conv_config())
+
+    def get_config(self):
+        pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
+        cfg = dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
+                   strides=list(self.strides), padding=pad, data_format=self.data_format,
+                   dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
+                   kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+        if self.groups > 1:
+            cfg["groups"] = self.groups
+        return cfg
+
+
+class DepthwiseConv2D(Layer):
+    """Each input channel convolved with its own depth_multiplier filters: output channel
+    c * depth_multiplier + j reads input channel c only. Kernel (kh, kw, in_channels,
+    depth_multiplier), bias (in_channels * depth_multiplier,), as Keras."""
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1, data_format=None,
+                 dilation_rate=(1, 1), activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        n = self.name
+        self.kernel_size = _pair(n, "kernel_size", kernel_size)
+        self.strides = _pair(n, "strides", strides)
+        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
+        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
+            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        self.padding, self._pads = _padding(n, padding)
+        self.depth_multiplier = _positive_int(n, "depth_multiplier", depth_multiplier)
+        self.data_format = _data_format(n, data_format)
+        self.activation, self._alpha = _activation(n, activation)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = _initializer(n, "depthwise_initializer", depthwise_initializer)
+        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
+
+    def _can_fuse_relu(self):
+        return self.activation == "linear"
+
+    def _add_to(self, net, inputs, seed=0):
+        return _add_fused(self, net, "GroupedConv2D", inputs, dict(
+            depthwise=True, depth_multiplier=self.depth_multiplier, kernel_size=list(self.kernel_size),
+            strides=list(self.strides), dilation=list(self.dilation_rate), padding=self.padding,
+            pads=list(self._pads), use_bias=self.use_bias, kernel_initializer=self.depthwise_initializer,
+            bias_initializer=self.bias_initializer))
+
+    def _bind(self, net, first, last):
+        super()._bind(net, first, last)
+        self._params["depthwise_kernel"] = self._params.pop("kernel")
+        if "bias" in self._params:   # Keras's order: depthwise_kernel, bias
+            self._params["bias"] = self._params.pop("bias")
+
+    @property
+    def kernel(self):
+        return self._view("depthwise_kernel")
+
+    def get_config(self):
+        pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
+        return dict(super().get_config(), kernel_size=list(self.kernel_size), strides=list(self.strides), padding=pad,
+                    depth_multiplier=self.depth_multiplier, data_format=self.data_format,
+                    dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
+                    depthwise_initializer=self.depthwise_initializer, bias_initializer=self.bias_initializer)
+
+
+class SeparableConv2D(Layer):
+    """A depthwise convolution (no bias) followed by a 1x1 convolution to filters (with the bias
+    and activation): weights depthwise_kernel (kh, kw, in, m), pointwise_kernel (1, 1, in*m,
+    filters), bias (filters,), as Keras."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None, dilation_rate=(1, 1),
+                 depth_multiplier=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 pointwise_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        n = self.name
+        self.filters = _positive_int(n, "filters", filters)
+        self.kernel_size = _pair(n, "kernel_size", kernel_size)
+        self.strides = _pair(n, "strides", strides)
+        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
+        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
+            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        self.padding, self._pads = _padding(n, padding)
+        self.depth_multiplier = _positive_int(n, "depth_multiplier", depth_multiplier)
+        self.data_format = _data_format(n, data_format)
+        self.activation, self._alpha = _activation(n, activation)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = _initializer(n, "depthwise_initializer", depthwise_initializer)
+        self.pointwise_initializer = _initializer(n, "pointwise_initializer", pointwise_initializer)
+        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
+
+    def _can_fuse_relu(self):
+        return self.activation == "linear"
+
+    def _add_to(self, net, inputs, seed=0):
+        d = net.add_layer("GroupedConv2D", f"{self.name}/depthwise", inputs, dict(
+            depthwise=True, depth_multiplier=self.depth_multiplier, kernel_size=list(self.kernel_size),
+            strides=list(self.strides), dilation=list(self.dilation_rate), padding=self.padding,
+            pads=list(self._pads), use_bias=False, kernel_initializer=self.depthwise_initializer))
+        return _add_fused(self, net, "Conv2D", [d], dict(
+            filters=self.filters, kernel_size=[1, 1], use_bias=self.use_bias,
+            kernel_initializer=self.pointwise_initializer, bias_initializer=self.bias_initializer))
+
+    def _bind(self, net, first, last):
+        info = net.layer_info()
+        super()._bind(net, first, last)
+        self._params = {}
+        for i, pname in zip((first, first + 1), ("depthwise_kernel", "pointwise_kernel")):
+            _, shape, offset, _ = info[i]["params"][0]
+            self._params[pname] = (offset, tuple(shape))
+        if self.use_bias:
+            _, shape, offset, _ = info[first + 1]["params"][1]
+            self._params["bias"] = (offset, tuple(shape))
 
     def get_config(self):
         pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
         return dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
                     strides=list(self.strides), padding=pad, data_format=self.data_format,
-                    dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
-                    kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+                    dilation_rate=list(self.dilation_rate), depth_multiplier=self.depth_multiplier,
+                    activation=self.activation, use_bias=self.use_bias,
+                    depthwise_initializer=self.depthwise_initializer,
+                    pointwise_initializer=self.pointwise_initializer, bias_initializer=self.bias_initializer)
 
 
 class Conv2DTranspose(Layer):
