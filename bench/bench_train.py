@@ -24,6 +24,7 @@ SPECS = {  # model: (input shape HWC, native batch, optimizer)
     "lenet": ((28, 28, 1), 64, "sgd"),
     "vgg": ((32, 32, 3), 64, "adam"),
     "resnet20": ((32, 32, 3), 128, "sgd"),  # conv-BN-ReLU basic blocks, projection shortcuts
+    "mobilenet": ((32, 32, 3), 64, "adam"),  # depthwise-separable blocks (alpha 0.5)
 }
 
 
@@ -89,10 +90,27 @@ def torch_resnet20():
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
 
 
+def torch_mobilenet():
+    """The same small MobileNet as cnnbp.applications.mobilenet (alpha 0.5), in torch.nn."""
+    import torch.nn as nn
+
+    def bn(c):
+        return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), bn(16), nn.ReLU6()], 16
+    for f, s in ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)):
+        layers += [nn.Conv2d(cin, cin, 3, s, 1, groups=cin, bias=False), bn(cin), nn.ReLU6(),
+                   nn.Conv2d(cin, f, 1, bias=False), bn(f), nn.ReLU6()]
+        cin = f
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
+
+
 def torch_model(name):
     import torch.nn as nn
     if name == "resnet20":
         return torch_resnet20()
+    if name == "mobilenet":
+        return torch_mobilenet()
     if name == "seed":
         return nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 15 * 15, 10))
     if name == "lenet":
@@ -190,7 +208,7 @@ def main():
         batches = [native if b == "native" else int(b) for b in a.batches.split(",")]
         for batch in dict.fromkeys(batches):
             for threads in [int(t) for t in a.threads.split(",")]:
-                steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16, "resnet20": 8}[model] * 32 / batch))
+                steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16, "resnet20": 8, "mobilenet": 16}[model] * 32 / batch))
                 res = {"cnnbp": [], "torch": []}
                 for _ in range(a.repeats):  # alternate frameworks
                     res["cnnbp"].append(run_worker("cnnbp", model, batch, threads, steps, a.windows))

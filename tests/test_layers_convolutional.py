@@ -172,7 +172,7 @@ def test_depthwise_conv2d(rng, k, s, pad, m, d):
     assert cnnbp.gradcheck(model, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
 
 
-@pytest.mark.parametrize("groups,cin,filters", [(2, 4, 6), (3, 6, 3), (4, 4, 8)])
+@pytest.mark.parametrize("groups,cin,filters", [(2, 4, 6), (3, 6, 3), (4, 4, 8), (2, 8, 6), (3, 12, 9)])
 def test_grouped_conv2d(rng, groups, cin, filters):
     x = rng.standard_normal((2, 6, 5, cin))
     layer = L.Conv2D(filters, 3, padding="same", groups=groups, activation="relu")
@@ -185,6 +185,17 @@ def test_grouped_conv2d(rng, groups, cin, filters):
     y = model.predict(x, verbose=0)
     ref.assert_close(y, np.maximum(ref.grouped_conv2d(x, w, b, groups, padding="same"), 0), 1e-12)
     assert cnnbp.gradcheck(model, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+
+
+@pytest.mark.parametrize("cin", [4, 8])   # the grouped kernel, and per-group ordinary convolutions
+def test_grouped_conv2d_inside_a_graph_accumulates_its_input_gradient(rng, cin):
+    i = L.Input((6, 6, 3))
+    h = L.Conv2D(cin, 1)(i)
+    g = L.Conv2D(cin, 3, padding="same", groups=2, strides=1)(h)
+    out = L.Dense(2)(L.Flatten()(L.add([g, h])))   # h feeds the grouped conv and the Add
+    m = cnnbp.Model(i, out, dtype="float64")
+    assert cnnbp.gradcheck(m, rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((2, 2)), loss="mse",
+                           print_fn=None).ok
 
 
 def test_separable_conv2d(rng):
@@ -207,7 +218,8 @@ def test_grouped_and_depthwise_equal_pytorch(rng):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((2, 8, 7, 6))
     tx = torch.from_numpy(x.transpose(0, 3, 1, 2))
-    for layer, groups in ((L.DepthwiseConv2D(3, strides=2, depth_multiplier=2), 6), (L.Conv2D(9, 3, groups=3), 3)):
+    for layer, groups in ((L.DepthwiseConv2D(3, strides=2, depth_multiplier=2), 6), (L.Conv2D(9, 3, groups=3), 3),
+                          (L.Conv2D(4, 3, groups=1), 1)):
         i = L.Input(x.shape[1:])
         m = cnnbp.Model(i, layer(i), dtype="float64")
         w, b = layer.get_weights()

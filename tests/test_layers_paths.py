@@ -38,6 +38,9 @@ for make, fn in ((lambda: L.DepthwiseConv2D(3, strides=2, padding="same", depth_
                  (lambda: L.Conv2D(6, 3, groups=2), lambda l: ref.grouped_conv2d(x, *l.get_weights(), 2))):
     i = L.Input((5, 6, 4)); layer = make(); m = cnnbp.Model(i, layer(i))
     ref.assert_close(m.predict(x, verbose=0), fn(layer), 1e-5)
+x8 = rng.standard_normal((3, 5, 6, 8)).astype(np.float32)   # groups of 4 channels: per-group SIMD convolutions
+i = L.Input((5, 6, 8)); layer = L.Conv2D(6, 3, groups=2, padding="same"); m = cnnbp.Model(i, layer(i))
+ref.assert_close(m.predict(x8, verbose=0), ref.grouped_conv2d(x8, *layer.get_weights(), 2, padding="same"), 1e-5)
 print("ok")
 """
 
@@ -57,7 +60,7 @@ from cnnbp import layers as L
 cnnbp.set_seed(0)
 i = L.Input((8, 8, 3))
 h = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu")(i)
-h = L.Conv2D(4, 1, groups=2)(h)
+h = L.Conv2D(8, 3, padding="same", groups=2)(L.Conv2D(8, 1, groups=2)(h))   # groups of 3, then of 4 channels
 h = L.Conv2DTranspose(3, 3, strides=2, padding="same")(h)
 h = L.UpSampling2D(2, interpolation="bilinear")(L.Permute((2, 1, 3))(h))
 m = cnnbp.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(h)))

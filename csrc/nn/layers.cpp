@@ -228,10 +228,54 @@ class GroupedConv2dLayer : public Layer<T> {
     if (c.use_bias) this->params.push_back({"bias", {c.filters}, 0, c.filters, c.bias_init, Cg, c.filters});
   }
   const char* kind() const override { return depthwise_ ? "DepthwiseConv2D" : "Conv2D"; }
-  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+  // Groups with several input channels each run as G ordinary convolutions (the SIMD conv2d
+  // kernels) on channel slices gathered into the workspace; thin groups (depthwise) use the
+  // grouped kernel directly.
+  bool per_group() const { return p_.C / G_ >= 4; }
+  Conv2dParams group_params(int N) const {
+    Conv2dParams q = p_;
+    q.N = N;
+    q.C = p_.C / G_;
+    q.K = p_.K / G_;
+    return q;
+  }
+  // workspace: conv scratch, then x slice [N,H,W,Cg], dx slice, y/dy slice [N,P,Q,Kg], w/dw slice.
+  int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const override {
+    if (!per_group()) return 0;
+    const Conv2dParams q = group_params(N);
+    return k.conv2d_workspace(q, nthreads) + 2 * int64_t(N) * q.H * q.W * q.C + int64_t(N) * q.P * q.Q * q.K +
+           2 * int64_t(q.R) * q.S * q.C * q.K + 64;
+  }
+  struct Slices {
+    T *conv, *x, *dx, *y, *w, *dw;
+  };
+  Slices slices(const KernelTable<T>& k, T* ws, const Conv2dParams& q, int nthreads) const {
+    Slices s;
+    auto align = [](int64_t n) { return (n + 15) & ~int64_t(15); };
+    s.conv = ws;
+    s.x = s.conv + align(k.conv2d_workspace(q, nthreads));
+    s.dx = s.x + align(int64_t(q.N) * q.H * q.W * q.C);
+    s.y = s.dx + align(int64_t(q.N) * q.H * q.W * q.C);
+    s.w = s.y + align(int64_t(q.N) * q.P * q.Q * q.K);
+    s.dw = s.w + align(int64_t(q.R) * q.S * q.C * q.K);
+    return s;
+  }
+  void forward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, T* y, T* ws, bool) override {
     Conv2dParams p = p_;
     p.N = N;
-    k.grouped_conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, p, G_);
+    if (!per_group()) {
+      k.grouped_conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, p, G_);
+    } else {
+      const Conv2dParams q = group_params(N);
+      const Slices s = slices(k, ws, q, c.nthreads);
+      const int64_t Mi = int64_t(N) * q.H * q.W, Mo = int64_t(N) * q.P * q.Q, Mw = int64_t(q.R) * q.S * q.C;
+      for (int g = 0; g < G_; ++g) {
+        k.concat_backward(s.x, x, Mi, q.C, p.C, g * q.C, false);
+        k.concat_backward(s.w, this->w(0), Mw, q.K, p.K, g * q.K, false);
+        k.conv2d_forward(s.y, s.x, s.w, cfg_.use_bias ? this->w(1) + g * q.K : nullptr, s.conv, q);
+        k.concat_forward(y, s.y, Mo, q.K, p.K, g * q.K);
+      }
+    }
     act_.forward(k, y, N * this->out_size);
   }
   bool accumulates() const override { return true; }
@@ -241,16 +285,35 @@ class GroupedConv2dLayer : public Layer<T> {
     const bool fresh = false;
     backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
   }
-  void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
-                  T* const* dxs, const bool* accumulate, T*) override {
+  void backward_n(const KernelTable<T>& k, const PassContext& c, int N, const T* const* xs, const T* y, T* dy,
+                  T* const* dxs, const bool* accumulate, T* ws) override {
     Conv2dParams p = p_;
     p.N = N;
     act_.backward(k, dy, y, N * this->out_size);
-    if (this->trainable) {
-      k.grouped_conv2d_backward_weight(this->g(0), xs[0], dy, p, G_);
-      if (cfg_.use_bias) k.channel_bias_grad(this->g(1), dy, int64_t(N) * p.P * p.Q, cfg_.filters);
+    if (this->trainable && cfg_.use_bias) k.channel_bias_grad(this->g(1), dy, int64_t(N) * p.P * p.Q, cfg_.filters);
+    if (!per_group()) {
+      if (this->trainable) k.grouped_conv2d_backward_weight(this->g(0), xs[0], dy, p, G_);
+      if (dxs[0]) k.grouped_conv2d_backward_data(dxs[0], dy, this->w(0), p, G_, accumulate[0]);
+      return;
     }
-    if (dxs[0]) k.grouped_conv2d_backward_data(dxs[0], dy, this->w(0), p, G_, accumulate[0]);
+    const Conv2dParams q = group_params(N);
+    const Slices s = slices(k, ws, q, c.nthreads);
+    const int64_t Mi = int64_t(N) * q.H * q.W, Mo = int64_t(N) * q.P * q.Q, Mw = int64_t(q.R) * q.S * q.C;
+    for (int g = 0; g < G_; ++g) {
+      k.concat_backward(s.y, dy, Mo, q.K, p.K, g * q.K, false);
+      if (this->trainable) {
+        k.concat_backward(s.x, xs[0], Mi, q.C, p.C, g * q.C, false);
+        k.conv2d_backward_weight(s.dw, nullptr, s.y, s.x, s.conv, q);
+        k.concat_forward(this->g(0), s.dw, Mw, q.K, p.K, g * q.K);
+      }
+      if (dxs[0]) {
+        k.concat_backward(s.w, this->w(0), Mw, q.K, p.K, g * q.K, false);
+        // an accumulating gradient: start from the slice already there
+        if (accumulate[0]) k.concat_backward(s.dx, dxs[0], Mi, q.C, p.C, g * q.C, false);
+        k.conv2d_backward_data(s.dx, s.y, s.w, s.conv, q, accumulate[0]);
+        k.concat_forward(dxs[0], s.dx, Mi, q.C, p.C, g * q.C);
+      }
+    }
   }
 
  private:

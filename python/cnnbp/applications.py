@@ -86,4 +86,26 @@ def small_resnet(input_shape=(28, 28, 1), classes=10):
     return resnet(8, input_shape, classes, name="small_resnet")
 
 
-MODELS = {"seed": seed, "lenet": lenet, "vgg": vgg, "resnet20": resnet20, "small_resnet": small_resnet}
+def _separable_block(x, filters, strides):
+    """MobileNet's block: depthwise 3x3 - BN - ReLU6, pointwise 1x1 - BN - ReLU6."""
+    y = L.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
+    y = L.ReLU(6.0)(L.BatchNormalization()(y))
+    y = L.Conv2D(filters, 1, use_bias=False)(y)
+    return L.ReLU(6.0)(L.BatchNormalization()(y))
+
+
+def mobilenet(input_shape=(32, 32, 3), classes=10, alpha=0.5):
+    """A small MobileNet (v1, Howard et al. 2017) for 32x32 images: a 3x3 conv, then depthwise-
+    separable blocks of 64 .. 512 filters (times alpha), global average pooling and a classifier."""
+    def f(n):
+        return max(8, int(n * alpha))
+    x = L.Input(input_shape)
+    y = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(f(32), 3, padding="same", use_bias=False)(x)))
+    for filters, strides in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)):
+        y = _separable_block(y, f(filters), strides)
+    y = L.Dense(classes, activation="softmax")(L.GlobalAveragePooling2D()(y))
+    return Model(x, y, name="mobilenet")
+
+
+MODELS = {"seed": seed, "lenet": lenet, "vgg": vgg, "resnet20": resnet20, "small_resnet": small_resnet,
+          "mobilenet": mobilenet}

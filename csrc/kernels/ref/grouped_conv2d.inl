@@ -122,10 +122,14 @@ static void grouped_conv2d_backward_weight(T* dw, const T* x, const T* dy, const
             if (Cg == 1 && Kg == 1) {
               for (int k = k0; k < k1; ++k) dwt[k] += xo[k] * g[k];
             } else {
-              for (int k = k0; k < k1; ++k) {
-                const int gr = k / Kg;
-                const T gv = g[k];
-                for (int ci = 0; ci < Cg; ++ci) dwt[int64_t(ci) * p.K + k] += xo[gr * Cg + ci] * gv;
+              // each group's outputs inside the block: a contiguous run of dwt's row ci per input
+              for (int gr = k0 / Kg; gr * Kg < k1; ++gr) {
+                const int a = gr * Kg > k0 ? gr * Kg : k0, b = (gr + 1) * Kg < k1 ? (gr + 1) * Kg : k1;
+                for (int ci = 0; ci < Cg; ++ci) {
+                  const T xv = xo[gr * Cg + ci];
+                  T* d = dwt + int64_t(ci) * p.K;
+                  for (int k = a; k < b; ++k) d[k] += xv * g[k];
+                }
               }
             }
           }
