@@ -9,8 +9,11 @@ static inline T sigmoid_of(T v) {
 
 // x, y: [n]
 template <typename T>
-static void activation_forward(T* y, const T* x, int64_t n, Act kind, T alpha) {
+static void activation_forward(T* y, const T* x, int64_t n, Act kind, T alpha_in) {
   parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    // A local copy: read through the captured reference, alpha could alias y for the compiler,
+    // which then reloads it every iteration and does not vectorise the loop.
+    const T alpha = alpha_in;
     switch (kind) {
       case Act::relu:
         // Written so that NaN propagates (NaN < 0 is false), as PyTorch's relu.
@@ -74,8 +77,9 @@ static void tanh_backward(T* dx, const T* dy, const T* y, int64_t i0, int64_t i1
 }
 
 template <typename T>
-static void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Act kind, T alpha) {
+static void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Act kind, T alpha_in) {
   parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    const T alpha = alpha_in;  // a local copy (see activation_forward)
     switch (kind) {
       case Act::relu: relu_backward(dx, dy, x, i0, i1, T(0)); break;
       case Act::leaky_relu: relu_backward(dx, dy, x, i0, i1, alpha); break;
