@@ -45,12 +45,19 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("isa", [i for i in ISAS if i != "avx2-wide"])
-def test_every_kernel_path(isa):
-    env = dict(os.environ, CNNBP_CPU_CAPABILITY=isa)
+PATHS = [i for i in ISAS if i != "avx2-wide"]
+
+
+def _run(script, isa, *args):
+    """script in a process whose kernels are isa's (from the repository root, for tests/)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, isa], cwd=root, env=env, capture_output=True, text=True,
-                       timeout=300)
+    return subprocess.run([sys.executable, "-c", script, isa, *args], cwd=root, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, CNNBP_CPU_CAPABILITY=isa))
+
+
+@pytest.mark.parametrize("isa", PATHS)
+def test_every_kernel_path(isa):
+    r = _run(_ISA_SCRIPT, isa)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
@@ -72,24 +79,29 @@ np.save(sys.argv[2], np.concatenate([w.ravel() for w in m.get_weights()]))
 """
 
 
-@pytest.mark.parametrize("isa", [i for i in ISAS if i != "avx2-wide"])
-def test_every_kernel_path(isa):
-    env = dict(os.environ, CNNBP_CPU_CAPABILITY=isa)
+PATHS = [i for i in ISAS if i != "avx2-wide"]
+
+
+def _run(script, isa, *args):
+    """script in a process whose kernels are isa's (from the repository root, for tests/)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, isa], cwd=root, env=env, capture_output=True, text=True,
-                       timeout=300)
+    return subprocess.run([sys.executable, "-c", script, isa, *args], cwd=root, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, CNNBP_CPU_CAPABILITY=isa))
+
+
+@pytest.mark.parametrize("isa", PATHS)
+def test_every_kernel_path(isa):
+    r = _run(_ISA_SCRIPT, isa)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
 def test_training_through_the_new_layers_agrees_on_every_path(tmp_path):
     """Three epochs of training through all of them (forward, backward, update) end at the same
     weights on every kernel path, to float32 rounding."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     results = {}
-    for isa in [i for i in ISAS if i != "avx2-wide"]:
+    for isa in PATHS:
         out = tmp_path / f"{isa}.npy"
-        r = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, isa, str(out)], cwd=root, capture_output=True,
-                           text=True, timeout=300, env=dict(os.environ, CNNBP_CPU_CAPABILITY=isa))
+        r = _run(_TRAIN_SCRIPT, isa, str(out))
         assert r.returncode == 0, r.stderr
         results[isa] = np.load(out)
     base = results["baseline"]

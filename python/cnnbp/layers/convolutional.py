@@ -4,6 +4,24 @@ from .base import (Layer, _activation, _add_as_1d, _add_fused, _data_format, _in
                    _positive_int)
 
 
+def _conv2d_args(layer, kernel_size, strides, dilation_rate, data_format, activation, use_bias, bias_initializer):
+    """The arguments every 2-D convolution layer shares, checked and stored on it."""
+    n = layer.name
+    layer.kernel_size = _pair(n, "kernel_size", kernel_size)
+    layer.strides = _pair(n, "strides", strides)
+    layer.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
+    if layer.strides != (1, 1) and layer.dilation_rate != (1, 1):
+        raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+    layer.data_format = _data_format(n, data_format)
+    layer.activation, layer._alpha = _activation(n, activation)
+    layer.use_bias = bool(use_bias)
+    layer.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
+
+
+def _padding_config(layer):
+    return layer.padding if layer.padding != "explicit" else [list(layer._pads[:2]), list(layer._pads[2:])]
+
+
 class Conv2D(Layer):
     """2D convolution over NHWC input; kernel (kh, kw, in_channels, filters)."""
 
@@ -16,17 +34,9 @@ class Conv2D(Layer):
         self.groups = _positive_int(n, "groups", groups)
         if self.filters % self.groups:
             raise ValueError(f"{n}: groups ({self.groups}) must divide filters ({self.filters})")
-        self.kernel_size = _pair(n, "kernel_size", kernel_size)
-        self.strides = _pair(n, "strides", strides)
-        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        _conv2d_args(self, kernel_size, strides, dilation_rate, data_format, activation, use_bias, bias_initializer)
         self.padding, self._pads = _padding(n, padding)
-        self.data_format = _data_format(n, data_format)
-        self.activation, self._alpha = _activation(n, activation)
-        self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
-        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _can_fuse_relu(self):
         return self.activation == "linear"
@@ -43,7 +53,7 @@ class Conv2D(Layer):
         return _add_fused(self, net, "Conv2D", inputs, self._conv_config())
 
     def get_config(self):
-        pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
+        pad = _padding_config(self)
         cfg = dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
                    strides=list(self.strides), padding=pad, data_format=self.data_format,
                    dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
@@ -63,18 +73,10 @@ class DepthwiseConv2D(Layer):
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         n = self.name
-        self.kernel_size = _pair(n, "kernel_size", kernel_size)
-        self.strides = _pair(n, "strides", strides)
-        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        _conv2d_args(self, kernel_size, strides, dilation_rate, data_format, activation, use_bias, bias_initializer)
         self.padding, self._pads = _padding(n, padding)
         self.depth_multiplier = _positive_int(n, "depth_multiplier", depth_multiplier)
-        self.data_format = _data_format(n, data_format)
-        self.activation, self._alpha = _activation(n, activation)
-        self.use_bias = bool(use_bias)
         self.depthwise_initializer = _initializer(n, "depthwise_initializer", depthwise_initializer)
-        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _can_fuse_relu(self):
         return self.activation == "linear"
@@ -97,7 +99,7 @@ class DepthwiseConv2D(Layer):
         return self._view("depthwise_kernel")
 
     def get_config(self):
-        pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
+        pad = _padding_config(self)
         return dict(super().get_config(), kernel_size=list(self.kernel_size), strides=list(self.strides), padding=pad,
                     depth_multiplier=self.depth_multiplier, data_format=self.data_format,
                     dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
@@ -115,19 +117,11 @@ class SeparableConv2D(Layer):
         super().__init__(**kwargs)
         n = self.name
         self.filters = _positive_int(n, "filters", filters)
-        self.kernel_size = _pair(n, "kernel_size", kernel_size)
-        self.strides = _pair(n, "strides", strides)
-        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        _conv2d_args(self, kernel_size, strides, dilation_rate, data_format, activation, use_bias, bias_initializer)
         self.padding, self._pads = _padding(n, padding)
         self.depth_multiplier = _positive_int(n, "depth_multiplier", depth_multiplier)
-        self.data_format = _data_format(n, data_format)
-        self.activation, self._alpha = _activation(n, activation)
-        self.use_bias = bool(use_bias)
         self.depthwise_initializer = _initializer(n, "depthwise_initializer", depthwise_initializer)
         self.pointwise_initializer = _initializer(n, "pointwise_initializer", pointwise_initializer)
-        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _can_fuse_relu(self):
         return self.activation == "linear"
@@ -153,7 +147,7 @@ class SeparableConv2D(Layer):
             self._params["bias"] = (offset, tuple(shape))
 
     def get_config(self):
-        pad = self.padding if self.padding != "explicit" else [list(self._pads[:2]), list(self._pads[2:])]
+        pad = _padding_config(self)
         return dict(super().get_config(), filters=self.filters, kernel_size=list(self.kernel_size),
                     strides=list(self.strides), padding=pad, data_format=self.data_format,
                     dilation_rate=list(self.dilation_rate), depth_multiplier=self.depth_multiplier,
@@ -174,11 +168,7 @@ class Conv2DTranspose(Layer):
         super().__init__(**kwargs)
         n = self.name
         self.filters = _positive_int(n, "filters", filters)
-        self.kernel_size = _pair(n, "kernel_size", kernel_size)
-        self.strides = _pair(n, "strides", strides)
-        self.dilation_rate = _pair(n, "dilation_rate", dilation_rate)
-        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError(f"{n}: strides > 1 together with dilation_rate > 1 is not supported (as Keras)")
+        _conv2d_args(self, kernel_size, strides, dilation_rate, data_format, activation, use_bias, bias_initializer)
         if padding not in ("valid", "same"):
             raise ValueError(f"{n}: padding must be 'valid' or 'same', got {padding!r}")
         self.padding = padding
@@ -187,11 +177,7 @@ class Conv2DTranspose(Layer):
         if self.output_padding is not None and any(o >= s for o, s in zip(self.output_padding, self.strides)):
             raise ValueError(f"{n}: output_padding {self.output_padding} must be smaller than the strides "
                              f"{self.strides}")
-        self.data_format = _data_format(n, data_format)
-        self.activation, self._alpha = _activation(n, activation)
-        self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializer(n, "kernel_initializer", kernel_initializer)
-        self.bias_initializer = _initializer(n, "bias_initializer", bias_initializer)
 
     def _add_to(self, net, inputs, seed=0):
         return _add_fused(self, net, "Conv2DTranspose", inputs, dict(
