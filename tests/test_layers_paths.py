@@ -1,5 +1,5 @@
 """The new layer kernels (UpSampling2D, Permute, Conv2DTranspose, depthwise and grouped
-convolution) in float32 on every kernel path the CPU has, each in its own process
+convolution, LayerNormalization, PReLU) in float32 on every kernel path the CPU has, each in its own process
 (CNNBP_CPU_CAPABILITY), against the float64 numpy references; their gradients on every path
 through the training comparison below."""
 
@@ -41,6 +41,10 @@ for make, fn in ((lambda: L.DepthwiseConv2D(3, strides=2, padding="same", depth_
 x8 = rng.standard_normal((3, 5, 6, 8)).astype(np.float32)   # groups of 4 channels: per-group SIMD convolutions
 i = L.Input((5, 6, 8)); layer = L.Conv2D(6, 3, groups=2, padding="same"); m = cnnbp.Model(i, layer(i))
 ref.assert_close(m.predict(x8, verbose=0), ref.grouped_conv2d(x8, *layer.get_weights(), 2, padding="same"), 1e-5)
+i = L.Input((5, 6, 4)); ln = L.LayerNormalization(); pr = L.PReLU(shared_axes=[1, 2]); m = cnnbp.Model(i, pr(ln(i)))
+pr.set_weights([np.full((1, 1, 4), 0.2)])
+z = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-3)
+ref.assert_close(m.predict(x, verbose=0), np.where(z > 0, z, 0.2 * z), 1e-5)
 print("ok")
 """
 

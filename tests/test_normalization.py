@@ -197,3 +197,43 @@ def test_no_folding_where_the_convolution_has_another_reader_or_an_activation():
     xs = np.random.default_rng(0).standard_normal((5, 6, 6, 1)).astype(np.float32)
     ok.network.forward(xs, training=False)
     ref.assert_close(ok.predict(xs, verbose=0), ok.network.activation(1), 1e-5)
+
+
+# ---- LayerNormalization -----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(7,), (4, 6), (3, 4, 5)])
+@pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False)])
+def test_layer_normalization(rng, shape, center, scale):
+    from cnnbp.layers import Input, LayerNormalization
+    layer = LayerNormalization(epsilon=1e-3, center=center, scale=scale)
+    i = Input(shape)
+    m = cnnbp.Model(i, layer(i), dtype="float64")
+    w = [rng.uniform(0.5, 1.5, shape[-1]) if scale else None, rng.standard_normal(shape[-1]) if center else None]
+    layer.set_weights([v for v in w if v is not None])
+    x = 3 * rng.standard_normal((4,) + shape) + 1
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    expect = (x - mu) / np.sqrt(var + 1e-3) * (w[0] if scale else 1) + (w[1] if center else 0)
+    y = m.predict(x, verbose=0)
+    assert np.allclose(y, expect, atol=1e-12)
+    assert np.array_equal(m.network.forward(x, training=True), y)   # the same in training
+    assert cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+
+
+def test_layer_normalization_equals_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    from cnnbp.layers import Input, LayerNormalization
+    layer = LayerNormalization()
+    i = Input((5, 6))
+    m = cnnbp.Model(i, layer(i), dtype="float64")
+    g, b = rng.standard_normal(6), rng.standard_normal(6)
+    layer.set_weights([g, b])
+    x = rng.standard_normal((3, 5, 6))
+    t = torch.nn.functional.layer_norm(torch.from_numpy(x), (6,), torch.from_numpy(g), torch.from_numpy(b), eps=1e-3)
+    assert np.allclose(m.predict(x, verbose=0), t.numpy(), atol=1e-12)
+
+
+def test_layer_normalization_arguments():
+    from cnnbp.layers import LayerNormalization
+    with pytest.raises(ValueError, match="only axis=-1"):
+        LayerNormalization(axis=1)
+    with pytest.raises(ValueError, match="epsilon"):
+        LayerNormalization(epsilon=0)

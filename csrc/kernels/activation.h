@@ -1,4 +1,5 @@
-// Elementwise activations and row softmax. Backward takes both x and y so each kind uses the
+// Elementwise activations and row softmax; PReLU (prelu_forward / prelu_backward: a learned
+// slope per element of a sample, shared along some axes through an index map). Backward takes both x and y so each kind uses the
 // cheaper one (relu/leaky_relu read x; sigmoid/tanh read y).
 #pragma once
 

@@ -9,8 +9,10 @@
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/grouped_conv2d.h"
+#include "kernels/layernorm.h"
 #include "kernels/loss.h"
 #include "kernels/merge.h"
+#include "kernels/noise.h"
 #include "kernels/metric.h"
 #include "kernels/pool2d.h"
 #include "kernels/resize.h"
@@ -89,6 +91,20 @@ struct KernelTable {
   // uniform(seed, stream, i) >= rate.
   void (*dropout_forward)(T* y, T* mask, const T* x, int64_t n, double rate, uint64_t seed, uint64_t stream);
   void (*dropout_backward)(T* dx, const T* dy, const T* mask, int64_t n);
+  void (*prelu_forward)(T* y, const T* x, const T* alpha, const int32_t* idx, int N, int64_t S);
+  void (*prelu_backward)(T* dx, T* dalpha, int64_t na, const T* dy, const T* x, const T* alpha, const int32_t* idx,
+                         int N, int64_t S, bool accumulate, double* ws);
+
+  // SpatialDropout2D and GaussianNoise (see noise.h).
+  void (*channel_mask)(T* mask, int64_t n, double rate, uint64_t seed, uint64_t stream);
+  void (*scale_channels)(T* y, const T* x, const T* mask, int N, int64_t M, int C);
+  void (*gaussian_noise)(T* y, const T* x, int64_t n, double stddev, uint64_t seed, uint64_t stream);
+
+  // LayerNormalization over the last axis (see layernorm.h).
+  void (*layernorm_forward)(T* y, T* mean, T* invstd, const T* x, const T* gamma, const T* beta, int64_t M, int C,
+                            double eps);
+  void (*layernorm_backward)(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean, const T* invstd,
+                             const T* gamma, int64_t M, int C, bool accumulate);
 
   // losses (see loss.h); count_correct: argmax match, or for K == 1 (pred > threshold) == (t > 0.5).
   double (*loss)(T* dpred, const T* pred, const T* target, int N, int K, const LossParams& p);

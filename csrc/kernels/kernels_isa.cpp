@@ -23,9 +23,11 @@ namespace {
 #include "kernels/ref/conv2d.inl"
 #include "kernels/ref/dense.inl"
 #include "kernels/ref/grouped_conv2d.inl"
+#include "kernels/ref/layernorm.inl"
 #include "kernels/ref/loss.inl"
 #include "kernels/ref/merge.inl"
 #include "kernels/ref/metric.inl"
+#include "kernels/ref/noise.inl"
 #include "kernels/ref/pool2d.inl"
 #include "kernels/ref/resize.inl"
 #include "optim/update.inl"
@@ -82,6 +84,13 @@ constexpr KernelTable<T> make_table() {
   t.loss = loss<T>;
   t.count_correct = count_correct<T>;
   t.permute = permute<T>;
+  t.prelu_forward = prelu_forward<T>;
+  t.prelu_backward = prelu_backward<T>;
+  t.channel_mask = channel_mask<T>;
+  t.scale_channels = scale_channels<T>;
+  t.gaussian_noise = gaussian_noise<T>;
+  t.layernorm_forward = layernorm_forward<T>;
+  t.layernorm_backward = layernorm_backward<T>;
   t.grouped_conv2d_forward = grouped_conv2d_forward<T>;
   t.grouped_conv2d_backward_data = grouped_conv2d_backward_data<T>;
   t.grouped_conv2d_backward_weight = grouped_conv2d_backward_weight<T>;

@@ -1,4 +1,5 @@
 #include "nn/layers.h"
+#include "nn/registry.h"
 
 #include <cstdio>
 #include <sstream>
@@ -598,6 +599,68 @@ class ActivationLayer : public Layer<T> {
   T alpha_;
 };
 
+// ---- PReLU ----------------------------------------------------------------------------------
+// y = x > 0 ? x : alpha * x with a learned slope per element of a sample, one slope shared along
+// the shared axes (Keras's shared_axes, 1-based): alpha's shape is the input's with those set to 1.
+template <typename T>
+class PReluLayer : public Layer<T> {
+ public:
+  PReluLayer(const std::string& name, const Shape& in, const std::vector<int>& shared, const std::string& init) {
+    CNNBP_CHECK(!in.empty() && in.size() <= 4, name, " (PReLU): inputs of 1 to 4 axes per sample, got ",
+                shape_str(in, true));
+    ashape_ = in;
+    for (int a : shared) {
+      CNNBP_CHECK(a >= 1 && a <= int(in.size()), name, " (PReLU): shared_axes must be in 1..", in.size(), ", got ", a);
+      ashape_[a - 1] = 1;
+    }
+    set_shapes(*this, name, in, in);
+    na_ = shape_numel(ashape_);
+    this->params.push_back({"alpha", ashape_, 0, na_, init, na_, na_});
+  }
+  const char* kind() const override { return "PReLU"; }
+  bool backward_reads_output() const override { return false; }
+  bool accumulates() const override { return true; }
+  // The element -> slope map and the slope-gradient sums, made when the network plans.
+  void plan(const KernelTable<T>&, int) override {
+    if (idx_.capacity() >= size_t(this->in_size)) return;
+    idx_.reserve(size_t(this->in_size));
+    sums_.reserve(size_t(na_));
+    const int r = int(this->in_shape.size());
+    int64_t coord[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < this->in_size; ++i) {
+      int64_t rest = i, a = 0;
+      for (int j = r - 1; j >= 0; --j) {
+        coord[j] = rest % this->in_shape[j];
+        rest /= this->in_shape[j];
+      }
+      for (int j = 0; j < r; ++j) a = a * ashape_[j] + (ashape_[j] == 1 ? 0 : coord[j]);
+      idx_.data()[i] = int32_t(a);
+    }
+  }
+  int64_t plan_bytes(const KernelTable<T>&, int) const override {
+    return this->in_size * int64_t(sizeof(int32_t)) + na_ * int64_t(sizeof(double));
+  }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    k.prelu_forward(y, x, this->w(0), idx_.data(), N, this->in_size);
+  }
+  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy, T* dx,
+                T* ws) override {
+    const bool fresh = false;
+    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
+  }
+  void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T*, T* dy,
+                  T* const* dxs, const bool* accumulate, T*) override {
+    k.prelu_backward(dxs[0], this->trainable ? this->g(0) : nullptr, na_, dy, xs[0], this->w(0), idx_.data(), N,
+                     this->in_size, accumulate[0], sums_.data());
+  }
+
+ private:
+  Shape ashape_;
+  int64_t na_ = 0;
+  Buffer<int32_t> idx_;
+  Buffer<double> sums_;
+};
+
 // ---- dropout --------------------------------------------------------------------------------
 template <typename T>
 class DropoutLayer : public Layer<T> {
@@ -677,6 +740,11 @@ std::unique_ptr<Layer<T>> make_activation(const std::string& name, const Shape& 
   return std::make_unique<ActivationLayer<T>>(name, in, kind, alpha);
 }
 template <typename T>
+std::unique_ptr<Layer<T>> make_prelu(const std::string& name, const Shape& in, const std::vector<int>& shared_axes,
+                                     const std::string& alpha_init) {
+  return std::make_unique<PReluLayer<T>>(name, in, shared_axes, alpha_init);
+}
+template <typename T>
 std::unique_ptr<Layer<T>> make_dropout(const std::string& name, const Shape& in, double rate, uint64_t seed) {
   return std::make_unique<DropoutLayer<T>>(name, in, rate, seed);
 }
@@ -701,6 +769,8 @@ int activation_kind(const Layer<T>& l) {
   template std::unique_ptr<Layer<T>> make_flatten<T>(const std::string&, const Shape&);                    \
   template std::unique_ptr<Layer<T>> make_activation<T>(const std::string&, const Shape&, Act, double);   \
   template std::unique_ptr<Layer<T>> make_dropout<T>(const std::string&, const Shape&, double, uint64_t); \
+  template std::unique_ptr<Layer<T>> make_prelu<T>(const std::string&, const Shape&, const std::vector<int>&,  \
+                                                   const std::string&);                                      \
   template int activation_kind<T>(const Layer<T>&);
 CNNBP_INSTANTIATE(float)
 CNNBP_INSTANTIATE(double)

@@ -1,4 +1,6 @@
-// BatchNormalization over the last axis (Keras's axis=-1 on channels-last tensors).
+// BatchNormalization and LayerNormalization over the last axis (Keras's axis=-1 on channels-last
+// tensors).
+// BatchNormalization:
 // Training (and trainable): normalise with the batch statistics; the step's backward includes
 // their dependence on the input; the moving statistics (state, never trained) are blended in only
 // when the step succeeds (commit_state). Inference, or a frozen layer: the moving statistics.
@@ -127,7 +129,67 @@ class BatchNormLayer : public Layer<T> {
   Buffer<T> mean_, var_, invstd_, scale_, shift_;
 };
 
+// LayerNormalization over the last axis: per row mean and variance of the sample itself, the same
+// in training and inference; gamma and beta per channel.
+template <typename T>
+class LayerNormLayer : public Layer<T> {
+ public:
+  LayerNormLayer(const std::string& name, const Shape& in, double eps, bool center, bool scale,
+                 const std::string& gamma_init, const std::string& beta_init)
+      : eps_(eps), center_(center), scale_(scale) {
+    CNNBP_CHECK(!in.empty(), name, " (LayerNormalization): expected an input with a feature axis");
+    CNNBP_CHECK(eps > 0 && std::isfinite(eps), name, " (LayerNormalization): epsilon must be > 0, got ", eps);
+    set_shapes(*this, name, in, in);
+    C_ = in.back();
+    rows_ = shape_numel(in) / C_;
+    if (scale) this->params.push_back({"gamma", {C_}, 0, C_, gamma_init, C_, C_});
+    if (center) this->params.push_back({"beta", {C_}, 0, C_, beta_init, C_, C_});
+  }
+  const char* kind() const override { return "LayerNormalization"; }
+  bool backward_reads_output() const override { return false; }
+  void plan(const KernelTable<T>&, int N) override {
+    mean_.reserve(size_t(N) * size_t(rows_));
+    invstd_.reserve(size_t(N) * size_t(rows_));
+  }
+  int64_t plan_bytes(const KernelTable<T>&, int N) const override { return 2 * int64_t(N) * rows_ * int64_t(sizeof(T)); }
+  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
+    k.layernorm_forward(y, mean_.data(), invstd_.data(), x, scale_ ? this->w(0) : nullptr,
+                        center_ ? this->w(scale_ ? 1 : 0) : nullptr, N * rows_, C_, eps_);
+  }
+  bool accumulates() const override { return true; }
+  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy, T* dx,
+                T* ws) override {
+    const bool fresh = false;
+    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
+  }
+  void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T*, T* dy,
+                  T* const* dxs, const bool* accumulate, T*) override {
+    const bool train = this->trainable;
+    T* dgamma = train && scale_ ? this->g(0) : nullptr;
+    T* dbeta = train && center_ ? this->g(scale_ ? 1 : 0) : nullptr;
+    k.layernorm_backward(dxs[0], dgamma, dbeta, dy, xs[0], mean_.data(), invstd_.data(),
+                         scale_ ? this->w(0) : nullptr, N * rows_, C_, accumulate[0]);
+  }
+
+ private:
+  double eps_;
+  bool center_, scale_;
+  int C_ = 0;
+  int64_t rows_ = 1;
+  Buffer<T> mean_, invstd_;
+};
+
 }  // namespace
+
+template <typename T>
+std::unique_ptr<Layer<T>> make_layer_norm(const std::string& name, const Shape& in, double epsilon, bool center,
+                                          bool scale, const std::string& gamma_init, const std::string& beta_init) {
+  return std::make_unique<LayerNormLayer<T>>(name, in, epsilon, center, scale, gamma_init, beta_init);
+}
+template std::unique_ptr<Layer<float>> make_layer_norm<float>(const std::string&, const Shape&, double, bool, bool,
+                                                              const std::string&, const std::string&);
+template std::unique_ptr<Layer<double>> make_layer_norm<double>(const std::string&, const Shape&, double, bool, bool,
+                                                                const std::string&, const std::string&);
 
 template <typename T>
 std::unique_ptr<Layer<T>> make_batch_norm(const std::string& name, const Shape& in, const BatchNormConfig& cfg) {

@@ -295,6 +295,36 @@ std::unique_ptr<Layer<T>> conv2d_transpose(const std::string& name, const std::v
 }
 
 template <typename T>
+std::unique_ptr<Layer<T>> spatial_dropout2d(const std::string& name, const std::vector<Shape>& in,
+                                            const std::vector<std::string>&, const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_spatial_dropout2d<T>(name, in[0], c.get_float("rate", 0.0), uint64_t(c.get_int("seed", 0)));
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> gaussian_noise(const std::string& name, const std::vector<Shape>& in,
+                                         const std::vector<std::string>&, const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_gaussian_noise<T>(name, in[0], c.get_float("stddev", 0.0), uint64_t(c.get_int("seed", 0)));
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> layer_norm(const std::string& name, const std::vector<Shape>& in,
+                                     const std::vector<std::string>&, const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_layer_norm<T>(name, in[0], c.get_float("epsilon", 1e-3), c.get_bool("center", true),
+                            c.get_bool("scale", true), c.get_str("gamma_initializer", "ones"),
+                            c.get_str("beta_initializer", "zeros"));
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> prelu(const std::string& name, const std::vector<Shape>& in, const std::vector<std::string>&,
+                                const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_prelu<T>(name, in[0], c.get_int_list("shared_axes"), c.get_str("alpha_initializer", "zeros"));
+}
+
+template <typename T>
 const std::vector<std::pair<const char*, Factory<T>>>& table() {
   static const std::vector<std::pair<const char*, Factory<T>>> t = {
       {"Conv2D", conv2d<T>},
@@ -321,6 +351,10 @@ const std::vector<std::pair<const char*, Factory<T>>>& table() {
       {"UpSampling2D", upsampling2d<T>},
       {"Conv2DTranspose", conv2d_transpose<T>},
       {"GroupedConv2D", grouped_conv2d<T>},
+      {"SpatialDropout2D", spatial_dropout2d<T>},
+      {"GaussianNoise", gaussian_noise<T>},
+      {"LayerNormalization", layer_norm<T>},
+      {"PReLU", prelu<T>},
   };
   return t;
 }

@@ -68,6 +68,18 @@ std::unique_ptr<Layer<T>> make_pad_crop2d(const std::string& name, const Shape& 
 template <typename T>
 std::unique_ptr<Layer<T>> make_identity(const std::string& name, const Shape& in);
 template <typename T>
+std::unique_ptr<Layer<T>> make_spatial_dropout2d(const std::string& name, const Shape& in, double rate, uint64_t seed);
+template <typename T>
+std::unique_ptr<Layer<T>> make_gaussian_noise(const std::string& name, const Shape& in, double stddev, uint64_t seed);
+// LayerNormalization over the last axis.
+template <typename T>
+std::unique_ptr<Layer<T>> make_layer_norm(const std::string& name, const Shape& in, double epsilon, bool center,
+                                          bool scale, const std::string& gamma_init, const std::string& beta_init);
+// PReLU: shared_axes 1-based (a slope shared along them); alpha_init as the other initializers.
+template <typename T>
+std::unique_ptr<Layer<T>> make_prelu(const std::string& name, const Shape& in, const std::vector<int>& shared_axes,
+                                     const std::string& alpha_init);
+template <typename T>
 std::unique_ptr<Layer<T>> make_reshape(const std::string& name, const Shape& in, const Shape& out);
 // dims: 1-based, as Keras's Permute
 template <typename T>

@@ -170,3 +170,37 @@ static void dropout_backward(T* dx, const T* dy, const T* mask, int64_t n) {
     for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * mask[i];
   });
 }
+
+// PReLU: y = x > 0 ? x : alpha[idx[i]] * x over N samples of S elements; idx maps an element of
+// a sample to its slope (the shared axes collapsed).
+template <typename T>
+static void prelu_forward(T* y, const T* x, const T* alpha, const int32_t* idx, int N, int64_t S) {
+  parallel_for(int64_t(N) * S, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T v = x[i];
+      y[i] = v > T(0) ? v : alpha[idx[i % S]] * v;
+    }
+  });
+}
+
+// dalpha (null: not wanted) summed serially in double; dx (null: not wanted) accumulate or not
+template <typename T>
+static void prelu_backward(T* dx, T* dalpha, int64_t na, const T* dy, const T* x, const T* alpha, const int32_t* idx,
+                           int N, int64_t S, bool accumulate, double* ws) {
+  if (dalpha) {
+    for (int64_t j = 0; j < na; ++j) ws[j] = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < S; ++i) {
+        const T v = x[n * S + i];
+        if (!(v > T(0))) ws[idx[i]] += double(dy[n * S + i]) * double(v);
+      }
+    for (int64_t j = 0; j < na; ++j) dalpha[j] = T(ws[j]);
+  }
+  if (!dx) return;
+  parallel_for(int64_t(N) * S, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T g = dy[i] * (x[i] > T(0) ? T(1) : alpha[idx[i % S]]);
+      dx[i] = accumulate ? dx[i] + g : g;
+    }
+  });
+}

@@ -5,10 +5,11 @@ network's flat buffers, and ``layer.kernel`` / ``layer.bias`` are numpy views of
 
 from .base import InputLayer, Input, KerasTensor, Layer
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-from .core import ELU, Activation, Dense, Dropout, Identity, LeakyReLU, ReLU, Softmax
+from .core import (ELU, Activation, Dense, Dropout, GaussianNoise, Identity, LeakyReLU, PReLU, ReLU, Softmax,
+                   SpatialDropout2D)
 from .merging import (Add, Average, Concatenate, Maximum, Multiply, Subtract, add, average, concatenate, maximum,
                       multiply, subtract)
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
@@ -23,4 +24,5 @@ __all__ = [
     "add", "subtract", "multiply", "average", "maximum", "concatenate", "Conv2DTranspose", "Reshape", "Permute",
     "UpSampling2D", "Conv1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D", "GlobalAveragePooling1D",
     "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D", "DepthwiseConv2D", "SeparableConv2D",
+    "SpatialDropout2D", "GaussianNoise", "PReLU", "LayerNormalization",
 ]

@@ -166,6 +166,65 @@ class Dropout(Layer):
         return dict(super().get_config(), rate=self.rate, seed=getattr(self, "_effective_seed", self.seed))
 
 
+class SpatialDropout2D(Dropout):
+    """Dropout of whole channels: per sample, each channel of an (H, W, C) input is kept (scaled by
+    1/(1-rate)) or zeroed as one, while training; identity otherwise."""
+
+    def _add_to(self, net, inputs, seed=0):
+        s = self.seed if self.seed is not None else seed
+        self._effective_seed = int(s) & 0xFFFFFFFFFFFFFFFF
+        return net.add_layer("SpatialDropout2D", self.name, inputs, dict(rate=self.rate, seed=self._effective_seed))
+
+
+class GaussianNoise(Layer):
+    """Adds zero-mean Gaussian noise of the given stddev while training; identity otherwise."""
+
+    def __init__(self, stddev, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(stddev, bool) or not isinstance(stddev, numbers.Real) or not math.isfinite(stddev) \
+                or stddev < 0:
+            raise ValueError(f"{self.name}: stddev must be a finite number >= 0, got {stddev!r}")
+        self.stddev = float(stddev)
+        self.seed = seed
+
+    def _add_to(self, net, inputs, seed=0):
+        s = self.seed if self.seed is not None else seed
+        self._effective_seed = int(s) & 0xFFFFFFFFFFFFFFFF
+        return net.add_layer("GaussianNoise", self.name, inputs, dict(stddev=self.stddev, seed=self._effective_seed))
+
+    def get_config(self):
+        return dict(super().get_config(), stddev=self.stddev, seed=getattr(self, "_effective_seed", self.seed))
+
+
+class PReLU(Layer):
+    """x if x > 0 else alpha * x with a learned alpha per element of a sample, shared along
+    shared_axes (1-based; shared_axes=[1, 2] gives one slope per channel of an image)."""
+
+    _core_kind = "PReLU"
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if alpha_regularizer is not None or alpha_constraint is not None:
+            raise ValueError(f"{self.name}: alpha_regularizer and alpha_constraint are not supported")
+        self.alpha_initializer = _initializer(self.name, "alpha_initializer", alpha_initializer)
+        if shared_axes is None:
+            shared_axes = []
+        elif isinstance(shared_axes, numbers.Integral):
+            shared_axes = [shared_axes]
+        try:
+            self.shared_axes = sorted({int(a) for a in shared_axes})
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name}: shared_axes must be a list of axes, got {shared_axes!r}") from None
+
+    def _core_config(self):
+        return dict(alpha_initializer=self.alpha_initializer, shared_axes=list(self.shared_axes))
+
+    def get_config(self):
+        return dict(super().get_config(), alpha_initializer=self.alpha_initializer,
+                    shared_axes=list(self.shared_axes) or None)
+
+
 class Identity(Layer):
     """Returns its input unchanged (a view: no copy, no kernel)."""
 

@@ -84,3 +84,35 @@ class BatchNormalization(Layer):
         return dict(super().get_config(), axis=self._axis, momentum=self.momentum, epsilon=self.epsilon,
                     center=self.center, scale=self.scale, **{k: v for k, v in self._core_config().items()
                                                             if k.endswith("initializer")})
+
+
+class LayerNormalization(Layer):
+    """Normalises each sample over its last axis: ``gamma * (x - mean) / sqrt(var + epsilon) + beta``
+    with the mean and (biased) variance of that sample's features; the same in training and
+    inference. Weights: gamma, beta (of ``scale``/``center`` only when True)."""
+
+    _core_kind = "LayerNormalization"
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", rms_scaling=False, **kwargs):
+        super().__init__(**kwargs)
+        n = self.name
+        if axis not in (-1, [-1], (-1,)):
+            raise ValueError(f"{n}: only axis=-1 (the last axis) is supported, got {axis!r}")
+        if rms_scaling:
+            raise ValueError(f"{n}: rms_scaling=True is not supported")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+            raise ValueError(f"{n}: epsilon must be a number > 0, got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = _initializer(n, "beta_initializer", beta_initializer)
+        self.gamma_initializer = _initializer(n, "gamma_initializer", gamma_initializer)
+
+    def _core_config(self):
+        return dict(epsilon=self.epsilon, center=self.center, scale=self.scale,
+                    beta_initializer=self.beta_initializer, gamma_initializer=self.gamma_initializer)
+
+    def get_config(self):
+        return dict(super().get_config(), epsilon=self.epsilon, center=self.center, scale=self.scale,
+                    beta_initializer=self.beta_initializer, gamma_initializer=self.gamma_initializer)
