@@ -70,3 +70,14 @@ def test_a_branch_through_permute_accumulates_gradients(rng):
 def test_arguments_are_checked(make, match):
     with pytest.raises(ValueError, match=match):
         _model(make(), (4, 5, 3))
+
+
+def test_upsampling_equals_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 4, 5, 3))
+    for mode, interp in (("nearest", "nearest"), ("bilinear", "bilinear")):
+        m = _model(L.UpSampling2D((2, 3), interpolation=interp), x.shape[1:])
+        kw = {} if mode == "nearest" else {"align_corners": False}
+        t = torch.nn.functional.interpolate(torch.from_numpy(x.transpose(0, 3, 1, 2)), scale_factor=(2, 3), mode=mode,
+                                            **kw)
+        ref.assert_close(m.predict(x, verbose=0), t.numpy().transpose(0, 2, 3, 1), 1e-12)
