@@ -150,6 +150,12 @@ def test_train_on_an_image_folder_with_report_and_predict(tmp_path):
     assert run["classes"] == sorted(["circle", "square", hostile]) and run["held_out"] == "validation"
     html = (tmp_path / "run" / "report.html").read_text()
     assert hostile not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    import browser_check   # and in a real browser: the folder's name is text, no element, no script
+    if browser_check.chromium() is not None or os.environ.get("CNNBP_REQUIRE_BROWSER"):
+        r = browser_check.check(str(tmp_path / "run" / "report.html"), screenshot=str(tmp_path / "shot.png"),
+                                text=hostile)
+        assert r["shows_text"] is True and r["matches"] == 0 and r["scripts"] == 0 and r["console"] == [], r
+        assert r["decoded"] == r["images"] > 0, r
     from PIL import Image
     Image.open(tmp_path / "shapes" / "square" / "img000.png").save(tmp_path / "probe.png")
     r = cli("predict", "run/model.cnnbp", "probe.png", "--top", "1", cwd=tmp_path)
@@ -192,9 +198,12 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(tmp_path, earlier_run):
     if earlier_run:
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "keep.txt").write_text("earlier run")
+    # A job started in the background (as CI may start this one) inherits SIGINT ignored; a terminal
+    # user's Ctrl-C is not: give the child the default disposition, as an interactive shell does.
     proc = subprocess.Popen([sys.executable, "-u", "-m", "cnnbp", "train", "--data", "bundled", "--epochs", "50",
                              "--quiet", "--out", "run"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(proc, "Epoch 2/50")
         proc.send_signal(signal.SIGINT)

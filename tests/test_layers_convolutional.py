@@ -238,3 +238,30 @@ def test_grouped_arguments():
         cnnbp.Model(i, L.Conv2D(6, 3, groups=3)(i))
     with pytest.raises(ValueError, match="depth_multiplier"):
         L.DepthwiseConv2D(3, depth_multiplier=0)
+
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_new_convolutions_on_both_thread_counts(rng, threads, batch):
+    """Batch 1 and a batch that does not split evenly, on 1 and 2 threads: each kind against its
+    numpy reference and finite differences."""
+    x = rng.standard_normal((batch, 7, 6, 8))
+    cases = [
+        (L.Conv2DTranspose(3, 3, strides=2, padding="same"), lambda l: ref.conv2d_transpose(x, *l.get_weights(), (2, 2),
+                                                                                          "same")),
+        (L.DepthwiseConv2D(3, strides=2, depth_multiplier=2), lambda l: ref.depthwise_conv2d(x, *l.get_weights(),
+                                                                                             (2, 2))),
+        (L.Conv2D(6, 3, groups=2), lambda l: ref.grouped_conv2d(x, *l.get_weights(), 2)),      # per-group path
+        (L.Conv2D(4, 3, groups=4), lambda l: ref.grouped_conv2d(x, *l.get_weights(), 4)),      # the grouped kernel
+    ]
+    for layer, fn in cases:
+        i = L.Input(x.shape[1:])
+        m = cnnbp.Model(i, layer(i), dtype="float64")
+        y = m.predict(x, verbose=0)
+        ref.assert_close(y, fn(layer), 1e-12)
+        assert cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None, samples=4).ok
+    xs = rng.standard_normal((batch, 9, 3))
+    layer = L.Conv1D(4, 3, padding="causal", dilation_rate=2)
+    i = L.Input(xs.shape[1:])
+    m = cnnbp.Model(i, layer(i), dtype="float64")
+    ref.assert_close(m.predict(xs, verbose=0), ref.conv1d(xs, *layer.get_weights(), 1, "causal", 2), 1e-12)

@@ -81,3 +81,25 @@ def test_upsampling_equals_pytorch(rng):
         t = torch.nn.functional.interpolate(torch.from_numpy(x.transpose(0, 3, 1, 2)), scale_factor=(2, 3), mode=mode,
                                             **kw)
         ref.assert_close(m.predict(x, verbose=0), t.numpy().transpose(0, 2, 3, 1), 1e-12)
+
+
+def test_repeat_vector(rng):
+    x = rng.standard_normal((3, 5))
+    m = _model(L.RepeatVector(4), (5,))
+    y = m.predict(x, verbose=0)
+    assert y.shape == (3, 4, 5) and np.array_equal(y, np.repeat(x[:, None, :], 4, axis=1))
+    assert cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None).ok
+    with pytest.raises(ValueError, match=r"expected an input of shape \(None, features\)"):
+        _model(L.RepeatVector(2), (3, 4))
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_new_reshaping_layers_on_both_thread_counts(rng, threads, batch):
+    x = rng.standard_normal((batch, 5, 6, 3))
+    for layer, fn in ((L.UpSampling2D((2, 3), interpolation="bilinear"), lambda v: ref.upsampling2d(v, (2, 3), True)),
+                      (L.UpSampling2D(2), lambda v: ref.upsampling2d(v, (2, 2))),
+                      (L.Permute((2, 3, 1)), lambda v: v.transpose(0, 2, 3, 1))):
+        m = _model(layer, x.shape[1:])
+        y = m.predict(x, verbose=0)
+        ref.assert_close(y, fn(x), 1e-12)
+        assert cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None, samples=3).ok

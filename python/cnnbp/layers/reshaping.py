@@ -149,3 +149,25 @@ class UpSampling2D(Layer):
     def get_config(self):
         return dict(super().get_config(), size=list(self.size), data_format=self.data_format,
                     interpolation=self.interpolation)
+
+
+class RepeatVector(Layer):
+    """(features,) -> (n, features): the vector repeated n times (a nearest upsampling of it, so
+    the backward sums the n copies' gradients)."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"{self.name}: n must be an int >= 1, got {n!r}")
+        self.n = int(n)
+
+    def _add_to(self, net, inputs, seed=0):
+        shape = tuple(net.tensor_shape(inputs[0]))
+        if len(shape) != 1:
+            raise ValueError(f"{self.name}: expected an input of shape (None, features), got {(None,) + shape}")
+        r = net.add_layer("Reshape", f"{self.name}/as_image", inputs, dict(target_shape=[1, 1, shape[0]]))
+        u = net.add_layer("UpSampling2D", f"{self.name}/repeat", [r], dict(size=[self.n, 1], interpolation="nearest"))
+        return net.add_layer("Reshape", self.name, [u], dict(target_shape=[self.n, shape[0]]))
+
+    def get_config(self):
+        return dict(super().get_config(), n=self.n)
