@@ -124,16 +124,22 @@ class FusedAct {
 };
 
 // ---- conv2d ---------------------------------------------------------------------------------
+// The geometry of a convolution of (H, W, C) input `in` (batch 0): padding resolved, every
+// size checked and named after the layer.
+static Conv2dParams conv_geometry(const std::string& name, const char* kind, const Shape& in, const Conv2dConfig& c) {
+  require_rank3(name, kind, in);
+  int pt = c.pt, pb = c.pb, pl = c.pl, pr = c.pr;
+  resolve_pad(c.pad, in[0], in[1], c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, &pt, &pb, &pl, &pr);
+  const std::string who = name + " (" + kind + ")";
+  return make_conv2d_params(who.c_str(), 0, in[0], in[1], in[2], c.filters, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, pt,
+                            pb, pl, pr);
+}
+
 template <typename T>
 class Conv2dLayer : public Layer<T> {
  public:
   Conv2dLayer(const std::string& name, const Shape& in, const Conv2dConfig& c) : cfg_(c), act_(name, c.act, c.alpha) {
-    require_rank3(name, "Conv2D", in);
-    int pt = c.pt, pb = c.pb, pl = c.pl, pr = c.pr;
-    resolve_pad(c.pad, in[0], in[1], c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, &pt, &pb, &pl, &pr);
-    const std::string who = name + " (Conv2D)";
-    p_ = make_conv2d_params(who.c_str(), 0, in[0], in[1], in[2], c.filters, c.kh, c.kw, c.sh, c.sw,
-                            c.dh, c.dw, pt, pb, pl, pr);
+    p_ = conv_geometry(name, "Conv2D", in, c);
     set_shapes(*this, name, in, Shape{p_.P, p_.Q, c.filters});
     const std::string who2 = name + " (Conv2D)";
     const int64_t nk = checked_mul(who2, "kernel size", checked_mul(who2, "kernel size", int64_t(c.kh) * c.kw, in[2],
@@ -207,14 +213,10 @@ class GroupedConv2dLayer : public Layer<T> {
   GroupedConv2dLayer(const std::string& name, const Shape& in, const Conv2dConfig& c, int G, bool depthwise)
       : cfg_(c), act_(name, c.act, c.alpha), G_(G), depthwise_(depthwise) {
     const char* kind = depthwise ? "DepthwiseConv2D" : "Conv2D";
-    require_rank3(name, kind, in);
+    p_ = conv_geometry(name, kind, in, c);
     const std::string who = name + " (" + kind + ")";
     CNNBP_CHECK(G >= 1 && in[2] % G == 0 && c.filters % G == 0, who, ": groups (", G,
                 ") must divide the input channels (", in[2], ") and the filters (", c.filters, ")");
-    int pt = c.pt, pb = c.pb, pl = c.pl, pr = c.pr;
-    resolve_pad(c.pad, in[0], in[1], c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, &pt, &pb, &pl, &pr);
-    p_ = make_conv2d_params(who.c_str(), 0, in[0], in[1], in[2], c.filters, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw, pt, pb,
-                            pl, pr);
     set_shapes(*this, name, in, Shape{p_.P, p_.Q, c.filters});
     const int Cg = in[2] / G;
     const int64_t rf = int64_t(c.kh) * c.kw;
@@ -281,11 +283,6 @@ class GroupedConv2dLayer : public Layer<T> {
   }
   bool accumulates() const override { return true; }
   bool backward_reads_output() const override { return act_.active(); }
-  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy, T* dx,
-                T* ws) override {
-    const bool fresh = false;
-    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
-  }
   void backward_n(const KernelTable<T>& k, const PassContext& c, int N, const T* const* xs, const T* y, T* dy,
                   T* const* dxs, const bool* accumulate, T* ws) override {
     Conv2dParams p = p_;
@@ -642,11 +639,6 @@ class PReluLayer : public Layer<T> {
   }
   void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T*, bool) override {
     k.prelu_forward(y, x, this->w(0), idx_.data(), N, this->in_size);
-  }
-  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy, T* dx,
-                T* ws) override {
-    const bool fresh = false;
-    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
   }
   void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T*, T* dy,
                   T* const* dxs, const bool* accumulate, T*) override {

@@ -157,11 +157,6 @@ class LayerNormLayer : public Layer<T> {
                         center_ ? this->w(scale_ ? 1 : 0) : nullptr, N * rows_, C_, eps_);
   }
   bool accumulates() const override { return true; }
-  void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy, T* dx,
-                T* ws) override {
-    const bool fresh = false;
-    backward_n(k, c, N, &x, y, dy, &dx, &fresh, ws);
-  }
   void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T*, T* dy,
                   T* const* dxs, const bool* accumulate, T*) override {
     const bool train = this->trainable;
