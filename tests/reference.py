@@ -609,3 +609,43 @@ def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1,
     """w (kh, kw, C, m): output channel c*m + j is input channel c convolved with w[..., c, j]."""
     kh, kw, C, m = w.shape
     return grouped_conv2d(x, w.reshape(kh, kw, 1, C * m), b, C, strides, padding, dilation)
+
+
+# ---- image preprocessing (the layers of cnnbp.layers.preprocessing) -----------------------------
+_NP_PAD = {"reflect": "symmetric", "wrap": "wrap", "nearest": "edge"}
+
+
+def warp(x, A, interpolation="bilinear", fill_mode="constant", fill_value=0.0, out_hw=None):
+    """x [H, W, C] read at the source points u = A[0] j + A[1] i + A[2], v = A[3] j + A[4] i + A[5]
+    of each output pixel (row i, column j), bilinear or nearest; outside pixels come from a
+    padded copy (numpy's pad modes) or are fill_value."""
+    H, W, C = x.shape
+    Ho, Wo = out_hw or (H, W)
+    P = 3 * max(H, W)
+    if fill_mode == "constant":
+        xp = np.pad(x, ((P, P), (P, P), (0, 0)), constant_values=fill_value)
+    else:
+        xp = np.pad(x, ((P, P), (P, P), (0, 0)), mode=_NP_PAD[fill_mode])
+    i, j = np.meshgrid(np.arange(Ho), np.arange(Wo), indexing="ij")
+    u = A[0] * j + A[1] * i + A[2]
+    v = A[3] * j + A[4] * i + A[5]
+    if interpolation == "nearest":
+        return xp[np.floor(v + 0.5).astype(int) + P, np.floor(u + 0.5).astype(int) + P]
+    u0, v0 = np.floor(u), np.floor(v)
+    du, dv = (u - u0)[..., None], (v - v0)[..., None]
+    u0, v0 = u0.astype(int) + P, v0.astype(int) + P
+    return ((1 - dv) * ((1 - du) * xp[v0, u0] + du * xp[v0, u0 + 1])
+            + dv * ((1 - du) * xp[v0 + 1, u0] + du * xp[v0 + 1, u0 + 1]))
+
+
+def rotation_map(H, W, turns):
+    """The source map of a counter-clockwise rotation by `turns` of a full turn about the centre."""
+    t = 2 * np.pi * turns
+    c, s = np.cos(t), np.sin(t)
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    return [c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy]
+
+
+def zoom_map(H, W, zy, zx):
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    return [1 + zx, 0, cx - (1 + zx) * cx, 0, 1 + zy, cy - (1 + zy) * cy]

@@ -1,5 +1,5 @@
 """The new layer kernels (UpSampling2D, Permute, Conv2DTranspose, depthwise and grouped
-convolution, LayerNormalization, PReLU) in float32 on every kernel path the CPU has, each in its own process
+convolution, LayerNormalization, PReLU, the geometric augmentation warp) in float32 on every kernel path the CPU has, each in its own process
 (CNNBP_CPU_CAPABILITY), against the float64 numpy references; their gradients on every path
 through the training comparison below."""
 
@@ -45,6 +45,12 @@ i = L.Input((5, 6, 4)); ln = L.LayerNormalization(); pr = L.PReLU(shared_axes=[1
 pr.set_weights([np.full((1, 1, 4), 0.2)])
 z = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-3)
 ref.assert_close(m.predict(x, verbose=0), np.where(z > 0, z, 0.2 * z), 1e-5)
+for layer, A in ((L.RandomRotation((0.1, 0.1), fill_mode="reflect", seed=0), ref.rotation_map(5, 6, 0.1)),
+                 (L.RandomZoom((0.3, 0.3), fill_mode="constant", seed=0), ref.zoom_map(5, 6, 0.3, 0.3))):
+    i = L.Input((5, 6, 4)); m = cnnbp.Model(i, layer(i))
+    y = m.network.forward(x, training=True)
+    for a, b in zip(x, y):
+        ref.assert_close(b, ref.warp(a.astype(np.float64), A, fill_mode=layer.fill_mode), 1e-6)
 print("ok")
 """
 

@@ -6,6 +6,7 @@
 
 #include "core/cpu.h"
 #include "kernels/activation.h"
+#include "kernels/augment.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/grouped_conv2d.h"
@@ -99,6 +100,18 @@ struct KernelTable {
   void (*channel_mask)(T* mask, int64_t n, double rate, uint64_t seed, uint64_t stream);
   void (*scale_channels)(T* y, const T* x, const T* mask, int N, int64_t M, int C);
   void (*gaussian_noise)(T* y, const T* x, int64_t n, double stddev, uint64_t seed, uint64_t stream);
+
+  // image preprocessing layers (see augment.h): mats [N,6] per-sample source maps, factor and
+  // delta [N], boxes [N,4].
+  void (*warp_forward)(T* y, const T* x, const double* mats, const WarpParams& p);
+  void (*warp_backward)(T* dx, const T* dy, const double* mats, const WarpParams& p, bool accumulate);
+  void (*contrast_forward)(T* y, const T* x, const T* factor, int N, int64_t M, int C, double lo, double hi);
+  void (*contrast_backward)(T* dx, const T* dy, const T* y, const T* factor, int N, int64_t M, int C, double lo,
+                            double hi, bool accumulate);
+  void (*shift_clip_forward)(T* y, const T* x, const T* delta, int N, int64_t S, double lo, double hi);
+  void (*shift_clip_backward)(T* dx, const T* dy, const T* y, int64_t n, double lo, double hi, bool accumulate);
+  void (*erase_boxes)(T* y, const T* x, const int32_t* boxes, int N, int H, int W, int C, double value,
+                      bool accumulate);
 
   // LayerNormalization over the last axis (see layernorm.h).
   void (*layernorm_forward)(T* y, T* mean, T* invstd, const T* x, const T* gamma, const T* beta, int64_t M, int C,

@@ -2,8 +2,11 @@
 // CNNBP_ISA_NS set to isa_<name> and that ISA's compiler flags. Everything except the exported
 // table lives in an anonymous namespace, so no instantiation can leak from one ISA's object into
 // another's (each weak symbol would otherwise be merged by the linker, ISA flags and all).
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "core/parallel.h"
 #include "core/random.h"
@@ -19,6 +22,7 @@ namespace {
 
 #include "kernels/ref/common.inl"
 #include "kernels/ref/activation.inl"
+#include "kernels/ref/augment.inl"
 #include "kernels/ref/batchnorm.inl"
 #include "kernels/ref/conv2d.inl"
 #include "kernels/ref/dense.inl"
@@ -89,6 +93,13 @@ constexpr KernelTable<T> make_table() {
   t.channel_mask = channel_mask<T>;
   t.scale_channels = scale_channels<T>;
   t.gaussian_noise = gaussian_noise<T>;
+  t.warp_forward = warp_forward<T>;
+  t.warp_backward = warp_backward<T>;
+  t.contrast_forward = contrast_forward<T>;
+  t.contrast_backward = contrast_backward<T>;
+  t.shift_clip_forward = shift_clip_forward<T>;
+  t.shift_clip_backward = shift_clip_backward<T>;
+  t.erase_boxes = erase_boxes<T>;
   t.layernorm_forward = layernorm_forward<T>;
   t.layernorm_backward = layernorm_backward<T>;
   t.grouped_conv2d_forward = grouped_conv2d_forward<T>;

@@ -324,6 +324,13 @@ std::unique_ptr<Layer<T>> prelu(const std::string& name, const std::vector<Shape
   return make_prelu<T>(name, in[0], c.get_int_list("shared_axes"), c.get_str("alpha_initializer", "zeros"));
 }
 
+template <typename T, PreprocessingKind K>
+std::unique_ptr<Layer<T>> preprocessing(const std::string& name, const std::vector<Shape>& in,
+                                        const std::vector<std::string>&, const LayerConfig& c) {
+  require_inputs(c, in, 1, 1);
+  return make_preprocessing<T>(K, name, in[0], c);
+}
+
 template <typename T>
 const std::vector<std::pair<const char*, Factory<T>>>& table() {
   static const std::vector<std::pair<const char*, Factory<T>>> t = {
@@ -355,6 +362,16 @@ const std::vector<std::pair<const char*, Factory<T>>>& table() {
       {"GaussianNoise", gaussian_noise<T>},
       {"LayerNormalization", layer_norm<T>},
       {"PReLU", prelu<T>},
+      {"RandomFlip", preprocessing<T, PreprocessingKind::random_flip>},
+      {"RandomTranslation", preprocessing<T, PreprocessingKind::random_translation>},
+      {"RandomRotation", preprocessing<T, PreprocessingKind::random_rotation>},
+      {"RandomZoom", preprocessing<T, PreprocessingKind::random_zoom>},
+      {"RandomCrop", preprocessing<T, PreprocessingKind::random_crop>},
+      {"RandomContrast", preprocessing<T, PreprocessingKind::random_contrast>},
+      {"RandomBrightness", preprocessing<T, PreprocessingKind::random_brightness>},
+      {"RandomErasing", preprocessing<T, PreprocessingKind::random_erasing>},
+      {"Rescaling", preprocessing<T, PreprocessingKind::rescaling>},
+      {"Normalization", preprocessing<T, PreprocessingKind::normalization>},
   };
   return t;
 }

@@ -87,4 +87,13 @@ std::unique_ptr<Layer<T>> make_permute(const std::string& name, const Shape& in,
 template <typename T>
 std::unique_ptr<Layer<T>> make_upsampling2d(const std::string& name, const Shape& in, int sh, int sw, bool bilinear);
 
+// Image preprocessing and augmentation (nn/preprocessing.cpp); c: the layer's options.
+enum class PreprocessingKind {
+  random_flip, random_translation, random_rotation, random_zoom, random_crop, random_contrast, random_brightness,
+  random_erasing, rescaling, normalization
+};
+template <typename T>
+std::unique_ptr<Layer<T>> make_preprocessing(PreprocessingKind kind, const std::string& name, const Shape& in,
+                                             const LayerConfig& c);
+
 }  // namespace cnnbp

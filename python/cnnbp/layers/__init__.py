@@ -13,6 +13,8 @@ from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from .preprocessing import (Normalization, RandomBrightness, RandomContrast, RandomCrop, RandomErasing, RandomFlip,
+                            RandomRotation, RandomTranslation, RandomZoom, Rescaling)
 from .reshaping import Cropping2D, Flatten, Permute, RepeatVector, Reshape, UpSampling2D, ZeroPadding2D
 from .base import _pair, _padding  # noqa: F401  (cnnbp.ops normalises arguments the same way)
 
@@ -25,4 +27,6 @@ __all__ = [
     "UpSampling2D", "Conv1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D", "GlobalAveragePooling1D",
     "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D", "DepthwiseConv2D", "SeparableConv2D",
     "SpatialDropout2D", "GaussianNoise", "PReLU", "LayerNormalization", "RepeatVector",
+    "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom", "RandomCrop", "RandomContrast",
+    "RandomBrightness", "RandomErasing", "Rescaling", "Normalization",
 ]
