@@ -272,9 +272,11 @@ def loss(pred, target, kind):
 
 
 # ---- optimizers (published formulas) ---------------------------------------------------------
-def sgd_step(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    """PyTorch's SGD (equal to Keras's for a constant learning rate)."""
-    g = g + weight_decay * p
+def sgd_step(p, g, buf, lr, momentum=0.0, coupled_weight_decay=0.0, nesterov=False, weight_decay=0.0):
+    """PyTorch's SGD (equal to Keras's for a constant learning rate); weight_decay: Keras 3's
+    decoupled decay, p -= lr * weight_decay * p first; coupled_weight_decay: PyTorch's (L2 in g)."""
+    p = p - lr * weight_decay * p
+    g = g + coupled_weight_decay * p
     if momentum == 0:
         return p - lr * g, buf
     buf = momentum * buf + g
@@ -649,3 +651,54 @@ def rotation_map(H, W, turns):
 def zoom_map(H, W, zy, zx):
     cx, cy = (W - 1) / 2, (H - 1) / 2
     return [1 + zx, 0, cx - (1 + zx) * cx, 0, 1 + zy, cy - (1 + zy) * cy]
+
+
+# ---- learning-rate schedules and gradient clipping (Keras's definitions) -----------------------
+def schedule(name, step, **c):
+    """The learning rate Keras's schedule `name` gives at 0-based step `step`."""
+    lr0 = c.get("initial_learning_rate")
+    if name == "ExponentialDecay":
+        e = step / c["decay_steps"]
+        return lr0 * c["decay_rate"] ** (np.floor(e) if c.get("staircase") else e)
+    if name == "PiecewiseConstantDecay":
+        return c["values"][int(np.searchsorted(c["boundaries"], step, side="left"))]
+    if name == "PolynomialDecay":
+        end, power, d = c.get("end_learning_rate", 1e-4), c.get("power", 1.0), c["decay_steps"]
+        if c.get("cycle"):
+            d = d * max(1.0, np.ceil(step / d))
+        else:
+            step = min(step, d)
+        return (lr0 - end) * (1 - step / d) ** power + end
+    if name == "CosineDecay":
+        alpha, d = c.get("alpha", 0.0), c["decay_steps"]
+        target, w = c.get("warmup_target"), c.get("warmup_steps", 0)
+        if target is not None:
+            if step < w:
+                return lr0 + (target - lr0) * step / w
+            step, lr0 = min(step - w, d), target
+        step = min(step, d)
+        return lr0 * ((1 - alpha) * 0.5 * (1 + np.cos(np.pi * step / d)) + alpha)
+    if name == "CosineDecayRestarts":
+        d, t_mul, m_mul, alpha = c["first_decay_steps"], c.get("t_mul", 2.0), c.get("m_mul", 1.0), c.get("alpha", 0.0)
+        i, start, period = 0, 0.0, d               # walk the periods: restart i lasts d * t_mul^i steps
+        while step >= start + period:
+            start, period, i = start + period, period * t_mul, i + 1
+        frac = (step - start) / period
+        return lr0 * ((1 - alpha) * 0.5 * m_mul ** i * (1 + np.cos(np.pi * frac)) + alpha)
+    raise ValueError(name)
+
+
+def clip_gradients(g, tensors, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    """Keras's clipping of the flat gradient g; tensors: (offset, size) of each parameter tensor."""
+    g = g.copy()
+    if clipnorm:
+        for o, n in tensors:
+            norm = np.linalg.norm(g[o:o + n])
+            g[o:o + n] *= clipnorm / max(norm, clipnorm)
+    elif global_clipnorm:
+        norm = np.sqrt(sum(np.sum(g[o:o + n] ** 2) for o, n in tensors))
+        for o, n in tensors:
+            g[o:o + n] *= global_clipnorm / max(norm, global_clipnorm)
+    elif clipvalue:
+        g = np.clip(g, -clipvalue, clipvalue)
+    return g

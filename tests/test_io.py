@@ -342,3 +342,26 @@ def test_torch_state_dict_covers_batch_norm():
     cnnbp.io.from_torch_state_dict(c, by_order)
     for u, v in zip(a.get_weights(), c.get_weights()):
         assert np.array_equal(u, v)
+
+
+def test_sgd_weight_decay_of_an_earlier_file_stays_coupled(tmp_path):
+    """Files written before SGD's weight_decay became decoupled (no coupled_weight_decay key) load
+    with their value as coupled_weight_decay, so their training resumes as before."""
+    import json
+    import zlib
+    from cnnbp import io as cio
+    cnnbp.set_seed(0)
+    m = cnnbp.Sequential([cnnbp.Input((3,)), cnnbp.layers.Dense(2)])
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.1, momentum=0.9, coupled_weight_decay=0.01), loss="mse")
+    path = tmp_path / "old.cnnbp"
+    m.save(path)
+    data = path.read_bytes()
+    _, version, hlen, _ = cio._PRELUDE.unpack_from(data)
+    header = json.loads(data[cio._PRELUDE.size:cio._PRELUDE.size + hlen])
+    opt = header["training"]["optimizer"]
+    opt["weight_decay"] = opt.pop("coupled_weight_decay")        # the earlier layout
+    hb = json.dumps(header, sort_keys=True).encode()
+    path.write_bytes(cio._PRELUDE.pack(cio.MAGIC, version, len(hb), zlib.crc32(hb)) + hb
+                     + data[cio._PRELUDE.size + hlen:])
+    back = cnnbp.load_model(path)
+    assert back.optimizer.coupled_weight_decay == 0.01 and back.optimizer.weight_decay == 0.0

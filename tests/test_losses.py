@@ -123,3 +123,49 @@ def test_a_python_loss_function_is_refused_with_the_reason():
 def test_unknown_loss_lists_the_known_ones():
     with pytest.raises(ValueError, match="'mean_absolute_error'.*'cosine_similarity'"):
         losses.get("mean_absolut_error")
+
+
+@pytest.mark.parametrize("kind", ["categorical", "sparse", "binary"])
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_label_smoothing_in_the_step_and_the_loss_object(rng, kind, from_logits):
+    """The step's loss and its gradient equal the unsmoothed loss on targets t(1 - s) + s/K
+    (binary: + s/2), with or without the fused softmax/sigmoid; metrics read the labels as given."""
+    s, k = 0.2, 1 if kind == "binary" else 4
+    act = "sigmoid" if kind == "binary" else "softmax"
+    x = rng.standard_normal((6, 5))
+    labels = rng.integers(0, 2 if kind == "binary" else k, 6)
+    y = labels[:, None].astype(np.float64) if kind == "binary" else (labels if kind == "sparse" else np.eye(k)[labels])
+    dense_t = y if kind == "binary" else np.eye(k)[labels]
+    smooth_t = dense_t * (1 - s) + (s / 2 if kind == "binary" else s / k)
+    cls = {"categorical": losses.CategoricalCrossentropy, "sparse": losses.SparseCategoricalCrossentropy,
+           "binary": losses.BinaryCrossentropy}[kind]
+    plain = losses.BinaryCrossentropy if kind == "binary" else losses.CategoricalCrossentropy
+
+    def model(loss):
+        cnnbp.set_seed(3)
+        i = Input((5,))
+        m = cnnbp.Model(i, Dense(k, activation=None if from_logits else act)(i), dtype="float64")
+        m.compile(optimizer=cnnbp.optimizers.SGD(0.1), loss=loss, metrics=["accuracy"])
+        return m
+    a = model(cls(from_logits=from_logits, label_smoothing=s))
+    b = model(plain(from_logits=from_logits))
+    la = a.evaluate(x, y, verbose=0, return_dict=True)
+    lb = b.evaluate(x, smooth_t, verbose=0, return_dict=True)
+    assert abs(la["loss"] - lb["loss"]) < 1e-12
+    pred = a.predict(x, verbose=0)
+    assert abs(cls(from_logits=from_logits, label_smoothing=s)(y, pred) - la["loss"]) < 1e-6
+    a.train_on_batch(x, y)
+    b.train_on_batch(x, smooth_t)
+    assert all(np.allclose(u, v, rtol=0, atol=1e-12) for u, v in zip(a.get_weights(), b.get_weights()))
+    assert cls(label_smoothing=s).get_config()["label_smoothing"] == s
+    with pytest.raises(ValueError, match="label_smoothing"):
+        cls(label_smoothing=1.5)
+
+
+def test_label_smoothing_only_on_cross_entropies():
+    i = Input((3,))
+    m = cnnbp.Model(i, Dense(2)(i))
+    m.compile(optimizer="sgd", loss=losses.CategoricalCrossentropy(label_smoothing=0.1))
+    assert m.loss.label_smoothing == 0.1
+    with pytest.raises(TypeError):
+        losses.MeanSquaredError(label_smoothing=0.1)

@@ -515,3 +515,45 @@ def test_a_model_is_a_layer_of_one_model_only():
     with pytest.raises(ValueError, match="cannot contain itself"):
         s = cnnbp.Sequential([cnnbp.Input((3,)), Dense(2)])
         s.add(s)
+
+
+def test_sample_and_class_weights(rng):
+    """Keras's weighting: loss = sum_i w_i loss_i / N; class_weight multiplies by the weight of
+    each sample's class; the step's gradient is that of the weighted loss (float64)."""
+    def build():
+        cnnbp.set_seed(9)
+        i = cnnbp.Input((4,))
+        m = cnnbp.Model(i, Dense(3, activation="softmax")(i), dtype="float64")
+        m.compile(optimizer=cnnbp.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+        return m
+    x, y = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+    w = rng.uniform(0, 2, 10)
+    m = build()
+    p = m.predict(x, verbose=0)
+    per = -np.log(p[np.arange(10), y])
+    assert abs(m.evaluate(x, y, sample_weight=w, verbose=0)[0] - np.sum(w * per) / 10) < 1e-12
+    cw = {0: 2.0, 2: 0.5}
+    table = np.array([2.0, 1.0, 0.5])
+    assert abs(m.test_on_batch(x, y, sample_weight=w)[0] - np.sum(w * per) / 10) < 1e-12
+    # a weighted step equals a step on the weighted loss: duplicating a sample = weight 2
+    a, b = build(), build()
+    a.train_on_batch(x, y, class_weight=cw)
+    xd = np.concatenate([x, x[y == 0]])
+    yd = np.concatenate([y, y[y == 0]])
+    wd = np.concatenate([np.where(y == 2, 0.5, 1.0), np.ones((y == 0).sum())])
+    b.train_on_batch(xd, yd, sample_weight=wd * len(xd) / len(x))
+    assert all(np.allclose(u, v, atol=1e-12, rtol=0) for u, v in zip(a.get_weights(), b.get_weights()))
+    # fit: sample_weight and class_weight together, shuffled and split like x
+    c, d = build(), build()
+    c.fit(x, y, batch_size=4, epochs=2, sample_weight=w, class_weight=cw, verbose=0, seed=1)
+    d.fit(x, y, batch_size=4, epochs=2, sample_weight=w * table[y], verbose=0, seed=1)
+    assert all(np.array_equal(u, v) for u, v in zip(c.get_weights(), d.get_weights()))
+    h = c.fit(x, y, epochs=1, sample_weight=w, validation_split=0.3, verbose=0)
+    assert "val_loss" in h.history
+    with pytest.raises(ValueError, match="one weight per sample"):
+        c.fit(x, y, sample_weight=w[:5], verbose=0)
+    with pytest.raises(ValueError, match="class_weight keys"):
+        c.fit(x, y, class_weight={7: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        c.evaluate(x, y, sample_weight=-w, verbose=0)

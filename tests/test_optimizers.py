@@ -14,6 +14,14 @@ OPTIMIZERS = [
     ("sgd", dict(learning_rate=0.05, momentum=0.9)),
     ("sgd", dict(learning_rate=0.05, momentum=0.9, nesterov=True)),
     ("sgd", dict(learning_rate=0.05, momentum=0.5, weight_decay=0.01)),
+    ("sgd", dict(learning_rate=0.05, momentum=0.5, coupled_weight_decay=0.01)),
+    ("sgd", dict(learning_rate=0.05, momentum=0.9, weight_decay=0.1, coupled_weight_decay=0.02, clipnorm=0.05)),
+    ("sgd", dict(learning_rate=("CosineDecay", dict(initial_learning_rate=0.1, decay_steps=3, alpha=0.1)),
+                 global_clipnorm=0.1)),
+    ("adam", dict(learning_rate=("ExponentialDecay", dict(initial_learning_rate=0.01, decay_steps=2, decay_rate=0.5)),
+                  clipvalue=0.01)),
+    ("rmsprop", dict(learning_rate=("PiecewiseConstantDecay", dict(boundaries=[1, 3], values=[0.01, 0.005, 0.001])),
+                     clipnorm=0.1)),
     ("adam", dict()),
     ("adam", dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5)),
     ("adamw", dict(learning_rate=0.01)),
@@ -44,7 +52,19 @@ def _model(dtype):
 
 
 def _make_opt(name, kw):
+    kw = dict(kw)
+    if isinstance(kw.get("learning_rate"), tuple):
+        sname, cfg = kw["learning_rate"]
+        kw["learning_rate"] = getattr(cnnbp.optimizers.schedules, sname)(**cfg)
     return cnnbp.optimizers.get(name).__class__(**kw)
+
+
+def _lr(kw, t):
+    """The learning rate of step t (1-based) by the reference formulas."""
+    lr = kw.get("learning_rate", 0.001)
+    if isinstance(lr, tuple):
+        return ref.schedule(lr[0], t - 1, **lr[1])
+    return lr
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -60,21 +80,24 @@ def test_optimizer_matches_formula(name, kw, dtype):
     v = np.zeros_like(p)
     slots = {}
     tol = 1e-12 if dtype == "float64" else 1e-5
+    tensors = [(off, size) for info in net.layer_info() for _, _, off, size in info["params"]]
+    clip = {k: kw[k] for k in ("clipnorm", "clipvalue", "global_clipnorm") if k in kw}
     for t in range(1, 6):
         x = rng.standard_normal((4, 5, 5, 2))
         y = np.eye(3)[rng.integers(0, 3, 4)]
         net.forward(x, training=True)
         net.backward(y)
-        g = np.array(net.flat_grads(), dtype=np.float64)
+        g = ref.clip_gradients(np.array(net.flat_grads(), dtype=np.float64), tensors, **clip)
+        lr = _lr(kw, t)
+        assert abs(opt.learning_rate - lr) <= 1e-15 * lr                  # the rate the next step uses
         net.apply_update()
         if name in ADAPTIVE:
-            hyper = {k: kw[k] for k in kw if k not in ("learning_rate", "weight_decay")}
-            p = ref.adaptive_step(name, p, g, slots, t, opt.learning_rate, kw.get("weight_decay", 0.0), **hyper)
+            hyper = {k: kw[k] for k in kw if k not in ("learning_rate", "weight_decay") and k not in clip}
+            p = ref.adaptive_step(name, p, g, slots, t, lr, kw.get("weight_decay", 0.0), **hyper)
         elif name == "sgd":
-            p, m = ref.sgd_step(p, g, m, opt.learning_rate, opt.momentum, opt.weight_decay, opt.nesterov)
+            p, m = ref.sgd_step(p, g, m, lr, opt.momentum, opt.coupled_weight_decay, opt.nesterov, opt.weight_decay)
         else:
-            p, m, v = ref.adam_step(p, g, m, v, t, opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon,
-                                    opt.weight_decay)
+            p, m, v = ref.adam_step(p, g, m, v, t, lr, opt.beta_1, opt.beta_2, opt.epsilon, opt.weight_decay)
         ref.assert_close(net.flat_params(), p, tol, f"step {t}")
     assert net.iterations == 5 and opt.iterations == 5
 

@@ -60,6 +60,20 @@ void check_input(const Network<T>& net, const py::array& x) {
   CNNBP_CHECK(ok, "model input: expected shape ", shape_str(in, true), ", got ", py_shape_str(x));
 }
 
+// An optional [N] array of per-sample loss weights (finite, >= 0); null when None.
+template <typename T>
+const T* sample_weights(const py::object& sw, const py::array& x, carray<T>& keep) {
+  if (sw.is_none()) return nullptr;
+  keep = carray<T>::ensure(sw);
+  CNNBP_CHECK(keep && keep.ndim() == 1 && keep.shape(0) == x.shape(0), "sample_weight: expected ", x.shape(0),
+              " weights (one per sample), got ", keep ? py_shape_str(keep) : std::string("a non-numeric value"));
+  const T* w = keep.data();
+  for (py::ssize_t i = 0; i < keep.shape(0); ++i)
+    CNNBP_CHECK(std::isfinite(double(w[i])) && w[i] >= 0, "sample_weight: weights must be finite and >= 0, got ",
+                double(w[i]), " at index ", i);
+  return w;
+}
+
 template <typename T>
 void check_target_shape(Network<T>& net, const py::array& x, const py::array& y) {
   const py::ssize_t N = x.shape(0);
@@ -204,11 +218,12 @@ void bind_network(py::module_& m, const char* cls) {
            },
            "Views of the optimizer's state buffers (momentum; or Adam's m and v).")
       .def("set_loss",
-           [](Net& n, const std::string& kind, double eps, bool fuse, double delta) {
+           [](Net& n, const std::string& kind, double eps, bool fuse, double delta, double smoothing) {
              CNNBP_CHECK(std::isfinite(delta) && delta > 0, "Huber: expected delta > 0, got ", delta);
-             n.set_loss(loss_from_name(kind), eps, fuse, delta);
+             n.set_loss(loss_from_name(kind), eps, fuse, delta, smoothing);
            },
-           py::arg("kind"), py::arg("epsilon") = 1e-7, py::arg("fuse") = true, py::arg("delta") = 1.0)
+           py::arg("kind"), py::arg("epsilon") = 1e-7, py::arg("fuse") = true, py::arg("delta") = 1.0,
+           py::arg("label_smoothing") = 0.0)
       .def("set_metrics",
            [](Net& n, const std::vector<std::tuple<int, int, double, int, int>>& specs) {
              std::vector<MetricSpec> v;
@@ -236,16 +251,20 @@ void bind_network(py::module_& m, const char* cls) {
       .def_property_readonly("loss", [](Net& n) { return std::string(loss_name(n.loss_kind())); })
       .def_property_readonly("loss_fused", &Net::loss_fused)
       .def("set_sgd",
-           [](Net& n, double lr, double momentum, bool nesterov, double wd) {
+           [](Net& n, double lr, double momentum, bool nesterov, double wd, double coupled) {
              OptimizerConfig c;
              c.kind = OptKind::sgd;
              c.lr = lr;
              c.momentum = momentum;
              c.nesterov = nesterov;
              c.weight_decay = wd;
+             c.coupled_decay = coupled;
              n.set_optimizer(c);
            },
-           py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"))
+           py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"),
+           py::arg("coupled_weight_decay") = 0.0,
+           "SGD; weight_decay is decoupled (Keras 3), coupled_weight_decay adds coupled_weight_decay * p to the "
+           "gradient (PyTorch's SGD weight_decay).")
       .def("set_adam",
            [](Net& n, double lr, double b1, double b2, double eps, double wd) {
              OptimizerConfig c;
@@ -294,24 +313,30 @@ void bind_network(py::module_& m, const char* cls) {
                     })
       .def_property("iterations", &Net::iterations, &Net::set_iterations)
       .def("train_step",
-           [](Net& n, carray<T> x, carray<T> y) {
+           [](Net& n, carray<T> x, carray<T> y, py::object sample_weight) {
              check_input(n, x);
              check_target_shape(n, x, y);
              CNNBP_CHECK(x.shape(0) > 0, "train_step: expected a non-empty batch");
+             carray<T> keep;
+             const T* sw = sample_weights<T>(sample_weight, x, keep);
              StepResult r;
              {
                py::gil_scoped_release nogil;
                std::lock_guard<std::mutex> g(n.mutex());
-               r = n.train_step(x.data(), y.data(), int(x.shape(0)));
+               r = n.train_step(x.data(), y.data(), int(x.shape(0)), sw);
              }
              return py::make_tuple(r.loss, r.correct);
            },
-           py::arg("x"), py::arg("y"), "Forward, loss, backward and update on one batch: (mean loss, correct count).")
+           py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
+           "Forward, loss, backward and update on one batch: (mean loss, correct count). The loss includes the "
+           "regularization penalties; sample_weight: per-sample loss weights (sum_i w_i loss_i / N).")
       .def("compute_gradients",
-           [](Net& n, carray<T> x, carray<T> y, double grad_scale, py::object grads_ready) {
+           [](Net& n, carray<T> x, carray<T> y, double grad_scale, py::object grads_ready, py::object sample_weight) {
              check_input(n, x);
              check_target_shape(n, x, y);
              CNNBP_CHECK(x.shape(0) > 0, "compute_gradients: expected a non-empty batch");
+             carray<T> keep;
+             const T* sw = sample_weights<T>(sample_weight, x, keep);
              typename Net::GradsReady hook;
              if (!grads_ready.is_none()) {
                CNNBP_CHECK(PyCallable_Check(grads_ready.ptr()), "compute_gradients: grads_ready must be callable");
@@ -324,11 +349,12 @@ void bind_network(py::module_& m, const char* cls) {
              {
                py::gil_scoped_release nogil;
                std::lock_guard<std::mutex> g(n.mutex());
-               r = n.compute_gradients(x.data(), y.data(), int(x.shape(0)), grad_scale, hook);
+               r = n.compute_gradients(x.data(), y.data(), int(x.shape(0)), grad_scale, hook, sw);
              }
              return py::make_tuple(r.loss, r.correct);
            },
            py::arg("x"), py::arg("y"), py::arg("grad_scale") = 1.0, py::arg("grads_ready") = py::none(),
+           py::arg("sample_weight") = py::none(),
            "Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, "
            "correct count). The data-parallel step: all-reduce flat_grads(), then apply_update(). "
            "grads_ready(begin, end), if given, is called as each layer's gradient range of flat_grads() "
@@ -455,18 +481,68 @@ void bind_network(py::module_& m, const char* cls) {
            },
            py::arg("x"), "Inference forward pass.")
       .def("evaluate",
-           [](Net& n, carray<T> x, carray<T> y) {
+           [](Net& n, carray<T> x, carray<T> y, py::object sample_weight) {
              check_input(n, x);
              check_target_shape(n, x, y);
+             carray<T> keep;
+             const T* sw = sample_weights<T>(sample_weight, x, keep);
              StepResult r;
              {
                py::gil_scoped_release nogil;
                std::lock_guard<std::mutex> g(n.mutex());
-               r = n.evaluate(x.data(), y.data(), int(x.shape(0)));
+               r = n.evaluate(x.data(), y.data(), int(x.shape(0)), sw);
              }
              return py::make_tuple(r.loss, r.correct);
            },
-           py::arg("x"), py::arg("y"), "(mean loss, correct count) without updating.")
+           py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
+           "(mean loss, correct count) without updating (the loss includes the regularization penalties).")
+      .def("set_gradient_config",
+           [](Net& n, double clipnorm, double clipvalue, double global_clipnorm, const py::dict& sched) {
+             for (double v : {clipnorm, clipvalue, global_clipnorm})
+               CNNBP_CHECK(std::isfinite(v) && v >= 0, "optimizer: clipping thresholds must be finite and >= 0, got ", v);
+             GradientConfig g;
+             g.clipnorm = clipnorm, g.clipvalue = clipvalue, g.global_clipnorm = global_clipnorm;
+             LrSchedule& h = g.schedule;
+             for (auto item : sched) {
+               const std::string k = py::str(item.first);
+               py::handle v = item.second;
+               if (k == "kind") h.kind = ScheduleKind(v.cast<int>());
+               else if (k == "initial") h.initial = v.cast<double>();
+               else if (k == "decay_steps") h.decay_steps = v.cast<double>();
+               else if (k == "rate") h.rate = v.cast<double>();
+               else if (k == "end") h.end = v.cast<double>();
+               else if (k == "power") h.power = v.cast<double>();
+               else if (k == "alpha") h.alpha = v.cast<double>();
+               else if (k == "warmup_target") h.warmup_target = v.cast<double>(), h.warmup = true;
+               else if (k == "warmup_steps") h.warmup_steps = v.cast<double>();
+               else if (k == "t_mul") h.t_mul = v.cast<double>();
+               else if (k == "m_mul") h.m_mul = v.cast<double>();
+               else if (k == "staircase") h.staircase = v.cast<bool>();
+               else if (k == "cycle") h.cycle = v.cast<bool>();
+               else if (k == "boundaries") h.boundaries = v.cast<std::vector<double>>();
+               else if (k == "values") h.values = v.cast<std::vector<double>>();
+               else throw std::invalid_argument("learning rate schedule: unknown field '" + k + "'");
+             }
+             CNNBP_CHECK(int(h.kind) >= 0 && int(h.kind) <= int(ScheduleKind::cosine_restarts),
+                         "learning rate schedule: unknown kind ", int(h.kind));
+             std::lock_guard<std::mutex> lock(n.mutex());
+             n.set_gradient_config(g);
+           },
+           py::arg("clipnorm") = 0.0, py::arg("clipvalue") = 0.0, py::arg("global_clipnorm") = 0.0,
+           py::arg("schedule") = py::dict(),
+           "Gradient clipping (one of the three) and the learning-rate schedule (see csrc/optim/schedule.h).")
+      .def("learning_rate_at", &Net::learning_rate_at, py::arg("step"),
+           "The learning rate of the update made after `step` updates.")
+      .def("set_regularizers",
+           [](Net& n, const std::vector<std::tuple<int, int64_t, int64_t, double, double>>& terms) {
+             std::vector<RegTerm> v;
+             for (const auto& t : terms)
+               v.push_back({std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t)});
+             std::lock_guard<std::mutex> lock(n.mutex());
+             n.set_regularizers(v);
+           },
+           py::arg("terms"), "Penalties (node, offset, size, l1, l2) on parameter ranges: l1 sum|w| + l2 sum w^2.")
+      .def("regularization_loss", &Net::regularization_loss, "The penalties at the current weights.")
       .def_property("check_numerics", &Net::check_numerics,
                     [](Net& n, bool on) {
                       std::lock_guard<std::mutex> g(n.mutex());

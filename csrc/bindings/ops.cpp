@@ -442,7 +442,7 @@ void sgd_update(inplace<T> p, carray<T> g, inplace<T> buf, double lr, double mom
   CNNBP_CHECK(g.size() == p.size(), "sgd_update: grads has ", g.size(), " elements, params ", p.size());
   check_inplace(buf, p.size(), "sgd_update", "momentum buffer");
   const auto& k = table_named<T>(isa);
-  k.sgd_update(p.mutable_data(), g.data(), buf.mutable_data(), p.size(), SgdParams{lr, momentum, wd, nesterov});
+  k.sgd_update(p.mutable_data(), g.data(), buf.mutable_data(), p.size(), SgdParams{lr, momentum, wd, nesterov, 0.0});
 }
 
 template <typename T>

@@ -377,8 +377,13 @@ int Network<T>::output_classes() const {
 }
 
 template <typename T>
-void Network<T>::set_loss(LossKind kind, double eps, bool fuse, double delta) {
+void Network<T>::set_loss(LossKind kind, double eps, bool fuse, double delta, double smoothing) {
   CNNBP_CHECK(finalized_, "model is not built");
+  CNNBP_CHECK(smoothing >= 0 && smoothing <= 1, "label_smoothing: expected a value in [0, 1], got ", smoothing);
+  CNNBP_CHECK(smoothing == 0 || kind == LossKind::cce || kind == LossKind::sparse_cce || kind == LossKind::bce ||
+                  kind == LossKind::softmax_ce || kind == LossKind::sparse_softmax_ce || kind == LossKind::bce_logits,
+              "label_smoothing: only the cross-entropies smooth their labels, not ", kLossNames[int(kind)]);
+  smoothing_ = smoothing;
   loss_ = {kind, eps, delta};
   train_layers_ = layers_.size();
   if (fuse && layers_.size() >= 2) {
@@ -726,11 +731,47 @@ T* Network<T>::seed_grad(size_t node) {
 }
 
 template <typename T>
-StepResult Network<T>::compute_loss(const T* target, int N, bool want_grad) {
+StepResult Network<T>::compute_loss(const T* target, int N, bool want_grad, const T* sample_weight) {
   const size_t last = train_layers_ - 1;
   const T* out = act_ptr(int(last));
   const int K = output_classes();
-  const double loss = k_.loss(want_grad ? seed_grad(last) : nullptr, out, target, N, K, loss_);
+  // Label smoothing: the loss reads smoothed dense targets (sparse labels expanded); the metrics
+  // and the correct count read the labels as given.
+  LossParams lp = loss_;
+  const T* lt = target;
+  if (smoothing_ > 0) {
+    smooth_.reserve(size_t(planned_N_) * size_t(K));
+    T* st = smooth_.data();
+    const bool binary = lp.kind == LossKind::bce || lp.kind == LossKind::bce_logits;
+    const double s = smoothing_, add = binary ? s / 2 : s / K;
+    if (loss_is_sparse(lp.kind)) {
+      for (int64_t i = 0; i < int64_t(N) * K; ++i) st[i] = T(add);
+      for (int n = 0; n < N; ++n) st[int64_t(n) * K + int64_t(target[n])] = T(1.0 - s + add);
+      lp.kind = lp.kind == LossKind::sparse_cce ? LossKind::cce : LossKind::softmax_ce;
+    } else {
+      for (int64_t i = 0; i < int64_t(N) * K; ++i) st[i] = T(double(target[i]) * (1.0 - s) + add);
+    }
+    lt = st;
+  }
+  double loss;
+  T* dpred = want_grad ? seed_grad(last) : nullptr;
+  if (!sample_weight) {
+    loss = k_.loss(dpred, out, lt, N, K, lp);
+  } else {
+    // Per sample: loss_i and d loss_i / d pred_i, weighted by w_i / N (sum over the batch size).
+    const int64_t tk = loss_is_sparse(lp.kind) ? 1 : K;
+    loss = 0.0;
+    for (int n = 0; n < N; ++n) {
+      T* d = dpred ? dpred + int64_t(n) * K : nullptr;
+      const double w = double(sample_weight[n]);
+      loss += w * k_.loss(d, out + int64_t(n) * K, lt + n * tk, 1, K, lp);
+      if (d) {
+        const T f = T(w / N);
+        for (int k = 0; k < K; ++k) d[k] *= f;
+      }
+    }
+    loss /= N;
+  }
   const bool logits = loss_.kind == LossKind::softmax_ce || loss_.kind == LossKind::sparse_softmax_ce ||
                       loss_.kind == LossKind::bce_logits;
   const int64_t correct = k_.count_correct(out, target, N, K, loss_is_sparse(loss_.kind), logits ? 0.0 : 0.5);
@@ -767,7 +808,7 @@ void Network<T>::set_metrics(const std::vector<MetricSpec>& specs) {
 }
 
 template <typename T>
-StepResult Network<T>::train_step(const T* x, const T* target, int N) {
+StepResult Network<T>::train_step(const T* x, const T* target, int N, const T* sample_weight) {
   CNNBP_CHECK(loss_set_ && opt_set_, "model is not compiled: call compile(optimizer=..., loss=...) first");
   CNNBP_CHECK(N > 0, "train_step: expected a non-empty batch");
   CNNBP_CHECK(!layers_.empty(), "train_step: the model has no layers");
@@ -776,7 +817,8 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
   ThreadScope pin(c.nthreads);
   run_forward(c, x, N, true, train_layers_);
   double t0 = profiling_ ? now_s() : 0.0;
-  StepResult r = compute_loss(target, N, true);
+  StepResult r = compute_loss(target, N, true, sample_weight);
+  if (!reg_.empty()) r.loss += regularization_loss();
   if (profiling_) prof_.loss += now_s() - t0;
   if (!std::isfinite(r.loss)) {
     state_pending_ = false;  // the batch statistics of a failed step are never committed
@@ -802,7 +844,7 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N) {
 
 template <typename T>
 StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, double grad_scale,
-                                         const GradsReady& grads_ready) {
+                                         const GradsReady& grads_ready, const T* sample_weight) {
   CNNBP_CHECK(loss_set_ && opt_set_, "model is not compiled: call compile(optimizer=..., loss=...) first");
   CNNBP_CHECK(N > 0, "compute_gradients: expected a non-empty batch");
   CNNBP_CHECK(!layers_.empty(), "compute_gradients: the model has no layers");
@@ -811,7 +853,10 @@ StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, dou
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
   run_forward(c, x, N, true, train_layers_);
-  StepResult r = compute_loss(target, N, true);
+  StepResult r = compute_loss(target, N, true, sample_weight);
+  // Each rank adds the whole penalty: the caller weighs the ranks' losses by their shares of the
+  // global batch (summing to 1). Its gradient is added once, after the reduction (apply_update).
+  if (!reg_.empty()) r.loss += regularization_loss();
   if (grad_scale != 1.0) {
     // Backward is linear in the loss gradient: scaling it scales every parameter gradient, so
     // each node's gradients are final (and can be reduced) as soon as its backward is done.
@@ -923,7 +968,9 @@ template <typename T>
 void Network<T>::apply_update() {
   CNNBP_CHECK(opt_set_, "model is not compiled: no optimizer set");
   ThreadScope pin(get_num_threads());  // a no-op inside a step's scope (same count)
+  if (grad_cfg_.schedule.kind != ScheduleKind::constant) opt_.lr = schedule_lr(grad_cfg_.schedule, double(iterations_));
   ++iterations_;
+  regularize_and_clip();
   const bool mon = monitor_update_ && num_params_ > 0;
   monitor_update_ = false;
   if (mon) std::memcpy(mon_before_.data(), params_.data(), sizeof(T) * size_t(num_params_));
@@ -949,7 +996,7 @@ void Network<T>::apply_update() {
   for (const auto& sg : segments_) {
     const int64_t b = sg.first, n = sg.second - sg.first;
     if (opt_.kind == OptKind::sgd) {
-      SgdParams h{opt_.lr, opt_.momentum, opt_.weight_decay, opt_.nesterov};
+      SgdParams h{opt_.lr, opt_.momentum, opt_.coupled_decay, opt_.nesterov, opt_.lr * opt_.weight_decay};
       k_.sgd_update(params_.data() + b, grads_.data() + b, m_.data() ? m_.data() + b : nullptr, n, h);
     } else if (opt_.kind == OptKind::adam) {
       AdamParams h{opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, iterations_};
@@ -1060,7 +1107,7 @@ void Network<T>::predict(const T* x, int N, T* out) {
 }
 
 template <typename T>
-StepResult Network<T>::evaluate(const T* x, const T* target, int N) {
+StepResult Network<T>::evaluate(const T* x, const T* target, int N, const T* sample_weight) {
   CNNBP_CHECK(loss_set_, "model is not compiled: call compile(...) before evaluate");
   CNNBP_CHECK(N > 0, "evaluate: expected a non-empty batch");
   CNNBP_CHECK(!layers_.empty(), "evaluate: the model has no layers");
@@ -1068,7 +1115,102 @@ StepResult Network<T>::evaluate(const T* x, const T* target, int N) {
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
   run_forward(c, x, N, false, train_layers_, true);
-  return compute_loss(target, N, false);
+  StepResult r = compute_loss(target, N, false, sample_weight);
+  if (!reg_.empty()) r.loss += regularization_loss();
+  return r;
+}
+
+template <typename T>
+void Network<T>::set_gradient_config(const GradientConfig& g) {
+  const int set = (g.clipnorm > 0) + (g.clipvalue > 0) + (g.global_clipnorm > 0);
+  CNNBP_CHECK(set <= 1, "optimizer: only one of clipnorm, clipvalue and global_clipnorm can be set");
+  const LrSchedule& h = g.schedule;
+  if (h.kind == ScheduleKind::piecewise)
+    CNNBP_CHECK(h.values.size() == h.boundaries.size() + 1, "PiecewiseConstantDecay: expected ",
+                h.boundaries.size() + 1, " values for ", h.boundaries.size(), " boundaries, got ", h.values.size());
+  CNNBP_CHECK(h.kind == ScheduleKind::constant || h.kind == ScheduleKind::piecewise || h.decay_steps > 0,
+              "learning rate schedule: decay_steps must be > 0, got ", h.decay_steps);
+  CNNBP_CHECK(!h.warmup || h.warmup_steps > 0, "CosineDecay: warmup_steps must be > 0 with a warmup_target");
+  grad_cfg_ = g;
+}
+
+template <typename T>
+double Network<T>::learning_rate_at(int64_t step) const {
+  if (grad_cfg_.schedule.kind == ScheduleKind::constant) return opt_.lr;
+  return schedule_lr(grad_cfg_.schedule, double(step));
+}
+
+template <typename T>
+void Network<T>::set_regularizers(const std::vector<RegTerm>& terms) {
+  for (const RegTerm& r : terms) {
+    CNNBP_CHECK(r.node >= 0 && size_t(r.node) < layers_.size(), "regularizer: node ", r.node, " out of range");
+    CNNBP_CHECK(r.offset >= 0 && r.size >= 0 && r.offset + r.size <= num_params_, "regularizer: range [", r.offset,
+                ", ", r.offset + r.size, ") outside the ", num_params_, " parameters");
+    CNNBP_CHECK(r.l1 >= 0 && r.l2 >= 0 && std::isfinite(r.l1) && std::isfinite(r.l2),
+                "regularizer: l1 and l2 must be finite and >= 0, got ", r.l1, ", ", r.l2);
+  }
+  reg_ = terms;
+}
+
+template <typename T>
+double Network<T>::regularization_loss() const {
+  double total = 0.0;
+  for (const RegTerm& r : reg_) {
+    if (!layers_[size_t(r.node)]->train_params()) continue;
+    const T* w = params_.data() + r.offset;
+    double a = 0.0, q = 0.0;
+    for (int64_t i = 0; i < r.size; ++i) {
+      a += std::fabs(double(w[i]));
+      q += double(w[i]) * double(w[i]);
+    }
+    total += r.l1 * a + r.l2 * q;
+  }
+  return total;
+}
+
+template <typename T>
+void Network<T>::regularize_and_clip() {
+  T* G = grads_.data();
+  for (const RegTerm& r : reg_) {
+    if (!layers_[size_t(r.node)]->train_params()) continue;
+    const T* w = params_.data() + r.offset;
+    T* g = grads_.data() + r.offset;
+    const T l1 = T(r.l1), l2x2 = T(2 * r.l2);
+    parallel_for(r.size, 4096, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) g[i] += l2x2 * w[i] + l1 * T((w[i] > 0) - (w[i] < 0));
+    });
+  }
+  const GradientConfig& gc = grad_cfg_;
+  if (gc.clipnorm > 0 || gc.global_clipnorm > 0) {
+    // Norms in double, in a fixed order (the same on every thread count and rank).
+    auto sumsq = [&](int64_t b, int64_t e) {
+      double q = 0.0;
+      for (int64_t i = b; i < e; ++i) q += double(G[i]) * double(G[i]);
+      return q;
+    };
+    auto scale = [&](int64_t b, int64_t e, double f) {
+      if (f == 1.0) return;
+      for (int64_t i = b; i < e; ++i) G[i] = T(double(G[i]) * f);
+    };
+    if (gc.clipnorm > 0) {
+      for (const auto& l : layers_) {
+        if (!l->train_params()) continue;
+        for (const ParamInfo& p : l->params) {
+          const double nrm = std::sqrt(sumsq(p.offset, p.offset + p.size));
+          scale(p.offset, p.offset + p.size, gc.clipnorm / std::max(nrm, gc.clipnorm));
+        }
+      }
+    } else {
+      double q = 0.0;
+      for (const auto& sg : segments_) q += sumsq(sg.first, sg.second);
+      const double f = gc.global_clipnorm / std::max(std::sqrt(q), gc.global_clipnorm);
+      for (const auto& sg : segments_) scale(sg.first, sg.second, f);
+    }
+  } else if (gc.clipvalue > 0) {
+    const T v = T(gc.clipvalue);
+    for (const auto& sg : segments_)
+      for (int64_t i = sg.first; i < sg.second; ++i) G[i] = std::min(v, std::max(-v, G[i]));
+  }
 }
 
 template class Network<float>;

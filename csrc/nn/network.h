@@ -15,16 +15,37 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "optim/schedule.h"
 
 namespace cnnbp {
 
 struct OptimizerConfig {
   OptKind kind = OptKind::sgd;
-  double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+  // weight_decay: decoupled (p -= lr * weight_decay * p before the step) for every kind;
+  // coupled_decay: SGD's L2 form (coupled_decay * p added to the gradient).
+  double lr = 0.01, momentum = 0.0, weight_decay = 0.0, coupled_decay = 0.0;
   bool nesterov = false;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-7;
   double rho = 0.9, initial_accumulator = 0.1;  // RMSprop/Adadelta; Adagrad
   bool centered = false;                        // RMSprop
+};
+
+// What every optimizer does to the gradients first, and its learning rate over the steps
+// (Network::apply_update): regularisation gradients added, then one clipping (Keras allows one):
+// clipnorm per parameter tensor g *= clipnorm / max(|g|, clipnorm), global_clipnorm the same over
+// all trainable parameters, clipvalue g = clip(g, -v, v); 0 is off. A schedule other than
+// constant sets the learning rate of each step.
+struct GradientConfig {
+  double clipnorm = 0.0, clipvalue = 0.0, global_clipnorm = 0.0;
+  LrSchedule schedule;
+};
+
+// A penalty on one parameter tensor (kernel_regularizer, bias_regularizer), added to the loss
+// and its gradient: l1 * sum |w| + l2 * sum w^2.
+struct RegTerm {
+  int node = 0;
+  int64_t offset = 0, size = 0;  // in the flat parameter buffer
+  double l1 = 0.0, l2 = 0.0;
 };
 
 struct StepResult {
@@ -69,8 +90,10 @@ class Network {
   void set_trainable(size_t i, bool on);
 
   // Training configuration. Loss kinds on probabilities are fused with a final softmax or
-  // sigmoid layer into the from-logits form unless fuse is false.
-  void set_loss(LossKind kind, double eps, bool fuse, double delta = 1.0);
+  // sigmoid layer into the from-logits form unless fuse is false. smoothing: label smoothing of
+  // the cross-entropies (targets t(1 - s) + s/K, binary: + s/2; sparse labels become smoothed
+  // one-hot rows).
+  void set_loss(LossKind kind, double eps, bool fuse, double delta = 1.0, double smoothing = 0.0);
   LossKind loss_kind() const { return loss_.kind; }
   // Metrics computed with every loss (train_step, compute_gradients, evaluate): the sums of the
   // last batch, metric after metric (sizes: metric_size).
@@ -80,6 +103,15 @@ class Network {
   void set_optimizer(const OptimizerConfig& cfg);
   const OptimizerConfig& optimizer() const { return opt_; }
   void set_learning_rate(double lr) { opt_.lr = lr; }
+  // Clipping and schedule (kept across set_optimizer).
+  void set_gradient_config(const GradientConfig& g);
+  const GradientConfig& gradient_config() const { return grad_cfg_; }
+  // The learning rate of the update after `step` updates (the schedule's, or the fixed rate).
+  double learning_rate_at(int64_t step) const;
+  void set_regularizers(const std::vector<RegTerm>& terms);
+  // The penalty of every trainable regularised tensor at the current weights (in double, in a
+  // fixed order); train_step, compute_gradients and evaluate add it to the loss they return.
+  double regularization_loss() const;
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t t) { iterations_ = t; }
   T* opt_state(int i) { return i == 0 ? m_.data() : (i == 1 ? v_.data() : w_.data()); }
@@ -88,7 +120,9 @@ class Network {
   // One step: forward (training mode), loss, backward, update. x: [N, *input_shape];
   // target: [N, K] or [N] labels for sparse losses. Throws NumericalError (weights and state
   // untouched) when the loss is not finite.
-  StepResult train_step(const T* x, const T* target, int N);
+  // sample_weight (optional, [N]): the loss is sum_i w_i loss_i / N (Keras's sum over batch
+  // size); the metrics stay unweighted, as Keras's compile(metrics=...).
+  StepResult train_step(const T* x, const T* target, int N, const T* sample_weight = nullptr);
   // Parts of the step, for gradient accumulation, all-reduce, and inspection.
   // keeps a copy of x; the outputs of nodes `keep` stay readable (activation(i)) after the pass
   // besides those backward reads and the model's output (others may share a buffer).
@@ -114,7 +148,7 @@ class Network {
   // start reducing them while the earlier nodes' backward runs.
   using GradsReady = std::function<void(int64_t begin, int64_t end)>;
   StepResult compute_gradients(const T* x, const T* target, int N, double grad_scale,
-                               const GradsReady& grads_ready = nullptr);
+                               const GradsReady& grads_ready = nullptr, const T* sample_weight = nullptr);
   // Dropout masks depend on (layer seed, step, stream): data-parallel ranks use their rank as the
   // stream so that their masks differ; 0 (the default) gives the single-process masks.
   void set_rng_stream(uint64_t s) { rng_stream_ = s; }
@@ -122,7 +156,7 @@ class Network {
   // Inference: full forward, output copied to out [N, *output_shape].
   void predict(const T* x, int N, T* out);
   // Loss and correct count without updating anything.
-  StepResult evaluate(const T* x, const T* target, int N);
+  StepResult evaluate(const T* x, const T* target, int N, const T* sample_weight = nullptr);
   // Output of node i from the last forward pass ([N, *out_shape]); valid until the next pass.
   // An error when the output was not kept: a later layer reused its buffer (no backward reads
   // it; see forward's keep), or predict/evaluate folded the convolution into its
@@ -195,7 +229,12 @@ class Network {
   // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
   void run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad,
                     const GradsReady* ready = nullptr);
-  StepResult compute_loss(const T* target, int N, bool want_grad);
+  StepResult compute_loss(const T* target, int N, bool want_grad, const T* sample_weight = nullptr);
+  void regularize_and_clip();   // apply_update's first part (see GradientConfig)
+  GradientConfig grad_cfg_;
+  std::vector<RegTerm> reg_;
+  double smoothing_ = 0.0;
+  Buffer<T> smooth_;            // the smoothed targets of the last batch
   std::vector<MetricSpec> metrics_;
   std::vector<double> metric_sums_;  // the last batch's, set by compute_loss
   int root(int t) const { return t < 0 ? -1 : root_[t]; }

@@ -1,7 +1,8 @@
 // Optimizer update rules over flat parameter / gradient buffers.
 //
 // SGD (as PyTorch, equal to Keras's form for a constant learning rate):
-//   g' = g + weight_decay * p
+//   p -= decay * p                                      (decay = lr * weight_decay: Keras 3's decoupled form)
+//   g' = g + coupled_weight_decay * p                   (PyTorch's SGD(weight_decay=): L2 in the gradient)
 //   momentum == 0: p -= lr * g'
 //   else:          buf = momentum * buf + g';  p -= lr * (nesterov ? g' + momentum * buf : buf)
 // Adam (Keras's formula and defaults; AdamW adds decoupled weight decay first):
@@ -30,8 +31,9 @@ namespace cnnbp {
 enum class OptKind : int { sgd = 0, adam = 1, rmsprop = 2, adagrad = 3, adadelta = 4, adamax = 5, nadam = 6, lion = 7 };
 
 struct SgdParams {
-  double lr, momentum, weight_decay;
+  double lr, momentum, weight_decay;  // weight_decay: the coupled (L2) form
   bool nesterov;
+  double decay;                       // lr * the decoupled weight decay
 };
 
 struct AdamParams {

@@ -4,9 +4,11 @@
 // p, g, buf: [n]
 template <typename T>
 static void sgd_update(T* p, const T* g, T* buf, int64_t n, const SgdParams& h) {
-  const T lr = T(h.lr), mu = T(h.momentum), wd = T(h.weight_decay);
+  const T lr = T(h.lr), mu = T(h.momentum), wd = T(h.weight_decay), decay = T(h.decay);
   const bool nesterov = h.nesterov, momentum = h.momentum != 0.0;
   parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
+    if (h.decay != 0.0)
+      for (int64_t i = i0; i < i1; ++i) p[i] -= decay * p[i];
     if (!momentum) {
       for (int64_t i = i0; i < i1; ++i) p[i] -= lr * (g[i] + wd * p[i]);
       return;

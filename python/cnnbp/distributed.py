@@ -273,7 +273,7 @@ class _Session:
             self.MPI.Request.Testall(self.reqs)
         self.allreduce_s += time.perf_counter() - t0
 
-    def step(self, xb, yb, m):
+    def step(self, xb, yb, m, wb=None):
         """Gradients of this rank's rows (xb may be empty), summed over ranks; returns the global
         (mean loss, correct count, metric sums) of the m-sample global batch."""
         net, MPI = self.model._net, self.MPI
@@ -281,7 +281,7 @@ class _Session:
         self.next = 0
         overlap = self.buckets is not None
         if k:
-            loss, correct = net.compute_gradients(xb, yb, k / m, self._ready if overlap else None)
+            loss, correct = net.compute_gradients(xb, yb, k / m, self._ready if overlap else None, wb)
             msums = net.metric_sums()
         else:
             self.grads.fill(0)

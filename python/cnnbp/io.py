@@ -394,6 +394,9 @@ def load_model(path, compile=True):
             ocfg = dict(tr["optimizer"])
             opt_cls = optimizers._BY_CLASS_NAME[ocfg.pop("class_name")]
             ocfg.pop("name", None)
+            if opt_cls is optimizers.SGD and "coupled_weight_decay" not in ocfg:
+                # files from before the decoupled SGD weight_decay: theirs was the coupled form
+                ocfg["coupled_weight_decay"] = ocfg.pop("weight_decay", 0.0)
             opt = opt_cls(**ocfg)
             model.compile(optimizer=opt, loss=loss, metrics=tr["metrics"], loss_epsilon=tr["loss_epsilon"],
                           fuse_loss=tr["fuse_loss"])

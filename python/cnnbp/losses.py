@@ -20,6 +20,7 @@ class Loss:
     logits_kind = None   # C++ loss name when from_logits=True
     sparse = False
     delta = 1.0          # Huber's threshold (the other losses ignore it)
+    label_smoothing = 0.0
 
     def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
         if reduction not in ("sum_over_batch_size", "auto", None):
@@ -41,11 +42,20 @@ class Loss:
         if y_pred.ndim == 1:
             y_pred = y_pred[:, None]
         y_true = np.asarray(y_true, dtype=dt)
+        kind = self.core_kind
         if self.sparse:
             y_true = y_true.reshape(-1)
         else:
             y_true = y_true.reshape(y_pred.shape)
-        value, _, _ = ops.loss(y_pred.reshape(len(y_pred), -1), y_true, self.core_kind, delta=self.delta)
+        s = self.label_smoothing
+        if s:
+            k = y_pred.reshape(len(y_pred), -1).shape[1]
+            if self.sparse:
+                y_true = np.eye(k, dtype=dt)[y_true.astype(np.int64)]
+                kind = kind.replace("sparse_", "")
+            add = s / 2 if "binary" in kind else s / k
+            y_true = y_true * (1 - s) + add
+        value, _, _ = ops.loss(y_pred.reshape(len(y_pred), -1), y_true, kind, delta=self.delta)
         return value
 
     def get_config(self):
@@ -60,23 +70,49 @@ class MeanSquaredError(Loss):
     kind = "mean_squared_error"
 
 
-class BinaryCrossentropy(Loss):
-    """-mean(t log p + (1 - t) log(1 - p)), p clipped to [1e-7, 1 - 1e-7]; or from logits."""
+class _Smoothed(Loss):
+    """A cross-entropy with label smoothing: targets t(1 - s) + s/K (binary: + s/2)."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name=None):
+        super().__init__(from_logits, name, reduction)
+        if axis != -1:
+            raise ValueError(f"{type(self).__name__}: only axis=-1 is supported, got {axis!r}")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+                or not 0 <= label_smoothing <= 1:
+            raise ValueError(f"{type(self).__name__}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def get_config(self):
+        return dict(super().get_config(), label_smoothing=self.label_smoothing)
+
+
+class BinaryCrossentropy(_Smoothed):
+    """-mean(t log p + (1 - t) log(1 - p)), p clipped to [1e-7, 1 - 1e-7]; or from logits.
+    label_smoothing s: targets t(1 - s) + s/2."""
     kind = "binary_crossentropy"
     logits_kind = "binary_crossentropy_from_logits"
 
 
-class CategoricalCrossentropy(Loss):
-    """-sum_k t_k log p_k per sample (one-hot or soft targets), mean over the batch."""
+class CategoricalCrossentropy(_Smoothed):
+    """-sum_k t_k log p_k per sample (one-hot or soft targets), mean over the batch.
+    label_smoothing s: targets t(1 - s) + s/K."""
     kind = "categorical_crossentropy"
     logits_kind = "categorical_crossentropy_from_logits"
 
 
-class SparseCategoricalCrossentropy(Loss):
-    """Categorical cross-entropy with integer class labels as targets."""
+class SparseCategoricalCrossentropy(_Smoothed):
+    """Categorical cross-entropy with integer class labels as targets. label_smoothing (a cnnbp
+    extension; Keras has it on CategoricalCrossentropy only): the labels as one-hot rows smoothed
+    to (1 - s) + s/K and s/K."""
     kind = "sparse_categorical_crossentropy"
     logits_kind = "sparse_categorical_crossentropy_from_logits"
     sparse = True
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size", name=None,
+                 ignore_class=None):
+        if ignore_class is not None:
+            raise ValueError("SparseCategoricalCrossentropy: ignore_class is not supported")
+        super().__init__(from_logits, label_smoothing, -1, reduction, name)
 
 
 class _Regression(Loss):
@@ -202,19 +238,19 @@ def mean_squared_error(y_true, y_pred):
 mse = mean_squared_error  # Keras's alias
 
 
-def binary_crossentropy(y_true, y_pred, from_logits=False):
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
     """Mean binary cross-entropy."""
-    return BinaryCrossentropy(from_logits=from_logits)(y_true, y_pred)
+    return BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing)(y_true, y_pred)
 
 
-def categorical_crossentropy(y_true, y_pred, from_logits=False):
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
     """Mean categorical cross-entropy with one-hot (or soft) targets."""
-    return CategoricalCrossentropy(from_logits=from_logits)(y_true, y_pred)
+    return CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing)(y_true, y_pred)
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
     """Mean categorical cross-entropy with integer labels."""
-    return SparseCategoricalCrossentropy(from_logits=from_logits)(y_true, y_pred)
+    return SparseCategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing)(y_true, y_pred)
 
 
 def mean_absolute_error(y_true, y_pred):

@@ -345,9 +345,11 @@ class Model:
             self._attach_training()
 
     def _attach_training(self):
-        self._net.set_loss(self._loss.core_kind, self._loss_epsilon, self._fuse, self._loss.delta)
+        self._net.set_loss(self._loss.core_kind, self._loss_epsilon, self._fuse, self._loss.delta,
+                           self._loss.label_smoothing)
         self._net.check_numerics = self._check_numerics
         self._net.set_metrics([m._spec() for m in self._metrics])
+        self._net.set_regularizers([t for l in self._layers for t in l._regularizer_terms()])
         self._optimizer._attach(self._net)
 
     @property
@@ -421,9 +423,10 @@ class Model:
         ``distributed=True`` trains data-parallel over MPI ranks (see ``cnnbp.distributed``; run
         the script under ``mpiexec -n N``): ``batch_size`` is then per rank, every step averages
         the gradients of the ``N * batch_size`` samples of one global batch."""
+        class_weight = kwargs.pop("class_weight", None)
+        sample_weight = kwargs.pop("sample_weight", None)
         for k in kwargs:
-            if k not in ("class_weight", "sample_weight", "steps_per_epoch", "validation_steps",
-                         "validation_batch_size", "validation_freq"):
+            if k not in ("steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq"):
                 raise TypeError(f"fit: unexpected keyword argument {k!r}")
             if kwargs[k] is not None:
                 raise ValueError(f"fit: {k} is not supported")
@@ -436,18 +439,22 @@ class Model:
         verbose = 1 if verbose == "auto" else int(verbose)
         x = self._prepare_x(x)
         y = self._prepare_y(y, len(x))
+        w = self._sample_weights("fit", y, sample_weight, class_weight)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight)")
             vx = self._prepare_x(validation_data[0], "validation_data x")
-            val = (vx, self._prepare_y(validation_data[1], len(vx), "validation_data y"))
+            vy = self._prepare_y(validation_data[1], len(vx), "validation_data y")
+            vw = self._sample_weights("validation_data", vy, validation_data[2] if len(validation_data) == 3 else None)
+            val = (vx, vy, vw)
         elif validation_split > 0:
             split = int(len(x) * (1.0 - validation_split))
             if split <= 0 or split >= len(x):
                 raise ValueError(f"fit: validation_split={validation_split} leaves an empty training or validation set")
-            val = (x[split:], y[split:])
+            val = (x[split:], y[split:], None if w is None else w[split:])
             x, y = x[:split], y[:split]
+            w = None if w is None else w[:split]
 
         history = callbacks_mod.History()
         cbs = list(callbacks or []) + [history]  # last, as Keras: it records what the others add to the logs
@@ -457,7 +464,7 @@ class Model:
         if seed is not None:
             self._shuffle_seed = int(seed)
         if not distributed:
-            return self._fit_loop(x, y, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, None)
+            return self._fit_loop(x, y, w, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, None)
         from . import distributed as dist_mod
         dist = dist_mod._Session(self)
         fit_args = {"batch_size": bs, "epochs": epochs, "initial_epoch": initial_epoch, "shuffle": bool(shuffle),
@@ -472,14 +479,49 @@ class Model:
                 dist_mod._check_consistent(dist.c, dist_mod._fingerprint(self, x, y, fit_args))
                 dist_mod._broadcast_state(dist.c, self)
                 net.rng_stream = dist.rank
-                history = self._fit_loop(x, y, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist)
+                history = self._fit_loop(x, y, w, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist)
         finally:
             net.rng_stream = stream
         history.allreduce_seconds = dist.allreduce_s
         history.allreduce_steps = dist.steps
         return history
 
-    def _fit_loop(self, x, y, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist):
+    def _sample_weights(self, what, y, sample_weight=None, class_weight=None):
+        """The per-sample loss weights (float array of len(y)) from sample_weight and class_weight
+        (a dict {class index: weight}; the class of a sample is its label, its one-hot row's
+        arg-max, or for one output its target rounded), or None when both are None."""
+        n = len(y)
+        w = None
+        if sample_weight is not None:
+            w = _as_numeric(f"{what}: sample_weight", sample_weight).astype(self.dtype)
+            if w.shape not in ((n,), (n, 1)):
+                raise ValueError(f"{what}: sample_weight must have one weight per sample, shape ({n},), got {w.shape}")
+            w = w.reshape(n)
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError(f"{what}: sample_weight must be finite and >= 0")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"{what}: class_weight must be a dict {{class index: weight}}, got "
+                                f"{type(class_weight).__name__}")
+            k = int(np.prod(self._net.output_shape))
+            if self._loss.sparse:
+                cls = y.astype(np.int64)
+            elif k == 1:
+                cls = (y.reshape(n) > 0.5).astype(np.int64)
+            else:
+                cls = y.reshape(n, -1).argmax(axis=1)
+            table = np.ones(max(k, 2), dtype=np.float64)
+            for c, v in class_weight.items():
+                if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < len(table):
+                    raise ValueError(f"{what}: class_weight keys must be class indices in [0, {len(table)}), got {c!r}")
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+                    raise ValueError(f"{what}: class_weight[{c}] must be a finite number >= 0, got {v!r}")
+                table[int(c)] = float(v)
+            cw = table[cls].astype(self.dtype)
+            w = cw if w is None else w * cw
+        return None if w is None else np.ascontiguousarray(w)
+
+    def _fit_loop(self, x, y, w, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist):
         history = cbs[-1]
         n = len(x)
         world = dist.size if dist else 1
@@ -518,12 +560,14 @@ class Model:
                     idx = order[la:lb]
                     xb = np.take(x, idx, axis=0, out=xbuf[: lb - la])
                     yb = np.take(y, idx, axis=0, out=ybuf[: lb - la])
+                    wb = None if w is None else w[idx]
                 else:
                     xb, yb = x[la:lb], y[la:lb]
+                    wb = None if w is None else w[la:lb]
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
                 if dist:
-                    loss, c, msums = dist.step(xb, yb, b - a)
+                    loss, c, msums = dist.step(xb, yb, b - a, wb)
                     if not math.isfinite(loss):
                         from .distributed import _CollectiveError
                         err = NumericalError(f"epoch {epoch + 1}, batch {step + 1}: loss is {loss} (summed over "
@@ -533,7 +577,7 @@ class Model:
                     dist.sync_state()
                 else:
                     try:
-                        loss, c = net.train_step(xb, yb)
+                        loss, c = net.train_step(xb, yb, wb)
                     except NumericalError as e:
                         raise NumericalError(f"epoch {epoch + 1}, batch {step + 1}: {e}") from None
                     msums = net.metric_sums() if track else None
@@ -558,7 +602,8 @@ class Model:
                 if dist:  # each rank evaluates its slice; the sums are reduced
                     va, vb = dist.local(0, len(val[0]))
                     vt = self._tracker()
-                    vloss = self._evaluate_arrays(val[0][va:vb], val[1][va:vb], bs, vt) if vb > va else 0.0
+                    vw = None if val[2] is None else val[2][va:vb]
+                    vloss = self._evaluate_arrays(val[0][va:vb], val[1][va:vb], bs, vt, vw) if vb > va else 0.0
                     tot = dist.sum(np.concatenate([[vloss * (vb - va)], vt.total if vt else []]))
                     vloss = tot[0] / len(val[0])
                     if vt:
@@ -566,7 +611,7 @@ class Model:
                         vt.count = len(val[0])
                 else:
                     vt = self._tracker()
-                    vloss = self._evaluate_arrays(val[0], val[1], bs, vt)
+                    vloss = self._evaluate_arrays(val[0], val[1], bs, vt, val[2])
                 prefix = getattr(self, "_val_prefix", "val_")   # the command line calls its test set "test"
                 epoch_logs[prefix + "loss"] = vloss
                 if vt:
@@ -589,13 +634,13 @@ class Model:
             return None
         return metrics_mod._Tracker(self._metrics, int(np.prod(self._net.output_shape)))
 
-    def _evaluate_arrays(self, x, y, bs, track=None):
-        """Mean loss over x, y; the metrics' sums go into track."""
+    def _evaluate_arrays(self, x, y, bs, track=None, w=None):
+        """Mean loss over x, y (weighted by w when given); the metrics' sums go into track."""
         net = self._net
         total = 0.0
         for a in range(0, len(x), bs):
             b = min(a + bs, len(x))
-            loss, _ = net.evaluate(x[a:b], y[a:b])
+            loss, _ = net.evaluate(x[a:b], y[a:b], None if w is None else w[a:b])
             total += loss * (b - a)
             if track:
                 track.add(net.metric_sums(), b - a)
@@ -612,15 +657,17 @@ class Model:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
         """Mean loss (and accuracy if compiled with metrics) over x, y, in inference mode."""
+        sample_weight = kwargs.pop("sample_weight", None)
         for k in kwargs:
-            if k not in ("sample_weight", "steps", "callbacks") or kwargs[k] is not None:
+            if k not in ("steps", "callbacks") or kwargs[k] is not None:
                 raise TypeError(f"evaluate: unexpected or unsupported keyword argument {k!r}")
         self._require_compiled("evaluate")
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
         y = self._prepare_y(y, len(x))
+        w = self._sample_weights("evaluate", y, sample_weight)
         track = self._tracker()
-        loss = self._evaluate_arrays(x, y, bs, track)
+        loss = self._evaluate_arrays(x, y, bs, track, w)
         verbose = 1 if verbose == "auto" else int(verbose)
         if verbose:
             print(_fmt_logs(self._result(loss, track, True)), flush=True)
@@ -702,13 +749,12 @@ class Model:
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss, or [loss, metrics...] when compiled with
         metrics (their values on this batch before the update), or a dict."""
-        if sample_weight is not None or class_weight is not None:
-            raise TypeError("train_on_batch: sample_weight and class_weight are not supported")
         self._require_compiled("train_on_batch")
         x = self._prepare_x(x)
         y = self._prepare_y(y, len(x))
+        w = self._sample_weights("train_on_batch", y, sample_weight, class_weight)
         try:
-            loss, _ = self._net.train_step(x, y)
+            loss, _ = self._net.train_step(x, y, w)
         except NumericalError as e:
             raise NumericalError(f"train_on_batch: {e}") from None
         track = self._tracker()
@@ -718,13 +764,12 @@ class Model:
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """Loss (and metrics) of one batch in inference mode, without updating."""
-        if sample_weight is not None:
-            raise TypeError("test_on_batch: sample_weight is not supported")
         self._require_compiled("test_on_batch")
         x = self._prepare_x(x)
         y = self._prepare_y(y, len(x))
+        w = self._sample_weights("test_on_batch", y, sample_weight)
         track = self._tracker()
-        return self._result(self._evaluate_arrays(x, y, len(x), track), track, return_dict)
+        return self._result(self._evaluate_arrays(x, y, len(x), track, w), track, return_dict)
 
     def predict_on_batch(self, x):
         """Outputs of the model for one batch (inference mode)."""

@@ -199,13 +199,22 @@ class Layer:
 
     _min_inputs = 1   # layers that merge branches take a list of at least this many tensors
     _max_inputs = 1
+    _regularizable = ()   # weights that take a <weight>_regularizer argument (cnnbp.regularizers)
 
     def __init__(self, name=None, input_shape=None, dtype=None, trainable=True, **kwargs):
+        regs = {p: kwargs.pop(f"{p}_regularizer", None) for p in self._regularizable}
+        unsupported = [k for k in ("activity_regularizer", "kernel_constraint", "bias_constraint")
+                       if kwargs.pop(k, None) is not None]
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
         self.name = name or unique_name(snake(type(self).__name__))
+        if unsupported:
+            raise ValueError(f"{self.name}: {', '.join(unsupported)} is not supported")
+        from .. import regularizers
+        self._regularizers = {p: regularizers.get(r, f"{self.name}: {p}_regularizer") for p, r in regs.items()
+                              if r is not None}
         self._input_shape_arg = None if input_shape is None else _shape_tuple(self.name, input_shape)
         self._net = None
         self._core_index = []      # indices of the C++ nodes this layer became
@@ -371,11 +380,28 @@ class Layer:
         """Number of weights of this layer (trainable and not)."""
         return int(sum(int(np.prod(s)) for _, s in list(self._params.values()) + list(self._state.values())))
 
+    def _regularizer_terms(self):
+        """(node, offset, size, l1, l2) of this layer's regularised weights (see Model)."""
+        if not self._regularizers or self._net is None:
+            return []
+        info = self._net.layer_info()
+        node_of = {offset: i for i in self._core_index for _, _, offset, _ in info[i]["params"]}
+        out = []
+        for p, reg in self._regularizers.items():
+            name = p if p in self._params else f"{p}_kernel"   # depthwise -> depthwise_kernel
+            if name in self._params:
+                off, shape = self._params[name]
+                out.append((node_of[off], off, int(np.prod(shape)), reg.l1, reg.l2))
+        return out
+
     def get_config(self):
         """The constructor arguments that rebuild this layer (JSON-compatible)."""
         cfg = {"name": self.name}
         if not self._trainable:
             cfg["trainable"] = False
+        from .. import regularizers
+        for p, reg in self._regularizers.items():
+            cfg[f"{p}_regularizer"] = regularizers.serialize(reg)
         return cfg
 
     def __repr__(self):

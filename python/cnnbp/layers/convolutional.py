@@ -25,6 +25,8 @@ def _padding_config(layer):
 class Conv2D(Layer):
     """2D convolution over NHWC input; kernel (kh, kw, in_channels, filters)."""
 
+    _regularizable = ("kernel", "bias")
+
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
@@ -68,6 +70,8 @@ class DepthwiseConv2D(Layer):
     c * depth_multiplier + j reads input channel c only. Kernel (kh, kw, in_channels,
     depth_multiplier), bias (in_channels * depth_multiplier,), as Keras."""
 
+    _regularizable = ("depthwise", "bias")
+
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1, data_format=None,
                  dilation_rate=(1, 1), activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
@@ -110,6 +114,8 @@ class SeparableConv2D(Layer):
     """A depthwise convolution (no bias) followed by a 1x1 convolution to filters (with the bias
     and activation): weights depthwise_kernel (kh, kw, in, m), pointwise_kernel (1, 1, in*m,
     filters), bias (filters,), as Keras."""
+
+    _regularizable = ("depthwise", "pointwise", "bias")
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None, dilation_rate=(1, 1),
                  depth_multiplier=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
@@ -162,6 +168,8 @@ class Conv2DTranspose(Layer):
     H*s + max(k_eff - s, 0), same H*s; with output_padding op (< strides): (H-1)*s + k_eff -
     2*pad + op, pad = k_eff // 2 for same, 0 for valid."""
 
+    _regularizable = ("kernel", "bias")
+
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None, data_format=None,
                  dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
@@ -199,6 +207,8 @@ class Conv1D(Layer):
     """1D convolution over (steps, channels); kernel (kernel_size, in_channels, filters). padding
     'valid', 'same' or 'causal' (zeros before the sequence only: output t sees inputs <= t). Runs
     as a Conv2D over (1, steps, channels)."""
+
+    _regularizable = ("kernel", "bias")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",

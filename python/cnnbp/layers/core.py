@@ -10,6 +10,8 @@ from .base import Layer, _activation, _add_fused, _initializer, _positive_int
 class Dense(Layer):
     """Fully connected layer on the last axis; kernel (in_features, units)."""
 
+    _regularizable = ("kernel", "bias")
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
