@@ -38,6 +38,7 @@ py::array_t<T> new_array(const std::vector<py::ssize_t>& shape) {
 }
 
 void bind_ops_module(py::module_& m);
+void bind_data_module(py::module_& m);
 void bind_network_module(py::module_& m);
 
 // The float table for an explicitly named ISA (tests compare every path in one process).

@@ -87,5 +87,6 @@ PYBIND11_MODULE(_core, m) {
 
   py::module_ ops = m.def_submodule("ops", "Kernels on numpy arrays.");
   cb::bind_ops_module(ops);
+  cb::bind_data_module(m);
   cb::bind_network_module(m);
 }

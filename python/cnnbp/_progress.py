@@ -39,23 +39,31 @@ class Progress:
         self.start = time.perf_counter()
         self.last_draw = 0.0
         self.samples = 0
+        self.step = 0
 
     def update(self, step, samples, logs):
         self.samples = samples
+        self.step = step
         if not self.live:
             return
         now = time.perf_counter()
-        if now - self.last_draw < 0.1 and step < self.total:
+        total = self.total
+        if now - self.last_draw < 0.1 and (total is None or step < total):
             return
         self.last_draw = now
         elapsed = now - self.start
-        width = 30
-        done = int(width * step / max(self.total, 1))
-        bar = "=" * max(done - 1, 0) + (">" if step < self.total else "=") + "." * (width - done)
         rate = samples / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - step) * elapsed / step if step else 0.0
-        tail = f"ETA {_fmt_time(eta)}" if step < self.total else _fmt_time(elapsed)
-        line = f"\r{step}/{self.total} [{bar}] {tail} - {rate:,.0f} img/s" + _tail(logs)
+        if total is None:   # a generator of unknown length (its first epoch)
+            line = f"\r{step}/? - {_fmt_time(elapsed)} - {rate:,.0f} img/s" + _tail(logs)
+            self.stream.write(line + "\033[K")
+            self.stream.flush()
+            return
+        width = 30
+        done = int(width * step / max(total, 1))
+        bar = "=" * max(done - 1, 0) + (">" if step < total else "=") + "." * (width - done)
+        eta = (total - step) * elapsed / step if step else 0.0
+        tail = f"ETA {_fmt_time(eta)}" if step < total else _fmt_time(elapsed)
+        line = f"\r{step}/{total} [{bar}] {tail} - {rate:,.0f} img/s" + _tail(logs)
         self.stream.write(line + "\033[K")
         self.stream.flush()
 
@@ -66,6 +74,7 @@ class Progress:
         rate = self.samples / elapsed if elapsed > 0 else 0.0
         if self.live:
             self.stream.write("\r" + "\033[K")
-        line = f"{self.total}/{self.total} - {_fmt_time(elapsed)} - {rate:,.0f} img/s" + _tail(logs)
+        steps = self.total if self.total is not None else self.step
+        line = f"{steps}/{steps} - {_fmt_time(elapsed)} - {rate:,.0f} img/s" + _tail(logs)
         self.stream.write(line + "\n")
         self.stream.flush()

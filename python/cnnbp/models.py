@@ -7,11 +7,13 @@ per batch: forward, loss, backward and the optimizer step, with the GIL released
 
 import math
 import numbers
+import warnings
 import weakref
 
 import numpy as np
 
 from . import _core
+from . import _data
 from . import callbacks as callbacks_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
@@ -365,8 +367,13 @@ class Model:
             raise RuntimeError(f"{self.name}: call compile(optimizer=..., loss=...) before {what}")
 
     # -- data preparation ---------------------------------------------------------------------
-    def _prepare_x(self, x, what="x"):
-        x = _as_numeric(what, x)
+    def _prepare_x(self, x, what="x", convert=True):
+        """x checked against the model's input; converted to a C-contiguous array of the model's
+        dtype, or with convert=False left as it is (a channels_first view transposed), for the
+        batches to convert (see cnnbp._data)."""
+        x = x if (not convert and isinstance(x, np.ndarray)) else _as_numeric(what, x)
+        if not convert:
+            _as_numeric(what, x[:0] if x.ndim else x)   # the dtype check, without reading the data
         if x.ndim == 0:
             raise ValueError(f"{what}: expected an array with a batch axis, got a scalar")
         self._ensure_built(x)
@@ -382,7 +389,7 @@ class Model:
             raise ValueError(f"{what}: expected at least one sample, got an empty array of shape {x.shape}")
         if self._channels_first:
             x = x.transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        return np.ascontiguousarray(x, dtype=self.dtype) if convert else x
 
     def _prepare_y(self, y, n, what="y"):
         if y is None:
@@ -417,74 +424,131 @@ class Model:
     # -- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None,
-            distributed=False, **kwargs):
+            distributed=False, class_weight=None, sample_weight=None, steps_per_epoch=None,
+            validation_steps=None, validation_batch_size=None, validation_freq=1, **kwargs):
         """Train for ``epochs`` epochs (or until a callback stops it); returns a History.
 
-        ``distributed=True`` trains data-parallel over MPI ranks (see ``cnnbp.distributed``; run
-        the script under ``mpiexec -n N``): ``batch_size`` is then per rank, every step averages
-        the gradients of the ``N * batch_size`` samples of one global batch."""
-        class_weight = kwargs.pop("class_weight", None)
-        sample_weight = kwargs.pop("sample_weight", None)
+        ``x`` may be an array of any numeric dtype (a uint8 image set or a memory-mapped ``.npy``
+        stays as it is: each batch is converted when it is gathered), a generator or iterator of
+        ``(x, y)`` / ``(x, y, sample_weight)`` batches, or a ``cnnbp.utils.Sequence``; see
+        cnnbp._data. ``distributed=True`` trains data-parallel over MPI ranks (see
+        ``cnnbp.distributed``; run the script under ``mpiexec -n N``): ``batch_size`` is then per
+        rank, every step averages the gradients of the ``N * batch_size`` samples of one global batch."""
         for k in kwargs:
-            if k not in ("steps_per_epoch", "validation_steps", "validation_batch_size", "validation_freq"):
+            if k not in ("workers", "use_multiprocessing", "max_queue_size"):
                 raise TypeError(f"fit: unexpected keyword argument {k!r}")
-            if kwargs[k] is not None:
-                raise ValueError(f"fit: {k} is not supported")
         self._require_compiled("fit")
         bs = _batch_size(batch_size)
+        vbs = bs if validation_batch_size is None else _batch_size(validation_batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
         if not isinstance(validation_split, numbers.Real) or not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
+        for arg, v in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0):
+                raise ValueError(f"fit: {arg} must be a positive int or None, got {v!r}")
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, numbers.Integral) \
+                or validation_freq <= 0:
+            raise ValueError(f"fit: validation_freq must be a positive int, got {validation_freq!r}")
         verbose = 1 if verbose == "auto" else int(verbose)
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
-        w = self._sample_weights("fit", y, sample_weight, class_weight)
+        if seed is not None:
+            self._shuffle_seed = int(seed)
+        if _data.is_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("fit: with a generator or Sequence as x, y and sample_weight come from its batches "
+                                 "(y and sample_weight must be None)")
+            if validation_split:
+                raise ValueError("fit: validation_split needs arrays; give validation_data for a generator or "
+                                 "Sequence")
+            if distributed:
+                raise ValueError("fit: distributed=True needs arrays (each rank reads its slice of every batch)")
+            train = _data.SourceBatches(x, steps_per_epoch, lambda raw, i: self._batch("fit", raw, i, class_weight),
+                                        "fit")
+            train.bs = bs
+        else:
+            x = self._prepare_x(x, convert=False)
+            y = self._prepare_y(y, len(x))
+            w = self._sample_weights("fit", y, sample_weight, class_weight)
+            if validation_split > 0 and validation_data is None:
+                split = int(len(x) * (1.0 - validation_split))
+                if split <= 0 or split >= len(x):
+                    raise ValueError(f"fit: validation_split={validation_split} leaves an empty training or "
+                                     "validation set")
+                validation_data = (x[split:], y[split:]) + (() if w is None else (w[split:],))
+                x, y, w = x[:split], y[:split], None if w is None else w[:split]
+            train = None
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight)")
-            vx = self._prepare_x(validation_data[0], "validation_data x")
-            vy = self._prepare_y(validation_data[1], len(vx), "validation_data y")
-            vw = self._sample_weights("validation_data", vy, validation_data[2] if len(validation_data) == 3 else None)
-            val = (vx, vy, vw)
-        elif validation_split > 0:
-            split = int(len(x) * (1.0 - validation_split))
-            if split <= 0 or split >= len(x):
-                raise ValueError(f"fit: validation_split={validation_split} leaves an empty training or validation set")
-            val = (x[split:], y[split:], None if w is None else w[split:])
-            x, y = x[:split], y[:split]
-            w = None if w is None else w[:split]
+            if _data.is_source(validation_data):
+                val = _data.SourceBatches(validation_data, validation_steps,
+                                          lambda raw, i: self._batch("validation_data", raw, i), "validation_data")
+            else:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                    raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                     "sample_weight), a generator or a Sequence")
+                vx = self._prepare_x(validation_data[0], "validation_data x", convert=False)
+                vy = self._prepare_y(validation_data[1], len(vx), "validation_data y")
+                vw = self._sample_weights("validation_data", vy,
+                                          validation_data[2] if len(validation_data) == 3 else None)
+                val = (vx, vy, vw)
 
         history = callbacks_mod.History()
         cbs = list(callbacks or []) + [history]  # last, as Keras: it records what the others add to the logs
         for cb in cbs:
             if not isinstance(cb, callbacks_mod.Callback):
                 raise TypeError(f"fit: callbacks must be cnnbp.callbacks.Callback instances, got {type(cb).__name__}")
-        if seed is not None:
-            self._shuffle_seed = int(seed)
+        loop = dict(verbose=verbose, cbs=cbs, val=val, vbs=vbs, vsteps=validation_steps, vfreq=int(validation_freq),
+                    initial_epoch=initial_epoch, epochs=epochs)
+        if train is not None:
+            return self._fit_loop(train, dist=None, **loop)
+        # Epoch e's order depends only on (shuffle seed, e): fit(epochs=2) then fit(initial_epoch=2,
+        # epochs=3) -- even across save and load_model -- sees the orders fit(epochs=3) sees.
         if not distributed:
-            return self._fit_loop(x, y, w, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, None)
+            train = _data.ArrayBatches(x, y, w, bs, self.dtype, shuffle, self._shuffle_seed)
+            train.limit(steps_per_epoch)
+            try:
+                return self._fit_loop(train, dist=None, **loop)
+            finally:
+                train.close()
         from . import distributed as dist_mod
         dist = dist_mod._Session(self)
         fit_args = {"batch_size": bs, "epochs": epochs, "initial_epoch": initial_epoch, "shuffle": bool(shuffle),
                     "validation samples": 0 if val is None else len(val[0]),
                     "callbacks": [type(cb).__name__ for cb in cbs]}
         if dist.rank != 0:
-            cbs = [cb for cb in cbs if not getattr(cb, "_root_only", False)]
+            loop["cbs"] = [cb for cb in cbs if not getattr(cb, "_root_only", False)]
         net = self._net
         stream = net.rng_stream
+        train = _data.ArrayBatches(x, y, w, bs, self.dtype, shuffle, self._shuffle_seed, dist)
+        train.limit(steps_per_epoch)
         try:
             with dist.guard():
                 dist_mod._check_consistent(dist.c, dist_mod._fingerprint(self, x, y, fit_args))
                 dist_mod._broadcast_state(dist.c, self)
                 net.rng_stream = dist.rank
-                history = self._fit_loop(x, y, w, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist)
+                history = self._fit_loop(train, dist=dist, **loop)
         finally:
             net.rng_stream = stream
+            train.close()
         history.allreduce_seconds = dist.allreduce_s
         history.allreduce_steps = dist.steps
         return history
+
+    def _batch(self, what, raw, i, class_weight=None, targets=True):
+        """(x, y, w, samples) of batch i of a generator or Sequence, checked and converted."""
+        parts = tuple(raw) if isinstance(raw, (tuple, list)) else (raw,)
+        if targets and len(parts) not in (2, 3):
+            raise ValueError(f"{what}: batch {i} must be (x, y) or (x, y, sample_weight), got "
+                             f"{type(raw).__name__}{f' of {len(parts)}' if isinstance(raw, (tuple, list)) else ''}")
+        try:
+            xb = self._prepare_x(parts[0], "x")
+            if not targets:
+                return xb, None, None, len(xb)
+            yb = self._prepare_y(parts[1], len(xb), "y")
+            wb = self._sample_weights("", yb, parts[2] if len(parts) == 3 else None, class_weight)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{what}: batch {i}: {e}") from None
+        return xb, yb, wb, len(xb)
 
     def _sample_weights(self, what, y, sample_weight=None, class_weight=None):
         """The per-sample loss weights (float array of len(y)) from sample_weight and class_weight
@@ -521,21 +585,14 @@ class Model:
             w = cw if w is None else w * cw
         return None if w is None else np.ascontiguousarray(w)
 
-    def _fit_loop(self, x, y, w, bs, epochs, verbose, cbs, val, shuffle, initial_epoch, dist):
+    def _fit_loop(self, train, verbose, cbs, val, vbs, vsteps, vfreq, initial_epoch, epochs, dist):
         history = cbs[-1]
-        n = len(x)
         world = dist.size if dist else 1
-        gbs = bs * world  # one optimizer step sees gbs samples (bs per rank)
-        steps = math.ceil(n / gbs)
-        params = {"epochs": epochs, "steps": steps, "batch_size": bs, "verbose": verbose, "samples": n}
+        params = {"epochs": epochs, "steps": train.steps, "batch_size": getattr(train, "bs", None),
+                  "verbose": verbose, "samples": train.samples}
         for cb in cbs:
             cb.set_model(self)
             cb.set_params(params)
-        # Epoch e's order depends only on (shuffle seed, e): fit(epochs=2) then fit(initial_epoch=2,
-        # epochs=3) -- even across save and load_model -- sees the orders fit(epochs=3) sees.
-        shuffle_seed = self._shuffle_seed
-        xbuf = np.empty((min(bs, n),) + x.shape[1:], dtype=self.dtype) if shuffle else None
-        ybuf = np.empty((min(bs, n),) + y.shape[1:], dtype=self.dtype) if shuffle else None
         net = self._net
         self.stop_training = False
         self.history = history
@@ -547,71 +604,70 @@ class Model:
                 cb.on_epoch_begin(epoch)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            bar = Progress(steps, n, verbose)
-            order = np.random.default_rng([shuffle_seed, epoch]).permutation(n) if shuffle else None
+            bar = Progress(train.steps, train.samples, verbose)
             loss_sum = 0.0
             seen = 0
             if track:
                 track.reset()
-            for step in range(steps):
-                a, b = step * gbs, min((step + 1) * gbs, n)
-                la, lb = dist.local(a, b) if dist else (a, b)
-                if shuffle:
-                    idx = order[la:lb]
-                    xb = np.take(x, idx, axis=0, out=xbuf[: lb - la])
-                    yb = np.take(y, idx, axis=0, out=ybuf[: lb - la])
-                    wb = None if w is None else w[idx]
-                else:
-                    xb, yb = x[la:lb], y[la:lb]
-                    wb = None if w is None else w[la:lb]
-                for cb in cbs:
-                    cb.on_train_batch_begin(step)
-                if dist:
-                    loss, c, msums = dist.step(xb, yb, b - a, wb)
-                    if not math.isfinite(loss):
-                        from .distributed import _CollectiveError
-                        err = NumericalError(f"epoch {epoch + 1}, batch {step + 1}: loss is {loss} (summed over "
-                                             f"{world} ranks) at step {net.iterations + 1}; weights were not updated")
-                        raise _CollectiveError() from err
-                    net.apply_update()
-                    dist.sync_state()
-                else:
-                    try:
-                        loss, c = net.train_step(xb, yb, wb)
-                    except NumericalError as e:
-                        raise NumericalError(f"epoch {epoch + 1}, batch {step + 1}: {e}") from None
-                    msums = net.metric_sums() if track else None
-                loss_sum += loss * (b - a)
-                seen += b - a
-                logs = {"loss": loss_sum / seen}
-                if track:
-                    track.add(msums, b - a)
-                    logs.update(track.values())
-                bar.update(step + 1, seen, logs)
-                blogs = dict(logs, batch_loss=loss)
-                for cb in cbs:
-                    cb.on_train_batch_end(step, blogs)
-                if world > 1:  # a stop asked for on any rank stops all of them
-                    self.stop_training = dist.any(self.stop_training)
-                if self.stop_training:
-                    break
-            epoch_logs = {"loss": loss_sum / max(seen, 1)}
+            batches = train.epoch(epoch, first=epoch == initial_epoch)
+            try:
+                for step, (xb, yb, wb, count) in enumerate(batches):
+                    for cb in cbs:
+                        cb.on_train_batch_begin(step)
+                    if dist:
+                        loss, c, msums = dist.step(xb, yb, count, wb)
+                        if not math.isfinite(loss):
+                            from .distributed import _CollectiveError
+                            err = NumericalError(f"epoch {epoch + 1}, batch {step + 1}: loss is {loss} (summed over "
+                                                 f"{world} ranks) at step {net.iterations + 1}; weights were not "
+                                                 "updated")
+                            raise _CollectiveError() from err
+                        net.apply_update()
+                        dist.sync_state()
+                    else:
+                        try:
+                            loss, c = net.train_step(xb, yb, wb)
+                        except NumericalError as e:
+                            raise NumericalError(f"epoch {epoch + 1}, batch {step + 1}: {e}") from None
+                        msums = net.metric_sums() if track else None
+                    loss_sum += loss * count
+                    seen += count
+                    logs = {"loss": loss_sum / seen}
+                    if track:
+                        track.add(msums, count)
+                        logs.update(track.values())
+                    bar.update(step + 1, seen, logs)
+                    blogs = dict(logs, batch_loss=loss)
+                    for cb in cbs:
+                        cb.on_train_batch_end(step, blogs)
+                    if world > 1:  # a stop asked for on any rank stops all of them
+                        self.stop_training = dist.any(self.stop_training)
+                    if self.stop_training:
+                        break
+            finally:
+                batches.close()
+            if seen == 0:   # a generator that ran out before this epoch
+                warnings.warn("fit: the input ran out of data; interrupting training (give a generator that yields "
+                              "at least steps_per_epoch * epochs batches)", RuntimeWarning, stacklevel=2)
+                break
+            epoch_logs = {"loss": loss_sum / seen}
             if track:
                 epoch_logs.update(track.values())
-            if val is not None:
+            if val is not None and (epoch + 1 - initial_epoch) % vfreq == 0:
+                vt = self._tracker()
                 if dist:  # each rank evaluates its slice; the sums are reduced
-                    va, vb = dist.local(0, len(val[0]))
-                    vt = self._tracker()
-                    vw = None if val[2] is None else val[2][va:vb]
-                    vloss = self._evaluate_arrays(val[0][va:vb], val[1][va:vb], bs, vt, vw) if vb > va else 0.0
+                    n_val = len(val[0])
+                    va, vb = dist.local(0, n_val)
+                    part = tuple(None if a is None else a[va:vb] for a in val)
+                    vloss = self._evaluate_batches(self._array_batches(part, vbs), vt) if vb > va else 0.0
                     tot = dist.sum(np.concatenate([[vloss * (vb - va)], vt.total if vt else []]))
-                    vloss = tot[0] / len(val[0])
+                    vloss = tot[0] / n_val
                     if vt:
                         vt.total[:] = tot[1:]
-                        vt.count = len(val[0])
+                        vt.count = n_val
                 else:
-                    vt = self._tracker()
-                    vloss = self._evaluate_arrays(val[0], val[1], bs, vt, val[2])
+                    src = val if isinstance(val, _data.SourceBatches) else self._array_batches(val, vbs, vsteps)
+                    vloss = self._evaluate_batches(src, vt)
                 prefix = getattr(self, "_val_prefix", "val_")   # the command line calls its test set "test"
                 epoch_logs[prefix + "loss"] = vloss
                 if vt:
@@ -622,6 +678,10 @@ class Model:
             if world > 1:
                 dist.check_weights()
                 self.stop_training = dist.any(self.stop_training)
+            if getattr(train, "ran_out", False):
+                warnings.warn("fit: the input ran out of data; interrupting training (give a generator that yields "
+                              "at least steps_per_epoch * epochs batches)", RuntimeWarning, stacklevel=2)
+                break
             if self.stop_training:
                 break
         for cb in cbs:
@@ -634,17 +694,31 @@ class Model:
             return None
         return metrics_mod._Tracker(self._metrics, int(np.prod(self._net.output_shape)))
 
-    def _evaluate_arrays(self, x, y, bs, track=None, w=None):
-        """Mean loss over x, y (weighted by w when given); the metrics' sums go into track."""
+    def _array_batches(self, data, bs, steps=None):
+        """In-order batches of (x, y, w) arrays, gathered and converted one batch at a time."""
+        x, y, w = data
+        b = _data.ArrayBatches(x, y, w, bs, self.dtype, False, 0, prefetch=False)
+        b.limit(steps)
+        return b
+
+    def _evaluate_batches(self, batches, track=None):
+        """Mean loss (weighted by the batches' sample weights) over a batch source; the metrics'
+        sums go into track."""
         net = self._net
-        total = 0.0
-        for a in range(0, len(x), bs):
-            b = min(a + bs, len(x))
-            loss, _ = net.evaluate(x[a:b], y[a:b], None if w is None else w[a:b])
-            total += loss * (b - a)
-            if track:
-                track.add(net.metric_sums(), b - a)
-        return total / len(x)
+        total, seen = 0.0, 0
+        it = batches.epoch(0)
+        try:
+            for xb, yb, wb, count in it:
+                loss, _ = net.evaluate(xb, yb, wb)
+                total += loss * count
+                seen += count
+                if track:
+                    track.add(net.metric_sums(), count)
+        finally:
+            it.close()
+        if seen == 0:
+            raise ValueError("evaluate: the input gave no batches")
+        return total / seen
 
     def _result(self, loss, track, return_dict):
         """evaluate / test_on_batch / train_on_batch results, as Keras returns them."""
@@ -655,39 +729,79 @@ class Model:
             return logs
         return list(logs.values()) if track else loss
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs):
-        """Mean loss (and accuracy if compiled with metrics) over x, y, in inference mode."""
-        sample_weight = kwargs.pop("sample_weight", None)
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, sample_weight=None,
+                 steps=None, callbacks=None, **kwargs):
+        """Mean loss (and the compiled metrics) over x, y in inference mode; x as in fit (arrays,
+        a generator or a Sequence: ``steps`` batches of it, or all)."""
         for k in kwargs:
-            if k not in ("steps", "callbacks") or kwargs[k] is not None:
-                raise TypeError(f"evaluate: unexpected or unsupported keyword argument {k!r}")
+            if k not in ("workers", "use_multiprocessing", "max_queue_size"):
+                raise TypeError(f"evaluate: unexpected keyword argument {k!r}")
+        if callbacks is not None:
+            raise TypeError("evaluate: callbacks are not supported")
         self._require_compiled("evaluate")
         bs = _batch_size(batch_size)
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
-        w = self._sample_weights("evaluate", y, sample_weight)
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps <= 0):
+            raise ValueError(f"evaluate: steps must be a positive int or None, got {steps!r}")
+        if _data.is_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("evaluate: with a generator or Sequence as x, y and sample_weight come from its "
+                                 "batches (y and sample_weight must be None)")
+            src = _data.SourceBatches(x, steps, lambda raw, i: self._batch("evaluate", raw, i), "evaluate")
+        else:
+            x = self._prepare_x(x, convert=False)
+            y = self._prepare_y(y, len(x))
+            w = self._sample_weights("evaluate", y, sample_weight)
+            src = self._array_batches((x, y, w), bs, steps)
         track = self._tracker()
-        loss = self._evaluate_arrays(x, y, bs, track, w)
+        loss = self._evaluate_batches(src, track)
         verbose = 1 if verbose == "auto" else int(verbose)
         if verbose:
             print(_fmt_logs(self._result(loss, track, True)), flush=True)
         return self._result(loss, track, return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
-        """Outputs of the model for x (inference mode), in batches. verbose: 'auto' (as 1), 0
-        (silent), 1 (progress bar), 2 (one line at the end)."""
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None, **kwargs):
+        """Outputs of the model for x (inference mode), in batches; x as in fit (a generator's
+        batches may be x or (x, y, ...): the x part is read). verbose: 'auto' (as 1), 0 (silent),
+        1 (progress bar), 2 (one line at the end)."""
         for k in kwargs:
-            if k not in ("steps", "callbacks") or kwargs[k] is not None:
-                raise TypeError(f"predict: unexpected or unsupported keyword argument {k!r}")
+            if k not in ("workers", "use_multiprocessing", "max_queue_size"):
+                raise TypeError(f"predict: unexpected keyword argument {k!r}")
+        if callbacks is not None:
+            raise TypeError("predict: callbacks are not supported")
         verbose = _verbosity("predict", verbose)
         bs = _batch_size(batch_size)
-        x = self._prepare_x(x)
-        out = np.empty((len(x),) + tuple(self._net.output_shape), dtype=self.dtype)
-        steps = math.ceil(len(x) / bs)
-        bar = Progress(steps, len(x), verbose) if verbose else None
-        for i, a in enumerate(range(0, len(x), bs)):
-            b = min(a + bs, len(x))
-            out[a:b] = self._net.predict(x[a:b])
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps <= 0):
+            raise ValueError(f"predict: steps must be a positive int or None, got {steps!r}")
+        if _data.is_source(x):
+            def first(raw, i):
+                raw = raw[0] if isinstance(raw, (tuple, list)) and len(raw) in (2, 3) else raw
+                return self._batch("predict", raw, i, targets=False)
+            src = _data.SourceBatches(x, steps, first, "predict")
+            bar = Progress(src.steps, None, verbose) if verbose else None
+            outs, seen = [], 0
+            it = src.epoch(0)
+            try:
+                for i, (xb, _, _, count) in enumerate(it):
+                    outs.append(self._net.predict(xb))
+                    seen += count
+                    if bar:
+                        bar.update(i + 1, seen, {})
+            finally:
+                it.close()
+            if bar:
+                bar.finish({})
+            if not outs:
+                raise ValueError("predict: the input gave no batches")
+            return np.concatenate(outs)
+        x = self._prepare_x(x, convert=False)
+        n = len(x) if steps is None else min(len(x), steps * bs)
+        out = np.empty((n,) + tuple(self._net.output_shape), dtype=self.dtype)
+        nsteps = math.ceil(n / bs)
+        bar = Progress(nsteps, n, verbose) if verbose else None
+        buf = None if x.dtype == self.dtype else np.empty((min(bs, n),) + x.shape[1:], dtype=self.dtype)
+        for i, a in enumerate(range(0, n, bs)):
+            b = min(a + bs, n)
+            out[a:b] = self._net.predict(_data.rows(x, a, b, self.dtype, buf))
             if bar:
                 bar.update(i + 1, b, {})
         if bar:
@@ -769,7 +883,8 @@ class Model:
         y = self._prepare_y(y, len(x))
         w = self._sample_weights("test_on_batch", y, sample_weight)
         track = self._tracker()
-        return self._result(self._evaluate_arrays(x, y, len(x), track, w), track, return_dict)
+        return self._result(self._evaluate_batches(self._array_batches((x, y, w), len(x)), track), track,
+                            return_dict)
 
     def predict_on_batch(self, x):
         """Outputs of the model for one batch (inference mode)."""

@@ -2,7 +2,31 @@
 
 import numpy as np
 
-__all__ = ["to_categorical"]
+__all__ = ["to_categorical", "Sequence", "PyDataset"]
+
+
+class Sequence:
+    """Batches by index, Keras's ``PyDataset`` (``keras.utils.Sequence``) interface: subclass it and
+    define ``__len__`` (batches per epoch) and ``__getitem__(i)`` (batch i: ``(x, y)``,
+    ``(x, y, sample_weight)``, or ``x`` for predict); ``on_epoch_end()`` runs after every epoch
+    (reshuffle there). fit/evaluate/predict read it in order, the next batches fetched in a
+    background thread while the step runs. Keras's ``workers``/``use_multiprocessing``/
+    ``max_queue_size`` arguments are accepted and ignored (one thread, ten batches ahead)."""
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        pass
+
+    def __len__(self):
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        raise NotImplementedError
+
+    def on_epoch_end(self):
+        pass
+
+
+PyDataset = Sequence
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
