@@ -3,8 +3,9 @@ Fashion-MNIST training set (60,000 images), in alternating rounds (each round ti
 once), medians and ratios against the bare step loop.
 
     bare loop        net.train_step over batches gathered beforehand (the step alone)
-    float32          fit(x_float32): the epoch's gathers in the prefetch thread
-    float32 serial   the same with the prefetch thread off
+    float32          fit(x_float32), the default (the gathers in a thread when a core is free)
+    float32 thread   the gathers always in the prefetch thread
+    float32 serial   the gathers always in line
     uint8            fit(x_uint8) with Rescaling(1/255) first in the model
     uint8 mmap       the same from a memory-mapped .npy
     uint8 + aug      uint8 with RandomFlip("horizontal") + RandomCrop(28, 28, padding=2)
@@ -60,16 +61,17 @@ def main():
         for xb, yb in zip(pre, pre_y):
             net.train_step(xb, yb)
 
-    def fit(m, x, prefetch=True):
+    def fit(m, x, prefetch=None):
         _data.PREFETCH = prefetch
         try:
             m.fit(x, y, batch_size=bs, epochs=1, verbose=0)
         finally:
-            _data.PREFETCH = True
+            _data.PREFETCH = None
 
     variants = {
         "bare loop": lambda: bare(models["plain"], pre_f),
         "float32": lambda: fit(models["plain"], xf),
+        "float32 thread": lambda: fit(models["plain"], xf, prefetch=True),
         "float32 serial": lambda: fit(models["plain"], xf, prefetch=False),
         "uint8": lambda: fit(models["rescale"], x8),
         "uint8 mmap": lambda: fit(models["rescale"], xm),

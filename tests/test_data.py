@@ -54,7 +54,14 @@ class Batches(cnnbp.utils.Sequence):
         self.ends += 1
 
 
-def test_generators_sequences_uint8_and_memmaps_train_as_arrays(data, tmp_path):
+@pytest.fixture(params=[True, False], ids=["prefetch", "inline"])
+def prefetch(request, monkeypatch):
+    from cnnbp import _data
+    monkeypatch.setattr(_data, "PREFETCH", request.param)
+    return request.param
+
+
+def test_generators_sequences_uint8_and_memmaps_train_as_arrays(data, tmp_path, prefetch):
     x, y = data
     ref = _model()
     h = ref.fit(x.astype(np.float32), y, batch_size=8, epochs=3, shuffle=False, verbose=0)

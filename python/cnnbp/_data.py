@@ -4,7 +4,8 @@
   mmap_mode="r")``): the whole array is never converted or copied; each batch's rows are gathered
   and converted to the model's float dtype (``_core.gather_rows``, without the GIL). A uint8 image
   set thus stays 4x smaller than its float32 copy (put ``Rescaling(1/255)`` first in the model).
-  In ``fit`` the next batch is gathered in a background thread while the current step runs.
+  In ``fit`` the next batch is gathered in a background thread while the current step runs when a
+  core is free for it (see PREFETCH).
 - A Python generator or iterator of ``(x, y)`` / ``(x, y, sample_weight)`` batches (``x`` alone for
   predict), and a ``cnnbp.utils.Sequence`` (Keras's ``PyDataset``: ``__len__``, ``__getitem__``,
   ``on_epoch_end``): a background thread keeps a bounded queue of the next batches filled.
@@ -12,6 +13,7 @@ Every batch is checked before its step (shapes, dtypes, x/y lengths); a bad one 
 naming its batch index, with the model as the last completed step left it."""
 
 import concurrent.futures
+import os
 import queue
 import threading
 
@@ -28,7 +30,18 @@ def is_source(x):
     return hasattr(x, "__next__") and not isinstance(x, np.ndarray)
 
 
-PREFETCH = True   # fit gathers the next array batch in a thread (bench/bench_pipeline.py turns it off)
+# Whether fit gathers the next array batch in a background thread: None (auto) does when the
+# process has a core the step's threads leave free. On a machine whose cores all run the step, a
+# concurrent gather slows the step by more than the gather costs in line (bench/bench_pipeline.py:
+# 2 cores, 2 threads, seed model: +5.8 % over the bare step loop with the thread, +4.0 % without).
+PREFETCH = None
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class ArrayBatches:
@@ -37,7 +50,8 @@ class ArrayBatches:
     batch), or None."""
 
     def __init__(self, x, y, w, bs, dtype, shuffle, seed, dist=None, prefetch=None):
-        prefetch = PREFETCH if prefetch is None else prefetch
+        if prefetch is None:
+            prefetch = PREFETCH if PREFETCH is not None else _cores() > _core.get_num_threads()
         self.x, self.y, self.w = x, y, w
         self.n = len(x)
         self.bs, self.dtype, self.shuffle, self.seed, self.dist = bs, dtype, shuffle, seed, dist

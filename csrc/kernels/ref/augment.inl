@@ -60,6 +60,57 @@ static inline WarpTaps warp_taps(const double* A, int i, int j, const WarpParams
   return t;
 }
 
+// A map that moves whole pixels along the axes (a flip, a crop, a whole-pixel shift): u = a j + c,
+// v = b i + d with a, b = +-1 and integer c, d. Such rows are copied, not interpolated.
+static inline bool whole_pixel_map(const double* A) {
+  auto unit = [](double v) { return v == 1.0 || v == -1.0; };
+  auto whole = [](double v) { return v == std::floor(v) && std::fabs(v) < 1e9; };
+  return A[1] == 0.0 && A[3] == 0.0 && unit(A[0]) && unit(A[4]) && whole(A[2]) && whole(A[5]);
+}
+
+// Row i of a whole-pixel map: the same values warp_taps reads, by integer arithmetic.
+template <typename T>
+static void warp_row_whole(T* yr, const T* xi, const double* A, int i, const WarpParams& p) {
+  const int C = p.C;
+  const int a = int(A[0]), c = int(A[2]);
+  int v = int(A[4]) * i + int(A[5]);
+  const bool fill_row = v < 0 || v >= p.H;
+  if (fill_row && p.fill == FillMode::constant) {
+    for (int64_t e = 0; e < int64_t(p.Wo) * C; ++e) yr[e] = T(p.fill_value);
+    return;
+  }
+  if (fill_row) v = fill_map(v, p.H, p.fill);
+  const T* xr = xi + int64_t(v) * p.W * C;
+  // columns whose source is inside the image: [j0, j1)
+  int j0, j1;
+  if (a == 1) {
+    j0 = std::max(0, -c), j1 = std::min(p.Wo, p.W - c);
+  } else {
+    j0 = std::max(0, c - p.W + 1), j1 = std::min(p.Wo, c + 1);
+  }
+  if (j1 < j0) j1 = j0;
+  if (a == 1 && j1 > j0) {
+    std::memcpy(yr + int64_t(j0) * C, xr + int64_t(j0 + c) * C, sizeof(T) * size_t(j1 - j0) * size_t(C));
+  } else {
+    for (int j = j0; j < j1; ++j) {
+      const T* s = xr + int64_t(c - j) * C;
+      T* d = yr + int64_t(j) * C;
+      for (int k = 0; k < C; ++k) d[k] = s[k];
+    }
+  }
+  for (int j = 0; j < p.Wo; ++j) {
+    if (j == j0) j = j1;
+    if (j >= p.Wo) break;
+    T* d = yr + int64_t(j) * C;
+    if (p.fill == FillMode::constant) {
+      for (int k = 0; k < C; ++k) d[k] = T(p.fill_value);
+    } else {
+      const T* s = xr + int64_t(fill_map(a * j + c, p.W, p.fill)) * C;
+      for (int k = 0; k < C; ++k) d[k] = s[k];
+    }
+  }
+}
+
 // x: [N,H,W,C], y: [N,Ho,Wo,C], mats: [N,6]
 template <typename T>
 static void warp_forward(T* y, const T* x, const double* mats, const WarpParams& p) {
@@ -71,6 +122,10 @@ static void warp_forward(T* y, const T* x, const double* mats, const WarpParams&
       const double* A = mats + 6 * int64_t(n);
       const T* xi = x + n * in_img;
       T* yr = y + n * out_img + int64_t(i) * p.Wo * C;
+      if (whole_pixel_map(A)) {
+        warp_row_whole(yr, xi, A, i, p);
+        continue;
+      }
       for (int j = 0; j < p.Wo; ++j) {
         const WarpTaps t = warp_taps(A, i, j, p);
         T* yp = yr + int64_t(j) * C;
