@@ -129,3 +129,112 @@ def test_keras_loader_spellings(tmp_path, monkeypatch):
     assert a.shape[1:] == (28, 28) and a.dtype == np.uint8 and len(a) == len(b) and len(c) == len(d)
     with pytest.raises(FileNotFoundError, match="mnist"):
         cnnbp.datasets.mnist.load_data(path=tmp_path)
+
+
+def _cifar_archive(tmp_path, kind, n=6, seed=0, extract=False):
+    """A small archive in the official "python version" layout (pickled dicts of a uint8 (N, 3072)
+    array in channel-planar order and a label list), and the images/labels it should give."""
+    import pickle
+    import tarfile
+    rng = np.random.default_rng(seed)
+    folder, files, keys = (("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
+                            [b"labels"]) if kind == "cifar10" else
+                           ("cifar-100-python", ["train", "test"], [b"fine_labels", b"coarse_labels"]))
+    root = tmp_path / folder
+    root.mkdir()
+    expect = {}
+    for f in files:
+        img = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        labels = {k: rng.integers(0, 100 if k == b"fine_labels" else 10, n).tolist() for k in keys}
+        d = {b"data": img.transpose(0, 3, 1, 2).reshape(n, 3072), b"batch_label": b"x", **labels}
+        (root / f).write_bytes(pickle.dumps(d, protocol=2))
+        expect[f] = (img, labels)
+    (root / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"]}, protocol=2))
+    if extract:
+        return root, expect
+    archive = tmp_path / ("cifar-10-python.tar.gz" if kind == "cifar10" else "cifar-100-python.tar.gz")
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname=folder)
+    return archive, expect
+
+
+@pytest.mark.parametrize("extract", [False, True], ids=["archive", "folder"])
+def test_cifar10_and_cifar100_like_keras(tmp_path, extract, monkeypatch):
+    where, expect = _cifar_archive(tmp_path, "cifar10", extract=extract)
+    (xtr, ytr), (xte, yte) = cnnbp.datasets.load_cifar10(where)
+    assert xtr.shape == (30, 32, 32, 3) and xtr.dtype == np.uint8 and ytr.shape == (30, 1) and ytr.dtype == np.uint8
+    assert np.array_equal(xtr[6:12], expect["data_batch_2"][0]) and np.array_equal(xte, expect["test_batch"][0])
+    assert ytr[:6, 0].tolist() == expect["data_batch_1"][1][b"labels"]
+    monkeypatch.setenv("CNNBP_DATA", str(tmp_path))          # found through CNNBP_DATA, and Keras's spelling
+    (x2, _), _ = cnnbp.datasets.cifar10.load_data()
+    assert np.array_equal(x2, xtr)
+    sub = tmp_path / "c100"
+    sub.mkdir()
+    where, expect = _cifar_archive(sub, "cifar100", extract=extract)
+    for mode, key in (("fine", b"fine_labels"), ("coarse", b"coarse_labels")):
+        (xtr, ytr), (xte, yte) = cnnbp.datasets.load_cifar100(where, label_mode=mode)
+        assert np.array_equal(xtr, expect["train"][0]) and yte[:, 0].tolist() == expect["test"][1][key]
+    assert np.array_equal(cnnbp.datasets.cifar100.load_data("coarse", path=where)[0][1], ytr)
+
+
+def test_bad_cifar_archives(tmp_path, monkeypatch):
+    import pickle
+    import tarfile
+    monkeypatch.setenv("CNNBP_NO_DOWNLOAD", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNBP_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
+        cnnbp.datasets.load_cifar10()
+    (tmp_path / "broken.tar.gz").write_bytes(b"not a tar file")
+    with pytest.raises(ValueError, match="cannot read the archive"):
+        cnnbp.datasets.load_cifar10(tmp_path / "broken.tar.gz")
+    where, _ = _cifar_archive(tmp_path, "cifar10", extract=True)
+    (where / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError):
+        cnnbp.datasets.load_cifar10(where)
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, ("echo owned",))
+    (where / "data_batch_3").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    with pytest.raises(ValueError, match="refusing global"):
+        cnnbp.datasets.load_cifar10(where)
+    (where / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]},
+                                                     protocol=2))
+    with pytest.raises(ValueError, match=r"data_batch_3 holds data of shape \(2, 100\)"):
+        cnnbp.datasets.load_cifar10(where)
+    with pytest.raises(ValueError, match="label_mode"):
+        cnnbp.datasets.load_cifar100(where, label_mode="medium")
+    partial = tmp_path / "partial.tar.gz"
+    with tarfile.open(partial, "w:gz") as t:
+        t.add(where / "test_batch", arcname="cifar-10-batches-py/test_batch")
+    with pytest.raises(ValueError, match="lacks cifar-10-batches-py/data_batch_1"):
+        cnnbp.datasets.load_cifar10(partial)
+
+
+def test_image_folder_streams_batch_by_batch(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(["cat", "dog"]):
+        (tmp_path / cls).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (6, 8), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    x, y, names = cnnbp.datasets.load_image_folder(tmp_path)
+    seq = cnnbp.datasets.load_image_folder(tmp_path, stream=True, batch_size=4, shuffle=False)
+    assert isinstance(seq, cnnbp.utils.Sequence) and len(seq) == 3 and seq.class_names == names
+    xs = np.concatenate([seq[i][0] for i in range(3)])
+    assert np.array_equal(xs, x) and np.array_equal(np.concatenate([seq[i][1] for i in range(3)]), y)
+    shuffled = cnnbp.datasets.load_image_folder(tmp_path, stream=True, batch_size=4, seed=3)
+    first = np.concatenate([shuffled[i][1] for i in range(3)])
+    shuffled.on_epoch_end()
+    second = np.concatenate([shuffled[i][1] for i in range(3)])
+    assert sorted(first) == sorted(y) and not np.array_equal(first, second)     # a new order per epoch
+    cnnbp.set_seed(0)
+    m = cnnbp.Sequential([cnnbp.Input((6, 8, 1)), cnnbp.layers.Rescaling(1 / 255), cnnbp.layers.Flatten(),
+                          cnnbp.layers.Dense(2, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    h = m.fit(shuffled, epochs=2, verbose=0)
+    assert len(h.history["loss"]) == 2
+    with pytest.raises(IndexError):
+        seq[3]
