@@ -46,3 +46,30 @@ def fashion_mnist_or_skip():
         if os.environ.get("CNNBP_REQUIRE_DATA"):
             raise
         pytest.skip(str(e))
+
+
+def make_cifar_archive(tmp_path, kind, n=6, seed=0, extract=False):
+    """A small archive in the official "python version" layout (pickled dicts of a uint8 (N, 3072)
+    array in channel-planar order and a label list), and the images/labels it should give."""
+    import pickle
+    import tarfile
+    rng = np.random.default_rng(seed)
+    folder, files, keys = (("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
+                            [b"labels"]) if kind == "cifar10" else
+                           ("cifar-100-python", ["train", "test"], [b"fine_labels", b"coarse_labels"]))
+    root = tmp_path / folder
+    root.mkdir()
+    expect = {}
+    for f in files:
+        img = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        labels = {k: rng.integers(0, 100 if k == b"fine_labels" else 10, n).tolist() for k in keys}
+        d = {b"data": img.transpose(0, 3, 1, 2).reshape(n, 3072), b"batch_label": b"x", **labels}
+        (root / f).write_bytes(pickle.dumps(d, protocol=2))
+        expect[f] = (img, labels)
+    (root / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"]}, protocol=2))
+    if extract:
+        return root, expect
+    archive = tmp_path / ("cifar-10-python.tar.gz" if kind == "cifar10" else "cifar-100-python.tar.gz")
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname=folder)
+    return archive, expect

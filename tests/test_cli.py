@@ -279,3 +279,38 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     r = subprocess.run(f"'{sys.executable}' -m cnnbp info | head -1", shell=True, cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
     assert r.stdout.startswith("cnnbp ") and r.stderr == "", r.stderr
+
+
+def test_train_with_the_regularisation_recipe(tmp_path):
+    """--augment, --weight-decay, --label-smoothing and --schedule cosine reach the saved model."""
+    r = cli("train", "--data", "bundled", "--epochs", "1", "--quiet", "--augment", "--weight-decay", "5e-4",
+            "--label-smoothing", "0.1", "--schedule", "cosine", "--out", "run", "--threads", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "cosine schedule, weight decay 0.0005, label smoothing 0.1, augmented (flip, crop)" in r.stdout
+    m = cnnbp.load_model(tmp_path / "run" / "model.cnnbp")
+    kinds = [type(l).__name__ for l in m.layers]
+    assert kinds[:2] == ["RandomFlip", "RandomCrop"] and m.layers[1].padding == 3
+    opt = m.optimizer
+    assert type(opt._schedule).__name__ == "CosineDecay" and opt._schedule.decay_steps == 188
+    assert opt.weight_decay == 5e-4 and m.loss.label_smoothing == 0.1
+    assert opt.iterations == 188 and opt.learning_rate == 0.0          # decayed to the end
+    r = cli("evaluate", str(tmp_path / "run" / "model.cnnbp"), "--data", "bundled", cwd=tmp_path)
+    assert r.returncode == 0 and "test accuracy" in r.stdout
+
+
+def test_train_on_cifar10(tmp_path):
+    from conftest import make_cifar_archive
+    make_cifar_archive(tmp_path, "cifar10", n=20)
+    env = dict(os.environ, CNNBP_DATA=str(tmp_path), CNNBP_NO_DOWNLOAD="1")
+    r = subprocess.run([sys.executable, "-m", "cnnbp", "train", "--data", "cifar10", "--epochs", "1", "--quiet",
+                        "--model", "seed", "--augment", "--out", "run"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "CIFAR-10 (100 train / 20 test images, 10 classes)" in r.stdout
+    m = cnnbp.load_model(tmp_path / "run" / "model.cnnbp")
+    assert m.input_shape == (None, 32, 32, 3) and m.layers[1].padding == 4
+    env.pop("CNNBP_DATA")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "empty")
+    r = subprocess.run([sys.executable, "-m", "cnnbp", "train", "--data", "cifar100", "--out", "run2"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode != 0 and "cifar-100-python.tar.gz" in r.stderr

@@ -8,6 +8,7 @@ import pytest
 
 import cnnbp
 from cnnbp.datasets import load_fashion_mnist, load_idx
+from conftest import make_cifar_archive
 
 
 def write_idx(path, arr, compress=False):
@@ -131,36 +132,9 @@ def test_keras_loader_spellings(tmp_path, monkeypatch):
         cnnbp.datasets.mnist.load_data(path=tmp_path)
 
 
-def _cifar_archive(tmp_path, kind, n=6, seed=0, extract=False):
-    """A small archive in the official "python version" layout (pickled dicts of a uint8 (N, 3072)
-    array in channel-planar order and a label list), and the images/labels it should give."""
-    import pickle
-    import tarfile
-    rng = np.random.default_rng(seed)
-    folder, files, keys = (("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
-                            [b"labels"]) if kind == "cifar10" else
-                           ("cifar-100-python", ["train", "test"], [b"fine_labels", b"coarse_labels"]))
-    root = tmp_path / folder
-    root.mkdir()
-    expect = {}
-    for f in files:
-        img = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-        labels = {k: rng.integers(0, 100 if k == b"fine_labels" else 10, n).tolist() for k in keys}
-        d = {b"data": img.transpose(0, 3, 1, 2).reshape(n, 3072), b"batch_label": b"x", **labels}
-        (root / f).write_bytes(pickle.dumps(d, protocol=2))
-        expect[f] = (img, labels)
-    (root / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"]}, protocol=2))
-    if extract:
-        return root, expect
-    archive = tmp_path / ("cifar-10-python.tar.gz" if kind == "cifar10" else "cifar-100-python.tar.gz")
-    with tarfile.open(archive, "w:gz") as t:
-        t.add(root, arcname=folder)
-    return archive, expect
-
-
 @pytest.mark.parametrize("extract", [False, True], ids=["archive", "folder"])
 def test_cifar10_and_cifar100_like_keras(tmp_path, extract, monkeypatch):
-    where, expect = _cifar_archive(tmp_path, "cifar10", extract=extract)
+    where, expect = make_cifar_archive(tmp_path, "cifar10", extract=extract)
     (xtr, ytr), (xte, yte) = cnnbp.datasets.load_cifar10(where)
     assert xtr.shape == (30, 32, 32, 3) and xtr.dtype == np.uint8 and ytr.shape == (30, 1) and ytr.dtype == np.uint8
     assert np.array_equal(xtr[6:12], expect["data_batch_2"][0]) and np.array_equal(xte, expect["test_batch"][0])
@@ -170,7 +144,7 @@ def test_cifar10_and_cifar100_like_keras(tmp_path, extract, monkeypatch):
     assert np.array_equal(x2, xtr)
     sub = tmp_path / "c100"
     sub.mkdir()
-    where, expect = _cifar_archive(sub, "cifar100", extract=extract)
+    where, expect = make_cifar_archive(sub, "cifar100", extract=extract)
     for mode, key in (("fine", b"fine_labels"), ("coarse", b"coarse_labels")):
         (xtr, ytr), (xte, yte) = cnnbp.datasets.load_cifar100(where, label_mode=mode)
         assert np.array_equal(xtr, expect["train"][0]) and yte[:, 0].tolist() == expect["test"][1][key]
@@ -188,7 +162,7 @@ def test_bad_cifar_archives(tmp_path, monkeypatch):
     (tmp_path / "broken.tar.gz").write_bytes(b"not a tar file")
     with pytest.raises(ValueError, match="cannot read the archive"):
         cnnbp.datasets.load_cifar10(tmp_path / "broken.tar.gz")
-    where, _ = _cifar_archive(tmp_path, "cifar10", extract=True)
+    where, _ = make_cifar_archive(tmp_path, "cifar10", extract=True)
     (where / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError):
         cnnbp.datasets.load_cifar10(where)

@@ -83,6 +83,16 @@ def _positive_float(s):
     return v
 
 
+def _nonneg_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
+    return v
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Shows the default after each argument's help, except for flags and arguments without one."""
 
@@ -104,7 +114,8 @@ def build_parser():
     t.add_argument("--model", default="seed",
                    help="seed, lenet, vgg, resnet20, small_resnet, or a JSON architecture (cnnbp.io.model_to_json's format)")
     t.add_argument("--data", default="fashion-mnist",
-                   help="fashion-mnist (the installed set, else the bundled subset), bundled, mnist, a folder of "
+                   help="fashion-mnist (the installed set, else the bundled subset), bundled, mnist, cifar10, "
+                        "cifar100 (from CNNBP_DATA or the cache, downloaded there when missing), a folder of "
                         "IDX files, a folder of class sub-folders of images (DIR/<class>/*.png), or an .npz "
                         "with x_train, y_train, x_test, y_test")
     t.add_argument("--image-size", type=_image_size, default=None,
@@ -120,6 +131,15 @@ def build_parser():
                    help="adam (seed, vgg, ...), sgd with momentum 0.9 (lenet)")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate: 0.01 for sgd, 1.0 for adadelta, 3e-4 for lion, else 1e-3")
+    t.add_argument("--augment", action="store_true",
+                   help="augment while training: pad-and-crop (padding 1/8 of the size) and, except for mnist, "
+                        "horizontal flips (layers in front of the model, inactive in evaluation)")
+    t.add_argument("--weight-decay", type=_nonneg_float, default=0.0,
+                   help="decoupled weight decay: p -= lr * wd * p each step (Keras 3's weight_decay)")
+    t.add_argument("--label-smoothing", type=_fraction, default=0.0,
+                   help="label smoothing of the cross-entropy: targets (1 - s) one-hot + s / classes")
+    t.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning rate over the run: constant, or cosine decay from --lr to 0 over all steps")
     t.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all usable cores)")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights, the shuffling and the split")
     t.add_argument("--out", default="cnnbp-run",
@@ -199,6 +219,13 @@ def _load_data(spec, image_size=None, color_mode="grayscale", split=0.2, seed=0)
         return _Data(*cnnbp.datasets.load_fashion_mnist(), FASHION, "Fashion-MNIST")
     if spec == "mnist":
         return _Data(*cnnbp.datasets.load_mnist(), [str(i) for i in range(10)], "MNIST")
+    if spec in ("cifar10", "cifar100"):
+        try:
+            (xtr, ytr), (xte, yte) = getattr(cnnbp.datasets, "load_" + spec)()
+        except (FileNotFoundError, ValueError) as e:
+            raise CliError(f"--data {spec}: {e}") from None
+        names = cnnbp.datasets.CIFAR10_CLASSES if spec == "cifar10" else [str(i) for i in range(100)]
+        return _Data((xtr, ytr[:, 0]), (xte, yte[:, 0]), names, spec.upper().replace("CIFAR", "CIFAR-"))
     if not os.path.exists(spec):
         raise CliError(f"--data: no such file or folder: {spec} (expected fashion-mnist, bundled, mnist, a folder "
                        "of class sub-folders of images, a folder of IDX files, or an .npz file)")
@@ -329,11 +356,37 @@ def cmd_train(args):
 
 def _default_shape(args):
     """The input shape a named model is built for: the --image-size and --color-mode of an image
-    folder, else the model's usual one."""
+    folder, CIFAR's 32x32x3, else the model's usual one."""
+    if args.data in ("cifar10", "cifar100") and args.image_size is None:
+        return (32, 32, 3)
     if args.image_size is None and args.color_mode == "grayscale":
         return None
     h, w = args.image_size or ((32, 32) if args.model == "vgg" else (28, 28))
     return (h, w, 3 if args.color_mode == "rgb" else 1)
+
+
+def _recipe(args):
+    """The regularisation options of a run, as the report and the first line show them."""
+    parts = [f"{args.schedule} schedule"] if args.schedule != "constant" else []
+    if args.weight_decay:
+        parts.append(f"weight decay {args.weight_decay:g}")
+    if args.label_smoothing:
+        parts.append(f"label smoothing {args.label_smoothing:g}")
+    if args.augment:
+        parts.append("augmented" + (" (crop)" if args.data == "mnist" else " (flip, crop)"))
+    return "".join(", " + p for p in parts)
+
+
+def _augmented(model, shape, flip=True):
+    """model behind pad-and-crop (padding 1/8 of the smaller side, at least 1) and, with flip,
+    horizontal flips: one Sequential, the augmentation inactive outside training."""
+    import cnnbp
+    from cnnbp import layers as L
+    h, w, _ = shape
+    aug = [L.RandomCrop(h, w, padding=max(1, min(h, w) // 8), name="augment_crop")]
+    if flip:
+        aug.insert(0, L.RandomFlip("horizontal", name="augment_flip"))
+    return cnnbp.Sequential([L.Input(shape)] + aug + [model], name=model.name)
 
 
 def _check_out(out):
@@ -404,12 +457,20 @@ def _train(args, rank, world):
     y_train, y_test = data.y_train, data.y_test
     opt_name = args.optimizer or ("sgd" if args.model == "lenet" else "adam")
     lr = args.lr or DEFAULT_LR.get(opt_name, 0.001)
-    if opt_name == "sgd":
-        opt = cnnbp.optimizers.SGD(lr, momentum=0.9)
-    else:
-        opt = type(cnnbp.optimizers.get(opt_name))(learning_rate=lr)
     bs = args.batch_size or (32 if args.model == "seed" else 64)
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rate = lr
+    if args.schedule == "cosine":
+        steps = args.epochs * -(-len(x_train) // (bs * world))
+        rate = cnnbp.optimizers.schedules.CosineDecay(lr, steps)
+    decay = {"weight_decay": args.weight_decay} if args.weight_decay else {}
+    if opt_name == "sgd":
+        opt = cnnbp.optimizers.SGD(rate, momentum=0.9, **decay)
+    else:
+        opt = type(cnnbp.optimizers.get(opt_name))(learning_rate=rate, **decay)
+    if args.augment:
+        model = _augmented(model, shape, flip=args.data != "mnist")
+    loss = cnnbp.losses.SparseCategoricalCrossentropy(label_smoothing=args.label_smoothing)
+    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
     model._val_prefix = "test_" if data.held_name == "test" else "val_"
     run_dir = _RunDir(args.out, rank == 0)
     try:
@@ -429,7 +490,7 @@ def _train_into(args, out, model, data, x_train, y_train, x_test, y_test, opt_na
     batch = f"batch {bs} per rank x {world} ranks" if args.distributed else f"batch {bs}"
     print(f"cnnbp {cnnbp.__version__}: training '{args.model}' ({model.count_params():,} parameters) on "
           f"{data.name} ({len(x_train):,} train / {len(x_test):,} {data.held_name} images, {len(data.classes)} "
-          f"classes), {args.epochs} epochs, {batch}, {opt_name} lr {lr}, {cnnbp.get_num_threads()} threads, "
+          f"classes), {args.epochs} epochs, {batch}, {opt_name} lr {lr}{_recipe(args)}, {cnnbp.get_num_threads()} threads, "
           f"{cnnbp.cpu_capability()} kernels")
     cbs = [cnnbp.callbacks.CSVLogger(os.path.join(out, "history.csv"))]   # it writes on rank 0 only
     monitor = None
@@ -452,7 +513,8 @@ def _train_into(args, out, model, data, x_train, y_train, x_test, y_test, opt_na
               f"{len({r['step'] for r in monitor.rows})} steps in gradients.csv")
     config = {"model": args.model, "parameters": f"{model.count_params():,}", "data": data.name,
               f"train / {data.held_name} images": f"{len(x_train):,} / {len(x_test):,}", "epochs": args.epochs,
-              "batch": batch, "optimizer": f"{opt_name}, learning rate {lr}", "threads": cnnbp.get_num_threads(),
+              "batch": batch, "optimizer": f"{opt_name}, learning rate {lr}" + _recipe(args),
+              "threads": cnnbp.get_num_threads(),
               "kernels": cnnbp.cpu_capability(), "seed": args.seed, "training time": f"{elapsed:.1f} s",
               "cnnbp": cnnbp.__version__}
     run = {"command": _command_line(args), "config": config, "data": args.data, "model": args.model,
