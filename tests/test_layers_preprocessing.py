@@ -245,3 +245,15 @@ def test_augmented_training_is_reproducible_resumable_and_saved(rng, tmp_path):
     again = cnnbp.Sequential.from_config(cfg)
     again.set_weights(a.get_weights())
     assert np.array_equal(again.predict(x, verbose=0), a.predict(x, verbose=0))
+
+
+def test_extreme_but_valid_arguments_stay_finite(rng):
+    x = rng.standard_normal((2, 5, 6, 2))
+    for layer in (L.RandomZoom((1e5, 1e5), fill_mode="reflect"), L.RandomZoom((1e5, 1e5), fill_mode="wrap"),
+                  L.RandomZoom((-0.999, -0.999)), L.RandomCrop(4, 4, padding=2**30),
+                  L.RandomTranslation((1, 1), (-1, -1), fill_mode="nearest")):
+        m = _model(layer, (5, 6, 2))
+        y = _train_out(m, x)
+        assert np.all(np.isfinite(y)), layer
+        r = cnnbp.gradcheck(m, x, rng.standard_normal(y.shape), loss="mse", print_fn=None, samples=2)
+        assert r.ok, layer

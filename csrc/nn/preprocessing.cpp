@@ -158,14 +158,14 @@ class WarpLayer : public Layer<T> {
         break;
       }
       case WarpKind::crop: {
-        const int rh = p_.H + 2 * pad_ - p_.Ho, rw = p_.W + 2 * pad_ - p_.Wo;
-        int top = rh / 2, left = rw / 2;
+        const int64_t rh = int64_t(p_.H) + 2 * int64_t(pad_) - p_.Ho, rw = int64_t(p_.W) + 2 * int64_t(pad_) - p_.Wo;
+        int64_t top = rh / 2, left = rw / 2;
         if (training) {
-          top = std::min(rh, int(u(0) * (rh + 1)));
-          left = std::min(rw, int(u(1) * (rw + 1)));
+          top = std::min(rh, int64_t(u(0) * double(rh + 1)));
+          left = std::min(rw, int64_t(u(1) * double(rw + 1)));
         }
-        A[2] = left - pad_;
-        A[5] = top - pad_;
+        A[2] = double(left - pad_);
+        A[5] = double(top - pad_);
         break;
       }
     }

@@ -1,18 +1,22 @@
 // Image preprocessing kernels (augment.h), portable path (the loops run over channels innermost).
 
 // The pixel an integer coordinate k on an axis of L pixels reads under a non-constant fill mode.
-static inline int fill_map(int k, int L, FillMode m) {
-  if (k >= 0 && k < L) return k;
+static inline int fill_map(int64_t k, int L, FillMode m) {
+  if (k >= 0 && k < L) return int(k);
   if (m == FillMode::nearest) return k < 0 ? 0 : L - 1;
   if (m == FillMode::wrap) {
-    const int r = k % L;
-    return r < 0 ? r + L : r;
+    const int64_t r = k % L;
+    return int(r < 0 ? r + L : r);
   }
   const int64_t P = 2 * int64_t(L);  // reflect: period 2L, mirrored about the edge pixels
-  int64_t t = int64_t(k) % P;
+  int64_t t = k % P;
   if (t < 0) t += P;
   return int(t < L ? t : P - 1 - t);
 }
+
+// Source coordinates are clamped to +-2^40 before they become integers: far outside any image
+// (axes are below 2^31), and safe to convert for any zoom.
+static inline double clamp_coord(double u) { return u < -1099511627776.0 ? -1099511627776.0 : (u > 1099511627776.0 ? 1099511627776.0 : u); }
 
 // The up to four taps of a source point: pixel offsets (into one image) and weights; a tap in
 // the fill region under constant fill has offset -1 (it reads the fill value).
@@ -24,21 +28,21 @@ struct WarpTaps {
 
 static inline WarpTaps warp_taps(const double* A, int i, int j, const WarpParams& p) {
   WarpTaps t;
-  const double u = A[0] * j + A[1] * i + A[2];
-  const double v = A[3] * j + A[4] * i + A[5];
-  int xs[2], ys[2];
+  const double u = clamp_coord(A[0] * j + A[1] * i + A[2]);
+  const double v = clamp_coord(A[3] * j + A[4] * i + A[5]);
+  int64_t xs[2], ys[2];
   double wx[2], wy[2];
   int nx, ny;
   if (!p.bilinear) {
-    xs[0] = int(std::floor(u + 0.5));
-    ys[0] = int(std::floor(v + 0.5));
+    xs[0] = int64_t(std::floor(u + 0.5));
+    ys[0] = int64_t(std::floor(v + 0.5));
     wx[0] = wy[0] = 1.0;
     nx = ny = 1;
   } else {
     const double fu = std::floor(u), fv = std::floor(v);
     const double du = u - fu, dv = v - fv;
-    xs[0] = int(fu), xs[1] = int(fu) + 1;
-    ys[0] = int(fv), ys[1] = int(fv) + 1;
+    xs[0] = int64_t(fu), xs[1] = int64_t(fu) + 1;
+    ys[0] = int64_t(fv), ys[1] = int64_t(fv) + 1;
     wx[0] = 1.0 - du, wx[1] = du;
     wy[0] = 1.0 - dv, wy[1] = dv;
     nx = du == 0.0 ? 1 : 2;  // an exact coordinate reads one pixel (flips, whole-pixel shifts)
@@ -47,7 +51,7 @@ static inline WarpTaps warp_taps(const double* A, int i, int j, const WarpParams
   t.n = 0;
   for (int a = 0; a < ny; ++a)
     for (int b = 0; b < nx; ++b) {
-      int yy = ys[a], xx = xs[b];
+      int64_t yy = ys[a], xx = xs[b];
       const bool inside = yy >= 0 && yy < p.H && xx >= 0 && xx < p.W;
       if (!inside && p.fill != FillMode::constant) {
         yy = fill_map(yy, p.H, p.fill);
@@ -64,7 +68,7 @@ static inline WarpTaps warp_taps(const double* A, int i, int j, const WarpParams
 // v = b i + d with a, b = +-1 and integer c, d. Such rows are copied, not interpolated.
 static inline bool whole_pixel_map(const double* A) {
   auto unit = [](double v) { return v == 1.0 || v == -1.0; };
-  auto whole = [](double v) { return v == std::floor(v) && std::fabs(v) < 1e9; };
+  auto whole = [](double v) { return v == std::floor(v) && std::fabs(v) < 1e15; };
   return A[1] == 0.0 && A[3] == 0.0 && unit(A[0]) && unit(A[4]) && whole(A[2]) && whole(A[5]);
 }
 
@@ -72,40 +76,41 @@ static inline bool whole_pixel_map(const double* A) {
 template <typename T>
 static void warp_row_whole(T* yr, const T* xi, const double* A, int i, const WarpParams& p) {
   const int C = p.C;
-  const int a = int(A[0]), c = int(A[2]);
-  int v = int(A[4]) * i + int(A[5]);
+  const int64_t a = int64_t(A[0]), c = int64_t(A[2]), Wo = p.Wo, W = p.W;
+  int64_t v = int64_t(A[4]) * i + int64_t(A[5]);
   const bool fill_row = v < 0 || v >= p.H;
   if (fill_row && p.fill == FillMode::constant) {
-    for (int64_t e = 0; e < int64_t(p.Wo) * C; ++e) yr[e] = T(p.fill_value);
+    for (int64_t e = 0; e < Wo * C; ++e) yr[e] = T(p.fill_value);
     return;
   }
   if (fill_row) v = fill_map(v, p.H, p.fill);
-  const T* xr = xi + int64_t(v) * p.W * C;
+  const T* xr = xi + v * W * C;
   // columns whose source is inside the image: [j0, j1)
-  int j0, j1;
+  int64_t j0, j1;
   if (a == 1) {
-    j0 = std::max(0, -c), j1 = std::min(p.Wo, p.W - c);
+    j0 = std::max<int64_t>(0, -c), j1 = std::min(Wo, W - c);
   } else {
-    j0 = std::max(0, c - p.W + 1), j1 = std::min(p.Wo, c + 1);
+    j0 = std::max<int64_t>(0, c - W + 1), j1 = std::min(Wo, c + 1);
   }
+  j0 = std::min(j0, Wo);
   if (j1 < j0) j1 = j0;
   if (a == 1 && j1 > j0) {
-    std::memcpy(yr + int64_t(j0) * C, xr + int64_t(j0 + c) * C, sizeof(T) * size_t(j1 - j0) * size_t(C));
+    std::memcpy(yr + j0 * C, xr + (j0 + c) * C, sizeof(T) * size_t(j1 - j0) * size_t(C));
   } else {
-    for (int j = j0; j < j1; ++j) {
-      const T* s = xr + int64_t(c - j) * C;
-      T* d = yr + int64_t(j) * C;
+    for (int64_t j = j0; j < j1; ++j) {
+      const T* s = xr + (c - j) * C;
+      T* d = yr + j * C;
       for (int k = 0; k < C; ++k) d[k] = s[k];
     }
   }
-  for (int j = 0; j < p.Wo; ++j) {
+  for (int64_t j = 0; j < Wo; ++j) {
     if (j == j0) j = j1;
-    if (j >= p.Wo) break;
+    if (j >= Wo) break;
     T* d = yr + int64_t(j) * C;
     if (p.fill == FillMode::constant) {
       for (int k = 0; k < C; ++k) d[k] = T(p.fill_value);
     } else {
-      const T* s = xr + int64_t(fill_map(a * j + c, p.W, p.fill)) * C;
+      const T* s = xr + int64_t(fill_map(a * j + c, p.W, p.fill)) * C;  // |a j + c| < 2^52
       for (int k = 0; k < C; ++k) d[k] = s[k];
     }
   }
