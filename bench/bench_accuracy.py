@@ -4,8 +4,8 @@
 
 Recipe: --flip (RandomFlip horizontal), --crop P (RandomCrop(28, 28, padding=P)), --translate F
 (RandomTranslation(F, F)), --schedule cosine|constant (cosine: from --lr to 0 over the run, with
---warmup epochs of linear warmup), --weight-decay, --label-smoothing, --optimizer adam|sgd (sgd:
-momentum 0.9, Nesterov). Prints model, recipe, epochs, wall time, test accuracy per seed and the mean."""
+--warmup epochs of linear warmup), --weight-decay (decoupled), --coupled-weight-decay (SGD's L2),
+--label-smoothing, --optimizer adam|sgd (sgd: momentum 0.9, Nesterov). Prints model, recipe, epochs, wall time, test accuracy per seed and the mean."""
 
 import argparse
 import math
@@ -29,7 +29,8 @@ def main():
     ap.add_argument("--flip", action="store_true")
     ap.add_argument("--crop", type=int, default=0, help="pad-and-crop padding (0: none)")
     ap.add_argument("--translate", type=float, default=0.0)
-    ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="decoupled (Keras 3)")
+    ap.add_argument("--coupled-weight-decay", type=float, default=0.0, help="SGD's L2 form (PyTorch's)")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=None)
@@ -48,6 +49,7 @@ def main():
         aug.append(f"translate {a.translate}")
     recipe = ", ".join(aug + [f"{a.optimizer} lr {lr:g}", a.schedule + (f" warmup {a.warmup:g} ep" if a.warmup else "")]
                        + ([f"wd {a.weight_decay:g}"] if a.weight_decay else [])
+                       + ([f"L2 {a.coupled_weight_decay:g}"] if a.coupled_weight_decay else [])
                        + ([f"ls {a.label_smoothing:g}"] if a.label_smoothing else []) + [f"batch {a.batch}"])
     accs = []
     for seed in a.seeds:
@@ -69,7 +71,8 @@ def main():
                     else cnnbp.optimizers.schedules.CosineDecay(lr, steps))
         kw = {"weight_decay": a.weight_decay} if a.weight_decay else {}
         opt = (cnnbp.optimizers.Adam(rate, **kw) if a.optimizer == "adam"
-               else cnnbp.optimizers.SGD(rate, momentum=0.9, nesterov=True, **kw))
+               else cnnbp.optimizers.SGD(rate, momentum=0.9, nesterov=True,
+                                         coupled_weight_decay=a.coupled_weight_decay, **kw))
         model.compile(optimizer=opt, loss=cnnbp.losses.SparseCategoricalCrossentropy(label_smoothing=a.label_smoothing),
                       metrics=["accuracy"])
         t = time.perf_counter()

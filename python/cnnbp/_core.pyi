@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 ops: typing.Any  # the raw kernels; cnnbp.ops wraps them
-__all__: list[str] = ['Network32', 'Network64', 'NumericalError', 'build_info', 'compiled_capabilities', 'cpu_capability', 'detected_capability', 'get_num_threads', 'layer_kinds', 'ops', 'set_num_threads']
+__all__: list[str] = ['Network32', 'Network64', 'NumericalError', 'activation_names', 'build_info', 'compiled_capabilities', 'cpu_capability', 'detected_capability', 'gather_rows', 'get_num_threads', 'layer_kinds', 'loss_names', 'memory_budget', 'ops', 'set_num_threads']
 class NumericalError(ArithmeticError):
     pass
 class Network32:
@@ -45,13 +45,13 @@ class Network32:
         """
         Backward from node from_node-1 (dout: the gradient of its output) to the output of node to_node (-1: the model input), over the last forward pass; returns that gradient.
         """
-    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grads_ready: typing.Any = None) -> tuple[float, int]:
+    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grads_ready: typing.Any = None, sample_weight: typing.Any = None) -> tuple[float, int]:
         """
         Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update(). grads_ready(begin, end), if given, is called as each layer's gradient range of flat_grads() becomes final (last layer first), so its reduction can start during the backward pass.
         """
-    def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[float, int]:
+    def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], sample_weight: typing.Any = None) -> tuple[float, int]:
         """
-        (mean loss, correct count) without updating.
+        (mean loss, correct count) without updating (the loss includes the regularization penalties).
         """
     def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
@@ -71,6 +71,22 @@ class Network32:
         ...
     def layer_info(self) -> list:
         ...
+    def learning_rate_at(self, step: typing.SupportsInt | typing.SupportsIndex) -> float:
+        """
+        The learning rate of the update made after `step` updates.
+        """
+    def metric_sums(self) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        The metric sums of the last batch (a copy).
+        """
+    def monitor_next(self) -> None:
+        """
+        Record statistics of the next training step (its forward pass and its update).
+        """
+    def monitor_stats(self) -> dict:
+        """
+        The monitored step's statistics: step (iterations after it), output [nodes, 8]: elements, sum, sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch variance; param [tensors, 3]: |w|^2, |g|^2, |update|^2; param_names [(node, name)].
+        """
     def optimizer_state(self) -> list:
         """
         Views of the optimizer's state buffers (momentum; or Adam's m and v).
@@ -91,16 +107,38 @@ class Network32:
         """
         Seconds per layer pass summed over the train steps since set_profiling(True).
         """
+    def regularization_loss(self) -> float:
+        """
+        The penalties at the current weights.
+        """
     def set_adam(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
-    def set_loss(self, kind: str, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, fuse: bool = True) -> None:
+    def set_adaptive(self, kind: str, learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, centered: bool = False, initial_accumulator_value: typing.SupportsFloat | typing.SupportsIndex = 0.1, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        The adaptive optimizers (formulas in csrc/optim/optim.h).
+        """
+    def set_gradient_config(self, clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0, global_clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, schedule: dict = {}) -> None:
+        """
+        Gradient clipping (one of the three) and the learning-rate schedule (see csrc/optim/schedule.h).
+        """
+    def set_loss(self, kind: str, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, fuse: bool = True, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0, label_smoothing: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
+    def set_metrics(self, specs: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]]) -> None:
+        """
+        Metrics as (kind, k, threshold, class_id, bins) tuples (kernels/metric.h).
+        """
     def set_profiling(self, on: bool) -> None:
         """
         Time every layer pass from now on (resets the totals).
         """
-    def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
+    def set_regularizers(self, terms: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]]) -> None:
+        """
+        Penalties (node, offset, size, l1, l2) on parameter ranges: l1 sum|w| + l2 sum w^2.
+        """
+    def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex, coupled_weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        SGD; weight_decay is decoupled (Keras 3), coupled_weight_decay adds coupled_weight_decay * p to the gradient (PyTorch's SGD weight_decay).
+        """
     def set_trainable(self, node: typing.SupportsInt | typing.SupportsIndex, trainable: bool) -> None:
         """
         Freeze (False) or unfreeze node i: no parameter gradient, no update; BatchNormalization then normalises with its moving statistics.
@@ -113,9 +151,9 @@ class Network32:
         """
         Per-sample shape of node t's output (-1: the model input).
         """
-    def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[float, int]:
+    def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], sample_weight: typing.Any = None) -> tuple[float, int]:
         """
-        Forward, loss, backward and update on one batch: (mean loss, correct count).
+        Forward, loss, backward and update on one batch: (mean loss, correct count). The loss includes the regularization penalties; sample_weight: per-sample loss weights (sum_i w_i loss_i / N).
         """
     @property
     def check_numerics(self) -> bool:
@@ -158,6 +196,14 @@ class Network32:
         ...
     @property
     def loss_fused(self) -> bool:
+        ...
+    @property
+    def monitoring(self) -> bool:
+        """
+        Whether the training monitor can be armed (allocates a copy of the parameters).
+        """
+    @monitoring.setter
+    def monitoring(self, arg1: bool) -> None:
         ...
     @property
     def num_nodes(self) -> int:
@@ -217,13 +263,13 @@ class Network64:
         """
         Backward from node from_node-1 (dout: the gradient of its output) to the output of node to_node (-1: the model input), over the last forward pass; returns that gradient.
         """
-    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grads_ready: typing.Any = None) -> tuple[float, int]:
+    def compute_gradients(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grads_ready: typing.Any = None, sample_weight: typing.Any = None) -> tuple[float, int]:
         """
         Forward, loss and backward on one batch, gradients times grad_scale, no update: (mean loss, correct count). The data-parallel step: all-reduce flat_grads(), then apply_update(). grads_ready(begin, end), if given, is called as each layer's gradient range of flat_grads() becomes final (last layer first), so its reduction can start during the backward pass.
         """
-    def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, int]:
+    def evaluate(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sample_weight: typing.Any = None) -> tuple[float, int]:
         """
-        (mean loss, correct count) without updating.
+        (mean loss, correct count) without updating (the loss includes the regularization penalties).
         """
     def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
@@ -243,6 +289,22 @@ class Network64:
         ...
     def layer_info(self) -> list:
         ...
+    def learning_rate_at(self, step: typing.SupportsInt | typing.SupportsIndex) -> float:
+        """
+        The learning rate of the update made after `step` updates.
+        """
+    def metric_sums(self) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        The metric sums of the last batch (a copy).
+        """
+    def monitor_next(self) -> None:
+        """
+        Record statistics of the next training step (its forward pass and its update).
+        """
+    def monitor_stats(self) -> dict:
+        """
+        The monitored step's statistics: step (iterations after it), output [nodes, 8]: elements, sum, sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch variance; param [tensors, 3]: |w|^2, |g|^2, |update|^2; param_names [(node, name)].
+        """
     def optimizer_state(self) -> list:
         """
         Views of the optimizer's state buffers (momentum; or Adam's m and v).
@@ -263,16 +325,38 @@ class Network64:
         """
         Seconds per layer pass summed over the train steps since set_profiling(True).
         """
+    def regularization_loss(self) -> float:
+        """
+        The penalties at the current weights.
+        """
     def set_adam(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
-    def set_loss(self, kind: str, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, fuse: bool = True) -> None:
+    def set_adaptive(self, kind: str, learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, centered: bool = False, initial_accumulator_value: typing.SupportsFloat | typing.SupportsIndex = 0.1, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        The adaptive optimizers (formulas in csrc/optim/optim.h).
+        """
+    def set_gradient_config(self, clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0, global_clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, schedule: dict = {}) -> None:
+        """
+        Gradient clipping (one of the three) and the learning-rate schedule (see csrc/optim/schedule.h).
+        """
+    def set_loss(self, kind: str, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, fuse: bool = True, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0, label_smoothing: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
+    def set_metrics(self, specs: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]]) -> None:
+        """
+        Metrics as (kind, k, threshold, class_id, bins) tuples (kernels/metric.h).
+        """
     def set_profiling(self, on: bool) -> None:
         """
         Time every layer pass from now on (resets the totals).
         """
-    def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
+    def set_regularizers(self, terms: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]]) -> None:
+        """
+        Penalties (node, offset, size, l1, l2) on parameter ranges: l1 sum|w| + l2 sum w^2.
+        """
+    def set_sgd(self, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex, coupled_weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        SGD; weight_decay is decoupled (Keras 3), coupled_weight_decay adds coupled_weight_decay * p to the gradient (PyTorch's SGD weight_decay).
+        """
     def set_trainable(self, node: typing.SupportsInt | typing.SupportsIndex, trainable: bool) -> None:
         """
         Freeze (False) or unfreeze node i: no parameter gradient, no update; BatchNormalization then normalises with its moving statistics.
@@ -285,9 +369,9 @@ class Network64:
         """
         Per-sample shape of node t's output (-1: the model input).
         """
-    def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, int]:
+    def train_step(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], sample_weight: typing.Any = None) -> tuple[float, int]:
         """
-        Forward, loss, backward and update on one batch: (mean loss, correct count).
+        Forward, loss, backward and update on one batch: (mean loss, correct count). The loss includes the regularization penalties; sample_weight: per-sample loss weights (sum_i w_i loss_i / N).
         """
     @property
     def check_numerics(self) -> bool:
@@ -330,6 +414,14 @@ class Network64:
         ...
     @property
     def loss_fused(self) -> bool:
+        ...
+    @property
+    def monitoring(self) -> bool:
+        """
+        Whether the training monitor can be armed (allocates a copy of the parameters).
+        """
+    @monitoring.setter
+    def monitoring(self, arg1: bool) -> None:
         ...
     @property
     def num_nodes(self) -> int:
@@ -377,6 +469,10 @@ def _threads_in_region() -> int:
     """
     How many threads one parallel region runs with the current setting (tests).
     """
+def activation_names() -> list[str]:
+    """
+    The C++ activation kinds by name, in their enum order.
+    """
 def build_info() -> dict:
     ...
 def compiled_capabilities() -> list[str]:
@@ -391,6 +487,10 @@ def detected_capability() -> str:
     """
     The best path this CPU supports.
     """
+def gather_rows(src: numpy.ndarray, idx: typing.Any, out: numpy.ndarray) -> None:
+    """
+    out[r] = src[idx[r]] (idx None: src[r]) for the first len(idx) rows of out, converted to out's float dtype, without the GIL.
+    """
 def get_num_threads() -> int:
     """
     Threads cnnbp's parallel regions use.
@@ -398,6 +498,14 @@ def get_num_threads() -> int:
 def layer_kinds() -> list[str]:
     """
     The layer kinds Network32/64.add_layer builds.
+    """
+def loss_names() -> list[str]:
+    """
+    The C++ loss kinds by name, in their enum order.
+    """
+def memory_budget() -> tuple[typing.Any, str]:
+    """
+    (bytes, source): the most memory a plan may take now (None when unknown), and which limit sets it.
     """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
