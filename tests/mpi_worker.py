@@ -24,11 +24,19 @@ def data(n, seed=0):
 
 
 def model(units=5, opt="sgd", metrics=("accuracy",)):
+    """opt 'reg': SGD with a cosine schedule, clipnorm, an L2 kernel regularizer and label smoothing."""
+    reg = opt == "reg"
     m = cnnbp.Sequential([L.Input((12, 12, 1)), L.Conv2D(6, 3, activation="relu", padding="same"),
                           L.MaxPooling2D(2), L.Conv2D(8, 3, activation="relu"), L.Flatten(),
-                          L.Dense(16, activation="tanh"), L.Dense(units, activation="softmax")])
-    o = (cnnbp.optimizers.SGD(0.05, momentum=0.9) if opt == "sgd" else cnnbp.optimizers.Adam(3e-3))
-    m.compile(optimizer=o, loss="sparse_categorical_crossentropy", metrics=list(metrics))
+                          L.Dense(16, activation="tanh", kernel_regularizer=cnnbp.regularizers.L2(1e-3) if reg else None),
+                          L.Dense(units, activation="softmax")])
+    if reg:
+        o = cnnbp.optimizers.SGD(cnnbp.optimizers.schedules.CosineDecay(0.05, 10), momentum=0.9, clipnorm=0.5)
+        loss = cnnbp.losses.SparseCategoricalCrossentropy(label_smoothing=0.1)
+    else:
+        o = (cnnbp.optimizers.SGD(0.05, momentum=0.9) if opt == "sgd" else cnnbp.optimizers.Adam(3e-3))
+        loss = "sparse_categorical_crossentropy"
+    m.compile(optimizer=o, loss=loss, metrics=list(metrics))
     return m
 
 
@@ -63,13 +71,15 @@ def equivalence(out, distributed):
     r = D.rank() if distributed else 0
     x, y = data(640)
     res = {}
-    for opt in ("sgd", "adam"):
+    w = np.linspace(0.2, 2.0, len(x))
+    for opt in ("sgd", "adam", "reg"):
         cnnbp.set_seed(7 if r == 0 else 100 + r)
         m = model(opt=opt)
         bs = 64 // (D.world_size() if distributed else 1)
         m.fit(x, y, batch_size=bs, epochs=0, distributed=distributed, seed=3, verbose=0)
         res[f"{opt}_init"] = flat(m)
-        h = m.fit(x, y, batch_size=bs, epochs=1, distributed=distributed, seed=3, verbose=0)
+        h = m.fit(x, y, batch_size=bs, epochs=1, distributed=distributed, seed=3, verbose=0,
+                  sample_weight=w if opt == "reg" else None)
         res[f"{opt}_final"] = flat(m)
         res[f"{opt}_iterations"] = np.array(m.optimizer.iterations)
         res[f"{opt}_loss"] = np.array(h.history["loss"])

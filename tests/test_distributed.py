@@ -82,8 +82,9 @@ def equivalence(tmp_path_factory, single_equivalence, request):
     return [load(d2, "equivalence", k) for k in (0, 1)], single_equivalence
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("opt", ["sgd", "adam", "reg"])
 def test_two_ranks_of_32_match_one_process_of_64(equivalence, opt):
+    """reg: a cosine schedule, clipnorm, an L2 regularizer, label smoothing and sample weights."""
     ranks, single = equivalence
     for res in ranks:
         assert int(res[f"{opt}_iterations"]) == int(single[f"{opt}_iterations"]) == 10
