@@ -204,7 +204,18 @@ class RandomCrop(_Random):
         return dict(super().get_config(), height=self.height, width=self.width, padding=self.padding)
 
 
-class RandomContrast(_Random):
+class _Photometric(_Random):
+    """A per-image draw in factor = (lower, upper), the result clipped to value_range."""
+
+    def _core_config(self):
+        return dict(lower=self.factor[0], upper=self.factor[1], value_lower=self.value_range[0],
+                    value_upper=self.value_range[1])
+
+    def get_config(self):
+        return dict(super().get_config(), factor=list(self.factor), value_range=list(self.value_range))
+
+
+class RandomContrast(_Photometric):
     """Per image and channel ``(x - mean) * f + mean``, f drawn in [1 - lower, 1 + upper] (``factor``
     f0 gives [1 - f0, 1 + f0]), clipped to ``value_range``."""
 
@@ -222,15 +233,8 @@ class RandomContrast(_Random):
         self.factor = (lower, upper)
         self.value_range = _value_range(self.name, value_range)
 
-    def _core_config(self):
-        return dict(lower=self.factor[0], upper=self.factor[1], value_lower=self.value_range[0],
-                    value_upper=self.value_range[1])
 
-    def get_config(self):
-        return dict(super().get_config(), factor=list(self.factor), value_range=list(self.value_range))
-
-
-class RandomBrightness(_Random):
+class RandomBrightness(_Photometric):
     """Adds ``d * (high - low)`` to every pixel of an image, d drawn in ``factor`` (0.2 -> [-0.2, 0.2],
     within [-1, 1]), clipped to ``value_range = (low, high)``."""
 
@@ -240,13 +244,6 @@ class RandomBrightness(_Random):
         super().__init__(seed, **kwargs)
         self.factor = _factor(self.name, "factor", factor, -1, 1)
         self.value_range = _value_range(self.name, value_range)
-
-    def _core_config(self):
-        return dict(lower=self.factor[0], upper=self.factor[1], value_lower=self.value_range[0],
-                    value_upper=self.value_range[1])
-
-    def get_config(self):
-        return dict(super().get_config(), factor=list(self.factor), value_range=list(self.value_range))
 
 
 class RandomErasing(_Random):
