@@ -180,24 +180,22 @@ static void warp_backward(T* dx, const T* dy, const double* mats, const WarpPara
   });
 }
 
-// x, y: [N, M, C]; factor: [N]
+// x, y: [N, M, C]; factor: [N]. One sample's channel at a time (a sample's pixels stay in cache).
 template <typename T>
 static void contrast_forward(T* y, const T* x, const T* factor, int N, int64_t M, int C, double lo, double hi) {
-  parallel_for(N, 1, [&](int64_t n0, int64_t n1, int) {
-    std::vector<double> mean(size_t(C) + 1);
-    for (int64_t n = n0; n < n1; ++n) {
-      const T* xs = x + n * M * C;
-      T* ys = y + n * M * C;
-      std::fill(mean.begin(), mean.end(), 0.0);
-      for (int64_t m = 0; m < M; ++m)
-        for (int c = 0; c < C; ++c) mean[c] += double(xs[m * C + c]);
+  parallel_for(int64_t(N) * C, 1, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / C, c = r % C;
+      const T* xs = x + n * M * C + c;
+      T* ys = y + n * M * C + c;
+      double mean = 0.0;
+      for (int64_t m = 0; m < M; ++m) mean += double(xs[m * C]);
+      mean /= double(M);
       const double f = double(factor[n]);
-      for (int c = 0; c < C; ++c) mean[c] /= double(M);
-      for (int64_t m = 0; m < M; ++m)
-        for (int c = 0; c < C; ++c) {
-          const double v = (double(xs[m * C + c]) - mean[c]) * f + mean[c];
-          ys[m * C + c] = T(v < lo ? lo : (v > hi ? hi : v));
-        }
+      for (int64_t m = 0; m < M; ++m) {
+        const double v = (double(xs[m * C]) - mean) * f + mean;
+        ys[m * C] = T(v < lo ? lo : (v > hi ? hi : v));
+      }
     }
   });
 }
@@ -205,25 +203,22 @@ static void contrast_forward(T* y, const T* x, const T* factor, int N, int64_t M
 template <typename T>
 static void contrast_backward(T* dx, const T* dy, const T* y, const T* factor, int N, int64_t M, int C, double lo,
                               double hi, bool accumulate) {
-  parallel_for(N, 1, [&](int64_t n0, int64_t n1, int) {
-    std::vector<double> sum(size_t(C) + 1);
-    for (int64_t n = n0; n < n1; ++n) {
-      const int64_t o = n * M * C;
-      std::fill(sum.begin(), sum.end(), 0.0);
-      for (int64_t m = 0; m < M; ++m)
-        for (int c = 0; c < C; ++c) {
-          const T v = y[o + m * C + c];
-          if (v > T(lo) && v < T(hi)) sum[c] += double(dy[o + m * C + c]);
-        }
+  parallel_for(int64_t(N) * C, 1, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / C, o = n * M * C + r % C;
+      double sum = 0.0;
+      for (int64_t m = 0; m < M; ++m) {
+        const T v = y[o + m * C];
+        if (v > T(lo) && v < T(hi)) sum += double(dy[o + m * C]);
+      }
       const double f = double(factor[n]);
-      for (int c = 0; c < C; ++c) sum[c] *= (1.0 - f) / double(M);
-      for (int64_t m = 0; m < M; ++m)
-        for (int c = 0; c < C; ++c) {
-          const int64_t e = o + m * C + c;
-          const T v = y[e];
-          const double g = (v > T(lo) && v < T(hi) ? f * double(dy[e]) : 0.0) + sum[c];
-          dx[e] = accumulate ? T(dx[e] + g) : T(g);
-        }
+      sum *= (1.0 - f) / double(M);
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t e = o + m * C;
+        const T v = y[e];
+        const double g = (v > T(lo) && v < T(hi) ? f * double(dy[e]) : 0.0) + sum;
+        dx[e] = accumulate ? T(dx[e] + g) : T(g);
+      }
     }
   });
 }
