@@ -253,8 +253,8 @@ class ColorLayer : public Layer<T> {
           if (!(draw(seed_, c.step, n, 0) < prob_)) continue;
           const double area = double(H) * W * pick(f_, n, 1);
           const double ar = std::exp(pick({std::log(r_.first), std::log(r_.second)}, n, 2));
-          const int h = std::clamp(int(std::lround(std::sqrt(area * ar))), 1, H);
-          const int w = std::clamp(int(std::lround(std::sqrt(area / ar))), 1, W);
+          const int h = int(std::lround(std::clamp(std::sqrt(area * ar), 1.0, double(H))));
+          const int w = int(std::lround(std::clamp(std::sqrt(area / ar), 1.0, double(W))));
           bn[0] = std::min(H - h, int(draw(seed_, c.step, n, 3) * (H - h + 1)));
           bn[1] = std::min(W - w, int(draw(seed_, c.step, n, 4) * (W - w + 1)));
           bn[2] = h, bn[3] = w;

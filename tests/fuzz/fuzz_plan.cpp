@@ -256,6 +256,25 @@ LayerConfig options(Reader& r, const std::string& kind) {
     maybe("padding", ints(r, 4));
   } else if (kind == "Cropping2D") {
     maybe("cropping", ints(r, 4));
+  } else if (kind.rfind("Random", 0) == 0 || kind == "Rescaling" || kind == "Normalization") {
+    // The preprocessing layers: factors around and beyond their ranges, every fill mode and
+    // interpolation (and a wrong one), crops that fit or not, huge paddings.
+    auto factor = [&] { return double(r.small(-15, 15)) / 10 * (r.below(8) == 0 ? 1e6 : 1.0); };
+    for (const char* k : {"lower", "upper", "height_lower", "height_upper", "width_lower", "width_upper",
+                          "scale_lower", "scale_upper", "ratio_lower", "ratio_upper", "factor", "fill_value",
+                          "value_lower", "value_upper", "scale", "offset"})
+      if (r.below(3) == 0) c.set(k, factor());
+    const char* const fills[] = {"constant", "reflect", "wrap", "nearest", "mirror"};
+    maybe("fill_mode", std::string(fills[r.below(5)]));
+    maybe("interpolation", std::string(r.flag() ? "bilinear" : (r.flag() ? "nearest" : "cubic")));
+    const char* const modes[] = {"horizontal", "vertical", "horizontal_and_vertical", "diagonal"};
+    maybe("mode", std::string(modes[r.below(4)]));
+    maybe("height", int64_t(r.size()));
+    maybe("width", int64_t(r.size()));
+    maybe("padding", r.below(4) == 0 ? int64_t(r.word() % 2147483648u) : int64_t(r.small(-1, 4)));
+    maybe("same", r.flag());
+    maybe("invert", r.flag());
+    maybe("seed", int64_t(r.word()));
   }
   if (kind == "Conv2D" || kind == "Dense" || kind == "Activation" || kind == "BatchNormalization" || kind == "Add")
     maybe("activation", std::string(kActs[r.below(7)]));
