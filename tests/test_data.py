@@ -160,6 +160,8 @@ def test_bad_batches_name_their_index_and_keep_the_last_completed_step(data):
         _model().fit(_gen(x, y, 8, 1), y, verbose=0)
     with pytest.raises(ValueError, match="distributed=True needs arrays"):
         _model().fit(_gen(x, y, 8, 1), distributed=True, verbose=0)
+    with pytest.raises(ValueError, match="distributed=True needs validation_data as arrays"):
+        _model().fit(x, y, validation_data=Batches(x, y, 8), distributed=True, verbose=0)
 
 
 def test_a_generator_that_runs_out_stops_training_with_a_warning(data):

@@ -510,6 +510,8 @@ class Model:
                 return self._fit_loop(train, dist=None, **loop)
             finally:
                 train.close()
+        if isinstance(val, _data.SourceBatches):
+            raise ValueError("fit: distributed=True needs validation_data as arrays (each rank evaluates its slice)")
         from . import distributed as dist_mod
         dist = dist_mod._Session(self)
         fit_args = {"batch_size": bs, "epochs": epochs, "initial_epoch": initial_epoch, "shuffle": bool(shuffle),
