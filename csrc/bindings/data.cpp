@@ -30,8 +30,9 @@ void gather_into(py::array out, const py::array& src, const int64_t* idx, int64_
   const int64_t n = src.shape(0), row = n ? int64_t(src.size() / n) : 0;
   D* o = static_cast<D*>(out.mutable_data());
   const void* s = src.data();
+  const int num = src.dtype().num();  // Python objects are touched only while the GIL is held
   py::gil_scoped_release nogil;
-  switch (src.dtype().num()) {
+  switch (num) {
 #define CNNBP_CASE(NPY, S) \
   case NPY: gather(o, static_cast<const S*>(s), idx, k, n, row); break;
     CNNBP_CASE(py::detail::npy_api::NPY_UBYTE_, uint8_t)
