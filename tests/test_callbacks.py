@@ -112,54 +112,79 @@ y = rng.integers(0, 3, 7)
 net = m.network
 net.monitoring = True
 m.fit(x, y, epochs=2, batch_size=7, verbose=0)  # some momentum first
-net.monitor_next()
 n = len(net.layer_info())
-net.forward(x, training=True, keep=list(range(n)))
-acts = [np.array(net.activation(i), dtype=np.float64) for i in range(n - 1)]  # the softmax is fused
-net.backward(y.astype(np.float32))
-w0, g = np.array(net.flat_params(), dtype=np.float64), np.array(net.flat_grads(), dtype=np.float64)
-net.apply_update()
-w1 = np.array(net.flat_params(), dtype=np.float64)
+steps = int(sys.argv[1])
+net.monitor_next(steps)
+k = -(-7 // steps)  # the samples each step reads of every output
+acts, params = [], []
+for j in range(steps):
+    net.forward(x, training=True, keep=list(range(n)))
+    lo = (j * k) % 7
+    for i in range(n - 1):  # the softmax is fused into the loss
+        a = np.array(net.activation(i), dtype=np.float64)[lo:lo + k]
+        st = [float(a.size), a.sum(), (a * a).sum(), float((a == 0).sum()), float((np.abs(a) <= 0.01).sum()),
+              float((np.abs(a) >= 0.99).sum())]
+        if j:
+            acts[i] = [u + v for u, v in zip(acts[i], st)]
+        else:
+            acts.append(st)
+    sizes = [np.asarray(net.activation(i)).size for i in range(n - 1)]
+    bn = [i for i, d in enumerate(net.layer_info()) if d["kind"] == "BatchNormalization"][0]
+    xb = np.array(net.activation(bn - 1), dtype=np.float64).reshape(-1, 4)  # the whole batch's statistics
+    bn_stats = [float(np.abs(xb.mean(0)).mean()), float(xb.var(0).mean())]
+    bn_sum = [u + v for u, v in zip(bn_sum, bn_stats)] if j else bn_stats
+    net.backward(y.astype(np.float32))
+    w0, g = np.array(net.flat_params(), dtype=np.float64), np.array(net.flat_grads(), dtype=np.float64)
+    net.apply_update()
+    w1 = np.array(net.flat_params(), dtype=np.float64)
+    q = 0
+    for d in net.layer_info():
+        for name, shape, off, size in d["params"]:
+            a, b, gg = w0[off:off + size], w1[off:off + size], g[off:off + size]
+            nw, ng, nd = np.sqrt((b * b).sum()), np.sqrt((gg * gg).sum()), np.sqrt(((b - a) ** 2).sum())
+            st = [nw, ng, ng, nd / nw, nd / nw, 1.0]
+            if j:
+                p = params[q]
+                params[q] = [p[0] + st[0], p[1] + st[1], max(p[2], st[2]), p[3] + st[3], max(p[4], st[4]), p[5] + 1]
+            else:
+                params.append(st)
+            q += 1
 s = net.monitor_stats()
-out = {"step": s["step"], "iterations": net.iterations, "output": s["output"].tolist(), "param": s["param"].tolist(),
-       "acts": [[float(a.size), a.sum(), (a * a).sum(), float((a == 0).sum()), float((np.abs(a) <= 0.01).sum()),
-                 float((np.abs(a) >= 0.99).sum())] for a in acts], "params": []}
-for d in net.layer_info():
-    for name, shape, off, size in d["params"]:
-        a, b, gg = w0[off:off + size], w1[off:off + size], g[off:off + size]
-        out["params"].append([(b * b).sum(), (gg * gg).sum(), ((b - a) ** 2).sum()])
-bn = [i for i, d in enumerate(net.layer_info()) if d["kind"] == "BatchNormalization"][0]
-xb = acts[bn - 1].reshape(-1, 4)
-out["bn"] = [bn, float(np.abs(xb.mean(0)).mean()), float(xb.var(0).mean())]
-print(json.dumps(out))
+print(json.dumps({"step": s["step"], "steps": s["steps"], "iterations": net.iterations, "output": s["output"].tolist(),
+                  "param": s["param"].tolist(), "acts": acts, "params": params, "bn": [bn] + bn_sum,
+                  "sizes": sizes}))
 """
 
 
-@pytest.mark.parametrize("isa", ISAS if "avx2-wide" not in ISAS else [i for i in ISAS if i != "avx2-wide"])
-def test_monitor_statistics_equal_numpy(isa):
-    """The monitored step's statistics (taken inside the C++ passes) equal numpy's on the same
-    activations, gradients and weights (read through forward(keep=...), flat_grads, flat_params),
-    on every kernel path."""
+@pytest.mark.parametrize("isa,steps", [(i, 1) for i in ISAS if i != "avx2-wide"] + [("baseline", 3), (ISAS[-1], 3)])
+def test_monitor_statistics_equal_numpy(isa, steps):
+    """The statistics of a monitored interval (taken inside the C++ passes) equal numpy's on the
+    same activations, gradients and weights (read through forward(keep=...), flat_grads,
+    flat_params), on every kernel path: one step (every output read whole), and an interval of
+    three steps over a batch of 7 (each step reads its own slice of 3, 3 and 1 samples; the
+    parameter statistics are summed or maximised over the three updates)."""
     import json
     import os
     import subprocess
     import sys
     env = dict(os.environ, CNNBP_CPU_CAPABILITY=isa)
-    p = subprocess.run([sys.executable, "-c", _MONITOR_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-c", _MONITOR_SCRIPT, str(steps)], env=env, capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout)
-    assert r["step"] == r["iterations"] == 3
+    assert r["step"] == r["iterations"] == 2 + steps and r["steps"] == steps
     out = np.array(r["output"])
     for i, a in enumerate(r["acts"]):
         if i == 2:  # Flatten: a view of the BatchNormalization's output, no pass of its own
             assert out[i, 0] == 0
             continue
+        assert out[i, 0] == r["sizes"][i]  # every sample read once over the interval
         np.testing.assert_allclose(out[i, :6], a, rtol=1e-9, atol=1e-9, err_msg=f"node {i}")
-    assert out[0, 3] > 0 and out[3, 4] + out[3, 5] >= 0  # zeros after the ReLU are counted
+    assert out[0, 3] > 0  # zeros after the ReLU are counted
     bn, mean_abs, mean_var = r["bn"]
     np.testing.assert_allclose(out[bn, 6:], [mean_abs, mean_var], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.array(r["param"]), np.array(r["params"]), rtol=1e-9, atol=1e-12)
-    assert all(p[1] > 0 and p[2] > 0 for p in r["params"])
+    assert all(p[1] > 0 and p[3] > 0 and p[5] == steps for p in r["params"])
 
 
 def _broken_and_healthy(x, y, broken):
@@ -230,22 +255,29 @@ def test_monitor_warns_once_per_layer_through_warnings_and_writes_csv(bundled, t
     m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     m.count_params()  # builds it
     m.get_layer("dead").bias[...] = -100.0
-    mon = cnnbp.callbacks.GradientMonitor(every=5, log_dir=str(tmp_path / "run"))
+    mon = cnnbp.callbacks.GradientMonitor(every=7, log_dir=str(tmp_path / "run"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m.fit(x, y, epochs=1, batch_size=100, verbose=0, callbacks=[mon])
+        h = m.fit(x, y, epochs=1, batch_size=100, verbose=0, callbacks=[mon])
     mine = [w for w in caught if issubclass(w.category, cnnbp.callbacks.TrainingWarning)]
     dead_msgs = [str(w.message) for w in mine if "dead units" in str(w.message)]
     assert len(dead_msgs) == 1 and "He initialisation" in dead_msgs[0], [str(w.message) for w in mine]
     assert len(mine) == len(mon.messages) == len(set(mon.messages))  # each once
     with open(tmp_path / "run" / "gradients.csv") as f:
         rows = list(csv.DictReader(f))
-    steps = sorted({int(r["step"]) for r in rows})
-    assert steps == [1, 6, 11, 16, 21, 26]  # every 5th step: 30 steps of 100 images
+    # 30 steps of 100 images in intervals of 7: four whole ones and the last 2 steps.
+    per_step = {int(r["step"]): (int(r["steps"]), float(r["loss"])) for r in rows}
+    assert sorted(per_step) == [7, 14, 21, 28, 30]
+    assert [per_step[k][0] for k in sorted(per_step)] == [7, 7, 7, 7, 2]
+    # each record's loss is its interval's mean batch loss: weighted by steps, the epoch's loss
+    total = sum(n * v for n, v in per_step.values()) / 30
+    np.testing.assert_allclose(total, h.history["loss"][0], rtol=1e-5)
     dead = [r for r in rows if r["layer"] == "dead" and r["tensor"] == "output"]
     assert dead and all(float(r["zero_fraction"]) == 1.0 for r in dead)
     kern = [r for r in rows if r["tensor"] == "kernel"]
     assert all(float(r["weight_norm"]) > 0 for r in kern)
+    live = [r for r in rows if r["grad_norm"] and float(r["grad_norm"]) > 0]  # the last layer's bias only:
+    assert live and all(float(r["grad_norm_max"]) >= float(r["grad_norm"]) for r in live)  # its input is all zero
     f = mon.frame()
     assert len(f["step"]) == len(rows)
     assert m.network.monitoring is False

@@ -562,36 +562,39 @@ void bind_network(py::module_& m, const char* cls) {
                     },
                     "Whether the training monitor can be armed (allocates a copy of the parameters).")
       .def("monitor_next",
-           [](Net& n) {
+           [](Net& n, int steps) {
              std::lock_guard<std::mutex> g(n.mutex());
-             n.monitor_next();
+             n.monitor_next(steps);
            },
-           "Record statistics of the next training step (its forward pass and its update).")
+           py::arg("steps") = 1,
+           "Start an interval: the next training steps (each that completes an update) add to the "
+           "statistics until the next call; each reads ceil(batch / steps) samples of every output.")
       .def("monitor_stats",
            [](Net& n) {
              std::lock_guard<std::mutex> g(n.mutex());
              const auto& m = n.monitor();
-             const py::ssize_t L = py::ssize_t(n.layers().size()), K = Net::Monitor::kOutStats;
-             py::array_t<double> out({L, K}), par({py::ssize_t(m.param_node.size()), py::ssize_t(3)});
+             const py::ssize_t L = py::ssize_t(n.layers().size()), K = Net::Monitor::kOutStats,
+                               Q = Net::Monitor::kParamStats;
+             py::array_t<double> out({L, K}), par({py::ssize_t(m.param_node.size()), Q});
              if (!m.out.empty()) std::memcpy(out.mutable_data(), m.out.data(), sizeof(double) * m.out.size());
              else std::fill(out.mutable_data(), out.mutable_data() + L * K, 0.0);
              if (!m.param.empty()) std::memcpy(par.mutable_data(), m.param.data(), sizeof(double) * m.param.size());
              py::list pnames;
-             for (size_t q = 0, i = 0; i < n.layers().size(); ++i)
-               for (const auto& p : n.layers()[i]->params) {
-                 pnames.append(py::make_tuple(int(i), p.name));
-                 ++q;
-               }
+             for (size_t i = 0; i < n.layers().size(); ++i)
+               for (const auto& p : n.layers()[i]->params) pnames.append(py::make_tuple(int(i), p.name));
              py::dict d;
              d["step"] = m.step;
+             d["steps"] = m.steps;
              d["output"] = out;
              d["param"] = par;
              d["param_names"] = pnames;
              return d;
            },
-           "The monitored step's statistics: step (iterations after it), output [nodes, 8]: elements, sum, "
-           "sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch "
-           "variance; param [tensors, 3]: |w|^2, |g|^2, |update|^2; param_names [(node, name)].")
+           "The statistics of the interval since monitor_next: step (iterations after its last step), "
+           "steps (how many it holds), output [nodes, 8] summed over its steps: elements, sum, sum of "
+           "squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch "
+           "variance (per step); param [tensors, 6]: sums over its steps of |w|, |g| and |update|/|w|, "
+           "the largest |g| and |update|/|w|, the steps with |w| > 0; param_names [(node, name)].")
       .def("profile",
            [](Net& n) {
              std::lock_guard<std::mutex> g(n.mutex());

@@ -590,6 +590,7 @@ void Network<T>::check_finite(const T* p, int64_t n, const Layer<T>& l, const ch
 
 template <typename T>
 void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold) {
+  if (training && monitor_armed_) std::fill(mon_.out_step.begin(), mon_.out_step.end(), 0.0);
   x_ = x;
   backward_ready_ = false;
   fold = fold && folding_ && !training;
@@ -618,14 +619,14 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
     }
     l.forward_n(k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
     aslot_owner_[aslot_[i]] = int(i);
-    if (monitor_armed_ && training) monitor_output(i, out_ptr(int(i)), int64_t(N) * l.out_size);
+    if (monitor_armed_ && training) monitor_output(i, out_ptr(int(i)), N, l.out_size);
     if (profiling_) prof_.forward[i] += now_s() - t0;
     if (check_numerics_ && training) check_finite(out_ptr(int(i)), N * l.out_size, l, "output");
   }
   if (training) state_pending_ = num_state_ > 0;
   if (training && monitor_armed_) {
-    monitor_armed_ = false;
-    monitor_update_ = true;  // the update that follows this pass is the monitored one
+    monitor_update_ = true;  // the update that follows this pass adds it to the interval
+    ++mon_slices_;
   }
   last_N_ = N;
   last_upto_ = upto;
@@ -971,9 +972,9 @@ void Network<T>::apply_update() {
   if (grad_cfg_.schedule.kind != ScheduleKind::constant) opt_.lr = schedule_lr(grad_cfg_.schedule, double(iterations_));
   ++iterations_;
   regularize_and_clip();
-  const bool mon = monitor_update_ && num_params_ > 0;
+  const bool mon = monitor_update_;
   monitor_update_ = false;
-  if (mon) std::memcpy(mon_before_.data(), params_.data(), sizeof(T) * size_t(num_params_));
+  if (mon && num_params_ > 0) std::memcpy(mon_before_.data(), params_.data(), sizeof(T) * size_t(num_params_));
   AdaptiveParams ah{opt_.kind, opt_.lr, opt_.lr * opt_.weight_decay, opt_.beta1, opt_.beta2, opt_.rho, opt_.eps,
                     opt_.momentum, opt_.centered, 0.0, 0.0, 0.0};
   const double t = double(iterations_);
@@ -1010,28 +1011,7 @@ void Network<T>::apply_update() {
       k_.adaptive_update(params_.data() + b, grads_.data() + b, s0, s1, s2, n, ah);
     }
   }
-  if (mon) {
-    // Norms per parameter tensor, in double: |w|^2 after the update, |g|^2, |dw|^2.
-    size_t q = 0;
-    for (const auto& l : layers_)
-      for (const ParamInfo& p : l->params) {
-        const T* w = params_.data() + p.offset;
-        const T* g = grads_.data() + p.offset;
-        const T* w0 = mon_before_.data() + p.offset;
-        double ww = 0, gg = 0, dd = 0;
-        for (int64_t i = 0; i < p.size; ++i) {
-          const double d = double(w[i]) - double(w0[i]);
-          ww += double(w[i]) * double(w[i]);
-          gg += double(g[i]) * double(g[i]);
-          dd += d * d;
-        }
-        mon_.param[3 * q] = ww;
-        mon_.param[3 * q + 1] = gg;
-        mon_.param[3 * q + 2] = dd;
-        ++q;
-      }
-    mon_.step = iterations_;
-  }
+  if (mon) monitor_update();
   if (state_pending_) {
     for (auto& l : layers_)
       if (!l->state.empty()) l->commit_state(k_);
@@ -1040,10 +1020,16 @@ void Network<T>::apply_update() {
 }
 
 template <typename T>
-void Network<T>::monitor_next() {
+void Network<T>::monitor_next(int steps) {
+  CNNBP_CHECK(steps >= 1, "monitor_next: steps must be >= 1, got ", steps);
   if (!monitoring_) return;
   monitor_armed_ = true;
+  monitor_update_ = false;  // a forward pass before this call belongs to no interval
+  mon_.interval = steps;
+  mon_.steps = 0;
+  mon_slices_ = 0;
   std::fill(mon_.out.begin(), mon_.out.end(), 0.0);
+  std::fill(mon_.param.begin(), mon_.param.end(), 0.0);
 }
 
 template <typename T>
@@ -1054,19 +1040,93 @@ void Network<T>::set_monitoring(bool on) {
   if (!on) return;
   mon_before_.reserve(size_t(num_params_) + 16);
   mon_.out.assign(layers_.size() * Monitor::kOutStats, 0.0);
-  mon_.param.clear();
+  mon_.out_step.assign(layers_.size() * Monitor::kOutStats, 0.0);
   mon_.param_node.clear();
   for (size_t i = 0; i < layers_.size(); ++i)
     for (size_t p = 0; p < layers_[i]->params.size(); ++p) mon_.param_node.push_back(int(i));
-  mon_.param.assign(3 * mon_.param_node.size(), 0.0);
-  mon_.step = 0;
+  mon_.param.assign(Monitor::kParamStats * mon_.param_node.size(), 0.0);
+  mon_.step = mon_.steps = 0;
+  mon_.interval = 1;
+}
+
+namespace {
+// Sums of squares of w, g and w - w0 over [b, e), in double, four lanes each (so that the loop
+// vectorises without reassociating a single sum).
+template <typename T>
+void sumsq3(const T* w, const T* g, const T* w0, int64_t b, int64_t e, double* acc) {
+  double sw[4] = {}, sg[4] = {}, sd[4] = {};
+  int64_t i = b;
+  for (; i + 4 <= e; i += 4)
+    for (int j = 0; j < 4; ++j) {
+      const double wv = double(w[i + j]), gv = double(g[i + j]), dv = wv - double(w0[i + j]);
+      sw[j] += wv * wv;
+      sg[j] += gv * gv;
+      sd[j] += dv * dv;
+    }
+  for (; i < e; ++i) {
+    const double wv = double(w[i]), gv = double(g[i]), dv = wv - double(w0[i]);
+    sw[0] += wv * wv;
+    sg[0] += gv * gv;
+    sd[0] += dv * dv;
+  }
+  acc[0] = (sw[0] + sw[1]) + (sw[2] + sw[3]);
+  acc[1] = (sg[0] + sg[1]) + (sg[2] + sg[3]);
+  acc[2] = (sd[0] + sd[1]) + (sd[2] + sd[3]);
+}
+}  // namespace
+
+template <typename T>
+void Network<T>::monitor_update() {
+  // The step's norms per parameter tensor (|w| after the update, |g|, |dw| from the copy taken
+  // before it), each tensor's three sums split into a fixed number of blocks reduced in order.
+  constexpr int kBlocks = 16;
+  double part[kBlocks][3];
+  size_t q = 0;
+  for (const auto& l : layers_)
+    for (const ParamInfo& pi : l->params) {
+      const ParamInfo* p = &pi;
+      const T* w = params_.data() + p->offset;
+      const T* g = grads_.data() + p->offset;
+      const T* w0 = mon_before_.data() + p->offset;
+      const int64_t n = p->size;
+      const int nb = n >= (int64_t(1) << 14) ? kBlocks : 1;
+      parallel_for(nb, 1, [&](int64_t b0, int64_t b1, int) {
+        for (int64_t bk = b0; bk < b1; ++bk) sumsq3(w, g, w0, n * bk / nb, n * (bk + 1) / nb, part[bk]);
+      });
+      double ww = 0, gg = 0, dd = 0;
+      for (int bk = 0; bk < nb; ++bk) {
+        ww += part[bk][0];
+        gg += part[bk][1];
+        dd += part[bk][2];
+      }
+      const double nw = std::sqrt(ww), ng = std::sqrt(gg), nd = std::sqrt(dd);
+      double* o = mon_.param.data() + Monitor::kParamStats * q;
+      o[0] += nw;
+      o[1] += ng;
+      o[2] = std::max(o[2], ng);
+      if (nw > 0) {
+        o[3] += nd / nw;
+        o[4] = std::max(o[4], nd / nw);
+        o[5] += 1.0;
+      }
+      ++q;
+    }
+  for (size_t k = 0; k < mon_.out.size(); ++k) mon_.out[k] += mon_.out_step[k];
+  ++mon_.steps;
+  mon_.step = iterations_;
 }
 
 template <typename T>
-void Network<T>::monitor_output(size_t node, const T* y, int64_t n) {
-  // One read of the output just written (while it is in cache for small tensors), per-thread
-  // partial sums in double, reduced in thread order.
+void Network<T>::monitor_output(size_t node, const T* y, int N, int64_t per_sample) {
+  // One read of a slice of the output just written: the interval's j-th step (from 0) reads
+  // samples [j*k, j*k + k) mod N, k = ceil(N / interval), cut at N (so the interval covers the
+  // batch positions).
+  // Per-thread partial sums in double, reduced in thread order.
   constexpr int S = 6;
+  const int64_t k = (int64_t(N) + mon_.interval - 1) / mon_.interval;
+  const int64_t s0 = (mon_slices_ * k) % N, ns = std::min<int64_t>(k, N - s0);
+  y += s0 * per_sample;
+  const int64_t n = ns * per_sample;
   const int nt = std::min(threads_for(n, 1 << 15), 64);
   double part[64][S] = {};
   parallel_region(nt, [&](int tid, int nth) {
@@ -1089,10 +1149,10 @@ void Network<T>::monitor_output(size_t node, const T* y, int64_t n) {
       part[tid][5] = hi;
     }
   });
-  double* o = mon_.out.data() + node * Monitor::kOutStats;
-  for (int k = 0; k < Monitor::kOutStats; ++k) o[k] = 0.0;
+  double* o = mon_.out_step.data() + node * Monitor::kOutStats;
+  for (int k2 = 0; k2 < Monitor::kOutStats; ++k2) o[k2] = 0.0;
   for (int t = 0; t < nt; ++t)
-    for (int k = 0; k < S; ++k) o[k] += part[t][k];
+    for (int k2 = 0; k2 < S; ++k2) o[k2] += part[t][k2];
   layers_[node]->batch_statistics(o + 6, o + 7);
 }
 

@@ -333,26 +333,33 @@ def _node_outputs(model, names):
 class GradientMonitor(Callback):
     """What backpropagation is doing, layer by layer, from inside the C++ step.
 
-    Every ``every`` training steps one step is recorded (statistics taken in its own passes: one
-    extra read of each output as it is written, norms at the update): for each layer's output its
-    mean, standard deviation, fraction of zeros (dead ReLU units) and fraction saturated (sigmoid
-    within 0.01 of 0 or 1, tanh beyond 0.99 in magnitude); for each weight tensor its norm, its
-    gradient's norm and the update/weight ratio ``||dw|| / ||w||`` of that step; for
-    BatchNormalization the batch statistics (mean |mean| and mean variance over channels).
+    Training is cut into intervals of ``every`` steps and each interval gives one record,
+    aggregated over all of its steps. Every step adds, for each weight tensor, its norm, its
+    gradient's norm and the update/weight ratio ``||dw|| / ||w||`` (taken at the update: one copy
+    of the parameters and one read of weights and gradients), and for each layer's output a slice
+    of ``ceil(batch / every)`` samples read right after the output is written (the slice moves
+    through the batch from step to step, so an interval reads about one batch in all, spread over
+    its steps): mean, standard deviation, fraction of zeros (dead ReLU units) and fraction
+    saturated (sigmoid within 0.01 of 0 or 1, tanh beyond 0.99 in magnitude); for
+    BatchNormalization the batch statistics (mean |mean| and mean variance over channels). A record
+    gives the interval's means (``grad_norm``, ``update_ratio``, ``weight_norm``, ``loss``) and its
+    largest per-step values (``grad_norm_max``, ``update_ratio_max``); ``steps`` says how many steps
+    it holds (the last interval of a run may be shorter).
 
     Rows go to ``frame()`` (a pandas DataFrame when pandas is installed, else a dict of numpy
     arrays) and, with ``log_dir``, to ``log_dir/gradients.csv``. Plain-language warnings
     (``TrainingWarning`` through the warnings module when ``warn``, and to ``print_fn`` when given;
     each once per layer; all of them in ``messages``) name the layer and what to try:
 
-    - vanishing gradients: a kernel's gradient norm below ``1e-4`` of the last layer's for
-      ``window`` recorded steps in a row;
-    - exploding gradients: a kernel's gradient norm 100x its first recorded value, or an
-      update/weight ratio above ``0.1``;
-    - dead ReLU layer: more than 90 % of its outputs exactly zero for ``window`` recorded steps;
-    - saturation: more than 90 % of a sigmoid/tanh layer's outputs saturated for ``window`` steps;
-    - learning rate: the median update/weight ratio of the kernels above ``0.1`` (too high) or
-      below ``1e-6`` for ``window`` steps (too low); healthy training sits near ``1e-3``.
+    - vanishing gradients: a kernel's mean gradient norm below ``1e-4`` of the last layer's for
+      ``window`` intervals in a row;
+    - exploding gradients: a kernel's gradient norm at some step 100x its first interval's mean,
+      or an update/weight ratio above ``0.1`` at some step;
+    - dead ReLU layer: more than 90 % of its outputs exactly zero for ``window`` intervals;
+    - saturation: more than 90 % of a sigmoid/tanh layer's outputs saturated for ``window`` intervals;
+    - learning rate: the median over the kernels of their largest update/weight ratio in an
+      interval above ``0.1`` (too high), or of their mean ratio below ``1e-6`` for ``window``
+      intervals (too low); healthy training sits near ``1e-3``.
     """
 
     VANISHING = 1e-4
@@ -375,8 +382,9 @@ class GradientMonitor(Callback):
         self._said = set()
         self._streak = {}
         self._first_grad = {}
-        self._armed = False
+        self._open = False
         self._epoch = 0
+        self._loss = [0.0, 0]
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -388,34 +396,46 @@ class GradientMonitor(Callback):
         self._nodes = _node_outputs(self.model, self._names)
         by_name = {l.name: type(l).__name__ for l in self.model.layers}
         self._layer_kinds = {n: by_name.get(self._nodes[n][0], k) for n, k in zip(self._names, self._kinds)}
-        self._armed = False
+        self._open = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def _start(self):
+        self.model.network.monitor_next(self.every)
+        self._loss = [0.0, 0]
+        self._open = True
+
     def on_train_batch_begin(self, batch, logs=None):
-        net = self.model.network
-        if net.iterations % self.every == 0:
-            net.monitor_next()
-            self._armed = True
+        if not self._open:
+            self._start()
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self._armed:
-            return
-        self._armed = False
-        s = self.model.network.monitor_stats()
-        if s["step"] != self.model.network.iterations:
-            return  # the step did not complete an update (stopped)
-        self._record(s, (logs or {}).get("batch_loss"))
+        loss = (logs or {}).get("batch_loss")
+        if loss is not None:
+            self._loss[0] += float(loss)
+            self._loss[1] += 1
+        if self._open and self.model.network.iterations % self.every == 0:
+            self._flush()
+            self._start()
 
     def on_train_end(self, logs=None):
+        if self._open:
+            self._flush()  # the last, shorter interval
+            self._open = False
         self.model.network.monitoring = False
         if self.log_dir is not None:
             self.to_csv(__import__("os").path.join(self.log_dir, "gradients.csv"))
 
+    def _flush(self):
+        s = self.model.network.monitor_stats()
+        if s["steps"] > 0:
+            self._record(s, self._loss[0] / self._loss[1] if self._loss[1] else None)
+
     # -- recording ------------------------------------------------------------------------------
-    _COLUMNS = ("step", "epoch", "layer", "kind", "tensor", "mean", "std", "zero_fraction", "saturated_fraction",
-                "batch_mean", "batch_var", "weight_norm", "grad_norm", "update_ratio", "loss")
+    _COLUMNS = ("step", "steps", "epoch", "layer", "kind", "tensor", "mean", "std", "zero_fraction",
+                "saturated_fraction", "batch_mean", "batch_var", "weight_norm", "grad_norm", "grad_norm_max",
+                "update_ratio", "update_ratio_max", "loss")
 
     def _row(self, **kw):
         row = dict.fromkeys(self._COLUMNS, float("nan"))
@@ -424,8 +444,8 @@ class GradientMonitor(Callback):
         return row
 
     def _record(self, s, loss):
-        step = int(s["step"])
-        base = dict(step=step, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
+        step, steps = int(s["step"]), int(s["steps"])
+        base = dict(step=step, steps=steps, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
         out, par = s["output"], s["param"]
         for i, node in enumerate(self._names):
             n = out[i, 0]
@@ -438,8 +458,9 @@ class GradientMonitor(Callback):
             zeros = out[i, 3] / n
             bn = self._kinds[i] == "BatchNormalization"
             self._row(**base, layer=name, kind=self._layer_kinds[node], tensor=label, mean=mean, std=std,
-                      zero_fraction=zeros, saturated_fraction=sat, batch_mean=out[i, 6] if bn else float("nan"),
-                      batch_var=out[i, 7] if bn else float("nan"))
+                      zero_fraction=zeros, saturated_fraction=sat,
+                      batch_mean=out[i, 6] / steps if bn else float("nan"),
+                      batch_var=out[i, 7] / steps if bn else float("nan"))
             if act == "relu":
                 self._check_streak(("dead", name), zeros > self.DEAD,
                                    f"layer '{name}': {zeros:.0%} of its ReLU outputs are zero (dead units) at step {step}. "
@@ -451,21 +472,22 @@ class GradientMonitor(Callback):
                                    "the gradient is almost zero. Try BatchNormalization before it, smaller initial "
                                    "weights (glorot_uniform), a lower learning rate, or ReLU.")
         kernels = []
+        nan = float("nan")
         for q, (node, pname) in enumerate(s["param_names"]):
-            w, g, d = (float(np.sqrt(v)) for v in par[q])
-            ratio = d / w if w > 0 else float("nan")
+            w_sum, g_sum, g_max, r_sum, r_max, r_n = (float(v) for v in par[q])
+            g, ratio, ratio_max = g_sum / steps, (r_sum / r_n if r_n else nan), (r_max if r_n else nan)
             name = self._names[node]
-            self._row(**base, layer=name, kind=self._layer_kinds[name], tensor=pname, weight_norm=w, grad_norm=g,
-                      update_ratio=ratio)
+            self._row(**base, layer=name, kind=self._layer_kinds[name], tensor=pname, weight_norm=w_sum / steps,
+                      grad_norm=g, grad_norm_max=g_max, update_ratio=ratio, update_ratio_max=ratio_max)
             if pname == "kernel":
-                kernels.append((name, g, ratio))
+                kernels.append((name, g, g_max, ratio, ratio_max))
         self._check_gradients(kernels, step)
 
     def _check_gradients(self, kernels, step):
         if not kernels:
             return
         last = kernels[-1][1]
-        for name, g, ratio in kernels:
+        for name, g, g_max, ratio, ratio_max in kernels:
             first = self._first_grad.setdefault(name, g)
             if name != kernels[-1][0]:
                 self._check_streak(("vanishing", name), last > 0 and g < self.VANISHING * last,
@@ -473,19 +495,22 @@ class GradientMonitor(Callback):
                                    f"({last:.2e}) at step {step}: the gradient vanishes before it reaches this layer. "
                                    "Try ReLU instead of sigmoid/tanh, He initialisation, BatchNormalization, or "
                                    "residual connections.")
-            if (first > 0 and g > self.EXPLODING * first) or ratio > self.RATIO_HIGH:
-                why = (f"its gradient norm grew from {first:.2e} to {g:.2e}" if first > 0 and g > self.EXPLODING * first
-                       else f"one step changed its weights by {ratio:.0%} of their norm")
-                self._say(("exploding", name), f"layer '{name}': exploding gradients at step {step}: {why}. Try a "
+            if (first > 0 and g_max > self.EXPLODING * first) or ratio_max > self.RATIO_HIGH:
+                why = (f"its gradient norm grew from {first:.2e} to {g_max:.2e}"
+                       if first > 0 and g_max > self.EXPLODING * first
+                       else f"one step changed its weights by {ratio_max:.0%} of their norm")
+                self._say(("exploding", name), f"layer '{name}': exploding gradients by step {step}: {why}. Try a "
                           "lower learning rate, gradient clipping, or BatchNormalization.")
-        ratios = np.array([r for _, _, r in kernels if np.isfinite(r)])
+        peak = np.array([r for _, _, _, _, r in kernels if np.isfinite(r)])
+        if peak.size and float(np.median(peak)) > self.RATIO_HIGH:
+            self._say(("lr", "high"), f"the learning rate looks too high: by step {step} the median over the layers "
+                      f"of the largest update/weight ratio is {float(np.median(peak)):.1e} (healthy training is "
+                      "near 1e-3). Lower it 10x.")
+        ratios = np.array([r for _, _, _, r, _ in kernels if np.isfinite(r)])
         if ratios.size:
             med = float(np.median(ratios))
-            if med > self.RATIO_HIGH:
-                self._say(("lr", "high"), f"the learning rate looks too high: at step {step} the median update/weight "
-                          f"ratio of the layers is {med:.1e} (healthy training is near 1e-3). Lower it 10x.")
             self._check_streak(("lr", "low"), med < self.RATIO_LOW,
-                               f"the learning rate looks too low: at step {step} the median update/weight ratio of "
+                               f"the learning rate looks too low: by step {step} the median update/weight ratio of "
                                f"the layers is {med:.1e} (healthy training is near 1e-3). Raise it 10x.")
 
     def _check_streak(self, key, bad, message):
