@@ -679,65 +679,66 @@ py::array_t<T> gmp_backward(carray<T> dy, py::array_t<int32_t, py::array::c_styl
 template <typename T>
 void bind_typed(py::module_& m, const std::string& sfx) {
   const auto isa = py::arg("isa") = std::string();
-  m.def(("conv2d_forward" + sfx).c_str(), &conv2d_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("strides"),
+  const auto fp = py::call_guard<FpStateScope>();  // the caller's MXCSR, flags included, as it was
+  m.def(("conv2d_forward" + sfx).c_str(), &conv2d_forward<T>, fp, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("strides"),
         py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), py::arg("relu") = false, isa,
         "y = conv2d(x, w) + b (then ReLU when relu); x NHWC, w (kh, kw, C, K).");
-  m.def(("conv2d_backward_data" + sfx).c_str(), &conv2d_backward_data<T>, py::arg("dy"), py::arg("w"), py::arg("input_hw"),
+  m.def(("conv2d_backward_data" + sfx).c_str(), &conv2d_backward_data<T>, fp, py::arg("dy"), py::arg("w"), py::arg("input_hw"),
         py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), py::arg("add_to"), isa,
         "Gradient of conv2d w.r.t. x (added to a copy of add_to when given).");
-  m.def(("conv2d_backward_weight" + sfx).c_str(), &conv2d_backward_weight<T>, py::arg("dy"), py::arg("x"),
+  m.def(("conv2d_backward_weight" + sfx).c_str(), &conv2d_backward_weight<T>, fp, py::arg("dy"), py::arg("x"),
         py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"),
         py::arg("with_bias"), isa, "Gradients of conv2d w.r.t. kernel and bias: (dw, db).");
-  m.def(("max_pool2d_forward" + sfx).c_str(), &max_pool2d_forward<T>, py::arg("x"), py::arg("pool"), py::arg("strides"),
+  m.def(("max_pool2d_forward" + sfx).c_str(), &max_pool2d_forward<T>, fp, py::arg("x"), py::arg("pool"), py::arg("strides"),
         py::arg("pad_mode"), isa, "Max pooling: (y, argmax) with argmax the flat input position ih*W+iw.");
-  m.def(("max_pool2d_backward" + sfx).c_str(), &max_pool2d_backward<T>, py::arg("dy"), py::arg("argmax"), py::arg("x"),
+  m.def(("max_pool2d_backward" + sfx).c_str(), &max_pool2d_backward<T>, fp, py::arg("dy"), py::arg("argmax"), py::arg("x"),
         py::arg("pool"), py::arg("strides"), py::arg("pad_mode"), isa, "Gradient of max pooling w.r.t. x.");
-  m.def(("avg_pool2d_forward" + sfx).c_str(), &avg_pool2d_forward<T>, py::arg("x"), py::arg("pool"), py::arg("strides"),
+  m.def(("avg_pool2d_forward" + sfx).c_str(), &avg_pool2d_forward<T>, fp, py::arg("x"), py::arg("pool"), py::arg("strides"),
         py::arg("pad_mode"), isa, "Average pooling (padding excluded from the count).");
-  m.def(("avg_pool2d_backward" + sfx).c_str(), &avg_pool2d_backward<T>, py::arg("dy"), py::arg("x"), py::arg("pool"),
+  m.def(("avg_pool2d_backward" + sfx).c_str(), &avg_pool2d_backward<T>, fp, py::arg("dy"), py::arg("x"), py::arg("pool"),
         py::arg("strides"), py::arg("pad_mode"), isa, "Gradient of average pooling w.r.t. x.");
-  m.def(("global_avg_pool2d_forward" + sfx).c_str(), &gap_forward<T>, py::arg("x"), isa, "Mean over H and W.");
-  m.def(("global_avg_pool2d_backward" + sfx).c_str(), &gap_backward<T>, py::arg("dy"), py::arg("input_hw"), isa,
+  m.def(("global_avg_pool2d_forward" + sfx).c_str(), &gap_forward<T>, fp, py::arg("x"), isa, "Mean over H and W.");
+  m.def(("global_avg_pool2d_backward" + sfx).c_str(), &gap_backward<T>, fp, py::arg("dy"), py::arg("input_hw"), isa,
         "Gradient of global average pooling.");
-  m.def(("global_max_pool2d_forward" + sfx).c_str(), &gmp_forward<T>, py::arg("x"), isa, "(max over H and W, arg-max).");
-  m.def(("global_max_pool2d_backward" + sfx).c_str(), &gmp_backward<T>, py::arg("dy"), py::arg("argmax"),
+  m.def(("global_max_pool2d_forward" + sfx).c_str(), &gmp_forward<T>, fp, py::arg("x"), isa, "(max over H and W, arg-max).");
+  m.def(("global_max_pool2d_backward" + sfx).c_str(), &gmp_backward<T>, fp, py::arg("dy"), py::arg("argmax"),
         py::arg("input_hw"), isa, "Gradient of global max pooling.");
-  m.def(("batch_norm_forward" + sfx).c_str(), &batch_norm_forward<T>, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+  m.def(("batch_norm_forward" + sfx).c_str(), &batch_norm_forward<T>, fp, py::arg("x"), py::arg("gamma"), py::arg("beta"),
         py::arg("epsilon"), py::arg("relu"), isa,
         "Training-mode batch normalisation over the last axis, optionally ReLU'd: (y, mean, biased var).");
-  m.def(("batch_norm_backward" + sfx).c_str(), &batch_norm_backward<T>, py::arg("dy"), py::arg("x"), py::arg("mean"),
+  m.def(("batch_norm_backward" + sfx).c_str(), &batch_norm_backward<T>, fp, py::arg("dy"), py::arg("x"), py::arg("mean"),
         py::arg("var"), py::arg("gamma"), py::arg("epsilon"), py::arg("batch_stats"), py::arg("y_relu"), isa,
         "(dx, dgamma, dbeta); y_relu: the output of a forward with ReLU fused (masks dy), or None.");
-  m.def(("merge_forward" + sfx).c_str(), &merge_forward<T>, py::arg("xs"), py::arg("op"), py::arg("relu"), isa,
+  m.def(("merge_forward" + sfx).c_str(), &merge_forward<T>, fp, py::arg("xs"), py::arg("op"), py::arg("relu"), isa,
         "Elementwise merge, optionally ReLU'd.");
-  m.def(("merge_backward" + sfx).c_str(), &merge_backward<T>, py::arg("dy"), py::arg("xs"), py::arg("y"), py::arg("op"),
+  m.def(("merge_backward" + sfx).c_str(), &merge_backward<T>, fp, py::arg("dy"), py::arg("xs"), py::arg("y"), py::arg("op"),
         py::arg("which"), py::arg("relu"), isa,
         "Gradient of a merge for input `which` (relu: the forward was ReLU'd and y is its output).");
-  m.def(("concat_forward" + sfx).c_str(), &concat_forward<T>, py::arg("xs"), isa, "Concatenate along the last axis.");
-  m.def(("concat_backward" + sfx).c_str(), &concat_backward<T>, py::arg("dy"), py::arg("offset"), py::arg("channels"),
+  m.def(("concat_forward" + sfx).c_str(), &concat_forward<T>, fp, py::arg("xs"), isa, "Concatenate along the last axis.");
+  m.def(("concat_backward" + sfx).c_str(), &concat_backward<T>, fp, py::arg("dy"), py::arg("offset"), py::arg("channels"),
         isa, "One input's slice of a concatenation's gradient.");
-  m.def(("window_copy" + sfx).c_str(), &window_copy<T>, py::arg("x"), py::arg("top"), py::arg("left"),
+  m.def(("window_copy" + sfx).c_str(), &window_copy<T>, fp, py::arg("x"), py::arg("top"), py::arg("left"),
         py::arg("other_hw"), py::arg("to_big"), isa, "Crop a window (to_big False) or zero-pad into one (True).");
-  m.def(("dense_forward" + sfx).c_str(), &dense_forward<T>, py::arg("x"), py::arg("w"), py::arg("b"), isa, "y = x @ w + b.");
-  m.def(("dense_backward_data" + sfx).c_str(), &dense_backward_data<T>, py::arg("dy"), py::arg("w"), py::arg("add_to"), isa,
+  m.def(("dense_forward" + sfx).c_str(), &dense_forward<T>, fp, py::arg("x"), py::arg("w"), py::arg("b"), isa, "y = x @ w + b.");
+  m.def(("dense_backward_data" + sfx).c_str(), &dense_backward_data<T>, fp, py::arg("dy"), py::arg("w"), py::arg("add_to"), isa,
         "dx = dy @ w.T (+ add_to when given).");
-  m.def(("dense_backward_weight" + sfx).c_str(), &dense_backward_weight<T>, py::arg("dy"), py::arg("x"), py::arg("with_bias"),
+  m.def(("dense_backward_weight" + sfx).c_str(), &dense_backward_weight<T>, fp, py::arg("dy"), py::arg("x"), py::arg("with_bias"),
         isa, "(dw, db) = (x.T @ dy, dy.sum(0)).");
-  m.def(("activation_forward" + sfx).c_str(), &activation_forward<T>, py::arg("x"), py::arg("kind"), py::arg("alpha"), isa,
+  m.def(("activation_forward" + sfx).c_str(), &activation_forward<T>, fp, py::arg("x"), py::arg("kind"), py::arg("alpha"), isa,
         "Elementwise activation (softmax: over the last axis).");
-  m.def(("activation_backward" + sfx).c_str(), &activation_backward<T>, py::arg("dy"), py::arg("x"), py::arg("y"),
+  m.def(("activation_backward" + sfx).c_str(), &activation_backward<T>, fp, py::arg("dy"), py::arg("x"), py::arg("y"),
         py::arg("kind"), py::arg("alpha"), isa, "Gradient of an activation.");
-  m.def(("dropout_forward" + sfx).c_str(), &dropout_forward<T>, py::arg("x"), py::arg("rate"), py::arg("seed"),
+  m.def(("dropout_forward" + sfx).c_str(), &dropout_forward<T>, fp, py::arg("x"), py::arg("rate"), py::arg("seed"),
         py::arg("stream"), isa, "Inverted dropout: (y, mask).");
-  m.def(("dropout_backward" + sfx).c_str(), &dropout_backward<T>, py::arg("dy"), py::arg("mask"), isa, "dy * mask.");
-  m.def(("loss" + sfx).c_str(), &loss<T>, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("eps"), py::arg("delta"), isa,
+  m.def(("dropout_backward" + sfx).c_str(), &dropout_backward<T>, fp, py::arg("dy"), py::arg("mask"), isa, "dy * mask.");
+  m.def(("loss" + sfx).c_str(), &loss<T>, fp, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("eps"), py::arg("delta"), isa,
         "(mean loss, d loss / d pred, correct count).");
-  m.def(("metric_sums" + sfx).c_str(), &metric_sums<T>, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("k"),
+  m.def(("metric_sums" + sfx).c_str(), &metric_sums<T>, fp, py::arg("pred"), py::arg("target"), py::arg("kind"), py::arg("k"),
         py::arg("threshold"), py::arg("class_id"), py::arg("bins"), py::arg("sparse"), py::arg("logits"), isa,
         "A metric's sums over one batch (kernels/metric.h).");
-  m.def(("sgd_update" + sfx).c_str(), &sgd_update<T>, py::arg("params"), py::arg("grads"), py::arg("buf"), py::arg("lr"),
+  m.def(("sgd_update" + sfx).c_str(), &sgd_update<T>, fp, py::arg("params"), py::arg("grads"), py::arg("buf"), py::arg("lr"),
         py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"), isa, "One SGD step, in place.");
-  m.def(("adam_update" + sfx).c_str(), &adam_update<T>, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
+  m.def(("adam_update" + sfx).c_str(), &adam_update<T>, fp, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
         py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("weight_decay"), py::arg("t"), isa,
         "One Adam(W) step, in place.");
 }

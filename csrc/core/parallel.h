@@ -26,6 +26,23 @@ int default_num_threads();
 // so a set_num_threads() from another Python thread cannot change it between planning (workspace
 // sized for n threads) and a kernel (which would split over more). The network reads the setting
 // once per step, keeps it in PassContext, and opens a scope with it around every kernel it runs.
+
+// FpStateScope restores the thread's whole floating-point control/status word (MXCSR on x86-64,
+// status flags included) when it ends: a call into cnnbp must not leave a divide-by-zero or
+// inexact flag behind for the caller (a compiler may evaluate log(0) speculatively where the
+// source branches around it). Every ThreadScope holds one (the network's entry points open a
+// ThreadScope), and the op bindings take one as their pybind11 call guard.
+class FpStateScope {
+ public:
+  FpStateScope();
+  ~FpStateScope();
+  FpStateScope(const FpStateScope&) = delete;
+  FpStateScope& operator=(const FpStateScope&) = delete;
+
+ private:
+  unsigned saved_;
+};
+
 class ThreadScope {
  public:
   explicit ThreadScope(int n);
@@ -35,6 +52,7 @@ class ThreadScope {
 
  private:
   int saved_;
+  FpStateScope fp_;
 };
 
 // Denormals are flushed to zero (FTZ) and read as zero (DAZ) inside cnnbp's parallel work, where
