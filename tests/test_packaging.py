@@ -1,0 +1,42 @@
+"""What the source distribution holds: the tracked files under the allowlisted paths, the LICENSE,
+and nothing lying untracked in the tree (pyproject.toml's sdist.exclude)."""
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tracked():
+    if shutil.which("git") is None or not os.path.isdir(os.path.join(ROOT, ".git")):
+        pytest.skip("needs a git checkout")
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [p for p in out.splitlines() if os.path.exists(os.path.join(ROOT, p))]
+
+
+def test_sdist_holds_the_tracked_files_and_no_untracked_one(tmp_path):
+    pytest.importorskip("build")
+    pytest.importorskip("scikit_build_core")
+    tracked = _tracked()
+    src = tmp_path / "src"
+    for p in tracked:
+        (src / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, p), src / p)
+    (src / "stray-data.npy").write_bytes(b"\0" * 64)  # untracked files beside the project
+    (src / "slow-unit-0123").write_bytes(b"x")
+    r = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path / "dist"),
+                        str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (sdist,) = list((tmp_path / "dist").iterdir())
+    with tarfile.open(sdist) as t:
+        members = {m.name.split("/", 1)[1] for m in t.getmembers() if m.isfile()}
+    expected = {p for p in tracked if not p.startswith(".")}  # .ci/ and .gitignore stay out
+    assert members - {"PKG-INFO"} == expected
+    assert "LICENSE" in members and "stray-data.npy" not in members
+    with tarfile.open(sdist) as t:
+        info = t.extractfile(next(m for m in t.getmembers() if m.name.endswith("/PKG-INFO"))).read().decode()
+    assert "License :: OSI Approved :: MIT License" in info and "Programming Language :: Python :: 3.13" in info
