@@ -158,8 +158,8 @@ print(json.dumps({"step": s["step"], "steps": s["steps"], "iterations": net.iter
 
 @pytest.mark.parametrize("isa,steps", [(i, 1) for i in ISAS if i != "avx2-wide"] + [("baseline", 3), (ISAS[-1], 3)])
 def test_monitor_statistics_equal_numpy(isa, steps):
-    """The statistics of a monitored interval (taken inside the C++ passes) equal numpy's on the
-    same activations, gradients and weights (read through forward(keep=...), flat_grads,
+    """The statistics of a monitored interval (taken inside the C++ passes) equal numpy's (counts
+    exactly, sums to float32 rounding) on the same activations, gradients and weights (read through forward(keep=...), flat_grads,
     flat_params), on every kernel path: one step (every output read whole), and an interval of
     three steps over a batch of 7 (each step reads its own slice of 3, 3 and 1 samples; the
     parameter statistics are summed or maximised over the three updates)."""
@@ -179,11 +179,14 @@ def test_monitor_statistics_equal_numpy(isa, steps):
             assert out[i, 0] == 0
             continue
         assert out[i, 0] == r["sizes"][i]  # every sample read once over the interval
-        np.testing.assert_allclose(out[i, :6], a, rtol=1e-9, atol=1e-9, err_msg=f"node {i}")
+        a = np.array(a)
+        np.testing.assert_array_equal(out[i, [0, 3, 4, 5]], a[[0, 3, 4, 5]], err_msg=f"node {i}")  # exact counts
+        # sums: float32 lanes of 64 elements carried in double (see kernels/monitor.h)
+        np.testing.assert_allclose(out[i, 1:3], a[1:3], rtol=1e-5, atol=1e-5 * np.sqrt(a[2]), err_msg=f"node {i}")
     assert out[0, 3] > 0  # zeros after the ReLU are counted
     bn, mean_abs, mean_var = r["bn"]
     np.testing.assert_allclose(out[bn, 6:], [mean_abs, mean_var], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.array(r["param"]), np.array(r["params"]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.array(r["param"]), np.array(r["params"]), rtol=1e-6, atol=1e-9)
     assert all(p[1] > 0 and p[3] > 0 and p[5] == steps for p in r["params"])
 
 

@@ -15,6 +15,7 @@
 #include "kernels/merge.h"
 #include "kernels/noise.h"
 #include "kernels/metric.h"
+#include "kernels/monitor.h"
 #include "kernels/pool2d.h"
 #include "kernels/resize.h"
 #include "optim/optim.h"
@@ -123,6 +124,9 @@ struct KernelTable {
   double (*loss)(T* dpred, const T* pred, const T* target, int N, int K, const LossParams& p);
   int64_t (*count_correct)(const T* pred, const T* target, int N, int K, bool sparse, double threshold);
   // metrics as per-batch sums (see metric.h); logits: 0 none, 1 softmax, 2 sigmoid.
+  // the training monitor's reductions over one range (see monitor.h).
+  void (*tensor_stats)(double* out, const T* y, int64_t n);
+  void (*param_norms)(double* out, const T* w, const T* g, const T* w0, int64_t n);
   void (*metric_sums)(double* out, const T* pred, const T* target, int N, int K, bool sparse, int logits,
                       const MetricSpec& s);
 

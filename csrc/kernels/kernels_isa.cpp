@@ -32,6 +32,7 @@ namespace {
 #include "kernels/ref/loss.inl"
 #include "kernels/ref/merge.inl"
 #include "kernels/ref/metric.inl"
+#include "kernels/ref/monitor.inl"
 #include "kernels/ref/noise.inl"
 #include "kernels/ref/pool2d.inl"
 #include "kernels/ref/resize.inl"
@@ -111,6 +112,8 @@ constexpr KernelTable<T> make_table() {
   t.resize_forward = resize_forward<T>;
   t.resize_backward = resize_backward<T>;
   t.metric_sums = metric_sums<T>;
+  t.tensor_stats = tensor_stats<T>;
+  t.param_norms = param_norms<T>;
   t.sgd_update = sgd_update<T>;
   t.adam_update = adam_update<T>;
   t.adaptive_update = adaptive_update<T>;

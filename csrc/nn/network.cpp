@@ -1049,32 +1049,6 @@ void Network<T>::set_monitoring(bool on) {
   mon_.interval = 1;
 }
 
-namespace {
-// Sums of squares of w, g and w - w0 over [b, e), in double, four lanes each (so that the loop
-// vectorises without reassociating a single sum).
-template <typename T>
-void sumsq3(const T* w, const T* g, const T* w0, int64_t b, int64_t e, double* acc) {
-  double sw[4] = {}, sg[4] = {}, sd[4] = {};
-  int64_t i = b;
-  for (; i + 4 <= e; i += 4)
-    for (int j = 0; j < 4; ++j) {
-      const double wv = double(w[i + j]), gv = double(g[i + j]), dv = wv - double(w0[i + j]);
-      sw[j] += wv * wv;
-      sg[j] += gv * gv;
-      sd[j] += dv * dv;
-    }
-  for (; i < e; ++i) {
-    const double wv = double(w[i]), gv = double(g[i]), dv = wv - double(w0[i]);
-    sw[0] += wv * wv;
-    sg[0] += gv * gv;
-    sd[0] += dv * dv;
-  }
-  acc[0] = (sw[0] + sw[1]) + (sw[2] + sw[3]);
-  acc[1] = (sg[0] + sg[1]) + (sg[2] + sg[3]);
-  acc[2] = (sd[0] + sd[1]) + (sd[2] + sd[3]);
-}
-}  // namespace
-
 template <typename T>
 void Network<T>::monitor_update() {
   // The step's norms per parameter tensor (|w| after the update, |g|, |dw| from the copy taken
@@ -1091,7 +1065,10 @@ void Network<T>::monitor_update() {
       const int64_t n = p->size;
       const int nb = n >= (int64_t(1) << 14) ? kBlocks : 1;
       parallel_for(nb, 1, [&](int64_t b0, int64_t b1, int) {
-        for (int64_t bk = b0; bk < b1; ++bk) sumsq3(w, g, w0, n * bk / nb, n * (bk + 1) / nb, part[bk]);
+        for (int64_t bk = b0; bk < b1; ++bk) {
+          const int64_t i0 = n * bk / nb;
+          k_.param_norms(part[bk], w + i0, g + i0, w0 + i0, n * (bk + 1) / nb - i0);
+        }
       });
       double ww = 0, gg = 0, dd = 0;
       for (int bk = 0; bk < nb; ++bk) {
@@ -1121,7 +1098,7 @@ void Network<T>::monitor_output(size_t node, const T* y, int N, int64_t per_samp
   // One read of a slice of the output just written: the interval's j-th step (from 0) reads
   // samples [j*k, j*k + k) mod N, k = ceil(N / interval), cut at N (so the interval covers the
   // batch positions).
-  // Per-thread partial sums in double, reduced in thread order.
+  // Per-thread partial sums (the kernel's, in double), reduced in thread order.
   constexpr int S = 6;
   const int64_t k = (int64_t(N) + mon_.interval - 1) / mon_.interval;
   const int64_t s0 = (mon_slices_ * k) % N, ns = std::min<int64_t>(k, N - s0);
@@ -1131,23 +1108,7 @@ void Network<T>::monitor_output(size_t node, const T* y, int N, int64_t per_samp
   double part[64][S] = {};
   parallel_region(nt, [&](int tid, int nth) {
     const int64_t i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
-    double s = 0, s2 = 0, z = 0, lo = 0, hi = 0;
-    for (int64_t i = i0; i < i1; ++i) {
-      const double v = double(y[i]), a = std::fabs(v);
-      s += v;
-      s2 += v * v;
-      z += v == 0.0;
-      lo += a <= 0.01;
-      hi += a >= 0.99;
-    }
-    {
-      part[tid][0] = double(i1 - i0);
-      part[tid][1] = s;
-      part[tid][2] = s2;
-      part[tid][3] = z;
-      part[tid][4] = lo;
-      part[tid][5] = hi;
-    }
+    k_.tensor_stats(part[tid], y + i0, i1 - i0);
   });
   double* o = mon_.out_step.data() + node * Monitor::kOutStats;
   for (int k2 = 0; k2 < Monitor::kOutStats; ++k2) o[k2] = 0.0;
