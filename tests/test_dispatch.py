@@ -92,3 +92,17 @@ def test_unsupported_isa_is_refused_not_run():
     for isa in higher:
         with pytest.raises(ValueError, match="not supported by this CPU"):
             cnnbp.ops.dense(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32), isa=isa)
+
+
+def test_the_build_under_test_is_the_one_asked_for():
+    """.ci/compilers runs the suite against other builds (clang; no OpenMP) put first on
+    PYTHONPATH and says which through these variables: the suite must really be running that build."""
+    info = _core.build_info()
+    compiler = os.environ.get("CNNBP_EXPECT_COMPILER")
+    if compiler:
+        assert compiler in info["compiler"].lower(), info
+    if os.environ.get("CNNBP_EXPECT_OPENMP") == "0":
+        assert info["openmp"] is None, info
+        assert cnnbp.get_num_threads() == 1  # no OpenMP: every kernel on the calling thread
+    elif info["openmp"] is None:
+        pytest.fail("this build has no OpenMP although none was asked for (CNNBP_OPENMP=AUTO found none?)")

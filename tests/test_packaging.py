@@ -19,7 +19,8 @@ def _tracked():
 
 
 def test_sdist_holds_the_tracked_files_and_no_untracked_one(tmp_path):
-    pytest.importorskip("build")
+    if not hasattr(pytest.importorskip("build"), "ProjectBuilder"):  # a build/ folder, not the package
+        pytest.skip("the 'build' package is not installed")
     pytest.importorskip("scikit_build_core")
     tracked = _tracked()
     src = tmp_path / "src"
@@ -40,3 +41,21 @@ def test_sdist_holds_the_tracked_files_and_no_untracked_one(tmp_path):
     with tarfile.open(sdist) as t:
         info = t.extractfile(next(m for m in t.getmembers() if m.name.endswith("/PKG-INFO"))).read().decode()
     assert "License :: OSI Approved :: MIT License" in info and "Programming Language :: Python :: 3.13" in info
+
+
+def test_version_is_defined_once():
+    """pyproject.toml holds the version; CMake reads it from there into the extension, so
+    cnnbp.__version__ equals the installed package's metadata."""
+    import importlib.metadata
+    import re
+
+    import cnnbp
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        declared = re.search(r'^version = "([0-9.]+)"$', f.read(), re.M).group(1)
+    assert cnnbp.__version__ == declared
+    try:
+        assert importlib.metadata.version("cnnbp") == declared
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("cnnbp is not installed as a distribution here")
+    with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
+        assert not re.search(r"project\(cnnbp VERSION [0-9]", f.read())  # no second copy

@@ -22,12 +22,18 @@ def run_py(code, timeout=120, **kw):
                           timeout=timeout, **kw)
 
 
+NEEDS_OPENMP = pytest.mark.skipif(_core.build_info()["openmp"] is None,
+                                  reason="a build without OpenMP runs every kernel on the calling thread")
+
+
+@NEEDS_OPENMP
 def test_set_num_threads_sets_the_region_size():
     for n in (1, 2, 3):
         cnnbp.set_num_threads(n)
         assert _core._threads_in_region() == n
 
 
+@NEEDS_OPENMP
 def test_omp_num_threads_is_the_default():
     env = dict(os.environ, OMP_NUM_THREADS="3")
     r = run_py("import cnnbp; from cnnbp import _core; print(cnnbp.get_num_threads(), _core._threads_in_region())",
@@ -35,6 +41,7 @@ def test_omp_num_threads_is_the_default():
     assert r.stdout.split() == ["3", "3"], r.stderr
 
 
+@NEEDS_OPENMP
 def test_forked_child_runs_single_threaded_and_does_not_hang():
     r = run_py("""
         import os, numpy as np, cnnbp

@@ -58,7 +58,8 @@ def show_config(file=None):
         f"built: {', '.join(_core.compiled_capabilities())})",
         f"  threads:            {_core.get_num_threads()}"
         + (" (a forked child: kernels run on the calling thread)" if _core._in_forked_child() else ""),
-        f"  OpenMP:             {info['openmp']}",
+        f"  OpenMP:             {info['openmp']}" if info["openmp"] is not None else
+        "  OpenMP:             not built in (CNNBP_OPENMP=OFF or not found): kernels run on the calling thread",
         f"  compiler:           {info['compiler']}",
     ]
     budget, source = _core.memory_budget()
