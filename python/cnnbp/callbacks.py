@@ -383,6 +383,7 @@ class GradientMonitor(Callback):
         self._streak = {}
         self._first_grad = {}
         self._open = False
+        self._left = 0
         self._epoch = 0
         self._loss = [0.0, 0]
 
@@ -402,7 +403,9 @@ class GradientMonitor(Callback):
         self._epoch = epoch
 
     def _start(self):
-        self.model.network.monitor_next(self.every)
+        net = self.model.network
+        net.monitor_next(self.every)
+        self._left = self.every - net.iterations % self.every  # intervals end at multiples of every
         self._loss = [0.0, 0]
         self._open = True
 
@@ -411,11 +414,14 @@ class GradientMonitor(Callback):
             self._start()
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("batch_loss")
-        if loss is not None:
-            self._loss[0] += float(loss)
-            self._loss[1] += 1
-        if self._open and self.model.network.iterations % self.every == 0:
+        # (every step passes here: kept to a few Python operations)
+        if logs is not None:
+            loss = logs.get("batch_loss")
+            if loss is not None:
+                self._loss[0] += loss
+                self._loss[1] += 1
+        self._left -= 1
+        if self._left <= 0 and self._open:
             self._flush()
             self._start()
 
