@@ -55,16 +55,8 @@ namespace {
 thread_local int tl_pinned_threads = 0;  // > 0 inside a ThreadScope on this thread
 }  // namespace
 
-#if defined(__x86_64__) || defined(_M_X64)
-static inline unsigned fp_state() { return _mm_getcsr(); }
-static inline void restore_fp_state(unsigned s) { _mm_setcsr(s); }
-#else
-static inline unsigned fp_state() { return 0; }
-static inline void restore_fp_state(unsigned) {}
-#endif
-
 FpStateScope::FpStateScope() : saved_(fp_state()) {}
-FpStateScope::~FpStateScope() { restore_fp_state(saved_); }
+FpStateScope::~FpStateScope() { set_fp_state(saved_); }
 
 ThreadScope::ThreadScope(int n) : saved_(tl_pinned_threads) { tl_pinned_threads = n < 1 ? 1 : n; }
 ThreadScope::~ThreadScope() { tl_pinned_threads = saved_; }

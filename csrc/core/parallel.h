@@ -59,17 +59,20 @@ class ThreadScope {
 // subnormal gradients would otherwise slow every instruction that touches them; the thread's
 // previous floating-point state is restored on the way out, so the caller's stays as it was.
 // (Free functions with internal linkage: this header is compiled into every ISA's object.)
+// fp_state/set_fp_state read and write that word (MXCSR on x86-64; nothing elsewhere yet).
 #if defined(__x86_64__) || defined(_M_X64)
+static inline unsigned fp_state() { return _mm_getcsr(); }
+static inline void set_fp_state(unsigned s) { _mm_setcsr(s); }
+#else
+static inline unsigned fp_state() { return 0; }
+static inline void set_fp_state(unsigned) {}
+#endif
 static inline unsigned enter_flush_denormals() {
-  const unsigned saved = _mm_getcsr();
-  _mm_setcsr(saved | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+  const unsigned saved = fp_state();
+  set_fp_state(saved | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6) (no-op where there is no MXCSR)
   return saved;
 }
-static inline void leave_flush_denormals(unsigned saved) { _mm_setcsr(saved); }
-#else
-static inline unsigned enter_flush_denormals() { return 0; }
-static inline void leave_flush_denormals(unsigned) {}
-#endif
+static inline void leave_flush_denormals(unsigned saved) { set_fp_state(saved); }
 
 // Number of threads parallel_for will use for n items with at least min_per_thread each.
 static inline int threads_for(int64_t n, int64_t min_per_thread) {

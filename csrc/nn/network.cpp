@@ -1057,12 +1057,11 @@ void Network<T>::monitor_update() {
   double part[kBlocks][3];
   size_t q = 0;
   for (const auto& l : layers_)
-    for (const ParamInfo& pi : l->params) {
-      const ParamInfo* p = &pi;
-      const T* w = params_.data() + p->offset;
-      const T* g = grads_.data() + p->offset;
-      const T* w0 = mon_before_.data() + p->offset;
-      const int64_t n = p->size;
+    for (const ParamInfo& p : l->params) {
+      const T* w = params_.data() + p.offset;
+      const T* g = grads_.data() + p.offset;
+      const T* w0 = mon_before_.data() + p.offset;
+      const int64_t n = p.size;
       const int nb = n >= (int64_t(1) << 14) ? kBlocks : 1;
       parallel_for(nb, 1, [&](int64_t b0, int64_t b1, int) {
         for (int64_t bk = b0; bk < b1; ++bk) {
