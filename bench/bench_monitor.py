@@ -1,5 +1,6 @@
 """What the GradientMonitor costs: training images/s of a reference model through fit() without
-the monitor, with it every 100 steps (the default) and every step, in alternating rounds (each
+the monitor, with it every 100 steps (the default: 10 of them read), every 100 steps reading
+all 100, and every step, in alternating rounds (each
 round times every variant once, so drift hits all alike); medians and ratios.
 
     python bench/bench_monitor.py [--model seed] [--threads 2] [--rounds 7] [--images 32000]
@@ -30,12 +31,13 @@ def main():
     model = cnnbp.applications.MODELS[a.model](shape, 10)
     model.compile(optimizer=cnnbp.optimizers.Adam() if opt == "adam" else cnnbp.optimizers.SGD(0.01, momentum=0.9),
                   loss="sparse_categorical_crossentropy")
-    variants = {"off": None, "every=100": 100, "every=1": 1}
+    variants = {"off": None, "every=100": (100, None), "every=100 samples=100": (100, 100), "every=1": (1, None)}
     times = {k: [] for k in variants}
     model.fit(x[: batch * 20], y[: batch * 20], batch_size=batch, verbose=0)  # warm-up: plans, pages
     for _ in range(a.rounds):
         for name, every in variants.items():
-            cbs = [] if every is None else [cnnbp.callbacks.GradientMonitor(every=every, warn=False)]
+            cbs = [] if every is None else [cnnbp.callbacks.GradientMonitor(every=every[0], samples=every[1],
+                                                                            warn=False)]
             t = time.perf_counter()
             model.fit(x, y, batch_size=batch, verbose=0, shuffle=False, callbacks=cbs)
             times[name].append(time.perf_counter() - t)
@@ -44,7 +46,7 @@ def main():
           f"kernels, median of {a.rounds} rounds")
     for name in variants:
         med = float(np.median(times[name]))
-        print(f"  monitor {name:10s} {a.images / med:9.0f} images/s   time x{med / base:.3f}")
+        print(f"  monitor {name:22s} {a.images / med:9.0f} images/s   time x{med / base:.3f}")
 
 
 if __name__ == "__main__":

@@ -113,12 +113,17 @@ net = m.network
 net.monitoring = True
 m.fit(x, y, epochs=2, batch_size=7, verbose=0)  # some momentum first
 n = len(net.layer_info())
-steps = int(sys.argv[1])
-net.monitor_next(steps)
-k = -(-7 // steps)  # the samples each step reads of every output
-acts, params = [], []
-for j in range(steps):
+steps, samples = int(sys.argv[1]), int(sys.argv[2])
+net.monitor_next(steps, samples)
+k = -(-7 // samples)  # the samples each read step reads of every output
+acts, params, reads = [], [], 0
+for jj in range(steps):
     net.forward(x, training=True, keep=list(range(n)))
+    if (jj * samples) % steps >= samples:  # a step not read: counted only
+        net.backward(y.astype(np.float32))
+        net.apply_update()
+        continue
+    j, reads = reads, reads + 1
     lo = (j * k) % 7
     for i in range(n - 1):  # the softmax is fused into the loss
         a = np.array(net.activation(i), dtype=np.float64)[lo:lo + k]
@@ -150,29 +155,33 @@ for j in range(steps):
                 params.append(st)
             q += 1
 s = net.monitor_stats()
-print(json.dumps({"step": s["step"], "steps": s["steps"], "iterations": net.iterations, "output": s["output"].tolist(),
+print(json.dumps({"step": s["step"], "steps": s["steps"], "sampled": s["sampled"], "reads": reads, "iterations": net.iterations, "output": s["output"].tolist(),
                   "param": s["param"].tolist(), "acts": acts, "params": params, "bn": [bn] + bn_sum,
                   "sizes": sizes}))
 """
 
 
-@pytest.mark.parametrize("isa,steps", [(i, 1) for i in ISAS if i != "avx2-wide"] + [("baseline", 3), (ISAS[-1], 3)])
-def test_monitor_statistics_equal_numpy(isa, steps):
+@pytest.mark.parametrize("isa,steps,samples", [(i, 1, 1) for i in ISAS if i != "avx2-wide"]
+                         + [("baseline", 3, 3), (ISAS[-1], 3, 3), ("baseline", 5, 2), (ISAS[-1], 5, 2)])
+def test_monitor_statistics_equal_numpy(isa, steps, samples):
     """The statistics of a monitored interval (taken inside the C++ passes) equal numpy's (counts
-    exactly, sums to float32 rounding) on the same activations, gradients and weights (read through forward(keep=...), flat_grads,
-    flat_params), on every kernel path: one step (every output read whole), and an interval of
-    three steps over a batch of 7 (each step reads its own slice of 3, 3 and 1 samples; the
-    parameter statistics are summed or maximised over the three updates)."""
+    exactly, sums to float32 rounding) on the same activations, gradients and weights (read through
+    forward(keep=...), flat_grads, flat_params), on every kernel path: one step (every output read
+    whole); an interval of three steps over a batch of 7, all read (each step reads its own slice
+    of 3, 3 and 1 samples; the parameter statistics are summed or maximised over the three
+    updates); and an interval of five steps of which two are read (steps 0 and 3, slices of 4 and
+    3 samples), the other three counted but adding nothing."""
     import json
     import os
     import subprocess
     import sys
     env = dict(os.environ, CNNBP_CPU_CAPABILITY=isa)
-    p = subprocess.run([sys.executable, "-c", _MONITOR_SCRIPT, str(steps)], env=env, capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run([sys.executable, "-c", _MONITOR_SCRIPT, str(steps), str(samples)], env=env, capture_output=True,
+                       text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout)
     assert r["step"] == r["iterations"] == 2 + steps and r["steps"] == steps
+    assert r["sampled"] == r["reads"] == samples
     out = np.array(r["output"])
     for i, a in enumerate(r["acts"]):
         if i == 2:  # Flatten: a view of the BatchNormalization's output, no pass of its own
@@ -187,7 +196,7 @@ def test_monitor_statistics_equal_numpy(isa, steps):
     bn, mean_abs, mean_var = r["bn"]
     np.testing.assert_allclose(out[bn, 6:], [mean_abs, mean_var], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.array(r["param"]), np.array(r["params"]), rtol=1e-6, atol=1e-9)
-    assert all(p[1] > 0 and p[3] > 0 and p[5] == steps for p in r["params"])
+    assert all(p[1] > 0 and p[3] > 0 and p[5] == samples for p in r["params"])
 
 
 def _broken_and_healthy(x, y, broken):
@@ -258,7 +267,7 @@ def test_monitor_warns_once_per_layer_through_warnings_and_writes_csv(bundled, t
     m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     m.count_params()  # builds it
     m.get_layer("dead").bias[...] = -100.0
-    mon = cnnbp.callbacks.GradientMonitor(every=7, log_dir=str(tmp_path / "run"))
+    mon = cnnbp.callbacks.GradientMonitor(every=7, samples=3, log_dir=str(tmp_path / "run"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         h = m.fit(x, y, epochs=1, batch_size=100, verbose=0, callbacks=[mon])
@@ -272,6 +281,9 @@ def test_monitor_warns_once_per_layer_through_warnings_and_writes_csv(bundled, t
     per_step = {int(r["step"]): (int(r["steps"]), float(r["loss"])) for r in rows}
     assert sorted(per_step) == [7, 14, 21, 28, 30]
     assert [per_step[k][0] for k in sorted(per_step)] == [7, 7, 7, 7, 2]
+    # 3 of every 7 steps read (steps 0, 3 and 5 of each interval; the last interval's 0 only)
+    sampled = {int(r["step"]): int(r["sampled"]) for r in rows}
+    assert [sampled[k] for k in sorted(sampled)] == [3, 3, 3, 3, 1]
     # each record's loss is its interval's mean batch loss: weighted by steps, the epoch's loss
     total = sum(n * v for n, v in per_step.values()) / 30
     np.testing.assert_allclose(total, h.history["loss"][0], rtol=1e-5)
@@ -325,3 +337,32 @@ def test_monitor_arguments():
         cnnbp.callbacks.GradientMonitor(every=0)
     with pytest.raises(ValueError, match="window must be a positive int"):
         cnnbp.callbacks.GradientMonitor(window=1.5)
+    assert cnnbp.callbacks.GradientMonitor(every=100).samples == 10
+    assert cnnbp.callbacks.GradientMonitor(every=4).samples == 4
+    for bad in (0, 5, 2.0, True):
+        with pytest.raises(ValueError, match=r"samples must be an int in \[1, every=4\]"):
+            cnnbp.callbacks.GradientMonitor(every=4, samples=bad)
+
+
+def test_monitor_next_rejects_bad_arguments_and_counts_unread_steps():
+    from cnnbp import layers as L
+    m = cnnbp.Sequential([L.Input((4,)), L.Dense(3, activation="softmax")])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.ones((5, 4), np.float32), np.zeros(5)
+    net = m.network
+    net.monitoring = True
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        net.monitor_next(0)
+    with pytest.raises(ValueError, match="samples must be >= 0"):
+        net.monitor_next(4, -1)
+    net.monitor_next(4, 9)  # more samples than steps: every step read
+    for _ in range(4):
+        m.train_on_batch(x, y)
+    s = net.monitor_stats()
+    assert (s["steps"], s["sampled"]) == (4, 4)
+    net.monitor_next(4, 1)  # the first of every 4
+    for _ in range(6):
+        m.train_on_batch(x, y)
+    s = net.monitor_stats()
+    assert (s["steps"], s["sampled"], s["step"]) == (6, 2, 10)
+    assert s["output"][0, 0] == 2 * 5 * 3  # two reads of ceil(5 / 1) samples

@@ -562,13 +562,15 @@ void bind_network(py::module_& m, const char* cls) {
                     },
                     "Whether the training monitor can be armed (allocates a copy of the parameters).")
       .def("monitor_next",
-           [](Net& n, int steps) {
+           [](Net& n, int steps, int samples) {
              std::lock_guard<std::mutex> g(n.mutex());
-             n.monitor_next(steps);
+             n.monitor_next(steps, samples);
            },
-           py::arg("steps") = 1,
-           "Start an interval: the next training steps (each that completes an update) add to the "
-           "statistics until the next call; each reads ceil(batch / steps) samples of every output.")
+           py::arg("steps") = 1, py::arg("samples") = 0,
+           "Start an interval: the next training steps (each that completes an update) count in it "
+           "until the next call, and `samples` of every `steps` of them (0: all; spread evenly, the "
+           "first always) are read: their parameter norms, and ceil(batch / samples) samples of every "
+           "output each.")
       .def("monitor_stats",
            [](Net& n) {
              std::lock_guard<std::mutex> g(n.mutex());
@@ -585,16 +587,18 @@ void bind_network(py::module_& m, const char* cls) {
              py::dict d;
              d["step"] = m.step;
              d["steps"] = m.steps;
+             d["sampled"] = m.sampled;
              d["output"] = out;
              d["param"] = par;
              d["param_names"] = pnames;
              return d;
            },
            "The statistics of the interval since monitor_next: step (iterations after its last step), "
-           "steps (how many it holds), output [nodes, 8] summed over its steps: elements, sum, sum of "
-           "squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch "
-           "variance (per step); param [tensors, 6]: sums over its steps of |w|, |g| and |update|/|w|, "
-           "the largest |g| and |update|/|w|, the steps with |w| > 0; param_names [(node, name)].")
+           "steps (how many it holds), sampled (of which read), output [nodes, 8] summed over the read "
+           "steps: elements, sum, sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean "
+           "|batch mean| and mean batch variance (per step); param [tensors, 6]: sums over the read "
+           "steps of |w|, |g| and |update|/|w|, the largest |g| and |update|/|w|, the read steps with "
+           "|w| > 0; param_names [(node, name)].")
       .def("profile",
            [](Net& n) {
              std::lock_guard<std::mutex> g(n.mutex());

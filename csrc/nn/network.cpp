@@ -590,7 +590,11 @@ void Network<T>::check_finite(const T* p, int64_t n, const Layer<T>& l, const ch
 
 template <typename T>
 void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold) {
-  if (training && monitor_armed_) std::fill(mon_.out_step.begin(), mon_.out_step.end(), 0.0);
+  if (training) {  // (an inference pass between a training pass and its update changes nothing)
+    monitor_read_ = monitor_armed_ &&
+                    (mon_passes_ % mon_.interval) * int64_t(mon_.samples) % mon_.interval < mon_.samples;
+    if (monitor_read_) std::fill(mon_.out_step.begin(), mon_.out_step.end(), 0.0);
+  }
   x_ = x;
   backward_ready_ = false;
   fold = fold && folding_ && !training;
@@ -619,14 +623,15 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
     }
     l.forward_n(k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
     aslot_owner_[aslot_[i]] = int(i);
-    if (monitor_armed_ && training) monitor_output(i, out_ptr(int(i)), N, l.out_size);
+    if (training && monitor_read_) monitor_output(i, out_ptr(int(i)), N, l.out_size);
     if (profiling_) prof_.forward[i] += now_s() - t0;
     if (check_numerics_ && training) check_finite(out_ptr(int(i)), N * l.out_size, l, "output");
   }
   if (training) state_pending_ = num_state_ > 0;
   if (training && monitor_armed_) {
-    monitor_update_ = true;  // the update that follows this pass adds it to the interval
-    ++mon_slices_;
+    monitor_update_ = true;  // the update that follows this pass counts in the interval
+    ++mon_passes_;
+    if (monitor_read_) ++mon_slices_;  // (training && monitor_armed_ here)
   }
   last_N_ = N;
   last_upto_ = upto;
@@ -972,8 +977,12 @@ void Network<T>::apply_update() {
   if (grad_cfg_.schedule.kind != ScheduleKind::constant) opt_.lr = schedule_lr(grad_cfg_.schedule, double(iterations_));
   ++iterations_;
   regularize_and_clip();
-  const bool mon = monitor_update_;
-  monitor_update_ = false;
+  const bool counted = monitor_update_, mon = counted && monitor_read_;
+  monitor_update_ = monitor_read_ = false;
+  if (counted) {
+    ++mon_.steps;
+    mon_.step = iterations_;
+  }
   if (mon && num_params_ > 0) std::memcpy(mon_before_.data(), params_.data(), sizeof(T) * size_t(num_params_));
   AdaptiveParams ah{opt_.kind, opt_.lr, opt_.lr * opt_.weight_decay, opt_.beta1, opt_.beta2, opt_.rho, opt_.eps,
                     opt_.momentum, opt_.centered, 0.0, 0.0, 0.0};
@@ -1020,14 +1029,16 @@ void Network<T>::apply_update() {
 }
 
 template <typename T>
-void Network<T>::monitor_next(int steps) {
+void Network<T>::monitor_next(int steps, int samples) {
   CNNBP_CHECK(steps >= 1, "monitor_next: steps must be >= 1, got ", steps);
+  CNNBP_CHECK(samples >= 0, "monitor_next: samples must be >= 0 (0: every step), got ", samples);
   if (!monitoring_) return;
   monitor_armed_ = true;
-  monitor_update_ = false;  // a forward pass before this call belongs to no interval
+  monitor_update_ = monitor_read_ = false;  // a forward pass before this call belongs to no interval
   mon_.interval = steps;
-  mon_.steps = 0;
-  mon_slices_ = 0;
+  mon_.samples = samples == 0 ? steps : std::min(samples, steps);
+  mon_.steps = mon_.sampled = 0;
+  mon_passes_ = mon_slices_ = 0;
   std::fill(mon_.out.begin(), mon_.out.end(), 0.0);
   std::fill(mon_.param.begin(), mon_.param.end(), 0.0);
 }
@@ -1036,7 +1047,7 @@ template <typename T>
 void Network<T>::set_monitoring(bool on) {
   CNNBP_CHECK(finalized_, "model is not built");
   monitoring_ = on;
-  monitor_armed_ = monitor_update_ = false;
+  monitor_armed_ = monitor_update_ = monitor_read_ = false;
   if (!on) return;
   mon_before_.reserve(size_t(num_params_) + 16);
   mon_.out.assign(layers_.size() * Monitor::kOutStats, 0.0);
@@ -1045,8 +1056,8 @@ void Network<T>::set_monitoring(bool on) {
   for (size_t i = 0; i < layers_.size(); ++i)
     for (size_t p = 0; p < layers_[i]->params.size(); ++p) mon_.param_node.push_back(int(i));
   mon_.param.assign(Monitor::kParamStats * mon_.param_node.size(), 0.0);
-  mon_.step = mon_.steps = 0;
-  mon_.interval = 1;
+  mon_.step = mon_.steps = mon_.sampled = 0;
+  mon_.interval = mon_.samples = 1;
 }
 
 template <typename T>
@@ -1088,18 +1099,17 @@ void Network<T>::monitor_update() {
       ++q;
     }
   for (size_t k = 0; k < mon_.out.size(); ++k) mon_.out[k] += mon_.out_step[k];
-  ++mon_.steps;
-  mon_.step = iterations_;
+  ++mon_.sampled;
 }
 
 template <typename T>
 void Network<T>::monitor_output(size_t node, const T* y, int N, int64_t per_sample) {
-  // One read of a slice of the output just written: the interval's j-th step (from 0) reads
-  // samples [j*k, j*k + k) mod N, k = ceil(N / interval), cut at N (so the interval covers the
+  // One read of a slice of the output just written: the interval's j-th read step (from 0) reads
+  // samples [j*k, j*k + k) mod N, k = ceil(N / samples), cut at N (so the interval covers the
   // batch positions).
   // Per-thread partial sums (the kernel's, in double), reduced in thread order.
   constexpr int S = 6;
-  const int64_t k = (int64_t(N) + mon_.interval - 1) / mon_.interval;
+  const int64_t k = (int64_t(N) + mon_.samples - 1) / mon_.samples;
   const int64_t s0 = (mon_slices_ * k) % N, ns = std::min<int64_t>(k, N - s0);
   y += s0 * per_sample;
   const int64_t n = ns * per_sample;

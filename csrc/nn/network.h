@@ -197,32 +197,36 @@ class Network {
   bool check_numerics() const { return check_numerics_; }
   const Profile& profile() const { return prof_; }
 
-  // Training monitor (off by default). monitor_next(steps) opens an interval: each of the next
-  // training steps that completes an update adds to the statistics, until the next monitor_next.
-  // Every step contributes the norms of every parameter tensor, its gradient and its update, and a
-  // slice of ceil(N / steps) samples of every node's output, read right after it is written (the
-  // slice moves through the batch from step to step, so an interval of `steps` steps reads about
-  // one batch in all, spread over the interval). Read with monitor().
+  // Training monitor (off by default). monitor_next(steps, samples) opens an interval: each of the
+  // next training steps that completes an update counts in it, until the next monitor_next, and
+  // `samples` of every `steps` of them (spread evenly: the j-th, from 0, when (j mod steps) *
+  // samples mod steps < samples, so the first always) are read. A read step contributes the norms
+  // of every parameter tensor, its gradient and its update, and a slice of ceil(N / samples)
+  // samples of every node's output, read right after it is written (the slice moves through the
+  // batch from read to read, so an interval reads about one batch in all, spread over it). A step
+  // not read costs a counter. Read with monitor().
   struct Monitor {
-    // per node, kOutStats values summed over the interval: elements, sum, sum of squares, exact
+    // per node, kOutStats values summed over the read steps: elements, sum, sum of squares, exact
     // zeros, |y| <= 0.01, |y| >= 0.99, then for a BatchNormalization the mean over channels of
-    // |batch mean| and of the batch variance, summed over steps (0 otherwise). A node the step did
-    // not run (a view, a final activation fused into the loss) has 0 elements.
+    // |batch mean| and of the batch variance, summed over the read steps (0 otherwise). A node the
+    // step did not run (a view, a final activation fused into the loss) has 0 elements.
     static constexpr int kOutStats = 8;
-    // per parameter tensor (node order), kParamStats values over the interval's steps: sums of
-    // |w| (after the update), |g| and |dw|/|w| (steps with |w| > 0), the largest |g| and |dw|/|w|,
-    // the number of steps with |w| > 0.
+    // per parameter tensor (node order), kParamStats values over the read steps: sums of |w|
+    // (after the update), |g| and |dw|/|w| (steps with |w| > 0), the largest |g| and |dw|/|w|,
+    // the number of read steps with |w| > 0.
     static constexpr int kParamStats = 6;
     std::vector<double> out, out_step;  // out_step: the current step's, added at its update
     std::vector<double> param;
     std::vector<int> param_node;  // the node of each parameter tensor
-    int64_t step = 0;             // the iteration of the last step added (0: none yet)
-    int64_t steps = 0;            // steps added since monitor_next
-    int interval = 1;             // the steps asked for at monitor_next (sets the slice per step)
+    int64_t step = 0;             // the iteration of the last step counted (0: none yet)
+    int64_t steps = 0;            // steps counted since monitor_next
+    int64_t sampled = 0;          // of which read
+    int interval = 1;             // the steps asked for at monitor_next
+    int samples = 1;              // of which to read
   };
   void set_monitoring(bool on);
   bool monitoring() const { return monitoring_; }
-  void monitor_next(int steps = 1);
+  void monitor_next(int steps = 1, int samples = 0);  // samples 0: every step
   const Monitor& monitor() const { return mon_; }
 
   // Validation helpers for the API edge.
@@ -254,8 +258,9 @@ class Network {
 
   void monitor_output(size_t node, const T* y, int N, int64_t per_sample);
   void monitor_update();  // apply_update's monitor part: the step's norms and outputs
-  bool monitoring_ = false, monitor_armed_ = false, monitor_update_ = false;
-  int64_t mon_slices_ = 0;  // training passes in this interval so far (moves the output slice)
+  bool monitoring_ = false, monitor_armed_ = false, monitor_update_ = false, monitor_read_ = false;
+  int64_t mon_passes_ = 0;  // training passes in this interval so far (picks the steps read)
+  int64_t mon_slices_ = 0;  // of which read (moves the output slice)
   Monitor mon_;
   Buffer<T> mon_before_;  // the parameters before a monitored update
 

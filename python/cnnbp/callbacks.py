@@ -333,18 +333,21 @@ def _node_outputs(model, names):
 class GradientMonitor(Callback):
     """What backpropagation is doing, layer by layer, from inside the C++ step.
 
-    Training is cut into intervals of ``every`` steps and each interval gives one record,
-    aggregated over all of its steps. Every step adds, for each weight tensor, its norm, its
-    gradient's norm and the update/weight ratio ``||dw|| / ||w||`` (taken at the update: one copy
-    of the parameters and one read of weights and gradients), and for each layer's output a slice
-    of ``ceil(batch / every)`` samples read right after the output is written (the slice moves
-    through the batch from step to step, so an interval reads about one batch in all, spread over
-    its steps): mean, standard deviation, fraction of zeros (dead ReLU units) and fraction
-    saturated (sigmoid within 0.01 of 0 or 1, tanh beyond 0.99 in magnitude); for
-    BatchNormalization the batch statistics (mean |mean| and mean variance over channels). A record
-    gives the interval's means (``grad_norm``, ``update_ratio``, ``weight_norm``, ``loss``) and its
-    largest per-step values (``grad_norm_max``, ``update_ratio_max``); ``steps`` says how many steps
-    it holds (the last interval of a run may be shorter).
+    Training is cut into intervals of ``every`` steps and each interval gives one record. Of its
+    steps, ``samples`` (default ``min(every, 10)``, spread evenly over the interval, the first
+    always) are read inside the C++ step; the others cost a counter. A read step adds, for each
+    weight tensor, its norm, its gradient's norm and the update/weight ratio ``||dw|| / ||w||``
+    (taken at the update: one copy of the parameters and one read of weights and gradients), and
+    for each layer's output a slice of ``ceil(batch / samples)`` samples read right after the
+    output is written (the slice moves through the batch from read to read, so an interval reads
+    about one batch in all, spread over it): mean, standard deviation, fraction of zeros (dead ReLU
+    units) and fraction saturated (sigmoid within 0.01 of 0 or 1, tanh beyond 0.99 in magnitude);
+    for BatchNormalization the batch statistics (mean |mean| and mean variance over channels). A
+    record gives the means over the read steps (``grad_norm``, ``update_ratio``, ``weight_norm``),
+    their largest values (``grad_norm_max``, ``update_ratio_max``), and the mean batch loss over
+    all of the interval's steps (``loss``); ``steps`` says how many steps it holds (the last
+    interval of a run may be shorter) and ``sampled`` how many of them were read. ``samples=every``
+    reads every step.
 
     Rows go to ``frame()`` (a pandas DataFrame when pandas is installed, else a dict of numpy
     arrays) and, with ``log_dir``, to ``log_dir/gradients.csv``. Plain-language warnings
@@ -353,8 +356,8 @@ class GradientMonitor(Callback):
 
     - vanishing gradients: a kernel's mean gradient norm below ``1e-4`` of the last layer's for
       ``window`` intervals in a row;
-    - exploding gradients: a kernel's gradient norm at some step 100x its first interval's mean,
-      or an update/weight ratio above ``0.1`` at some step;
+    - exploding gradients: a kernel's gradient norm at some read step 100x its first interval's
+      mean, or an update/weight ratio above ``0.1`` at some read step;
     - dead ReLU layer: more than 90 % of its outputs exactly zero for ``window`` intervals;
     - saturation: more than 90 % of a sigmoid/tanh layer's outputs saturated for ``window`` intervals;
     - learning rate: the median over the kernels of their largest update/weight ratio in an
@@ -369,10 +372,15 @@ class GradientMonitor(Callback):
     DEAD = 0.9
     SATURATED = 0.9
 
-    def __init__(self, every=100, log_dir=None, window=3, warn=True, print_fn=None):
+    def __init__(self, every=100, log_dir=None, window=3, warn=True, print_fn=None, samples=None):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"GradientMonitor: every must be a positive int, got {every!r}")
+        if samples is None:
+            samples = min(every, 10)
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= every:
+            raise ValueError(f"GradientMonitor: samples must be an int in [1, every={every}], got {samples!r}")
+        self.samples = samples
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"GradientMonitor: window must be a positive int, got {window!r}")
         self.every, self.log_dir, self.window, self.warn = every, log_dir, window, bool(warn)
@@ -404,7 +412,7 @@ class GradientMonitor(Callback):
 
     def _start(self):
         net = self.model.network
-        net.monitor_next(self.every)
+        net.monitor_next(self.every, self.samples)
         self._left = self.every - net.iterations % self.every  # intervals end at multiples of every
         self._loss = [0.0, 0]
         self._open = True
@@ -435,11 +443,11 @@ class GradientMonitor(Callback):
 
     def _flush(self):
         s = self.model.network.monitor_stats()
-        if s["steps"] > 0:
+        if s["sampled"] > 0:
             self._record(s, self._loss[0] / self._loss[1] if self._loss[1] else None)
 
     # -- recording ------------------------------------------------------------------------------
-    _COLUMNS = ("step", "steps", "epoch", "layer", "kind", "tensor", "mean", "std", "zero_fraction",
+    _COLUMNS = ("step", "steps", "sampled", "epoch", "layer", "kind", "tensor", "mean", "std", "zero_fraction",
                 "saturated_fraction", "batch_mean", "batch_var", "weight_norm", "grad_norm", "grad_norm_max",
                 "update_ratio", "update_ratio_max", "loss")
 
@@ -450,8 +458,8 @@ class GradientMonitor(Callback):
         return row
 
     def _record(self, s, loss):
-        step, steps = int(s["step"]), int(s["steps"])
-        base = dict(step=step, steps=steps, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
+        step, steps = int(s["step"]), int(s["sampled"])  # (the means are over the read steps)
+        base = dict(step=step, steps=int(s["steps"]), sampled=steps, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
         out, par = s["output"], s["param"]
         for i, node in enumerate(self._names):
             n = out[i, 0]
