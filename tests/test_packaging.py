@@ -59,3 +59,48 @@ def test_version_is_defined_once():
         pytest.skip("cnnbp is not installed as a distribution here")
     with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
         assert not re.search(r"project\(cnnbp VERSION [0-9]", f.read())  # no second copy
+
+
+def test_core_stub_matches_the_built_module():
+    """python/cnnbp/_core.pyi (what editors and type checkers read) names every function, class
+    and method of the built extension with the argument names its bindings declare."""
+    import ast
+    import inspect
+    import os
+    import re
+    import cnnbp
+    from cnnbp import _core
+    path = os.path.join(os.path.dirname(cnnbp.__file__), "_core.pyi")
+    if not os.path.exists(path):  # an installed wheel may carry it elsewhere
+        path = os.path.join(os.path.dirname(__file__), "..", "python", "cnnbp", "_core.pyi")
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+
+    def runtime_args(obj, name):
+        # pybind11 puts the signature(s) on the docstring's first line(s): name(arg: type, ...) -> ...
+        sigs = re.findall(rf"^(?:\d+\. )?{re.escape(name)}\((.*)\) ->", obj.__doc__ or "", re.M)
+        return [[a.split(":")[0].strip().lstrip("*") for a in re.split(r",\s*(?![^\[]*\])", s) if a.strip()]
+                for s in sigs]
+
+    checked = 0
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            assert hasattr(_core, node.name), node.name
+            want = [a.arg for a in node.args.args]
+            assert want in runtime_args(getattr(_core, node.name), node.name), node.name
+            checked += 1
+        elif isinstance(node, ast.ClassDef) and hasattr(_core, node.name):
+            cls = getattr(_core, node.name)
+            for f in node.body:
+                if not isinstance(f, ast.FunctionDef) or f.name.startswith("__"):
+                    continue
+                member = inspect.getattr_static(cls, f.name, None)
+                assert member is not None, f"{node.name}.{f.name} is in the stub, not in the module"
+                if isinstance(member, property):
+                    continue
+                fn = getattr(cls, f.name)
+                want = [a.arg for a in f.args.args]
+                got = runtime_args(fn, f.name)
+                assert want in got, f"{node.name}.{f.name}: stub {want}, module {got}"
+                checked += 1
+    assert checked > 50

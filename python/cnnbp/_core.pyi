@@ -79,13 +79,13 @@ class Network32:
         """
         The metric sums of the last batch (a copy).
         """
-    def monitor_next(self, steps: int = 1) -> None:
+    def monitor_next(self, steps: int = 1, samples: int = 0) -> None:
         """
-        Start an interval: the next training steps (each that completes an update) add to the statistics until the next call; each reads ceil(batch / steps) samples of every output.
+        Start an interval: the next training steps (each that completes an update) count in it until the next call, and `samples` of every `steps` of them (0: all; spread evenly, the first always) are read: their parameter norms, and ceil(batch / samples) samples of every output each.
         """
     def monitor_stats(self) -> dict:
         """
-        The statistics of the interval since monitor_next: step (iterations after its last step), steps (how many it holds), output [nodes, 8] summed over its steps: elements, sum, sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch variance (per step); param [tensors, 6]: sums over its steps of |w|, |g| and |update|/|w|, the largest |g| and |update|/|w|, the steps with |w| > 0; param_names [(node, name)].
+        The statistics of the interval since monitor_next: step (iterations after its last step), steps (how many it holds), sampled (of which read), output [nodes, 8] summed over the read steps: elements, sum, sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch variance (per step); param [tensors, 6]: sums over the read steps of |w|, |g| and |update|/|w|, the largest |g| and |update|/|w|, the read steps with |w| > 0; param_names [(node, name)].
         """
     def optimizer_state(self) -> list:
         """
@@ -297,13 +297,13 @@ class Network64:
         """
         The metric sums of the last batch (a copy).
         """
-    def monitor_next(self, steps: int = 1) -> None:
+    def monitor_next(self, steps: int = 1, samples: int = 0) -> None:
         """
-        Start an interval: the next training steps (each that completes an update) add to the statistics until the next call; each reads ceil(batch / steps) samples of every output.
+        Start an interval: the next training steps (each that completes an update) count in it until the next call, and `samples` of every `steps` of them (0: all; spread evenly, the first always) are read: their parameter norms, and ceil(batch / samples) samples of every output each.
         """
     def monitor_stats(self) -> dict:
         """
-        The statistics of the interval since monitor_next: step (iterations after its last step), steps (how many it holds), output [nodes, 8] summed over its steps: elements, sum, sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch variance (per step); param [tensors, 6]: sums over its steps of |w|, |g| and |update|/|w|, the largest |g| and |update|/|w|, the steps with |w| > 0; param_names [(node, name)].
+        The statistics of the interval since monitor_next: step (iterations after its last step), steps (how many it holds), sampled (of which read), output [nodes, 8] summed over the read steps: elements, sum, sum of squares, zeros, |y|<=0.01, |y|>=0.99, BatchNormalization mean |batch mean| and mean batch variance (per step); param [tensors, 6]: sums over the read steps of |w|, |g| and |update|/|w|, the largest |g| and |update|/|w|, the read steps with |w| > 0; param_names [(node, name)].
         """
     def optimizer_state(self) -> list:
         """

@@ -510,7 +510,7 @@ def _train_into(args, out, model, data, x_train, y_train, x_test, y_test, opt_na
     if monitor is not None:
         written.append("gradients.csv")
         print(f"inspect: {len(monitor.messages)} warning(s); statistics of "
-              f"{len({r['step'] for r in monitor.rows})} steps in gradients.csv")
+              f"{len({r['step'] for r in monitor.rows})} intervals of {monitor.every} steps in gradients.csv")
     config = {"model": args.model, "parameters": f"{model.count_params():,}", "data": data.name,
               f"train / {data.held_name} images": f"{len(x_train):,} / {len(x_test):,}", "epochs": args.epochs,
               "batch": batch, "optimizer": f"{opt_name}, learning rate {lr}" + _recipe(args),
