@@ -3,8 +3,14 @@
 // binary to profile (perf record, valgrind --tool=callgrind).
 //
 //   cmake -S . -B build/bench -DCNNBP_BUILD_BENCH=ON [-Dpybind11_DIR=...] && cmake --build build/bench
-//   build/bench/cnnbp_bench [threads] [--steps N]
+//   build/bench/cnnbp_bench [threads] [--steps N] [--model NAME] [--batch N] [--quick] [--once]
+//
+// --quick: small shapes (batch 2 for the convolutions, 8 for the models) and short timings, for a
+// run under an emulator; --once: every measured call runs exactly once, untimed repetitions off
+// (instruction counting: the same binary, path and arguments always execute the same work).
+#if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -27,8 +33,16 @@ namespace {
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-// Median seconds per call over 5 timed batches after a warm-up.
+bool g_quick = false, g_once = false;
+
+// Median seconds per call over 5 timed batches after a warm-up (--once: one untimed-free call).
 double time_it(const std::function<void()>& f, double min_time = 0.2) {
+  if (g_once) {
+    const double t = now();
+    f();
+    return now() - t;
+  }
+  if (g_quick) min_time = 0.01;
   f();
   int n = 1;
   for (;;) {
@@ -51,6 +65,7 @@ double time_it(const std::function<void()>& f, double min_time = 0.2) {
 // two pipes. The empty asm keeps the compiler from folding the chains.
 #define CNNBP_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
+#if defined(__x86_64__) || defined(_M_X64)
 __attribute__((target("avx2,fma"))) double fma_peak_avx2(long n) {
 #define DECL(i) __m256 a##i = _mm256_set1_ps(1.0f + i);
 #define STEP(i) a##i = _mm256_fmadd_ps(a##i, b, c);
@@ -85,13 +100,46 @@ __attribute__((target("avx512f"))) double fma_peak_avx512(long n) {
 #undef KEEP
 }
 
-// FMA peak of all threads together (GFLOP/s) for the capability in use.
+#endif
+
+#if defined(__aarch64__)
+// Vector-extension FMA chains: the compiler emits fmla on q registers (4 floats).
+double fma_peak_neon(long n) {
+  typedef float v4 __attribute__((vector_size(16)));
+#define DECL(i) v4 a##i = {1.0f + i, 1.0f + i, 1.0f + i, 1.0f + i};
+#define STEP(i) a##i = a##i * b + c;
+#define KEEP(i) __asm__ volatile("" : "+w"(a##i));
+  CNNBP_CHAINS(DECL)
+  const v4 b = {0.9999f, 0.9999f, 0.9999f, 0.9999f}, c = {1e-4f, 1e-4f, 1e-4f, 1e-4f};
+  double t = now();
+  for (long it = 0; it < n; ++it) {
+    CNNBP_CHAINS(STEP)
+    CNNBP_CHAINS(KEEP)
+  }
+  return n * 12.0 * 8.0 / (now() - t) / 1e9;
+#undef DECL
+#undef STEP
+#undef KEEP
+}
+#endif
+
+// FMA peak of all threads together (GFLOP/s) for the capability in use (0: baseline).
+// CNNBP_BENCH_PEAK_ITERS sets the loop length (short runs under an emulator).
 double fma_peak(int threads) {
   const CpuCapability c = cpu_capability();
   if (c == CpuCapability::baseline) return 0.0;
+  long iters = 50000000;
+  if (const char* s = std::getenv("CNNBP_BENCH_PEAK_ITERS")) iters = std::atol(s);
+  if (iters <= 0) return 0.0;
   double total = 0.0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
-  total += c == CpuCapability::avx512 ? fma_peak_avx512(50000000) : fma_peak_avx2(50000000);
+  {
+#if defined(__x86_64__) || defined(_M_X64)
+    total += c == CpuCapability::avx512 ? fma_peak_avx512(iters) : fma_peak_avx2(iters);
+#elif defined(__aarch64__)
+    total += fma_peak_neon(iters);
+#endif
+  }
   return total;
 }
 
@@ -121,7 +169,7 @@ void bench_convs(int threads, double peak) {
   std::printf("\nconvolution passes, %s, %d threads: GFLOP/s (%% of FMA peak)\n", k.isa, threads);
   std::printf("%-18s %16s %16s %16s\n", "shape", "forward", "backward-data", "backward-weight");
   for (const auto& s : shapes) {
-    Conv2dParams p = make_conv2d_params("bench", s.N, s.H, s.W, s.C, s.K, s.k, s.k, s.stride, s.stride, 1, 1, s.pad,
+    Conv2dParams p = make_conv2d_params("bench", g_quick ? 2 : s.N, s.H, s.W, s.C, s.K, s.k, s.k, s.stride, s.stride, 1, 1, s.pad,
                                         s.pad, s.pad, s.pad);
     auto x = randn(size_t(p.N) * p.H * p.W * p.C, 1), w = randn(size_t(p.R) * p.S * p.C * p.K, 2);
     auto dy = randn(size_t(p.N) * p.P * p.Q * p.K, 3), b = randn(size_t(p.K), 4);
@@ -192,21 +240,25 @@ void build(Network<float>& net, const std::string& model) {
   net.set_optimizer(o);
 }
 
-void bench_steps(int threads, int steps, const std::string& only) {
+void bench_steps(int threads, int steps, const std::string& only, int batch_only) {
   std::printf("\ntraining steps (forward + loss + backward + update), %d threads\n", threads);
   std::printf("%-6s %6s %12s %10s\n", "model", "batch", "img/s", "ms/step");
   struct M { const char* name; Shape in; int batch; };
   const M models[] = {{"seed", {32, 32, 3}, 32}, {"lenet", {28, 28, 1}, 64}, {"vgg", {32, 32, 3}, 64}};
   for (const auto& m : models) {
     if (!only.empty() && only != m.name) continue;
-    for (int batch : {m.batch, 128}) {
+    if (only.empty() && g_quick && std::string(m.name) == "vgg") continue;  // seconds per step emulated
+    std::vector<int> batches = {m.batch, 128};
+    if (batch_only > 0) batches = {batch_only};
+    else if (g_quick) batches = {8};
+    for (int batch : batches) {
       Network<float> net(m.in);
       build(net, m.name);
       const int64_t in = shape_numel(m.in);
       auto x = randn(size_t(batch) * in, 5);
       std::vector<float> y(size_t(batch) * 10, 0.0f);
       for (int n = 0; n < batch; ++n) y[size_t(n) * 10 + n % 10] = 1.0f;
-      const int reps = std::string(m.name) == "vgg" ? std::max(3, steps / 20) : steps;
+      const int reps = std::string(m.name) == "vgg" && !g_once ? std::max(3, steps / 20) : steps;
       const double t = time_it([&] { for (int i = 0; i < reps; ++i) net.train_step(x.data(), y.data(), batch); }) / reps;
       std::printf("%-6s %6d %12.0f %10.3f\n", m.name, batch, batch / t, t * 1e3);
     }
@@ -216,18 +268,22 @@ void bench_steps(int threads, int steps, const std::string& only) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = get_num_threads(), steps = 20;
+  int threads = get_num_threads(), steps = 20, batch = 0;
   std::string only;  // --model NAME: that model's training steps only (for callgrind A/B runs)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--model") && i + 1 < argc) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) batch = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--quick")) g_quick = true;
+    else if (!std::strcmp(argv[i], "--once")) g_once = true;
     else threads = std::atoi(argv[i]);
   }
+  if (g_quick && !std::getenv("CNNBP_BENCH_PEAK_ITERS")) setenv("CNNBP_BENCH_PEAK_ITERS", "200000", 1);
   set_num_threads(threads);
   const double peak = fma_peak(threads);
   std::printf("cnnbp native benchmark: %s kernels (CPU supports %s), %d threads, FMA peak %.0f GFLOP/s\n",
               capability_name(cpu_capability()), capability_name(detected_capability()), threads, peak);
   if (only.empty()) bench_convs(threads, peak);
-  bench_steps(threads, steps, only);
+  bench_steps(threads, steps, only, batch);
   return 0;
 }

@@ -59,12 +59,12 @@ PYBIND11_MODULE(_core, m) {
     return v;
   }, "The C++ loss kinds by name, in their enum order.");
   m.def("cpu_capability", [] { return std::string(cb::capability_name(cb::cpu_capability())); },
-        "The kernel path in use: 'avx512', 'avx2' or 'baseline'.");
+        "The kernel path in use: 'avx512', 'avx2', 'neon' (aarch64) or 'baseline'.");
   m.def("detected_capability", [] { return std::string(cb::capability_name(cb::detected_capability())); },
         "The best path this CPU supports.");
   m.def("compiled_capabilities", [] {
     std::vector<std::string> out;
-    for (int c = 0; c <= 2; ++c)
+    for (int c = 0; c < cb::kNumCapabilities; ++c)
       if (cb::compiled_capability(cb::CpuCapability(c))) out.push_back(cb::capability_name(cb::CpuCapability(c)));
     return out;
   }, "The kernel paths built into this extension.");

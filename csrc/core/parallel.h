@@ -27,11 +27,17 @@ int default_num_threads();
 // sized for n threads) and a kernel (which would split over more). The network reads the setting
 // once per step, keeps it in PassContext, and opens a scope with it around every kernel it runs.
 
-// FpStateScope restores the thread's whole floating-point control/status word (MXCSR on x86-64,
-// status flags included) when it ends: a call into cnnbp must not leave a divide-by-zero or
-// inexact flag behind for the caller (a compiler may evaluate log(0) speculatively where the
-// source branches around it). Every ThreadScope holds one (the network's entry points open a
-// ThreadScope), and the op bindings take one as their pybind11 call guard.
+// FpStateScope restores the thread's whole floating-point control and status state (MXCSR on
+// x86-64; FPCR and FPSR on aarch64), status flags included, when it ends: a call into cnnbp must
+// not leave a divide-by-zero or inexact flag behind for the caller (a compiler may evaluate log(0)
+// speculatively where the source branches around it). Every ThreadScope holds one (the network's
+// entry points open a ThreadScope), and the op bindings take one as their pybind11 call guard.
+#if defined(__aarch64__)
+using FpState = uint64_t;  // FPCR in the low word, FPSR in the high one
+#else
+using FpState = unsigned;
+#endif
+
 class FpStateScope {
  public:
   FpStateScope();
@@ -40,7 +46,7 @@ class FpStateScope {
   FpStateScope& operator=(const FpStateScope&) = delete;
 
  private:
-  unsigned saved_;
+  FpState saved_;
 };
 
 class ThreadScope {
@@ -55,24 +61,40 @@ class ThreadScope {
   FpStateScope fp_;
 };
 
-// Denormals are flushed to zero (FTZ) and read as zero (DAZ) inside cnnbp's parallel work, where
-// subnormal gradients would otherwise slow every instruction that touches them; the thread's
-// previous floating-point state is restored on the way out, so the caller's stays as it was.
+// Denormals are flushed to zero inside cnnbp's parallel work, where subnormal gradients would
+// otherwise slow every instruction that touches them (x86-64: FTZ and DAZ in MXCSR; aarch64: FZ in
+// FPCR, which covers inputs and outputs); the thread's previous floating-point state is restored
+// on the way out, so the caller's stays as it was.
 // (Free functions with internal linkage: this header is compiled into every ISA's object.)
-// fp_state/set_fp_state read and write that word (MXCSR on x86-64; nothing elsewhere yet).
+// fp_state/set_fp_state read and write that state (nothing on other architectures).
 #if defined(__x86_64__) || defined(_M_X64)
-static inline unsigned fp_state() { return _mm_getcsr(); }
-static inline void set_fp_state(unsigned s) { _mm_setcsr(s); }
+static inline FpState fp_state() { return _mm_getcsr(); }
+static inline void set_fp_state(FpState s) { _mm_setcsr(s); }
+constexpr FpState kFlushDenormals = 0x8040u;  // FTZ (bit 15) | DAZ (bit 6)
+#elif defined(__aarch64__)
+static inline FpState fp_state() {
+  uint64_t cr, sr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(cr));
+  __asm__ volatile("mrs %0, fpsr" : "=r"(sr));
+  return (cr & 0xffffffffu) | (sr << 32);
+}
+static inline void set_fp_state(FpState s) {
+  const uint64_t cr = s & 0xffffffffu, sr = s >> 32;
+  __asm__ volatile("msr fpcr, %0" : : "r"(cr));
+  __asm__ volatile("msr fpsr, %0" : : "r"(sr));
+}
+constexpr FpState kFlushDenormals = FpState(1) << 24;  // FPCR.FZ
 #else
-static inline unsigned fp_state() { return 0; }
-static inline void set_fp_state(unsigned) {}
+static inline FpState fp_state() { return 0; }
+static inline void set_fp_state(FpState) {}
+constexpr FpState kFlushDenormals = 0;
 #endif
-static inline unsigned enter_flush_denormals() {
-  const unsigned saved = fp_state();
-  set_fp_state(saved | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6) (no-op where there is no MXCSR)
+static inline FpState enter_flush_denormals() {
+  const FpState saved = fp_state();
+  set_fp_state(saved | kFlushDenormals);
   return saved;
 }
-static inline void leave_flush_denormals(unsigned saved) { set_fp_state(saved); }
+static inline void leave_flush_denormals(FpState saved) { set_fp_state(saved); }
 
 // Number of threads parallel_for will use for n items with at least min_per_thread each.
 static inline int threads_for(int64_t n, int64_t min_per_thread) {
@@ -88,7 +110,7 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
   if (n <= 0) return;
   const int nt = threads_for(n, min_per_thread);
   if (nt <= 1) {
-    const unsigned fp = enter_flush_denormals();
+    const FpState fp = enter_flush_denormals();
     f(int64_t(0), n, 0);
     leave_flush_denormals(fp);
     return;
@@ -96,7 +118,7 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
   {
-    const unsigned fp = enter_flush_denormals();
+    const FpState fp = enter_flush_denormals();
     const int tid = omp_get_thread_num();
     const int nth = omp_get_num_threads();
     const int64_t b = n * tid / nth, e = n * (tid + 1) / nth;
@@ -104,7 +126,7 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
     leave_flush_denormals(fp);
   }
 #else
-  const unsigned fp = enter_flush_denormals();
+  const FpState fp = enter_flush_denormals();
   f(int64_t(0), n, 0);
   leave_flush_denormals(fp);
 #endif
@@ -115,7 +137,7 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
 template <typename F>
 void parallel_region(int nt, F&& f) {
   if (nt <= 1) {
-    const unsigned fp = enter_flush_denormals();
+    const FpState fp = enter_flush_denormals();
     f(0, 1);
     leave_flush_denormals(fp);
     return;
@@ -123,12 +145,12 @@ void parallel_region(int nt, F&& f) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
   {
-    const unsigned fp = enter_flush_denormals();
+    const FpState fp = enter_flush_denormals();
     f(omp_get_thread_num(), omp_get_num_threads());
     leave_flush_denormals(fp);
   }
 #else
-  const unsigned fp = enter_flush_denormals();
+  const FpState fp = enter_flush_denormals();
   f(0, 1);
   leave_flush_denormals(fp);
 #endif

@@ -11,6 +11,9 @@ const KernelTable<float>& kernels_f32_for(CpuCapability c) {
 #ifdef CNNBP_HAVE_AVX2
     case CpuCapability::avx2: return *isa_avx2::table_f32();
 #endif
+#ifdef CNNBP_HAVE_NEON
+    case CpuCapability::neon: return *isa_neon::table_f32();
+#endif
     default: return *isa_baseline::table_f32();
   }
 }

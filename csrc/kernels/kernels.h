@@ -156,5 +156,6 @@ const KernelTable<float>* table_f32();
 const KernelTable<float>* table_f32_wide();
 }  // namespace isa_avx2
 namespace isa_avx512 { const KernelTable<float>* table_f32(); }
+namespace isa_neon { const KernelTable<float>* table_f32(); }
 
 }  // namespace cnnbp

@@ -1,5 +1,6 @@
-// Compiled once per ISA (CMake object libraries k_baseline, k_avx2, k_avx512), each time with
-// CNNBP_ISA_NS set to isa_<name> and that ISA's compiler flags. Everything except the exported
+// Compiled once per ISA (CMake object libraries k_baseline, k_avx2 and k_avx512 on x86-64,
+// k_baseline and k_neon on aarch64), each time with CNNBP_ISA_NS set to isa_<name> and that
+// ISA's compiler flags. Everything except the exported
 // table lives in an anonymous namespace, so no instantiation can leak from one ISA's object into
 // another's (each weak symbol would otherwise be merged by the linker, ISA flags and all).
 #include <algorithm>
@@ -135,6 +136,8 @@ constexpr KernelTable<T> make_table() {
 #if defined(CNNBP_ISA_BASELINE)
 constexpr KernelTable<float> kTableF32 = make_table<float, 0>();
 constexpr KernelTable<double> kTableF64 = make_table<double, 0>();
+#elif defined(__aarch64__)
+constexpr KernelTable<float> kTableF32 = make_table<float, 4>();
 #elif defined(__AVX512F__)
 constexpr KernelTable<float> kTableF32 = make_table<float, 16>();
 #else
@@ -147,7 +150,7 @@ constexpr KernelTable<float> kTableWide = make_table<float, 16>();
 const KernelTable<float>* table_f32() { return &kTableF32; }
 #if defined(CNNBP_ISA_BASELINE)
 const KernelTable<double>* table_f64() { return &kTableF64; }
-#elif !defined(__AVX512F__)
+#elif !defined(__AVX512F__) && !defined(__aarch64__)
 const KernelTable<float>* table_f32_wide() { return &kTableWide; }
 #endif
 

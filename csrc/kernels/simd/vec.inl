@@ -1,6 +1,7 @@
 // A thin vector layer over GCC/Clang vector extensions: Vec<VL> is VL floats. The same kernel
-// source compiles to AVX2 (VL = 8), to AVX-512 (VL = 16), and, for testing the AVX-512 tiling on
-// machines without it, to VL = 16 on AVX2 (each vector split into two ymm registers).
+// source compiles to AVX2 (VL = 8), to AVX-512 (VL = 16), to NEON on aarch64 (VL = 4), and, for
+// testing the AVX-512 tiling on machines without it, to VL = 16 on AVX2 (each vector split into
+// two ymm registers).
 // Included inside the per-ISA anonymous namespace (see kernels_isa.cpp): no headers here.
 
 template <int VL>
@@ -51,10 +52,12 @@ static inline void vstore_partial(float* p, Vec<VL> v, int n) {
   for (int i = 0; i < n; ++i) p[i] = tmp[i];
 }
 
-// Register tiles per vector width: MR pixels (or rows) x NV vectors of output channels.
+// Register tiles per vector width: MR pixels (or rows) x NV vectors of output channels (MR <= 14:
+// the drivers' tail switches go to 13).
+// VL 4 (NEON, 32 q registers): 12 x 2 vectors = 24 accumulators, or 14 x 1.
 // VL 8 (AVX2, 16 ymm): 6 x 2 vectors = 12 accumulators, or 12 x 1 when K fits one vector.
 // VL 16 (AVX-512, 32 zmm): 14 x 2 vectors = 28 accumulators, as PERF_NOTES section 3.3.
 template <int VL> struct Tile;
-template <> struct Tile<4> { static constexpr int MR2 = 4, MR1 = 8; };
+template <> struct Tile<4> { static constexpr int MR2 = 12, MR1 = 14; };
 template <> struct Tile<8> { static constexpr int MR2 = 6, MR1 = 12; };
 template <> struct Tile<16> { static constexpr int MR2 = 14, MR1 = 14; };
