@@ -167,6 +167,11 @@ def build_parser():
     x.add_argument("images", nargs="+", help="images, as for predict")
     x.add_argument("--out", required=True, help="folder for one IMAGE-explain.png per image")
     sub.add_parser("info", help="print the build and CPU configuration", formatter_class=fmt)
+    ex = sub.add_parser("export", help="write a saved model as ONNX (needs: pip install onnx)", formatter_class=fmt)
+    ex.add_argument("model", help="a file written by 'cnnbp train' or model.save")
+    ex.add_argument("--onnx", required=True, help="the .onnx file to write (input 'input' NHWC, output 'output', "
+                                                    "dynamic batch)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 21")
     rp = sub.add_parser("report", help="write report.html for an earlier 'cnnbp train' run directory",
                         formatter_class=fmt)
     rp.add_argument("run_dir", help="a folder written by 'cnnbp train'")
@@ -582,6 +587,18 @@ def cmd_report(args):
     return 0
 
 
+def cmd_export(args):
+    import cnnbp
+    model = cnnbp.load_model(args.model, compile=False)
+    try:
+        path = cnnbp.io.export_onnx(model, args.onnx, opset=args.opset)
+    except (ImportError, NotImplementedError) as e:
+        raise CliError(str(e)) from None
+    print(f"wrote {path} (opset {args.opset}; input {tuple(model.input_shape)}, output {tuple(model.output_shape)}, "
+          "channels last)")
+    return 0
+
+
 def cmd_evaluate(args):
     import cnnbp
     model = cnnbp.load_model(args.model)
@@ -742,7 +759,8 @@ def main(argv=None):
                 cnnbp.show_config()
                 return 0
             return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                    "explain": cmd_explain, "gradcheck": cmd_gradcheck, "report": cmd_report}[args.command](args)
+                    "explain": cmd_explain, "gradcheck": cmd_gradcheck, "report": cmd_report,
+                    "export": cmd_export}[args.command](args)
         except CliError as e:
             print(f"cnnbp {args.command}: {e}", file=sys.stderr)
             return e.status

@@ -584,3 +584,14 @@ def model_from_json(text):
     default_name = "functional" if cfg.get("class_name") == "Functional" else "sequential"
     cfg = dict({"class_name": "Sequential", "name": default_name, "dtype": "float32"}, **cfg)
     return _build({"model": cfg}, "model_from_json")
+
+
+def export_onnx(model, path, opset=17):
+    """Write the model's inference graph as an ONNX file (needs the optional ``onnx`` package:
+    ``pip install "cnnbp[onnx]"``). The graph's input ``input`` and output ``output`` keep cnnbp's
+    layout (channels last: NHWC images) with a dynamic batch axis ``batch``; layers active only in
+    training become Identity and BatchNormalization its inference affine map. The file is checked
+    with ``onnx.checker.check_model(full_check=True)`` before it is written. opset: 17 to 21.
+    Returns path."""
+    from . import _onnx
+    return _onnx.export(model, path, opset=opset)
