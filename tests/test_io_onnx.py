@@ -45,7 +45,7 @@ def test_convolutions_pooling_and_normalisation(tmp_path):
     cnnbp.set_seed(0)
     i = L.Input((13, 11, 4))
     a = L.Conv2D(6, 3, strides=2, padding="same", activation="gelu")(i)
-    a = L.BatchNormalization()(a)
+    a = L.BatchNormalization(name="bn")(a)
     a = L.Conv2D(6, (2, 3), dilation_rate=(2, 1), groups=2, padding="same", activation="swish")(a)
     b = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="selu")(i)
     b = L.SeparableConv2D(5, 3, strides=2, padding="same", depth_multiplier=2, activation="elu")(b)
@@ -62,7 +62,7 @@ def test_convolutions_pooling_and_normalisation(tmp_path):
     model = cnnbp.Model(i, out, name="convs")
     x = _images(16, (13, 11, 4))
     _trained(model, x)
-    assert float(np.abs(np.array(model.get_layer("batch_normalization").moving_mean)).max()) > 0  # moved
+    assert float(np.abs(np.array(model.get_layer("bn").moving_mean)).max()) > 0  # moved
     _check(model, x, tmp_path)
 
 
