@@ -8,7 +8,7 @@ from cnnbp import _core
 
 
 def available_isas():
-    order = ["baseline", "avx2", "avx512"]
+    order = ["baseline", "neon"] if _core.detected_capability() == "neon" else ["baseline", "avx2", "avx512"]
     best = order.index(_core.detected_capability())
     paths = [i for i in order[: best + 1] if i in _core.compiled_capabilities()]
     if "avx2" in paths and "avx512" not in paths:
