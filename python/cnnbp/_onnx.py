@@ -125,12 +125,10 @@ def _check_channels_last(layer):
 
 
 def _conv2d(g, layer, x, out):
-    from .layers import Conv2D
     in_shape = layer.input_shape[1:]
     k = np.array(layer.kernel)  # (kh, kw, in / groups, filters)
     w = g.const(layer.name + "/kernel", k.transpose(3, 2, 0, 1))
     inputs = [w] + ([g.const(layer.name + "/bias", np.array(layer.bias))] if layer.use_bias else [])
-    assert isinstance(layer, Conv2D)
     y = _spatial(g, x, 4, layer.name, "Conv", inputs, kernel_shape=list(layer.kernel_size),
                  strides=list(layer.strides), dilations=list(layer.dilation_rate), group=int(layer.groups),
                  pads=_pads_2d(layer, in_shape, layer.kernel_size, layer.strides, layer.dilation_rate))
@@ -281,24 +279,28 @@ def _int64(g, hint, values):
     return g.const(hint, np.array(values, np.int64), np.int64)
 
 
+# Layers whose nodes depend on their weights and configuration, by class name (exact: a subclass
+# is not the same layer).
+_EMITTERS = {"Conv2D": _conv2d, "SeparableConv2D": _separable, "DepthwiseConv2D": _depthwise,
+             "Conv2DTranspose": _conv_transpose, "Conv1D": _conv1d, "Dense": _dense,
+             "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm, "Normalization": _normalization}
+
+
+def _slice_hw(g, layer, x, top, left, h, w, out):
+    """Rows [top, top+h) and columns [left, left+w) of NHWC x."""
+    return g.op("Slice", [x, _int64(g, layer.name + "/starts", [top, left]),
+                          _int64(g, layer.name + "/ends", [top + h, left + w]), _int64(g, layer.name + "/axes", [1, 2])],
+                layer.name, out)
+
+
 def _layer(g, layer, xs, out):
     """Emits the nodes of one layer (inputs xs, output name out)."""
-    from . import layers as L
     kind = type(layer).__name__
     _check_channels_last(layer)
     x = xs[0]
-    if isinstance(layer, L.Conv2D):
-        return _conv2d(g, layer, x, out)
-    if isinstance(layer, L.SeparableConv2D):
-        return _separable(g, layer, x, out)
-    if isinstance(layer, L.DepthwiseConv2D):
-        return _depthwise(g, layer, x, out)
-    if isinstance(layer, L.Conv2DTranspose):
-        return _conv_transpose(g, layer, x, out)
-    if isinstance(layer, L.Conv1D):
-        return _conv1d(g, layer, x, out)
-    if isinstance(layer, L.Dense):
-        return _dense(g, layer, x, out)
+    emit = _EMITTERS.get(kind)
+    if emit is not None:
+        return emit(g, layer, x, out)
     if kind in ("MaxPooling2D", "AveragePooling2D"):
         return _pool2d(g, layer, x, out, "MaxPool" if kind.startswith("Max") else "AveragePool")
     if kind in ("MaxPooling1D", "AveragePooling1D"):
@@ -308,10 +310,6 @@ def _layer(g, layer, xs, out):
         keep = 1 if getattr(layer, "keepdims", False) else 0
         op = "ReduceMean" if "Average" in kind else "ReduceMax"
         return g.op(op, [x], layer.name, out, axes=axes, keepdims=keep)
-    if isinstance(layer, L.BatchNormalization):
-        return _batchnorm(g, layer, x, out)
-    if isinstance(layer, L.LayerNormalization):
-        return _layernorm(g, layer, x, out)
     if kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Concatenate"):
         return _merge(g, layer, xs, out)
     if kind == "Activation":
@@ -338,14 +336,10 @@ def _layer(g, layer, xs, out):
         if pad:
             y = g.op("Pad", [y, _int64(g, layer.name + "/pads", [0, pad, pad, 0, 0, pad, pad, 0])], layer.name)
         hi, wi = layer.input_shape[1] + 2 * pad, layer.input_shape[2] + 2 * pad
-        t, l = (hi - h) // 2, (wi - w) // 2
-        return g.op("Slice", [y, _int64(g, layer.name + "/starts", [t, l]), _int64(g, layer.name + "/ends", [t + h, l + w]),
-                              _int64(g, layer.name + "/axes", [1, 2])], layer.name, out)
+        return _slice_hw(g, layer, y, (hi - h) // 2, (wi - w) // 2, h, w, out)
     if kind == "Rescaling":
         c = layer.input_shape[-1]
         return _affine_last(g, x, layer.name, np.full(c, layer.scale), np.full(c, layer.offset), out)
-    if isinstance(layer, L.Normalization):
-        return _normalization(g, layer, x, out)
     if kind == "Flatten":
         return g.op("Flatten", [x], layer.name, out, axis=1)
     if kind == "Reshape":
@@ -362,8 +356,7 @@ def _layer(g, layer, xs, out):
     if kind == "Cropping2D":
         t, b, l, r = layer.cropping
         h, w = layer.input_shape[1:3]
-        return g.op("Slice", [x, _int64(g, layer.name + "/starts", [t, l]), _int64(g, layer.name + "/ends", [h - b, w - r]),
-                              _int64(g, layer.name + "/axes", [1, 2])], layer.name, out)
+        return _slice_hw(g, layer, x, t, l, h - t - b, w - l - r, out)
     if kind == "UpSampling2D":
         sh, sw = layer.size
         scales = g.const(layer.name + "/scales", [1.0, 1.0, float(sh), float(sw)])
