@@ -57,25 +57,33 @@ const char* capability_name(CpuCapability c) {
   }
 }
 
+namespace {
+// This architecture's kernel paths, lowest first.
+#if defined(__x86_64__) || defined(_M_X64)
+constexpr CpuCapability kLadder[] = {CpuCapability::baseline, CpuCapability::avx2, CpuCapability::avx512};
+#elif defined(__aarch64__)
+constexpr CpuCapability kLadder[] = {CpuCapability::baseline, CpuCapability::neon};
+#else
+constexpr CpuCapability kLadder[] = {CpuCapability::baseline};
+#endif
+constexpr int kRungs = int(sizeof(kLadder) / sizeof(kLadder[0]));
+int rung(CpuCapability c) {
+  for (int i = 0; i < kRungs; ++i)
+    if (kLadder[i] == c) return i;
+  return -1;
+}
+}  // namespace
+
 CpuCapability cpu_capability() {
   static const CpuCapability chosen = [] {
-    const CpuCapability best = detected_capability();
-    CpuCapability c = best;
+    int r = rung(detected_capability());
     if (const char* s = std::getenv("CNNBP_CPU_CAPABILITY")) {
-      // Only baseline or a path at or below the detected one on this architecture counts.
-      CpuCapability want = best;
-      if (!std::strcmp(s, "baseline") || !std::strcmp(s, "default")) want = CpuCapability::baseline;
-      else if (!std::strcmp(s, "avx2")) want = CpuCapability::avx2;
-      else if (!std::strcmp(s, "avx512")) want = CpuCapability::avx512;
-      else if (!std::strcmp(s, "neon")) want = CpuCapability::neon;
-      const bool x86 = best == CpuCapability::avx2 || best == CpuCapability::avx512;
-      if (want == CpuCapability::baseline || (x86 && want != CpuCapability::neon && int(want) < int(best))) c = want;
+      const char* name = !std::strcmp(s, "default") ? "baseline" : s;
+      for (int i = 0; i < r; ++i)  // a lower path of this architecture; anything else is ignored
+        if (!std::strcmp(name, capability_name(kLadder[i]))) r = i;
     }
-    while (!compiled_capability(c)) {  // an x86 path this build lacks falls to the one below it
-      c = c == CpuCapability::neon || c == CpuCapability::avx2 ? CpuCapability::baseline
-                                                               : static_cast<CpuCapability>(int(c) - 1);
-    }
-    return c;
+    while (r > 0 && !compiled_capability(kLadder[r])) --r;  // a path this build lacks: the one below
+    return kLadder[r];
   }();
   return chosen;
 }
