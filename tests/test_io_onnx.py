@@ -66,6 +66,16 @@ def test_convolutions_pooling_and_normalisation(tmp_path):
     _check(model, x, tmp_path)
 
 
+@pytest.mark.parametrize("make", [lambda: L.Conv2D(3, 3, padding=((1, 2), (0, 1))),
+                                  lambda: L.DepthwiseConv2D(3, padding=((2, 0), (1, 1)), depth_multiplier=2)],
+                         ids=["conv2d", "depthwise"])
+def test_explicit_asymmetric_padding(make, tmp_path):
+    cnnbp.set_seed(4)
+    model = cnnbp.Sequential([L.Input((7, 6, 2)), make()], name="pads")
+    model.compile(loss="mse")
+    _check(model, _images(3, (7, 6, 2)), tmp_path)
+
+
 def test_merges_activations_and_reshaping(tmp_path):
     cnnbp.set_seed(1)
     i = L.Input((8, 8, 3))
