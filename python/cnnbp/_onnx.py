@@ -107,8 +107,7 @@ def _same_pads(size, k, s, d):
 
 
 def _pads_2d(layer, in_shape, kernel, strides, dilation):
-    pads = getattr(layer, "_pads", None)
-    if layer.padding == "explicit" or (pads is not None and any(pads) and layer.padding not in ("same", "valid")):
+    if layer.padding == "explicit":
         return _conv_pads(layer)
     if layer.padding == "valid":
         return [0, 0, 0, 0]

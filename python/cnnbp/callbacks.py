@@ -458,8 +458,8 @@ class GradientMonitor(Callback):
         return row
 
     def _record(self, s, loss):
-        step, steps = int(s["step"]), int(s["sampled"])  # (the means are over the read steps)
-        base = dict(step=step, steps=int(s["steps"]), sampled=steps, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
+        step, reads = int(s["step"]), int(s["sampled"])  # (the means are over the read steps)
+        base = dict(step=step, steps=int(s["steps"]), sampled=reads, epoch=self._epoch + 1, loss=float("nan") if loss is None else float(loss))
         out, par = s["output"], s["param"]
         for i, node in enumerate(self._names):
             n = out[i, 0]
@@ -473,8 +473,8 @@ class GradientMonitor(Callback):
             bn = self._kinds[i] == "BatchNormalization"
             self._row(**base, layer=name, kind=self._layer_kinds[node], tensor=label, mean=mean, std=std,
                       zero_fraction=zeros, saturated_fraction=sat,
-                      batch_mean=out[i, 6] / steps if bn else float("nan"),
-                      batch_var=out[i, 7] / steps if bn else float("nan"))
+                      batch_mean=out[i, 6] / reads if bn else float("nan"),
+                      batch_var=out[i, 7] / reads if bn else float("nan"))
             if act == "relu":
                 self._check_streak(("dead", name), zeros > self.DEAD,
                                    f"layer '{name}': {zeros:.0%} of its ReLU outputs are zero (dead units) at step {step}. "
@@ -489,9 +489,9 @@ class GradientMonitor(Callback):
         nan = float("nan")
         for q, (node, pname) in enumerate(s["param_names"]):
             w_sum, g_sum, g_max, r_sum, r_max, r_n = (float(v) for v in par[q])
-            g, ratio, ratio_max = g_sum / steps, (r_sum / r_n if r_n else nan), (r_max if r_n else nan)
+            g, ratio, ratio_max = g_sum / reads, (r_sum / r_n if r_n else nan), (r_max if r_n else nan)
             name = self._names[node]
-            self._row(**base, layer=name, kind=self._layer_kinds[name], tensor=pname, weight_norm=w_sum / steps,
+            self._row(**base, layer=name, kind=self._layer_kinds[name], tensor=pname, weight_norm=w_sum / reads,
                       grad_norm=g, grad_norm_max=g_max, update_ratio=ratio, update_ratio_max=ratio_max)
             if pname == "kernel":
                 kernels.append((name, g, g_max, ratio, ratio_max))
