@@ -32,6 +32,29 @@ def test_batch_norm_matches_reference(rng, shape, isa, threads):
     ref.assert_close(dx, dx_ref, 1e-4, "dx")
 
 
+@pytest.mark.parametrize("isa, dtype", [(i, np.float32) for i in ISAS] + [(None, np.float64)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_is_the_same_on_every_thread_count(rng, isa, dtype, relu):
+    """Rows are summed in fixed blocks, not one range per thread: statistics and gradients have
+    the same bits on 1, 2, 3, 4 and 8 threads (rows below, at and above the block count, and
+    enough for 8 threads; in float64 the sums' own rounding shows)."""
+    import cnnbp
+    for shape in [(5, 3), (16, 4), (37, 7, 9, 24), (64, 33), (64, 16, 16, 8)]:
+        x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
+        c = shape[-1]
+        gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+        out = []
+        for t in (1, 2, 3, 4, 8):
+            cnnbp.set_num_threads(t)
+            y, mean, var = ops.batch_norm(x, gamma, beta, 1e-3, relu=relu, isa=isa)
+            grads = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, y=y if relu else None, isa=isa)
+            out.append((y, mean, var) + tuple(grads))
+        for t, o in zip((2, 3, 4, 8), out[1:]):
+            for name, a, b in zip(("y", "mean", "var", "dx", "dgamma", "dbeta"), o, out[0]):
+                assert np.array_equal(a, b), f"{shape}: {name} on {t} threads differs from 1"
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("shape", [(2, 5, 7, 3), (4, 2, 2, 64), (8, 33)], ids=str)
 def test_batch_norm_with_fused_relu_matches_reference(rng, shape, isa, threads):

@@ -1,9 +1,9 @@
 // Threading: one setting (set_num_threads), OpenMP underneath, static contiguous partitions.
 //
 // parallel_for(n, min_per_thread, f) calls f(begin, end, tid) on contiguous ranges of [0, n).
-// The split depends only on n, min_per_thread and the thread setting, so results that depend on
-// the partition (per-thread partial sums) are reproducible for a given thread count. Work
-// smaller than two chunks runs inline on the calling thread.
+// The split depends only on n, min_per_thread and the thread setting; no result depends on it:
+// sums over items are taken in fixed blocks (reduce_blocks below), so the same inputs give the
+// same bits on any thread count. Work smaller than two chunks runs inline on the calling thread.
 #pragma once
 #include <cstdint>
 
@@ -130,6 +130,29 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
   f(int64_t(0), n, 0);
   leave_flush_denormals(fp);
 #endif
+}
+
+// Reductions whose result must not depend on the thread count (weight gradients, normalisation
+// statistics, monitor sums) split their n items into fixed blocks: block b of nb covers
+// [block_begin(n, nb, b), block_begin(n, nb, b + 1)), its partial sum is computed alone and in
+// item order, and the partials are added in block order. nb depends on n (and a cap from the
+// memory the partials may take) only, never on the thread count, so any number of threads gives
+// the same bits; threads beyond nb have no share of such a reduction.
+constexpr int kReduceBlocks = 16;
+static inline int reduce_blocks(int64_t n, int64_t cap = kReduceBlocks) {
+  if (cap > kReduceBlocks) cap = kReduceBlocks;
+  if (cap < 1) cap = 1;
+  return int(n < cap ? (n < 1 ? 1 : n) : cap);
+}
+static inline int64_t block_begin(int64_t n, int nb, int64_t b) { return n * b / nb; }
+
+// Runs f(b, tid) for every block b in [0, nb), blocks split over threads in contiguous ranges,
+// at least min_blocks_per_thread each (tid indexes per-thread scratch).
+template <typename F>
+void parallel_blocks(int nb, int64_t min_blocks_per_thread, F&& f) {
+  parallel_for(nb, min_blocks_per_thread, [&](int64_t b0, int64_t b1, int tid) {
+    for (int64_t b = b0; b < b1; ++b) f(int(b), tid);
+  });
 }
 
 // Runs f(tid, nthreads) on exactly nt threads (nt from threads_for), for kernels that keep

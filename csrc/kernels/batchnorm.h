@@ -2,8 +2,8 @@
 // rows of C values: x [M, C] with M = N*H*W (or N for a Dense output).
 //   batchnorm_stats: per-channel batch mean and biased variance (the statistics Keras normalises
 //     with and averages into its moving statistics), one pass over x (sums of x - x[0] and of its
-//     square), per-thread partial sums in double reduced in thread order (reproducible for a
-//     given thread count). An empty batch (M = 0) has statistics 0.
+//     square), partial sums in double over fixed blocks of rows added in block order (the same
+//     bits on any thread count). An empty batch (M = 0) has statistics 0.
 //   batchnorm_apply: y = x * scale[c] + shift[c] (training: scale = gamma*invstd, shift =
 //     beta - mean*scale; inference: the same with the moving statistics), optionally ReLU'd.
 //   batchnorm_backward: the gradient through the batch statistics,

@@ -1107,22 +1107,22 @@ void Network<T>::monitor_output(size_t node, const T* y, int N, int64_t per_samp
   // One read of a slice of the output just written: the interval's j-th read step (from 0) reads
   // samples [j*k, j*k + k) mod N, k = ceil(N / samples), cut at N (so the interval covers the
   // batch positions).
-  // Per-thread partial sums (the kernel's, in double), reduced in thread order.
+  // Partial sums (the kernel's, in double) over fixed blocks, added in block order.
   constexpr int S = 6;
   const int64_t k = (int64_t(N) + mon_.samples - 1) / mon_.samples;
   const int64_t s0 = (mon_slices_ * k) % N, ns = std::min<int64_t>(k, N - s0);
   y += s0 * per_sample;
   const int64_t n = ns * per_sample;
-  const int nt = std::min(threads_for(n, 1 << 15), 64);
-  double part[64][S] = {};
-  parallel_region(nt, [&](int tid, int nth) {
-    const int64_t i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
-    k_.tensor_stats(part[tid], y + i0, i1 - i0);
+  const int nb = reduce_blocks(n / 4096);
+  double part[kReduceBlocks][S] = {};
+  parallel_blocks(nb, std::max<int64_t>(1, (int64_t(1) << 15) * nb / std::max<int64_t>(n, 1)), [&](int b, int) {
+    const int64_t i0 = block_begin(n, nb, b);
+    k_.tensor_stats(part[b], y + i0, block_begin(n, nb, b + 1) - i0);
   });
   double* o = mon_.out_step.data() + node * Monitor::kOutStats;
   for (int k2 = 0; k2 < Monitor::kOutStats; ++k2) o[k2] = 0.0;
-  for (int t = 0; t < nt; ++t)
-    for (int k2 = 0; k2 < S; ++k2) o[k2] += part[t][k2];
+  for (int b = 0; b < nb; ++b)
+    for (int k2 = 0; k2 < S; ++k2) o[k2] += part[b][k2];
   layers_[node]->batch_statistics(o + 6, o + 7);
 }
 

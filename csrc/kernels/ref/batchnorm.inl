@@ -1,16 +1,32 @@
-// batchnorm, portable path (see batchnorm.h). Rows are split into one contiguous range per
-// thread; each thread sums its rows per channel in double, and the partial sums are added in
-// thread order. The channel loop is innermost and contiguous, so every pass vectorises.
+// batchnorm, portable path (see batchnorm.h). Rows are split into fixed blocks (reduce_blocks);
+// each block's rows are summed per channel in double, and the partial sums are added in block
+// order, so the statistics do not depend on the thread count. The channel loop is innermost and
+// contiguous, so every pass vectorises.
 
-// ws: per-thread partials, 2*C doubles per thread, in units of T, then 3*C T (the backward's
+// ws: per-block partials, 2*C doubles per block, in units of T, then 3*C T (the backward's
 // per-channel coefficients).
 template <typename T>
-static int64_t batchnorm_workspace(int64_t M, int C, int nthreads) {
-  (void)M;
-  return int64_t(nthreads < 1 ? 1 : nthreads) * 2 * C * int64_t(sizeof(double) / sizeof(T)) + 3 * int64_t(C) + 16;
+static int64_t batchnorm_workspace(int64_t M, int C, int /*nthreads*/) {
+  return int64_t(reduce_blocks(M)) * 2 * C * int64_t(sizeof(double) / sizeof(T)) + 3 * int64_t(C) + 16;
 }
 
-static inline int bn_threads(int64_t M, int C) { return threads_for(M, grain(4 * int64_t(C))); }
+// Runs f(r0, r1, s1, s2) for each fixed block of rows [r0, r1) with its two zeroed rows of C
+// partial sums (doubles), then adds the blocks in order into part[0, C) and part[C, 2C).
+template <typename F>
+static void bn_block_sums(double* part, int64_t M, int C, F&& f) {
+  const int nb = reduce_blocks(M);
+  parallel_blocks(nb, grain(4 * int64_t(C) * ((M + nb - 1) / nb)), [&](int b, int) {
+    double* s1 = part + int64_t(b) * 2 * C;
+    double* s2 = s1 + C;
+    for (int c = 0; c < C; ++c) s1[c] = s2[c] = 0.0;
+    f(block_begin(M, nb, b), block_begin(M, nb, b + 1), s1, s2);
+  });
+  for (int b = 1; b < nb; ++b)
+    for (int c = 0; c < C; ++c) {
+      part[c] += part[int64_t(b) * 2 * C + c];
+      part[C + c] += part[int64_t(b) * 2 * C + C + c];
+    }
+}
 
 // x: [M,C]  mean, var: [C]
 // One pass: per channel, sums of d = x - x[0] and of d*d (the shift by the first row keeps the
@@ -22,12 +38,7 @@ static void batchnorm_stats(T* mean, T* var, const T* x, int64_t M, int C, T* ws
     return;
   }
   double* part = reinterpret_cast<double*>(ws);
-  const int nt = bn_threads(M, C);
-  parallel_region(nt, [&](int tid, int nth) {
-    const int64_t r0 = M * tid / nth, r1 = M * (tid + 1) / nth;
-    double* s1 = part + int64_t(tid) * 2 * C;
-    double* s2 = s1 + C;
-    for (int c = 0; c < C; ++c) s1[c] = s2[c] = 0.0;
+  bn_block_sums(part, M, C, [&](int64_t r0, int64_t r1, double* __restrict s1, double* __restrict s2) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* xp = x + r * C;
       for (int c = 0; c < C; ++c) {
@@ -38,12 +49,7 @@ static void batchnorm_stats(T* mean, T* var, const T* x, int64_t M, int C, T* ws
     }
   });
   for (int c = 0; c < C; ++c) {
-    double a = 0.0, b = 0.0;
-    for (int i = 0; i < nt; ++i) {
-      a += part[int64_t(i) * 2 * C + c];
-      b += part[int64_t(i) * 2 * C + C + c];
-    }
-    const double m = a / double(M), v = b / double(M) - m * m;
+    const double m = part[c] / double(M), v = part[C + c] / double(M) - m * m;
     mean[c] = T(double(x[c]) + m);
     var[c] = T(v > 0.0 ? v : 0.0);
   }
@@ -84,14 +90,10 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
                                     const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
                                     bool accumulate) {
   double* part = reinterpret_cast<double*>(ws);
-  const int nt = bn_threads(M, C);
   const bool need_sums = batch_stats || dgamma || dbeta;
   if (need_sums) {
-    parallel_region(nt, [&](int tid, int nth) {
-      const int64_t r0 = M * tid / nth, r1 = M * (tid + 1) / nth;
-      double* __restrict sdy = part + int64_t(tid) * 2 * C;
-      double* __restrict sdx = sdy + C;  // sum dy * (x - mean)
-      for (int c = 0; c < C; ++c) sdy[c] = sdx[c] = 0.0;
+    // sdy: sum dy; sdx: sum dy * (x - mean)
+    bn_block_sums(part, M, C, [&](int64_t r0, int64_t r1, double* __restrict sdy, double* __restrict sdx) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* __restrict xp = x + r * C;
         const T* __restrict dp = dy + r * C;
@@ -103,15 +105,10 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
         }
       }
     });
-    // Reduced in thread order; part[0..2C) then holds sum(dy) and sum(dy*xhat) per channel.
+    // part[0..2C) now holds sum(dy) and sum(dy*(x-mean)); the latter becomes sum(dy*xhat).
     for (int c = 0; c < C; ++c) {
-      double a = 0.0, b = 0.0;
-      for (int i = 0; i < nt; ++i) {
-        a += part[int64_t(i) * 2 * C + c];
-        b += part[int64_t(i) * 2 * C + C + c];
-      }
-      part[c] = a;
-      part[C + c] = b * double(invstd[c]);
+      const double a = part[c];
+      part[C + c] *= double(invstd[c]);
       if (dbeta) dbeta[c] = T(a);
       if (dgamma) dgamma[c] = T(part[C + c]);
     }
@@ -119,7 +116,7 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
   if (!dx) return;
   // dx = k*(dy - sum(dy)/M - xhat*sum(dy*xhat)/M), k = gamma*invstd, is affine in (dy, x) per
   // channel: dx = A*dy + B + X*x, with the coefficients computed once (in double) per channel.
-  T* A = reinterpret_cast<T*>(part + int64_t(nt) * 2 * C);
+  T* A = reinterpret_cast<T*>(part + int64_t(reduce_blocks(M)) * 2 * C);
   T* B = A + C;
   T* X = B + C;
   for (int c = 0; c < C; ++c) {

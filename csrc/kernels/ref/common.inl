@@ -42,3 +42,19 @@ static inline T dot(const T* a, const T* b, int64_t n) {
     for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
   return acc[0];
 }
+
+// dw += partial[1] + ... + partial[nb - 1] in block order (each partial: nw floats of dw, then
+// nk of db when db is not null), split over weight elements.
+template <typename T>
+static void add_block_partials(T* dw, T* db, const T* partials, int64_t nw, int64_t nk, int nb) {
+  if (nb <= 1) return;
+  const int64_t stride = nw + nk;
+  parallel_for(stride, 4096, [&](int64_t i0, int64_t i1, int) {
+    for (int b = 1; b < nb; ++b) {
+      const T* src = partials + (b - 1) * stride;
+      for (int64_t i = i0; i < (i1 < nw ? i1 : nw); ++i) dw[i] += src[i];
+      if (db)
+        for (int64_t i = i0 > nw ? i0 : nw; i < i1; ++i) db[i - nw] += src[i];
+    }
+  });
+}

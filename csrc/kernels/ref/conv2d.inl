@@ -1,13 +1,19 @@
 // conv2d, portable path. Vectorised along the innermost NHWC / HWIO dimension (K for forward and
 // weight gradient, C for data gradient); parallel over output rows (forward), input rows (data
-// gradient, gather form: no two threads write the same dx) and images (weight gradient, private
-// partial sums reduced in thread order).
+// gradient, gather form: no two threads write the same dx) and fixed blocks of images (weight
+// gradient: one partial dw and db per block, added in block order; see reduce_blocks).
 
-// Scratch for any pass: the transposed weights (data gradient) or nthreads-1 private copies of
-// dw and db (weight gradient).
-static int64_t conv2d_workspace(const Conv2dParams& p, int nthreads) {
+// Image blocks of the weight gradient: reduce_blocks(N), and at most 4 Mi floats of partials.
+static inline int conv_dw_blocks(const Conv2dParams& p) {
+  const int64_t stride = int64_t(p.R) * p.S * p.C * p.K + p.K;
+  return reduce_blocks(p.N, (int64_t(1) << 22) / stride);
+}
+
+// Scratch for any pass: the transposed weights (data gradient) or conv_dw_blocks - 1 partial
+// copies of dw and db (weight gradient). Neither depends on the thread count.
+static int64_t conv2d_workspace(const Conv2dParams& p, int /*nthreads*/) {
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
-  const int64_t partials = int64_t(nthreads > 1 ? nthreads - 1 : 0) * (nw + p.K);
+  const int64_t partials = int64_t(conv_dw_blocks(p) - 1) * (nw + p.K);
   return nw > partials ? nw : partials;
 }
 
@@ -87,21 +93,20 @@ static void conv2d_backward_data(T* dx, const T* dy, const T* w, T* ws, const Co
 }
 
 // dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
-// ws: (nthreads - 1) private copies of dw and db; thread 0 accumulates into dw/db directly.
+// ws: conv_dw_blocks - 1 partial copies of dw and db; block 0 accumulates into dw/db directly.
 template <typename T>
 static void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, T* ws,
                                    const Conv2dParams& p) {
   const int H = p.H, W = p.W, C = p.C, K = p.K, R = p.R, S = p.S, P = p.P, Q = p.Q;
   const int64_t nw = int64_t(R) * S * C * K, stride = nw + K;
-  const int nt = threads_for(p.N, grain(int64_t(P) * Q * R * S * C * K));
-  int used = nt;  // OpenMP may give fewer threads than asked; partials follow what ran
-  parallel_region(nt, [&](int tid, int nth) {
-    if (tid == 0) used = nth;
-    T* aw = tid == 0 ? dw : ws + (tid - 1) * stride;
-    T* ab = tid == 0 ? db : ws + (tid - 1) * stride + nw;
+  const int nb = conv_dw_blocks(p);
+  const int64_t per_block = int64_t(P) * Q * R * S * C * K * ((int64_t(p.N) + nb - 1) / nb);
+  parallel_blocks(nb, grain(per_block), [&](int b, int) {
+    T* aw = b == 0 ? dw : ws + (b - 1) * stride;
+    T* ab = b == 0 ? db : ws + (b - 1) * stride + nw;
     for (int64_t i = 0; i < nw; ++i) aw[i] = T(0);
     if (db) for (int k = 0; k < K; ++k) ab[k] = T(0);
-    const int n0 = int(int64_t(p.N) * tid / nth), n1 = int(int64_t(p.N) * (tid + 1) / nth);
+    const int n0 = int(block_begin(p.N, nb, b)), n1 = int(block_begin(p.N, nb, b + 1));
     for (int n = n0; n < n1; ++n)
       for (int oh = 0; oh < P; ++oh)
         for (int ow = 0; ow < Q; ++ow) {
@@ -124,15 +129,5 @@ static void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, T* ws,
           }
         }
   });
-  if (used > 1) {
-    // Fixed-order reduction of the private copies, split over weight elements.
-    parallel_for(stride, 4096, [&](int64_t i0, int64_t i1, int) {
-      for (int t = 1; t < used; ++t) {
-        const T* src = ws + (t - 1) * stride;
-        for (int64_t i = i0; i < lmin(i1, nw); ++i) dw[i] += src[i];
-        if (db)
-          for (int64_t i = i0 > nw ? i0 : nw; i < i1; ++i) db[i - nw] += src[i];
-      }
-    });
-  }
+  add_block_partials(dw, db, ws, nw, K, nb);
 }

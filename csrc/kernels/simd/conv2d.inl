@@ -9,8 +9,9 @@
 // C, K swapped; with strides, one such forward problem per phase (dx position modulo the stride)
 // over the taps that reach it (see bwd_phase). Either can add into dx (accumulate).
 // Backward-weight: per tap (r, s), a tile of MC input channels x KB output channels accumulates
-// over every pixel of one image at a time (the image stays in L2); images are split across
-// threads with private partial sums reduced in thread order.
+// over every pixel of one image at a time (the image stays in L2); images are split into fixed
+// blocks (conv_dw_blocks), one partial sum per block, added in block order: the same bits on any
+// thread count.
 
 struct ConvGeom {
   int Hp, Wp;        // padded input size
@@ -559,12 +560,13 @@ static inline int64_t dy_pack_size(const Conv2dParams& p) {
   return p.K % KB ? int64_t(p.P) * p.Q * round_up(p.K, KB) : 0;
 }
 
-// Workspace: [padded images, one per thread][(nthreads-1) partial dw + db][dy packs]
+// Workspace: [padded images, one per thread][conv_dw_blocks - 1 partial dw + db][dy packs, one
+// per thread]
 template <int VL>
 static int64_t conv_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
   const int nt = nthreads > 1 ? nthreads : 1;
-  return pad_scratch(conv_geom(p), nt) + int64_t(nt - 1) * (nw + p.K) + int64_t(nt) * dy_pack_size<VL>(p);
+  return pad_scratch(conv_geom(p), nt) + int64_t(conv_dw_blocks(p) - 1) * (nw + p.K) + int64_t(nt) * dy_pack_size<VL>(p);
 }
 
 // dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [R,S,C,K]  db: [K] or null
@@ -575,51 +577,43 @@ static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy
   const ConvGeom g = conv_geom(p);
   float* partials = ws + pad_scratch(g, get_num_threads());
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K, stride = nw + p.K;
-  const int nt = threads_for(p.N, grain(int64_t(p.P) * p.Q * p.R * p.S * p.C * p.K));
+  const int nb = conv_dw_blocks(p);
+  const int64_t per_block = int64_t(p.P) * p.Q * p.R * p.S * p.C * p.K * ((int64_t(p.N) + nb - 1) / nb);
   const int64_t dpack = dy_pack_size<VL>(p);
-  float* dy_packs = partials + int64_t(nt - 1) * stride;
+  float* dy_packs = partials + int64_t(nb - 1) * stride;
   const int KB = conv_nv(p.K, VL) * VL, ldp = int(round_up(p.K, KB));
   const int64_t img_y = int64_t(p.P) * p.Q * p.K;
   const int NV = conv_nv(p.K, VL);
-  int used = nt;
-  parallel_region(nt, [&](int tid, int nth) {
-    if (tid == 0) used = nth;
-    float* aw = tid == 0 ? dw : partials + (tid - 1) * stride;
-    float* ab = tid == 0 ? db : partials + (tid - 1) * stride + nw;
-    for (int64_t i = 0; i < nw; ++i) aw[i] = 0.0f;
-    if (db) for (int k = 0; k < p.K; ++k) ab[k] = 0.0f;
-    const int n0 = int(int64_t(p.N) * tid / nth), n1 = int(int64_t(p.N) * (tid + 1) / nth);
+  parallel_for(nb, grain(per_block), [&](int64_t b0, int64_t b1, int tid) {
     float* mine = ws + tid * g.img_pad;
     int mine_n = -1;
-    for (int n = n0; n < n1; ++n) {
-      const float* xn = image_for<VL>(x, n, mine, &mine_n, p, g);
-      const float* dyn = dy + n * img_y;
-      const float* dyt = dyn;
-      int ldd = p.K;
-      if (dpack) {  // zero-fill the K tail once per image instead of masking every load
-        float* dst = dy_packs + tid * dpack;
-        for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
-          for (int k = 0; k < ldp; ++k) dst[px * ldp + k] = k < p.K ? dyn[px * p.K + k] : 0.0f;
-        dyt = dst;
-        ldd = ldp;
+    for (int64_t b = b0; b < b1; ++b) {
+      float* aw = b == 0 ? dw : partials + (b - 1) * stride;
+      float* ab = b == 0 ? db : partials + (b - 1) * stride + nw;
+      for (int64_t i = 0; i < nw; ++i) aw[i] = 0.0f;
+      if (db) for (int k = 0; k < p.K; ++k) ab[k] = 0.0f;
+      const int n0 = int(block_begin(p.N, nb, b)), n1 = int(block_begin(p.N, nb, b + 1));
+      for (int n = n0; n < n1; ++n) {
+        const float* xn = image_for<VL>(x, n, mine, &mine_n, p, g);
+        const float* dyn = dy + n * img_y;
+        const float* dyt = dyn;
+        int ldd = p.K;
+        if (dpack) {  // zero-fill the K tail once per image instead of masking every load
+          float* dst = dy_packs + tid * dpack;
+          for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
+            for (int k = 0; k < ldp; ++k) dst[px * ldp + k] = k < p.K ? dyn[px * p.K + k] : 0.0f;
+          dyt = dst;
+          ldd = ldp;
+        }
+        if (NV == 2) conv_bwd_w_image<VL, 2>(aw, xn, dyt, ldd, p, g);
+        else conv_bwd_w_image<VL, 1>(aw, xn, dyt, ldd, p, g);
+        if (db)
+          for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
+            for (int k = 0; k < p.K; ++k) ab[k] += dyn[px * p.K + k];
       }
-      if (NV == 2) conv_bwd_w_image<VL, 2>(aw, xn, dyt, ldd, p, g);
-      else conv_bwd_w_image<VL, 1>(aw, xn, dyt, ldd, p, g);
-      if (db)
-        for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
-          for (int k = 0; k < p.K; ++k) ab[k] += dyn[px * p.K + k];
     }
   });
-  if (used > 1) {
-    parallel_for(stride, 4096, [&](int64_t i0, int64_t i1, int) {
-      for (int t = 1; t < used; ++t) {
-        const float* src = partials + (t - 1) * stride;
-        for (int64_t i = i0; i < lmin(i1, nw); ++i) dw[i] += src[i];
-        if (db)
-          for (int64_t i = i0 > nw ? i0 : nw; i < i1; ++i) db[i - nw] += src[i];
-      }
-    });
-  }
+  add_block_partials(dw, db, partials, nw, p.K, nb);
 }
 
 template <int VL>
