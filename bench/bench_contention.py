@@ -14,26 +14,18 @@ measured with each in turn, so two builds of cnnbp compare side by side under th
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 
-from bench_train import SPECS, machine
+from bench_train import SPECS, machine, run_worker
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 STEPS = {"seed": 300, "lenet": 400, "vgg": 12, "resnet20": 6, "mobilenet": 12}
 
 
 def measure(python, model, batch, threads, steps, windows):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [python, os.path.join(HERE, "bench_train.py"), "--worker", "cnnbp", "--models", model, "--batch", str(batch),
-           "--threads", str(threads), "--steps", str(steps), "--windows", str(windows)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker failed ({python}):\n{out.stderr[-2000:]}")
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    return res["isa"], [batch * steps / s for s in res["secs"]]
+    res = run_worker("cnnbp", model, batch, threads, steps, windows, python)
+    return res["isa"], res["img_s"]
 
 
 def spinners(n):

@@ -144,9 +144,9 @@ def worker_torch(model_name, batch, threads, steps, windows):
     return {"version": torch.__version__, "secs": time_steps(step, steps, windows)}
 
 
-def run_worker(framework, model, batch, threads, steps, windows):
+def run_worker(framework, model, batch, threads, steps, windows, python=sys.executable):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--models", model, "--batch", str(batch),
+    cmd = [python, os.path.abspath(__file__), "--worker", framework, "--models", model, "--batch", str(batch),
            "--threads", str(threads), "--steps", str(steps), "--windows", str(windows)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
