@@ -155,8 +155,9 @@ void parallel_blocks(int nb, int64_t min_blocks_per_thread, F&& f) {
   });
 }
 
-// Runs f(tid, nthreads) on exactly nt threads (nt from threads_for), for kernels that keep
-// per-thread partial results.
+// Runs f(tid, nthreads) on exactly nt threads (nt from threads_for): for code that needs every
+// thread of a region (the tests' probes of the region size and of MXCSR inside it). Kernels use
+// parallel_for or parallel_blocks, whose results do not depend on how many threads ran.
 template <typename F>
 void parallel_region(int nt, F&& f) {
   if (nt <= 1) {
