@@ -51,10 +51,9 @@ def main():
     a = ap.parse_args()
     pythons = a.python.split(",")
     print(f"machine: {machine()}; competitors: {a.competitors}")
-    label = (lambda p: f"[{pythons.index(p)}] ") if len(pythons) > 1 else (lambda p: "")
-    for i, p in enumerate(pythons):
-        if len(pythons) > 1:
-            print(f"[{i}] {p}")
+    label = {p: f"[{i}]" if len(pythons) > 1 else "" for i, p in enumerate(pythons)}
+    if len(pythons) > 1:
+        print("\n".join(f"{label[p]} {p}" for p in pythons))
     print(f"{'model':6} {'batch':>5} {'thr':>3} {'isa':>8} {'idle img/s':>11} {'busy img/s':>11} {'busy/idle':>9}")
     rows = []
     for model in a.models.split(","):
@@ -79,7 +78,7 @@ def main():
                 rows.append({"python": p, "model": model, "batch": batch, "threads": threads, "isa": isa[p],
                              "idle_img_s": idle, "busy_img_s": busy, "competitors": a.competitors})
                 print(f"{model:6} {batch:>5} {threads:>3} {isa[p]:>8} {idle:11,.0f} {busy:11,.0f} {busy / idle:9.2f} "
-                      f"{label(p)}", flush=True)
+                      f"{label[p]}", flush=True)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"machine": machine(), "rows": rows}, fh, indent=1)

@@ -1113,9 +1113,10 @@ void Network<T>::monitor_output(size_t node, const T* y, int N, int64_t per_samp
   const int64_t s0 = (mon_slices_ * k) % N, ns = std::min<int64_t>(k, N - s0);
   y += s0 * per_sample;
   const int64_t n = ns * per_sample;
-  const int nb = reduce_blocks(n / 4096);
+  const int nb = reduce_blocks(n / 4096);               // blocks of at least 4k elements
+  const int64_t per_thread = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, n / nb));  // ~32k each
   double part[kReduceBlocks][S] = {};
-  parallel_blocks(nb, std::max<int64_t>(1, (int64_t(1) << 15) * nb / std::max<int64_t>(n, 1)), [&](int b, int) {
+  parallel_blocks(nb, per_thread, [&](int b, int) {
     const int64_t i0 = block_begin(n, nb, b);
     k_.tensor_stats(part[b], y + i0, block_begin(n, nb, b + 1) - i0);
   });
