@@ -1,7 +1,7 @@
 """Training throughput (images/s) of the reference models: cnnbp, and PyTorch side by side when
 it is installed (``pip install torch==2.13.0``; never a cnnbp dependency).
 
-Each (framework, model, batch, threads) runs in its own process (so OpenMP pools and allocators do
+Each (framework, model, batch, threads) runs in its own process (so thread pools and allocators do
 not interfere), frameworks alternate, and the median over timed windows is reported with the
 ratio and each process's peak resident memory. Synthetic data; full step = forward + loss +
 backward + update.

@@ -304,8 +304,8 @@ def test_show_config_reports_path_and_threads():
     cnnbp.show_config(file=buf)
     text = buf.getvalue()
     assert cnnbp.cpu_capability() in text and "threads" in text
-    openmp = cnnbp._core.build_info()["openmp"]
-    assert (f"OpenMP:             {openmp}" if openmp else "kernels run on the calling thread") in text
+    pool = cnnbp._core.build_info()["threads"]
+    assert ("thread pool:        cnnbp's own" if pool else "kernels run on the calling thread") in text
     cnnbp.set_num_threads(1)
     assert cnnbp.get_num_threads() == 1
 

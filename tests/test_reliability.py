@@ -22,18 +22,18 @@ def run_py(code, timeout=120, **kw):
                           timeout=timeout, **kw)
 
 
-NEEDS_OPENMP = pytest.mark.skipif(_core.build_info()["openmp"] is None,
-                                  reason="a build without OpenMP runs every kernel on the calling thread")
+NEEDS_THREADS = pytest.mark.skipif(_core.build_info()["threads"] is None,
+                                   reason="a build without the thread pool runs every kernel on the calling thread")
 
 
-@NEEDS_OPENMP
+@NEEDS_THREADS
 def test_set_num_threads_sets_the_region_size():
     for n in (1, 2, 3):
         cnnbp.set_num_threads(n)
         assert _core._threads_in_region() == n
 
 
-@NEEDS_OPENMP
+@NEEDS_THREADS
 def test_omp_num_threads_is_the_default():
     env = dict(os.environ, OMP_NUM_THREADS="3")
     r = run_py("import cnnbp; from cnnbp import _core; print(cnnbp.get_num_threads(), _core._threads_in_region())",
@@ -41,14 +41,14 @@ def test_omp_num_threads_is_the_default():
     assert r.stdout.split() == ["3", "3"], r.stderr
 
 
-@NEEDS_OPENMP
+@NEEDS_THREADS
 def test_forked_child_runs_single_threaded_and_does_not_hang():
     r = run_py("""
         import os, numpy as np, cnnbp
         from cnnbp import ops, _core
         cnnbp.set_num_threads(2)
         x = np.random.rand(16, 16, 16, 16).astype(np.float32); w = np.random.rand(3, 3, 16, 16).astype(np.float32)
-        ref = ops.conv2d(x, w, padding="same")          # the parent's OpenMP pool is running
+        ref = ops.conv2d(x, w, padding="same")          # the parent's thread pool is running
         pid = os.fork()
         if pid == 0:
             y = ops.conv2d(x, w, padding="same")

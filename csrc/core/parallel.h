@@ -1,15 +1,14 @@
-// Threading: one setting (set_num_threads), OpenMP underneath, static contiguous partitions.
+// Threading: one setting (set_num_threads), cnnbp's own thread pool underneath (parallel.cpp).
 //
-// parallel_for(n, min_per_thread, f) calls f(begin, end, tid) on contiguous ranges of [0, n).
+// parallel_for(n, min_per_thread, f) calls f(begin, end, tid) on contiguous ranges of [0, n), one
+// per thread (tid < that count indexes per-thread scratch; which thread runs which range may vary).
 // The split depends only on n, min_per_thread and the thread setting; no result depends on it:
 // sums over items are taken in fixed blocks (reduce_blocks below), so the same inputs give the
 // same bits on any thread count. Work smaller than two chunks runs inline on the calling thread.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
 #endif
@@ -105,6 +104,13 @@ static inline int threads_for(int64_t n, int64_t min_per_thread) {
   return t;
 }
 
+// The pool behind parallel_for (parallel.cpp): runs fn(ctx, begin, end, tid) over nchunks
+// contiguous chunks of [0, n) on up to nt threads (the caller is tid 0). Chunks are claimed one
+// at a time, so a thread the OS has descheduled holds up at most the chunk it has begun; the
+// caller returns when every chunk is done, and f sees FTZ/DAZ on every thread.
+using ChunkFn = void (*)(void* ctx, int64_t begin, int64_t end, int tid);
+void run_chunks(int64_t n, int nt, int nchunks, ChunkFn fn, void* ctx);
+
 template <typename F>
 void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
   if (n <= 0) return;
@@ -115,21 +121,9 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
     leave_flush_denormals(fp);
     return;
   }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    const FpState fp = enter_flush_denormals();
-    const int tid = omp_get_thread_num();
-    const int nth = omp_get_num_threads();
-    const int64_t b = n * tid / nth, e = n * (tid + 1) / nth;
-    if (b < e) f(b, e, tid);
-    leave_flush_denormals(fp);
-  }
-#else
-  const FpState fp = enter_flush_denormals();
-  f(int64_t(0), n, 0);
-  leave_flush_denormals(fp);
-#endif
+  using Fn = std::remove_reference_t<F>;
+  run_chunks(n, nt, nt, [](void* ctx, int64_t b, int64_t e, int tid) { (*static_cast<Fn*>(ctx))(b, e, tid); },
+             const_cast<void*>(static_cast<const void*>(&f)));
 }
 
 // Reductions whose result must not depend on the thread count (weight gradients, normalisation
@@ -155,9 +149,9 @@ void parallel_blocks(int nb, int64_t min_blocks_per_thread, F&& f) {
   });
 }
 
-// Runs f(tid, nthreads) on exactly nt threads (nt from threads_for): for code that needs every
-// thread of a region (the tests' probes of the region size and of MXCSR inside it). Kernels use
-// parallel_for or parallel_blocks, whose results do not depend on how many threads ran.
+// Calls f(i, nt) for every i in [0, nt), each call on one of the pool's threads (the tests'
+// probes of the region size and of MXCSR inside it). Kernels use parallel_for or parallel_blocks,
+// whose results do not depend on how many threads ran.
 template <typename F>
 void parallel_region(int nt, F&& f) {
   if (nt <= 1) {
@@ -166,18 +160,9 @@ void parallel_region(int nt, F&& f) {
     leave_flush_denormals(fp);
     return;
   }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    const FpState fp = enter_flush_denormals();
-    f(omp_get_thread_num(), omp_get_num_threads());
-    leave_flush_denormals(fp);
-  }
-#else
-  const FpState fp = enter_flush_denormals();
-  f(0, 1);
-  leave_flush_denormals(fp);
-#endif
+  auto g = [&](int64_t b, int64_t, int) { f(int(b), nt); };
+  using G = decltype(g);
+  run_chunks(nt, nt, nt, [](void* ctx, int64_t b, int64_t e, int tid) { (*static_cast<G*>(ctx))(b, e, tid); }, &g);
 }
 
 }  // namespace cnnbp

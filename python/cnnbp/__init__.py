@@ -1,6 +1,6 @@
 """cnnbp: train convolutional neural networks on the CPU.
 
-A C++17 core (SIMD kernels chosen at run time, OpenMP threads) under a Keras-like API::
+A C++17 core (SIMD kernels chosen at run time, its own thread pool) under a Keras-like API::
 
     import cnnbp
     from cnnbp.layers import Input, Conv2D, MaxPooling2D, Flatten, Dense
@@ -58,8 +58,9 @@ def show_config(file=None):
         f"built: {', '.join(_core.compiled_capabilities())})",
         f"  threads:            {_core.get_num_threads()}"
         + (" (a forked child: kernels run on the calling thread)" if _core._in_forked_child() else ""),
-        f"  OpenMP:             {info['openmp']}" if info["openmp"] is not None else
-        "  OpenMP:             not built in (CNNBP_OPENMP=OFF or not found): kernels run on the calling thread",
+        "  thread pool:        cnnbp's own (spins briefly, then sleeps; shorter spins on a busy machine)"
+        if info["threads"] is not None else
+        "  thread pool:        not built in (CNNBP_THREADS=OFF): kernels run on the calling thread",
         f"  compiler:           {info['compiler']}",
     ]
     budget, source = _core.memory_budget()

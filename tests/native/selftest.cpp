@@ -10,14 +10,19 @@
 // kernels and 2e-4 for reductions (float32 sums); a wrong index or a missed tail is off by O(1).
 // Exit status 0 when every comparison passes, 1 otherwise (each failure printed with its shape).
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/cpu.h"
@@ -444,6 +449,66 @@ void test_fp_state(Report& rep) {
   }
 }
 
+// The thread pool: every item of a region is run exactly once, by a thread whose index is below the
+// region's thread count, over contiguous ranges; with up to 32 chunks (claimed by bit) and more
+// (claimed by counter); nested regions (run inline), regions from two caller threads at once, and
+// a region whose chunks wait for each other (each must get a thread of its own).
+void test_pool(Report& rep) {
+  int bad = 0, checks = 0;
+  auto region = [&](int64_t n, int threads) {
+    ThreadScope scope(threads);
+    std::unique_ptr<std::atomic<int>[]> hits(new std::atomic<int>[size_t(n)]);
+    for (int64_t i = 0; i < n; ++i) hits[size_t(i)] = 0;
+    std::atomic<int> wrong{0};
+    const int nt = threads_for(n, 1);
+    parallel_for(n, 1, [&](int64_t b, int64_t e, int tid) {
+      if (b >= e || tid < 0 || tid >= nt) ++wrong;
+      for (int64_t i = b; i < e; ++i) ++hits[size_t(i)];
+      // nested: runs inline on this thread, over its whole range
+      int64_t inner = 0;
+      parallel_for(e - b, 1, [&](int64_t b2, int64_t e2, int) { inner += e2 - b2; });
+      if (inner != e - b) ++wrong;
+    });
+    ++checks;
+    bool once = true;
+    for (int64_t i = 0; i < n; ++i) once = once && hits[size_t(i)] == 1;
+    if (!once || wrong) {
+      ++bad;
+      std::printf("FAIL thread pool: n %lld, %d threads: every item once %d, bad ranges or nesting %d\n",
+                  (long long)n, threads, once, wrong.load());
+    }
+  };
+  for (int threads : {2, 3, 5, 8, 33, 40})
+    for (int64_t n : {1, 2, 3, 7, 31, 32, 33, 100, 1000}) region(n, threads);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 2; ++c)
+    callers.emplace_back([&, c] {
+      for (int it = 0; it < 200; ++it) region(1 + (it * 7 + c) % 97, 2 + it % 4);
+    });
+  for (auto& t : callers) t.join();
+  for (int threads : {2, 3, 4}) {
+    ThreadScope scope(threads);
+    std::atomic<int> begun{0};
+    std::mutex m;
+    std::vector<std::thread::id> ids;
+    parallel_region(threads, [&](int, int) {
+      { std::lock_guard<std::mutex> g(m); ids.push_back(std::this_thread::get_id()); }
+      ++begun;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (begun < threads && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    });
+    std::sort(ids.begin(), ids.end());
+    ++checks;
+    if (std::unique(ids.begin(), ids.end()) - ids.begin() != threads) {
+      ++bad;
+      std::printf("FAIL thread pool: a region of %d waiting chunks ran on fewer threads\n", threads);
+    }
+  }
+  rep.checks += checks;
+  rep.failures += bad;
+  std::printf("%-16s thread pool: %d regions checked, %d failed\n", "", checks, bad);
+}
+
 void run_path(const char* label, const F& k, const D& r, int trials, uint64_t seed, int threads, Report& rep) {
   Rng g(seed);
   const int before = rep.failures, checks = rep.checks;
@@ -482,6 +547,9 @@ int main(int argc, char** argv) {
   const D& ref = kernels_f64();
   Report rep;
   test_fp_state(rep);
+#ifndef CNNBP_NO_THREADS
+  test_pool(rep);
+#endif
   for (int c = 0; c < kNumCapabilities; ++c) {
     const CpuCapability cap = CpuCapability(c);
     if (!compiled_capability(cap)) continue;
