@@ -13,6 +13,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 
 namespace cnnbp {
@@ -247,10 +248,16 @@ class Pool {
     leave_flush_denormals(fp);
   }
 
-  void start_workers(int count) {  // workers 1..count (under run_mutex_)
-    while (started_ < count) {
-      const int id = ++started_;
-      std::thread([this, id] { worker(id); }).detach();
+  // Workers 1..count (under run_mutex_). When the system refuses a thread, the jobs run on those
+  // there are: chunks are claimed, so nothing waits for a thread that does not exist.
+  void start_workers(int count) {
+    while (started_ < count && !refused_) {
+      try {
+        std::thread([this, id = started_ + 1] { worker(id); }).detach();
+        ++started_;
+      } catch (const std::system_error&) {
+        refused_ = true;
+      }
     }
   }
 
@@ -304,6 +311,7 @@ class Pool {
   int64_t n_ = 0;
   int gen_ = 0;
   int started_ = 0;
+  bool refused_ = false;
   std::mutex run_mutex_, m_;
   std::condition_variable work_cv_, done_cv_;
 };
