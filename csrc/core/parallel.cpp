@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -122,6 +123,7 @@ constexpr auto kBusySpin = std::chrono::microseconds(10);
 constexpr auto kWindow = std::chrono::milliseconds(20);
 constexpr double kLostShare = 0.25;
 constexpr auto kBusyMemory = std::chrono::milliseconds(200);
+constexpr int kBusyChunks = 4;
 std::atomic<int64_t> g_busy_until{0};  // steady_clock ticks
 
 inline bool machine_busy(Clock::time_point now) {
@@ -207,6 +209,9 @@ class Pool {
     }
     if (nt > kPoolMaxThreads) nt = kPoolMaxThreads;
     if (nchunks > kMaxChunks) nchunks = kMaxChunks;
+    // On a busy machine a region gets kBusyChunks chunks per thread: a descheduled thread then
+    // holds up a quarter of its share at most, and whoever runs takes the rest.
+    if (nchunks == nt && machine_busy(Clock::now())) nchunks = std::min(nt * kBusyChunks, kMaxChunks);
     if (int64_t(nchunks) > n) nchunks = int(n);
     start_workers(nt - 1);
     fn_ = fn;

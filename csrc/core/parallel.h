@@ -15,7 +15,7 @@
 
 namespace cnnbp {
 
-int get_num_threads();     // 1 in a child forked after cnnbp loaded (libgomp is not fork-safe)
+int get_num_threads();     // 1 in a child forked after cnnbp loaded (the pool's threads are not in it)
 bool in_forked_child();
 void set_num_threads(int n);
 int default_num_threads();
@@ -105,7 +105,8 @@ static inline int threads_for(int64_t n, int64_t min_per_thread) {
 }
 
 // The pool behind parallel_for (parallel.cpp): runs fn(ctx, begin, end, tid) over nchunks
-// contiguous chunks of [0, n) on up to nt threads (the caller is tid 0). Chunks are claimed one
+// contiguous chunks of [0, n) (4 per thread instead of one on a busy machine) on up to nt threads
+// (the caller is tid 0). Chunks are claimed one
 // at a time, so a thread the OS has descheduled holds up at most the chunk it has begun; the
 // caller returns when every chunk is done, and f sees FTZ/DAZ on every thread.
 using ChunkFn = void (*)(void* ctx, int64_t begin, int64_t end, int tid);
