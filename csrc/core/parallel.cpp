@@ -247,6 +247,10 @@ class Pool {
  private:
   Pool() = default;
 
+  // A chunk must not throw (kernels validate before their regions): one that does ends the
+  // process, as in an OpenMP region, rather than unwinding a caller whose job other threads run.
+  static void run_chunk(ChunkFn fn, void* ctx, int64_t b, int64_t e, int tid) noexcept { fn(ctx, b, e, tid); }
+
   static void run_inline(int64_t n, ChunkFn fn, void* ctx) {
     const FpState fp = enter_flush_denormals();
     fn(ctx, 0, n, 0);
@@ -278,7 +282,7 @@ class Pool {
       // The claim succeeded, so this job is still running and fn_/ctx_/n_ are its own.
       const int64_t q = n_ / total, r = n_ % total;
       const int64_t b = next * q + (next < r ? next : r), e = b + q + (next < r ? 1 : 0);
-      fn_(ctx_, b, e, id);
+      run_chunk(fn_, ctx_, b, e, id);
       if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == total &&
           caller_waits_.load(std::memory_order_seq_cst)) {
         { std::lock_guard<std::mutex> g(m_); }
