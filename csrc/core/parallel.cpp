@@ -84,9 +84,9 @@ void set_num_threads(int n) {
 // ---------------------------------------------------------------------------------------------
 // The thread pool behind parallel_for.
 //
-// One job at a time: the calling thread publishes it in word_ (generation, thread count, chunk
-// count, next unclaimed chunk), then every participant (the caller as tid 0, the workers as
-// 1..nt-1) claims chunks with a compare-and-swap on that word until none is left. The caller
+// One job at a time: the calling thread publishes it in word_ (its sizes and claim state, below),
+// then every participant (the caller as tid 0, the workers as 1..nt-1) claims chunks with a
+// compare-and-swap on that word until none is left. The caller
 // returns when done_ reaches the chunk count. A worker that has not woken up yet is not waited
 // for: whoever is running takes its chunks, so a thread descheduled by a busy machine delays a
 // join by at most the chunk it has begun, not by the whole time slice it waits for.
@@ -211,7 +211,8 @@ class Pool {
     if (nchunks > kMaxChunks) nchunks = kMaxChunks;
     // On a busy machine a region gets kBusyChunks chunks per thread: a descheduled thread then
     // holds up a quarter of its share at most, and whoever runs takes the rest.
-    if (nchunks == nt && machine_busy(Clock::now())) nchunks = std::min(nt * kBusyChunks, kMaxChunks);
+    const Clock::time_point t0 = Clock::now();
+    if (nchunks == nt && machine_busy(t0)) nchunks = std::min(nt * kBusyChunks, kMaxChunks);
     if (int64_t(nchunks) > n) nchunks = int(n);
     start_workers(nt - 1);
     fn_ = fn;
@@ -227,7 +228,6 @@ class Pool {
       work_cv_.notify_all();
     }
     thread_local LostTime account;  // the caller's: it is preempted between regions as much as in them
-    const Clock::time_point t0 = Clock::now();
     account.check(t0);
     const FpState fp = enter_flush_denormals();
     tl_in_job = true;
