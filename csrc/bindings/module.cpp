@@ -3,10 +3,6 @@
 // cnnbp::NumericalError -> cnnbp.NumericalError.
 #include "bindings/common.h"
 #include <atomic>
-#include <chrono>
-#include <mutex>
-#include <set>
-#include <thread>
 
 #include "core/buffer.h"
 #include "core/cpu.h"
@@ -28,22 +24,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &cb::set_num_threads, py::arg("n"), "Set the thread count of cnnbp's parallel regions.");
   m.def("_buffer_allocations", &cb::buffer_allocations,
         "Buffers allocated so far (a steady-state training step allocates none).");
-  m.def("_threads_in_region", [] {
-    // Every chunk of one region waits (up to 10 s) until all have begun, so each runs on a thread
-    // of its own; the answer is the number of distinct threads that ran them.
-    const int nt = cb::get_num_threads();
-    std::atomic<int> begun{0};
-    std::mutex m;
-    std::set<std::thread::id> ids;
-    py::gil_scoped_release nogil;
-    cb::parallel_region(nt, [&](int, int) {
-      { std::lock_guard<std::mutex> g(m); ids.insert(std::this_thread::get_id()); }
-      begun.fetch_add(1);
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (begun.load() < nt && std::chrono::steady_clock::now() < until) std::this_thread::yield();
-    });
-    return int(ids.size());
-  }, "How many distinct threads run the chunks of one parallel region with the current setting (tests).");
+  m.def("_threads_in_region", [] { return cb::threads_in_region(cb::get_num_threads()); },
+        py::call_guard<py::gil_scoped_release>(),
+        "How many distinct threads run the chunks of one parallel region with the current setting (tests).");
   m.def("_in_forked_child", &cb::in_forked_child);
   m.def("_mxcsr", [] {
 #if defined(__x86_64__) || defined(_M_X64)

@@ -16,6 +16,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 namespace cnnbp {
 
@@ -86,10 +87,10 @@ void set_num_threads(int n) {
 //
 // One job at a time: the calling thread publishes it in word_ (its sizes and claim state, below),
 // then every participant (the caller as tid 0, the workers as 1..nt-1) claims chunks with a
-// compare-and-swap on that word until none is left. The caller
-// returns when done_ reaches the chunk count. A worker that has not woken up yet is not waited
-// for: whoever is running takes its chunks, so a thread descheduled by a busy machine delays a
-// join by at most the chunk it has begun, not by the whole time slice it waits for.
+// compare-and-swap on that word until none is left. The caller returns when done_ reaches the
+// chunk count. A worker that has not woken up yet is not waited for: whoever is running takes its
+// chunks, so a thread descheduled by a busy machine delays a join by at most the chunk it has
+// begun, not by the whole time slice it waits for.
 //
 // Waiting: a thread that finds nothing to do spins for a while (see spin_until), then sleeps on
 // a condition variable; waking is a system call only when somebody sleeps.
@@ -337,6 +338,23 @@ void run_chunks(int64_t n, int, int, ChunkFn fn, void* ctx) {
   leave_flush_denormals(fp);
 }
 #endif
+
+int threads_in_region(int nt) {
+  std::atomic<int> begun{0};
+  std::mutex m;
+  std::vector<std::thread::id> ids;
+  parallel_region(nt, [&](int, int) {
+    {
+      std::lock_guard<std::mutex> g(m);
+      ids.push_back(std::this_thread::get_id());
+    }
+    begun.fetch_add(1);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (begun.load() < nt && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  });
+  std::sort(ids.begin(), ids.end());
+  return int(std::unique(ids.begin(), ids.end()) - ids.begin());
+}
 
 namespace {
 std::atomic<int64_t> g_buffer_allocations{0};

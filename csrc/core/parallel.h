@@ -7,7 +7,6 @@
 // same bits on any thread count. Work smaller than two chunks runs inline on the calling thread.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
@@ -106,11 +105,18 @@ static inline int threads_for(int64_t n, int64_t min_per_thread) {
 
 // The pool behind parallel_for (parallel.cpp): runs fn(ctx, begin, end, tid) over nchunks
 // contiguous chunks of [0, n) (4 per thread instead of one on a busy machine) on up to nt threads
-// (the caller is tid 0). Chunks are claimed one
-// at a time, so a thread the OS has descheduled holds up at most the chunk it has begun; the
-// caller returns when every chunk is done, and f sees FTZ/DAZ on every thread.
+// (the caller is tid 0). Chunks are claimed one at a time, so a thread the OS has descheduled
+// holds up at most the chunk it has begun; the caller returns when every chunk is done, and fn
+// sees FTZ/DAZ on every thread.
 using ChunkFn = void (*)(void* ctx, int64_t begin, int64_t end, int tid);
 void run_chunks(int64_t n, int nt, int nchunks, ChunkFn fn, void* ctx);
+
+// run_chunks with a callable g(begin, end, tid) (not copied: it lives on the caller's stack).
+template <typename G>
+void run_chunks(int64_t n, int nt, G& g) {
+  run_chunks(n, nt, nt, [](void* ctx, int64_t b, int64_t e, int tid) { (*static_cast<G*>(ctx))(b, e, tid); },
+             const_cast<void*>(static_cast<const void*>(&g)));
+}
 
 template <typename F>
 void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
@@ -122,9 +128,7 @@ void parallel_for(int64_t n, int64_t min_per_thread, F&& f) {
     leave_flush_denormals(fp);
     return;
   }
-  using Fn = std::remove_reference_t<F>;
-  run_chunks(n, nt, nt, [](void* ctx, int64_t b, int64_t e, int tid) { (*static_cast<Fn*>(ctx))(b, e, tid); },
-             const_cast<void*>(static_cast<const void*>(&f)));
+  run_chunks(n, nt, f);
 }
 
 // Reductions whose result must not depend on the thread count (weight gradients, normalisation
@@ -162,8 +166,11 @@ void parallel_region(int nt, F&& f) {
     return;
   }
   auto g = [&](int64_t b, int64_t, int) { f(int(b), nt); };
-  using G = decltype(g);
-  run_chunks(nt, nt, nt, [](void* ctx, int64_t b, int64_t e, int tid) { (*static_cast<G*>(ctx))(b, e, tid); }, &g);
+  run_chunks(nt, nt, g);
 }
+
+// The number of distinct threads that run a region of nt chunks when every chunk waits (up to
+// 10 s) until all have begun: nt when the pool gives each chunk a thread of its own (tests).
+int threads_in_region(int nt);
 
 }  // namespace cnnbp
