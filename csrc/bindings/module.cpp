@@ -6,6 +6,7 @@
 
 #include "core/buffer.h"
 #include "core/cpu.h"
+#include "kernels/bf16.h"
 #include "core/memory.h"
 #include "nn/network.h"
 #include "core/parallel.h"
@@ -66,6 +67,10 @@ PYBIND11_MODULE(_core, m) {
       if (cb::compiled_capability(cb::CpuCapability(c))) out.push_back(cb::capability_name(cb::CpuCapability(c)));
     return out;
   }, "The kernel paths built into this extension.");
+  m.def("bf16_path", [] { return std::string(cb::bf16_path_name(cb::bf16_path())); },
+        "The mixed_bfloat16 kernels in use: 'avx512_bf16' (vdpbf16ps) or 'emulated' (CNNBP_BF16=emulated forces it).");
+  m.def("bf16_detected", [] { return std::string(cb::bf16_path_name(cb::bf16_detected())); },
+        "'avx512_bf16' when the CPU (and this build) can run the bf16 kernels, else 'emulated'.");
   m.def("build_info", [] {
     py::dict d;
 #ifdef CNNBP_NO_THREADS

@@ -543,6 +543,13 @@ void bind_network(py::module_& m, const char* cls) {
            },
            py::arg("terms"), "Penalties (node, offset, size, l1, l2) on parameter ranges: l1 sum|w| + l2 sum w^2.")
       .def("regularization_loss", &Net::regularization_loss, "The penalties at the current weights.")
+      .def_property("precision", &Net::precision,
+                    [](Net& n, const std::string& name) {
+                      std::lock_guard<std::mutex> g(n.mutex());
+                      n.set_precision(name);
+                    },
+                    "Compute precision: 'float32' ('float64'), or 'mixed_bfloat16' (conv2d and dense in bf16 with "
+                    "fp32 accumulation).")
       .def_property("check_numerics", &Net::check_numerics,
                     [](Net& n, bool on) {
                       std::lock_guard<std::mutex> g(n.mutex());

@@ -6,6 +6,7 @@
 
 #include "bindings/common.h"
 #include "core/cpu.h"
+#include "kernels/bf16.h"
 #include "core/buffer.h"
 #include "core/parallel.h"
 
@@ -22,11 +23,17 @@ const KernelTable<float>& table_named<float>(const std::string& isa) {
     throw std::invalid_argument("isa 'avx2-wide' is not compiled into this build");
 #endif
   }
+  if (isa == "bf16-emulated") return kernels_bf16_for(Bf16Path::emulated);
+  if (isa == "avx512_bf16") {
+    CNNBP_CHECK(bf16_detected() == Bf16Path::avx512_bf16, "isa 'avx512_bf16' needs a CPU with AVX512_BF16 and a build "
+                "with its kernels");
+    return kernels_bf16_for(Bf16Path::avx512_bf16);
+  }
   CpuCapability c;
   if (isa == "baseline") c = CpuCapability::baseline;
   else if (isa == "avx2") c = CpuCapability::avx2;
   else if (isa == "avx512") c = CpuCapability::avx512;
-  else throw std::invalid_argument("isa: expected 'baseline', 'avx2', 'avx512' or 'avx2-wide', got '" + isa + "'");
+  else throw std::invalid_argument("isa: expected 'baseline', 'avx2', 'avx512', 'avx2-wide', 'bf16-emulated' or 'avx512_bf16', got '" + isa + "'");
   CNNBP_CHECK(compiled_capability(c), "isa '", isa, "' is not compiled into this build");
   CNNBP_CHECK(int(c) <= int(detected_capability()), "isa '", isa, "' is not supported by this CPU");
   return kernels_f32_for(c);

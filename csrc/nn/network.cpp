@@ -13,6 +13,7 @@
 #include "core/memory.h"
 #include "core/parallel.h"
 #include "core/random.h"
+#include "kernels/bf16.h"
 
 namespace cnnbp {
 
@@ -78,11 +79,27 @@ Network<T>::~Network() {
 
 template <typename T>
 Network<T>::Network(const Shape& input_shape)
-    : k_(kernels<T>()), input_shape_(input_shape), input_size_(0) {
+    : k_(&kernels<T>()), input_shape_(input_shape), input_size_(0) {
   CNNBP_CHECK(!input_shape.empty(), "Input: expected a shape with at least one axis, got ()");
   for (int d : input_shape) CNNBP_CHECK(d > 0, "Input: expected positive dimensions, got shape ", shape_str(input_shape));
   input_size_ = checked_numel("Input", input_shape);
   g_live_networks.fetch_add(1);  // (last: a throwing constructor runs no destructor)
+}
+
+template <typename T>
+void Network<T>::set_precision(const std::string& name) {
+  if (name == "float32" || name == "float64") {
+    CNNBP_CHECK(name == (std::is_same<T, float>::value ? "float32" : "float64"), "precision '", name,
+                "' does not match this network's dtype");
+    k_ = &kernels<T>();
+  } else if (name == "mixed_bfloat16") {
+    if constexpr (std::is_same<T, float>::value) k_ = &kernels_bf16();
+    else throw std::invalid_argument("precision 'mixed_bfloat16' needs a float32 model, this one is float64");
+  } else {
+    throw std::invalid_argument("precision: expected 'float32', 'float64' or 'mixed_bfloat16', got '" + name + "'");
+  }
+  precision_ = name;
+  planned_threads_ = 0;  // the next pass sizes the workspace for the new kernels
 }
 
 template <typename T>
@@ -486,9 +503,9 @@ void Network<T>::plan(int N, int nt) {
   int64_t ws = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer<T>& l = *layers_[i];
-    l.plan(k_, cap);
+    l.plan(*k_, cap);
     if (fold_into_[i] >= 0) l.plan_fold();
-    ws = std::max(ws, l.workspace(k_, cap, nt));
+    ws = std::max(ws, l.workspace(*k_, cap, nt));
   }
   dslots_.resize(slot_size_.size());
   for (size_t s = 0; s < slot_size_.size(); ++s) dslots_[s].reserve(size_t(cap) * slot_size_[s]);
@@ -524,8 +541,8 @@ typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
         b.largest_name = l.name;
       }
     }
-    ws = std::max(ws, l.workspace(k_, N, nt));
-    b.layers += l.plan_bytes(k_, N);
+    ws = std::max(ws, l.workspace(*k_, N, nt));
+    b.layers += l.plan_bytes(*k_, N);
   }
   for (int64_t s : slot_size_) b.gradients += int64_t(N) * s * e;
   b.gradients += int64_t(N) * acc_tmp_size_ * e;
@@ -614,14 +631,14 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
       const int C = layers_[f]->out_shape.back();
       Act act = Act::linear;
       layers_[f]->inference_affine(fold_affine_.data(), fold_affine_.data() + C, &act);
-      l.forward_folded(k_, c, N, xs[0], out_ptr(f), ws_.data(), fold_affine_.data(), fold_affine_.data() + C, act);
+      l.forward_folded(*k_, c, N, xs[0], out_ptr(f), ws_.data(), fold_affine_.data(), fold_affine_.data() + C, act);
       aslot_owner_[aslot_[f]] = f;
       skipped_[i] = 1;
       skipped_[f] = 2;
       if (profiling_) prof_.forward[i] += now_s() - t0;
       continue;
     }
-    l.forward_n(k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
+    l.forward_n(*k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
     aslot_owner_[aslot_[i]] = int(i);
     if (training && monitor_read_) monitor_output(i, out_ptr(int(i)), N, l.out_size);
     if (profiling_) prof_.forward[i] += now_s() - t0;
@@ -691,9 +708,9 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
     }
     if (reached && (any_dx || l.train_params())) {
       const double t0 = profiling_ ? now_s() : 0.0;
-      l.backward_n(k_, c, N, xptr_.data() + o, out_ptr(i), grad_ptr(i), dxptr_.data() + o,
+      l.backward_n(*k_, c, N, xptr_.data() + o, out_ptr(i), grad_ptr(i), dxptr_.data() + o,
                    reinterpret_cast<const bool*>(dxacc_.data() + o), ws_.data());
-      if (tmp_j >= 0) k_.add_into(tmp_dst, acc_tmp_.data(), int64_t(N) * shape_numel(tensor_shape(inputs_[i][tmp_j])));
+      if (tmp_j >= 0) k_->add_into(tmp_dst, acc_tmp_.data(), int64_t(N) * shape_numel(tensor_shape(inputs_[i][tmp_j])));
       if (profiling_) prof_.backward[i] += now_s() - t0;
       if (check_numerics_) {
         if (l.train_params())
@@ -762,7 +779,7 @@ StepResult Network<T>::compute_loss(const T* target, int N, bool want_grad, cons
   double loss;
   T* dpred = want_grad ? seed_grad(last) : nullptr;
   if (!sample_weight) {
-    loss = k_.loss(dpred, out, lt, N, K, lp);
+    loss = k_->loss(dpred, out, lt, N, K, lp);
   } else {
     // Per sample: loss_i and d loss_i / d pred_i, weighted by w_i / N (sum over the batch size).
     const int64_t tk = loss_is_sparse(lp.kind) ? 1 : K;
@@ -770,7 +787,7 @@ StepResult Network<T>::compute_loss(const T* target, int N, bool want_grad, cons
     for (int n = 0; n < N; ++n) {
       T* d = dpred ? dpred + int64_t(n) * K : nullptr;
       const double w = double(sample_weight[n]);
-      loss += w * k_.loss(d, out + int64_t(n) * K, lt + n * tk, 1, K, lp);
+      loss += w * k_->loss(d, out + int64_t(n) * K, lt + n * tk, 1, K, lp);
       if (d) {
         const T f = T(w / N);
         for (int k = 0; k < K; ++k) d[k] *= f;
@@ -780,13 +797,13 @@ StepResult Network<T>::compute_loss(const T* target, int N, bool want_grad, cons
   }
   const bool logits = loss_.kind == LossKind::softmax_ce || loss_.kind == LossKind::sparse_softmax_ce ||
                       loss_.kind == LossKind::bce_logits;
-  const int64_t correct = k_.count_correct(out, target, N, K, loss_is_sparse(loss_.kind), logits ? 0.0 : 0.5);
+  const int64_t correct = k_->count_correct(out, target, N, K, loss_is_sparse(loss_.kind), logits ? 0.0 : 0.5);
   if (!metrics_.empty()) {
     std::fill(metric_sums_.begin(), metric_sums_.end(), 0.0);
     const int conv = loss_.kind == LossKind::bce_logits ? 2 : (logits ? 1 : 0);
     double* o = metric_sums_.data();
     for (const MetricSpec& m : metrics_) {
-      k_.metric_sums(o, out, target, N, K, loss_is_sparse(loss_.kind), conv, m);
+      k_->metric_sums(o, out, target, N, K, loss_is_sparse(loss_.kind), conv, m);
       o += metric_size(m, K);
     }
   }
@@ -1007,23 +1024,23 @@ void Network<T>::apply_update() {
     const int64_t b = sg.first, n = sg.second - sg.first;
     if (opt_.kind == OptKind::sgd) {
       SgdParams h{opt_.lr, opt_.momentum, opt_.coupled_decay, opt_.nesterov, opt_.lr * opt_.weight_decay};
-      k_.sgd_update(params_.data() + b, grads_.data() + b, m_.data() ? m_.data() + b : nullptr, n, h);
+      k_->sgd_update(params_.data() + b, grads_.data() + b, m_.data() ? m_.data() + b : nullptr, n, h);
     } else if (opt_.kind == OptKind::adam) {
       AdamParams h{opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, iterations_};
-      k_.adam_update(params_.data() + b, grads_.data() + b, m_.data() + b, v_.data() + b, n, h);
+      k_->adam_update(params_.data() + b, grads_.data() + b, m_.data() + b, v_.data() + b, n, h);
     } else {
       // RMSprop's slots are v [, momentum] [, average]: the average sits in the last slot.
       T* s0 = m_.data() ? m_.data() + b : nullptr;
       T* s1 = v_.data() ? v_.data() + b : nullptr;
       T* s2 = w_.data() ? w_.data() + b : nullptr;
       if (opt_.kind == OptKind::rmsprop && opt_.centered && !(opt_.momentum > 0)) s2 = s1;
-      k_.adaptive_update(params_.data() + b, grads_.data() + b, s0, s1, s2, n, ah);
+      k_->adaptive_update(params_.data() + b, grads_.data() + b, s0, s1, s2, n, ah);
     }
   }
   if (mon) monitor_update();
   if (state_pending_) {
     for (auto& l : layers_)
-      if (!l->state.empty()) l->commit_state(k_);
+      if (!l->state.empty()) l->commit_state(*k_);
     state_pending_ = false;
   }
 }
@@ -1077,7 +1094,7 @@ void Network<T>::monitor_update() {
       parallel_for(nb, 1, [&](int64_t b0, int64_t b1, int) {
         for (int64_t bk = b0; bk < b1; ++bk) {
           const int64_t i0 = n * bk / nb;
-          k_.param_norms(part[bk], w + i0, g + i0, w0 + i0, n * (bk + 1) / nb - i0);
+          k_->param_norms(part[bk], w + i0, g + i0, w0 + i0, n * (bk + 1) / nb - i0);
         }
       });
       double ww = 0, gg = 0, dd = 0;
@@ -1118,7 +1135,7 @@ void Network<T>::monitor_output(size_t node, const T* y, int N, int64_t per_samp
   double part[kReduceBlocks][S] = {};
   parallel_blocks(nb, per_thread, [&](int b, int) {
     const int64_t i0 = block_begin(n, nb, b);
-    k_.tensor_stats(part[b], y + i0, block_begin(n, nb, b + 1) - i0);
+    k_->tensor_stats(part[b], y + i0, block_begin(n, nb, b + 1) - i0);
   });
   double* o = mon_.out_step.data() + node * Monitor::kOutStats;
   for (int k2 = 0; k2 < Monitor::kOutStats; ++k2) o[k2] = 0.0;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -194,6 +195,10 @@ class Network {
   // Debug: check every node's output, input gradients and parameter gradients for NaN/Inf in
   // each training step, and name the first layer that produced one (NumericalError).
   void set_check_numerics(bool on) { check_numerics_ = on; }
+  // The compute precision: 'float32'/'float64' (the network's dtype), or 'mixed_bfloat16' for a
+  // float network: conv2d and dense multiply bf16 operands, accumulating in fp32 (kernels/bf16.h).
+  void set_precision(const std::string& name);
+  const std::string& precision() const { return precision_; }
   bool check_numerics() const { return check_numerics_; }
   const Profile& profile() const { return prof_; }
 
@@ -264,7 +269,8 @@ class Network {
   Monitor mon_;
   Buffer<T> mon_before_;  // the parameters before a monitored update
 
-  const KernelTable<T>& k_;
+  const KernelTable<T>* k_;   // fp32/fp64 kernels, or the mixed-precision table (set_precision)
+  std::string precision_ = std::is_same<T, float>::value ? "float32" : "float64";
   Shape input_shape_;
   int64_t input_size_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;

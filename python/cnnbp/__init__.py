@@ -14,7 +14,7 @@ A C++17 core (SIMD kernels chosen at run time, its own thread pool) under a Kera
 from . import _core
 from ._core import NumericalError
 from ._seeding import set_seed
-from . import callbacks, datasets, distributed, explain, io, layers, losses, metrics, ops, optimizers, plot, report, utils
+from . import callbacks, datasets, distributed, explain, io, layers, losses, metrics, mixed_precision, ops, optimizers, plot, report, utils
 from . import applications
 from .models import Model, Sequential
 from .layers import Input
@@ -24,7 +24,7 @@ from .gradient_check import GradcheckResult, gradcheck
 __version__ = _core.__version__
 
 __all__ = [
-    "Model", "Sequential", "Input", "NumericalError", "load_model", "layers", "losses", "metrics", "optimizers", "callbacks", "datasets",
+    "Model", "Sequential", "Input", "NumericalError", "load_model", "layers", "losses", "metrics", "mixed_precision", "optimizers", "callbacks", "datasets",
     "ops", "utils", "explain", "plot", "report", "io", "distributed", "set_num_threads", "get_num_threads", "set_seed", "show_config", "cpu_capability",
     "gradcheck", "GradcheckResult",
     "__version__",
@@ -62,6 +62,10 @@ def show_config(file=None):
         if info["threads"] is not None else
         "  thread pool:        not built in (CNNBP_THREADS=OFF): kernels run on the calling thread",
         f"  compiler:           {info['compiler']}",
+        "  bfloat16 kernels:   " + ("avx512_bf16 (vdpbf16ps)" if _core.bf16_path() == "avx512_bf16" else
+                                    "emulated (" + ("CNNBP_BF16 or a lowered kernel path" if _core.bf16_detected()
+                                                    == "avx512_bf16" else "the CPU has no AVX512_BF16") + ")")
+        + f"; policy {mixed_precision.global_policy().name}",
     ]
     budget, source = _core.memory_budget()
     if budget is not None:

@@ -153,7 +153,7 @@ def _fingerprint(model, x, y, fit_args):
     h.update(np.ascontiguousarray(y[rows]).tobytes())
     return {
         "cnnbp version": __version__,
-        "dtype": model.dtype.name,
+        "dtype": model.dtype_policy.name,
         "input shape": tuple(model._input_shape),
         "layers": layers,
         "parameters": int(model._net.num_params),

@@ -216,7 +216,7 @@ def _model_config(model):
     cfg = {
         "class_name": "Sequential" if seq else "Functional",
         "name": model.name,
-        "dtype": model.dtype.name,
+        "dtype": model.dtype_policy.name,
         "input_shape": list(model._input_shape),
         "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in model._layers],
     }

@@ -17,6 +17,7 @@ from . import _data
 from . import callbacks as callbacks_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
+from . import mixed_precision
 from . import optimizers as optimizers_mod
 from ._progress import Progress, _fmt_logs
 from ._seeding import next_seed
@@ -70,13 +71,22 @@ _absorbed_models = weakref.WeakSet()   # models used as a layer (found again by 
 class Model:
     """A network of layers, Keras style: a chain (Sequential) or a graph (functional API)."""
 
-    def __init__(self, inputs=None, outputs=None, name=None, dtype="float32", **kwargs):
+    def __init__(self, inputs=None, outputs=None, name=None, dtype=None, **kwargs):
         if kwargs:
             raise TypeError(f"Model: unexpected keyword argument(s) {sorted(kwargs)}")
         self.name = name or ("sequential" if isinstance(self, Sequential) else "functional")
-        if dtype not in ("float32", "float64", np.float32, np.float64):
-            raise ValueError(f"{self.name}: dtype must be 'float32' or 'float64', got {dtype!r}")
-        self.dtype = np.dtype(dtype)
+        if dtype is None:
+            policy = mixed_precision.global_policy()
+        elif dtype in (np.float32, np.float64):
+            policy = mixed_precision.Policy(np.dtype(dtype).name)
+        else:
+            try:
+                policy = mixed_precision.Policy(dtype)
+            except (ValueError, TypeError):
+                raise ValueError(f"{self.name}: dtype must be 'float32', 'float64' or 'mixed_bfloat16' "
+                                 f"(a cnnbp.mixed_precision policy), got {dtype!r}") from None
+        self.dtype_policy = policy
+        self.dtype = np.dtype(policy.variable_dtype)
         self._net = None
         self._layers = []
         self._inbound = {}             # layer name -> names of the layers (or the input) it reads
@@ -181,6 +191,8 @@ class Model:
             self._inbound = self._chain()[1]
         cls = _core.Network64 if self.dtype == np.float64 else _core.Network32
         net = cls(list(shape))
+        if self.dtype_policy.name == "mixed_bfloat16":
+            net.precision = "mixed_bfloat16"
         ids = {self._input_name: -1}
         fused = self._fused = self._fusions()
         bounds, count = [], 0
@@ -1028,7 +1040,7 @@ def load_model(path, compile=True):
 class Sequential(Model):
     """A plain stack of layers: ``Sequential([Input((28, 28, 1)), Conv2D(...), ...])``."""
 
-    def __init__(self, layers=None, name=None, dtype="float32", **kwargs):
+    def __init__(self, layers=None, name=None, dtype=None, **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
         self._nested_inbound = {}   # layers of a model added as a layer: what they read
         self._nested_models = []

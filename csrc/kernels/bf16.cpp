@@ -1,0 +1,171 @@
+// The mixed-precision kernel tables (see bf16.h): the emulated kernels, the choice of path, and the
+// tables that put them (or the AVX512_BF16 kernels) in place of the fp32 conv2d and dense entries.
+#include "kernels/bf16.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/parallel.h"
+
+namespace cnnbp {
+
+namespace {
+
+int64_t align16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// dst[i] = bf16_round(src[i]), split over threads for large tensors.
+void round_copy(float* dst, const float* src, int64_t n) {
+  parallel_for(n, 1 << 15, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_round(src[i]);
+  });
+}
+
+const KernelTable<float>& f32() { return kernels_f32(); }
+
+// Emulated conv2d: the operands of the pass rounded into the front of the workspace, the fp32
+// kernel behind them.
+int64_t conv_elems_x(const Conv2dParams& p) { return int64_t(p.N) * p.H * p.W * p.C; }
+int64_t conv_elems_y(const Conv2dParams& p) { return int64_t(p.N) * p.P * p.Q * p.K; }
+int64_t conv_elems_w(const Conv2dParams& p) { return int64_t(p.R) * p.S * p.C * p.K; }
+
+int64_t emu_conv2d_workspace(const Conv2dParams& p, int nthreads) {
+  const int64_t x = align16(conv_elems_x(p)), y = align16(conv_elems_y(p)), w = align16(conv_elems_w(p));
+  const int64_t most = std::max(x + w, std::max(y + w, x + y));
+  return most + f32().conv2d_workspace(p, nthreads);
+}
+
+void emu_conv2d_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p) {
+  float* xr = ws;
+  float* wr = xr + align16(conv_elems_x(p));
+  round_copy(xr, x, conv_elems_x(p));
+  round_copy(wr, w, conv_elems_w(p));
+  f32().conv2d_forward(y, xr, wr, b, wr + align16(conv_elems_w(p)), p);
+}
+
+void emu_conv2d_backward_data(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
+                              bool accumulate) {
+  float* dyr = ws;
+  float* wr = dyr + align16(conv_elems_y(p));
+  round_copy(dyr, dy, conv_elems_y(p));
+  round_copy(wr, w, conv_elems_w(p));
+  f32().conv2d_backward_data(dx, dyr, wr, wr + align16(conv_elems_w(p)), p, accumulate);
+}
+
+void emu_conv2d_backward_weight(float* dw, float* db, const float* dy, const float* x, float* ws,
+                                const Conv2dParams& p) {
+  float* xr = ws;
+  float* dyr = xr + align16(conv_elems_x(p));
+  round_copy(xr, x, conv_elems_x(p));
+  round_copy(dyr, dy, conv_elems_y(p));
+  f32().conv2d_backward_weight(dw, db, dyr, xr, dyr + align16(conv_elems_y(p)), p);
+}
+
+// Emulated dense: x [N,I], w [I,O], dy [N,O].
+int64_t emu_dense_workspace(int N, int I, int O) {
+  const int64_t x = align16(int64_t(N) * I), y = align16(int64_t(N) * O), w = align16(int64_t(I) * O);
+  return std::max(x + w, std::max(y + w, x + y)) + f32().dense_workspace(N, I, O);
+}
+
+void emu_dense_forward(float* y, const float* x, const float* w, const float* b, int N, int I, int O, float* ws) {
+  float* xr = ws;
+  float* wr = xr + align16(int64_t(N) * I);
+  round_copy(xr, x, int64_t(N) * I);
+  round_copy(wr, w, int64_t(I) * O);
+  f32().dense_forward(y, xr, wr, b, N, I, O, wr + align16(int64_t(I) * O));
+}
+
+void emu_dense_backward_data(float* dx, const float* dy, const float* w, int N, int I, int O, float* ws,
+                             bool accumulate) {
+  float* dyr = ws;
+  float* wr = dyr + align16(int64_t(N) * O);
+  round_copy(dyr, dy, int64_t(N) * O);
+  round_copy(wr, w, int64_t(I) * O);
+  f32().dense_backward_data(dx, dyr, wr, N, I, O, wr + align16(int64_t(I) * O), accumulate);
+}
+
+void emu_dense_backward_weight(float* dw, float* db, const float* dy, const float* x, int N, int I, int O,
+                               float* ws) {
+  float* xr = ws;
+  float* dyr = xr + align16(int64_t(N) * I);
+  round_copy(xr, x, int64_t(N) * I);
+  round_copy(dyr, dy, int64_t(N) * O);
+  f32().dense_backward_weight(dw, db, dyr, xr, N, I, O, dyr + align16(int64_t(N) * O));
+}
+
+#ifdef CNNBP_HAVE_AVX512BF16
+// The hardware table: vdpbf16ps where the kernels take the problem, the emulated kernel otherwise.
+int64_t hw_conv2d_workspace(const Conv2dParams& p, int nthreads) {
+  return std::max(isa_avx512bf16::conv2d_workspace(p, nthreads), emu_conv2d_workspace(p, nthreads));
+}
+void hw_conv2d_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p) {
+  if (!isa_avx512bf16::conv2d_forward(y, x, w, b, ws, p)) emu_conv2d_forward(y, x, w, b, ws, p);
+}
+void hw_conv2d_backward_data(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
+                             bool accumulate) {
+  if (!isa_avx512bf16::conv2d_backward_data(dx, dy, w, ws, p, accumulate))
+    emu_conv2d_backward_data(dx, dy, w, ws, p, accumulate);
+}
+#endif
+
+KernelTable<float> make_bf16_table(Bf16Path path) {
+  KernelTable<float> t = f32();
+  t.isa = bf16_path_name(path);
+  t.conv2d_workspace = emu_conv2d_workspace;
+  t.conv2d_forward = emu_conv2d_forward;
+  t.conv2d_backward_data = emu_conv2d_backward_data;
+  t.conv2d_backward_weight = emu_conv2d_backward_weight;
+  t.dense_workspace = emu_dense_workspace;
+  t.dense_forward = emu_dense_forward;
+  t.dense_backward_data = emu_dense_backward_data;
+  t.dense_backward_weight = emu_dense_backward_weight;
+#ifdef CNNBP_HAVE_AVX512BF16
+  if (path == Bf16Path::avx512_bf16) {
+    t.conv2d_workspace = hw_conv2d_workspace;
+    t.conv2d_forward = hw_conv2d_forward;
+    t.conv2d_backward_data = hw_conv2d_backward_data;
+  }
+#endif
+  return t;
+}
+
+}  // namespace
+
+bool bf16_compiled() {
+#ifdef CNNBP_HAVE_AVX512BF16
+  return true;
+#else
+  return false;
+#endif
+}
+
+Bf16Path bf16_detected() {
+#if defined(CNNBP_HAVE_AVX512BF16) && (defined(__x86_64__) || defined(_M_X64))
+  __builtin_cpu_init();
+  if (detected_capability() == CpuCapability::avx512 && __builtin_cpu_supports("avx512bf16"))
+    return Bf16Path::avx512_bf16;
+#endif
+  return Bf16Path::emulated;
+}
+
+Bf16Path bf16_path() {
+  static const Bf16Path chosen = [] {
+    if (cpu_capability() != CpuCapability::avx512) return Bf16Path::emulated;  // the fp32 path was lowered
+    const char* s = std::getenv("CNNBP_BF16");
+    if (s && !std::strcmp(s, "emulated")) return Bf16Path::emulated;
+    return bf16_detected();
+  }();
+  return chosen;
+}
+
+const char* bf16_path_name(Bf16Path p) { return p == Bf16Path::avx512_bf16 ? "avx512_bf16" : "emulated"; }
+
+const KernelTable<float>& kernels_bf16_for(Bf16Path p) {
+  static const KernelTable<float> emulated = make_bf16_table(Bf16Path::emulated);
+  static const KernelTable<float> hardware = make_bf16_table(Bf16Path::avx512_bf16);
+  return p == Bf16Path::avx512_bf16 && bf16_compiled() ? hardware : emulated;
+}
+
+const KernelTable<float>& kernels_bf16() { return kernels_bf16_for(bf16_path()); }
+
+}  // namespace cnnbp
