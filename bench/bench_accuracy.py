@@ -5,7 +5,7 @@
 Recipe: --flip (RandomFlip horizontal), --crop P (RandomCrop(28, 28, padding=P)), --translate F
 (RandomTranslation(F, F)), --schedule cosine|constant (cosine: from --lr to 0 over the run, with
 --warmup epochs of linear warmup), --weight-decay (decoupled), --coupled-weight-decay (SGD's L2),
---label-smoothing, --optimizer adam|sgd (sgd: momentum 0.9, Nesterov). Prints model, recipe, epochs, wall time, test accuracy per seed and the mean."""
+--label-smoothing, --optimizer adam|sgd (sgd: momentum 0.9, Nesterov), --policy mixed_bfloat16. Prints model, recipe, epochs, wall time, test accuracy per seed and the mean."""
 
 import argparse
 import math
@@ -34,7 +34,9 @@ def main():
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--policy", default="float32", help="float32 or mixed_bfloat16 (cnnbp.mixed_precision)")
     a = ap.parse_args()
+    cnnbp.mixed_precision.set_global_policy(a.policy)
     if a.threads:
         cnnbp.set_num_threads(a.threads)
     (x, y), (xt, yt) = cnnbp.datasets.load_fashion_mnist(subset=False)
@@ -50,7 +52,8 @@ def main():
     recipe = ", ".join(aug + [f"{a.optimizer} lr {lr:g}", a.schedule + (f" warmup {a.warmup:g} ep" if a.warmup else "")]
                        + ([f"wd {a.weight_decay:g}"] if a.weight_decay else [])
                        + ([f"L2 {a.coupled_weight_decay:g}"] if a.coupled_weight_decay else [])
-                       + ([f"ls {a.label_smoothing:g}"] if a.label_smoothing else []) + [f"batch {a.batch}"])
+                       + ([f"ls {a.label_smoothing:g}"] if a.label_smoothing else []) + [f"batch {a.batch}"]
+                       + ([f"{a.policy} ({cnnbp.mixed_precision.path()})"] if a.policy != "float32" else []))
     accs = []
     for seed in a.seeds:
         cnnbp.set_seed(seed)

@@ -8,6 +8,7 @@ backward + update.
 
     python bench/bench_train.py                       # all models, native batch and 128, 1 and 2 threads
     python bench/bench_train.py --models seed --threads 2 --json out.json
+    python bench/bench_train.py --models vgg --policy float32,mixed_bfloat16   # cnnbp in both precisions
 """
 
 import argparse
@@ -45,10 +46,11 @@ def time_steps(step, steps, windows):
     return rates
 
 
-def worker_cnnbp(model_name, batch, threads, steps, windows):
+def worker_cnnbp(model_name, batch, threads, steps, windows, policy="float32"):
     import numpy as np
     import cnnbp
     cnnbp.set_num_threads(threads)
+    cnnbp.mixed_precision.set_global_policy(policy)
     cnnbp.set_seed(0)
     shape, _, opt = SPECS[model_name]
     model = cnnbp.applications.MODELS[model_name](shape, 10)
@@ -59,7 +61,8 @@ def worker_cnnbp(model_name, batch, threads, steps, windows):
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
     net = model.network
     secs = time_steps(lambda: net.train_step(x, y), steps, windows)
-    return {"isa": cnnbp.cpu_capability(), "secs": secs}
+    isa = cnnbp.cpu_capability() + ("" if policy == "float32" else f" ({policy}: {cnnbp.mixed_precision.path()})")
+    return {"isa": isa, "secs": secs}
 
 
 def torch_resnet20():
@@ -144,10 +147,10 @@ def worker_torch(model_name, batch, threads, steps, windows):
     return {"version": torch.__version__, "secs": time_steps(step, steps, windows)}
 
 
-def run_worker(framework, model, batch, threads, steps, windows, python=sys.executable):
+def run_worker(framework, model, batch, threads, steps, windows, python=sys.executable, policy="float32"):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [python, os.path.abspath(__file__), "--worker", framework, "--models", model, "--batch", str(batch),
-           "--threads", str(threads), "--steps", str(steps), "--windows", str(windows)]
+           "--threads", str(threads), "--steps", str(steps), "--windows", str(windows), "--policy", policy]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{framework} worker failed:\n{out.stderr[-2000:]}")
@@ -187,21 +190,28 @@ def main():
     ap.add_argument("--repeats", type=int, default=2, help="processes per framework and configuration")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--policy", default="float32",
+                    help="cnnbp's mixed-precision policies, comma list (float32, mixed_bfloat16): a column each")
     ap.add_argument("--worker", choices=["cnnbp", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.worker:
-        fn = worker_cnnbp if a.worker == "cnnbp" else worker_torch
-        res = fn(a.models, a.batch, int(a.threads), a.steps, a.windows)
+        if a.worker == "cnnbp":
+            res = worker_cnnbp(a.models, a.batch, int(a.threads), a.steps, a.windows, a.policy)
+        else:
+            res = worker_torch(a.models, a.batch, int(a.threads), a.steps, a.windows)
         res["peak_rss_mib"] = peak_rss_mib()
         print(json.dumps(res))
         return
 
     torch_ok = not a.no_torch and have_torch()
+    policies = a.policy.split(",")
+    cols = ["cnnbp" if p == "float32" else f"cnnbp {p}" for p in policies]
     rows = []
     print(f"machine: {machine()}")
-    hdr = f"{'model':6} {'batch':>5} {'thr':>3} {'cnnbp img/s':>12} {'torch img/s':>12} {'ratio':>6} {'RSS cnnbp':>10} {'RSS torch':>10}"
+    hdr = f"{'model':6} {'batch':>5} {'thr':>3} " + " ".join(f"{c + ' img/s':>22}" for c in cols)
+    hdr += f" {'torch img/s':>12} {'ratio':>6} {'RSS cnnbp':>10} {'RSS torch':>10}"
     print(hdr)
     for model in a.models.split(","):
         shape, native, _ = SPECS[model]
@@ -209,21 +219,24 @@ def main():
         for batch in dict.fromkeys(batches):
             for threads in [int(t) for t in a.threads.split(",")]:
                 steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16, "resnet20": 8, "mobilenet": 16}[model] * 32 / batch))
-                res = {"cnnbp": [], "torch": []}
-                for _ in range(a.repeats):  # alternate frameworks
-                    res["cnnbp"].append(run_worker("cnnbp", model, batch, threads, steps, a.windows))
+                res = {c: [] for c in cols + ["torch"]}
+                for _ in range(a.repeats):  # alternate frameworks (and policies)
+                    for c, pol in zip(cols, policies):
+                        res[c].append(run_worker("cnnbp", model, batch, threads, steps, a.windows, policy=pol))
                     if torch_ok:
                         res["torch"].append(run_worker("torch", model, batch, threads, steps, a.windows))
                 med = {k: statistics.median([r for v in res[k] for r in v["img_s"]]) if res[k] else None for k in res}
                 rss = {k: max(v["peak_rss_mib"] for v in res[k]) if res[k] else None for k in res}
-                ratio = med["cnnbp"] / med["torch"] if med["torch"] else None
-                row = {"model": model, "batch": batch, "threads": threads, "cnnbp_img_s": med["cnnbp"],
-                       "torch_img_s": med["torch"], "ratio": ratio, "cnnbp_rss_mib": rss["cnnbp"],
-                       "torch_rss_mib": rss["torch"], "isa": res["cnnbp"][0]["isa"], "raw": res}
+                ratio = med[cols[0]] / med["torch"] if med["torch"] else None
+                row = {"model": model, "batch": batch, "threads": threads, "cnnbp_img_s": med[cols[0]],
+                       "torch_img_s": med["torch"], "ratio": ratio, "cnnbp_rss_mib": rss[cols[0]],
+                       "torch_rss_mib": rss["torch"], "isa": res[cols[0]][0]["isa"], "raw": res,
+                       "policies": {p: med[c] for c, p in zip(cols, policies)}}
                 rows.append(row)
                 f = lambda v, fmt: (fmt.format(v) if v is not None else "-")
-                print(f"{model:6} {batch:>5} {threads:>3} {f(med['cnnbp'], '{:12,.0f}')} {f(med['torch'], '{:12,.0f}')} "
-                      f"{f(ratio, '{:6.2f}')} {f(rss['cnnbp'], '{:9.0f}M')} {f(rss['torch'], '{:9.0f}M')}", flush=True)
+                print(f"{model:6} {batch:>5} {threads:>3} " + " ".join(f(med[c], '{:22,.0f}') for c in cols) +
+                      f" {f(med['torch'], '{:12,.0f}')} {f(ratio, '{:6.2f}')} {f(rss[cols[0]], '{:9.0f}M')} "
+                      f"{f(rss['torch'], '{:9.0f}M')}", flush=True)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"machine": machine(), "rows": rows}, fh, indent=1)

@@ -441,6 +441,17 @@ def numerical_grad(f, x, h=1e-5):
     return g
 
 
+def bf16_round(a):
+    """float32 values rounded to bfloat16 (nearest, ties to even), as float32: subnormals become
+    signed zeros, NaN stays NaN, overflow goes to infinity (the rule of VCVTNEPS2BF16)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    r = np.where(nan, (u | 0x00400000) & 0xFFFF0000, r)
+    r = np.where((u & 0x7F800000) == 0, u & 0x80000000, r)
+    return r.astype(np.uint32).view(np.float32).reshape(np.shape(a))
+
+
 def rel_error(a, b):
     """|a - b| / (|a| + |b|) over whole arrays (0 when both are 0)."""
     a = np.asarray(a, dtype=np.float64)

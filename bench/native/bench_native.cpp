@@ -1,5 +1,6 @@
 // Native benchmark: times each conv pass of the reference shapes and whole training steps of the
-// reference models, without Python, and prints GFLOP/s beside the measured FMA peak. This is the
+// reference models, without Python, and prints GFLOP/s beside the measured FMA peak (and, for the
+// mixed_bfloat16 kernels, the measured vdpbf16ps peak where the CPU has it). This is the
 // binary to profile (perf record, valgrind --tool=callgrind).
 //
 //   cmake -S . -B build/bench -DCNNBP_BUILD_BENCH=ON [-Dpybind11_DIR=...] && cmake --build build/bench
@@ -20,10 +21,12 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/cpu.h"
 #include "core/parallel.h"
+#include "kernels/bf16.h"
 #include "kernels/kernels.h"
 #include "nn/network.h"
 
@@ -100,6 +103,25 @@ __attribute__((target("avx512f"))) double fma_peak_avx512(long n) {
 #undef KEEP
 }
 
+// vdpbf16ps chains: each instruction adds 16 lanes x 2 bf16 products (64 flops).
+__attribute__((target("avx512f,avx512bf16"))) double bf16_peak_avx512(long n) {
+#define DECL(i) __m512 a##i = _mm512_set1_ps(1.0f + i);
+#define STEP(i) a##i = _mm512_dpbf16_ps(a##i, b, c);
+#define KEEP(i) __asm__ volatile("" : "+v"(a##i));
+  CNNBP_CHAINS(DECL)
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.9999f), _mm512_set1_ps(0.9999f));
+  const __m512bh c = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4f), _mm512_set1_ps(1e-4f));
+  double t = now();
+  for (long it = 0; it < n; ++it) {
+    CNNBP_CHAINS(STEP)
+    CNNBP_CHAINS(KEEP)
+  }
+  return n * 12.0 * 64.0 / (now() - t) / 1e9;
+#undef DECL
+#undef STEP
+#undef KEEP
+}
+
 #endif
 
 #if defined(__aarch64__)
@@ -123,24 +145,52 @@ double fma_peak_neon(long n) {
 }
 #endif
 
+// Runs f on `threads` threads at once (std::thread: every one on its own, whatever the pool
+// does with its chunks) and returns the sum of their results.
+double on_threads(int threads, const std::function<double()>& f) {
+  std::vector<double> r(size_t(threads > 1 ? threads : 1), 0.0);
+  std::vector<std::thread> ts;
+  for (int t = 1; t < threads; ++t) ts.emplace_back([&, t] { r[size_t(t)] = f(); });
+  r[0] = f();
+  for (auto& t : ts) t.join();
+  double total = 0.0;
+  for (double v : r) total += v;
+  return total;
+}
+
+long peak_iters() {
+  long iters = 50000000;
+  if (const char* s = std::getenv("CNNBP_BENCH_PEAK_ITERS")) iters = std::atol(s);
+  return iters;
+}
+
 // FMA peak of all threads together (GFLOP/s) for the capability in use (0: baseline).
 // CNNBP_BENCH_PEAK_ITERS sets the loop length (short runs under an emulator).
 double fma_peak(int threads) {
   const CpuCapability c = cpu_capability();
-  if (c == CpuCapability::baseline) return 0.0;
-  long iters = 50000000;
-  if (const char* s = std::getenv("CNNBP_BENCH_PEAK_ITERS")) iters = std::atol(s);
-  if (iters <= 0) return 0.0;
-  double total = 0.0;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-  {
+  const long iters = peak_iters();
+  if (c == CpuCapability::baseline || iters <= 0) return 0.0;
+  return on_threads(threads, [&] {
 #if defined(__x86_64__) || defined(_M_X64)
-    total += c == CpuCapability::avx512 ? fma_peak_avx512(iters) : fma_peak_avx2(iters);
+    return c == CpuCapability::avx512 ? fma_peak_avx512(iters) : fma_peak_avx2(iters);
 #elif defined(__aarch64__)
-    total += fma_peak_neon(iters);
+    return fma_peak_neon(iters);
+#else
+    return 0.0;
 #endif
-  }
-  return total;
+  });
+}
+
+// vdpbf16ps peak of all threads together (GFLOP/s; 0 without the bf16 kernels).
+double bf16_peak(int threads) {
+#if defined(__x86_64__) || defined(_M_X64)
+  const long iters = peak_iters();
+  if (bf16_path() != Bf16Path::avx512_bf16 || iters <= 0) return 0.0;
+  return on_threads(threads, [&] { return bf16_peak_avx512(iters); });
+#else
+  (void)threads;
+  return 0.0;
+#endif
 }
 
 std::vector<float> randn(size_t n, unsigned seed) {
@@ -156,7 +206,7 @@ struct ConvShape {
   int N, H, W, C, K, k, pad, stride;
 };
 
-void bench_convs(int threads, double peak) {
+void bench_convs(const KernelTable<float>& k, int threads, double peak, const char* peak_name) {
   const ConvShape shapes[] = {
       {"3->32 32x32 3x3", 64, 32, 32, 3, 32, 3, 0, 1},   {"32->32 32x32 3x3", 64, 32, 32, 32, 32, 3, 1, 1},
       {"32->64 16x16 3x3", 64, 16, 16, 32, 64, 3, 1, 1}, {"64->128 8x8 3x3", 64, 8, 8, 64, 128, 3, 1, 1},
@@ -165,8 +215,7 @@ void bench_convs(int threads, double peak) {
       {"r20 16->16 32x32", 128, 32, 32, 16, 16, 3, 1, 1}, {"r20 16->32 s2", 128, 32, 32, 16, 32, 3, 1, 2},
       {"r20 32->32 16x16", 128, 16, 16, 32, 32, 3, 1, 1}, {"r20 64->64 8x8", 128, 8, 8, 64, 64, 3, 1, 1},
   };
-  const auto& k = kernels_f32();
-  std::printf("\nconvolution passes, %s, %d threads: GFLOP/s (%% of FMA peak)\n", k.isa, threads);
+  std::printf("\nconvolution passes, %s, %d threads: GFLOP/s (%% of %s peak)\n", k.isa, threads, peak_name);
   std::printf("%-18s %16s %16s %16s\n", "shape", "forward", "backward-data", "backward-weight");
   for (const auto& s : shapes) {
     Conv2dParams p = make_conv2d_params("bench", g_quick ? 2 : s.N, s.H, s.W, s.C, s.K, s.k, s.k, s.stride, s.stride, 1, 1, s.pad,
@@ -280,10 +329,16 @@ int main(int argc, char** argv) {
   }
   if (g_quick && !std::getenv("CNNBP_BENCH_PEAK_ITERS")) setenv("CNNBP_BENCH_PEAK_ITERS", "200000", 1);
   set_num_threads(threads);
-  const double peak = fma_peak(threads);
-  std::printf("cnnbp native benchmark: %s kernels (CPU supports %s), %d threads, FMA peak %.0f GFLOP/s\n",
+  const double peak = fma_peak(threads), bpeak = bf16_peak(threads);
+  std::printf("cnnbp native benchmark: %s kernels (CPU supports %s), %d threads, FMA peak %.0f GFLOP/s",
               capability_name(cpu_capability()), capability_name(detected_capability()), threads, peak);
-  if (only.empty()) bench_convs(threads, peak);
+  if (bpeak > 0) std::printf(", bf16 dot-product (vdpbf16ps) peak %.0f GFLOP/s", bpeak);
+  std::printf("\n");
+  if (only.empty()) {
+    bench_convs(kernels_f32(), threads, peak, "FMA");
+    // the mixed_bfloat16 kernels: against the bf16 peak where the CPU has it, else the FMA one
+    bench_convs(kernels_bf16(), threads, bpeak > 0 ? bpeak : peak, bpeak > 0 ? "bf16" : "FMA");
+  }
   bench_steps(threads, steps, only, batch);
   return 0;
 }

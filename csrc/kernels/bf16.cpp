@@ -14,17 +14,11 @@ namespace {
 
 int64_t align16(int64_t n) { return (n + 15) / 16 * 16; }
 
-// dst[i] = bf16_round(src[i]), split over threads for large tensors.
-void round_copy(float* dst, const float* src, int64_t n) {
-  parallel_for(n, 1 << 15, [&](int64_t i0, int64_t i1, int) {
-    for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_round(src[i]);
-  });
-}
-
 const KernelTable<float>& f32() { return kernels_f32(); }
+void round_copy(float* dst, const float* src, int64_t n) { f32().round_bf16(dst, src, n); }
 
 // Emulated conv2d: the operands of the pass rounded into the front of the workspace, the fp32
-// kernel behind them.
+// kernel behind them. Bias gradients are sums of the unrounded dy, in fp32, on every path.
 int64_t conv_elems_x(const Conv2dParams& p) { return int64_t(p.N) * p.H * p.W * p.C; }
 int64_t conv_elems_y(const Conv2dParams& p) { return int64_t(p.N) * p.P * p.Q * p.K; }
 int64_t conv_elems_w(const Conv2dParams& p) { return int64_t(p.R) * p.S * p.C * p.K; }
@@ -58,7 +52,8 @@ void emu_conv2d_backward_weight(float* dw, float* db, const float* dy, const flo
   float* dyr = xr + align16(conv_elems_x(p));
   round_copy(xr, x, conv_elems_x(p));
   round_copy(dyr, dy, conv_elems_y(p));
-  f32().conv2d_backward_weight(dw, db, dyr, xr, dyr + align16(conv_elems_y(p)), p);
+  f32().conv2d_backward_weight(dw, nullptr, dyr, xr, dyr + align16(conv_elems_y(p)), p);
+  if (db) f32().channel_bias_grad(db, dy, int64_t(p.N) * p.P * p.Q, p.K);
 }
 
 // Emulated dense: x [N,I], w [I,O], dy [N,O].
@@ -90,7 +85,8 @@ void emu_dense_backward_weight(float* dw, float* db, const float* dy, const floa
   float* dyr = xr + align16(int64_t(N) * I);
   round_copy(xr, x, int64_t(N) * I);
   round_copy(dyr, dy, int64_t(N) * O);
-  f32().dense_backward_weight(dw, db, dyr, xr, N, I, O, dyr + align16(int64_t(N) * O));
+  f32().dense_backward_weight(dw, nullptr, dyr, xr, N, I, O, dyr + align16(int64_t(N) * O));
+  if (db) f32().channel_bias_grad(db, dy, N, O);
 }
 
 #ifdef CNNBP_HAVE_AVX512BF16
@@ -106,11 +102,16 @@ void hw_conv2d_backward_data(float* dx, const float* dy, const float* w, float* 
   if (!isa_avx512bf16::conv2d_backward_data(dx, dy, w, ws, p, accumulate))
     emu_conv2d_backward_data(dx, dy, w, ws, p, accumulate);
 }
+void hw_conv2d_backward_weight(float* dw, float* db, const float* dy, const float* x, float* ws,
+                               const Conv2dParams& p) {
+  if (!isa_avx512bf16::conv2d_backward_weight(dw, dy, x, ws, p)) return emu_conv2d_backward_weight(dw, db, dy, x, ws, p);
+  if (db) f32().channel_bias_grad(db, dy, int64_t(p.N) * p.P * p.Q, p.K);
+}
 #endif
 
 KernelTable<float> make_bf16_table(Bf16Path path) {
   KernelTable<float> t = f32();
-  t.isa = bf16_path_name(path);
+  t.isa = path == Bf16Path::avx512_bf16 ? "avx512_bf16" : "bf16-emulated";
   t.conv2d_workspace = emu_conv2d_workspace;
   t.conv2d_forward = emu_conv2d_forward;
   t.conv2d_backward_data = emu_conv2d_backward_data;
@@ -124,6 +125,7 @@ KernelTable<float> make_bf16_table(Bf16Path path) {
     t.conv2d_workspace = hw_conv2d_workspace;
     t.conv2d_forward = hw_conv2d_forward;
     t.conv2d_backward_data = hw_conv2d_backward_data;
+    t.conv2d_backward_weight = hw_conv2d_backward_weight;
   }
 #endif
   return t;

@@ -3,7 +3,8 @@
 // everything else, the master weights and the tensors between layers stay fp32.
 //
 // Two paths with the same numerics up to the order of the fp32 additions:
-//  - avx512_bf16: conv2d forward and stride-1 data gradient with vdpbf16ps (bf16_isa.cpp);
+//  - avx512_bf16: conv2d forward, stride-1 data gradient and weight gradient with vdpbf16ps
+//    (bf16_isa.cpp);
 //  - emulated (any CPU): the operands rounded to bf16 values in fp32 copies, then the fp32
 //    kernels (a product of two bf16 values is exact in fp32, so only the summation order differs).
 // Each is a whole float kernel table (the fp32 one with the conv2d and dense entries replaced), so a
@@ -28,17 +29,22 @@ const KernelTable<float>& kernels_bf16_for(Bf16Path p);   // an explicit one (te
 
 // fp32 -> bf16 bits, rounded to nearest even as VCVTNEPS2BF16 does: a subnormal input becomes a
 // signed zero, a NaN stays a (quiet) NaN, values past the largest bf16 round to infinity.
+static inline uint32_t bf16_round_bits(uint32_t u) {  // the result in the high half (branch-free: vectorises)
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const uint32_t nan = (u | 0x00400000u) & 0xffff0000u;
+  const uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+  return (u & 0x7f800000u) == 0 ? (u & 0x80000000u) : r;
+}
 static inline uint16_t bf16_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
-  if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
+  return uint16_t(bf16_round_bits(u) >> 16);
 }
 // The same rounding, as an fp32 value (the emulated path's operands).
 static inline float bf16_round(float f) {
-  const uint32_t u = uint32_t(bf16_bits(f)) << 16;
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u = bf16_round_bits(u);
   float r;
   std::memcpy(&r, &u, 4);
   return r;
@@ -53,6 +59,8 @@ int64_t conv2d_workspace(const Conv2dParams& p, int nthreads);
 bool conv2d_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p);
 bool conv2d_backward_data(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
                           bool accumulate);
+// dw only: the bias gradient is summed in fp32 by the caller.
+bool conv2d_backward_weight(float* dw, const float* dy, const float* x, float* ws, const Conv2dParams& p);
 }  // namespace isa_avx512bf16
 #endif
 

@@ -31,7 +31,14 @@ int64_t conv2d_workspace(const Conv2dParams& p, int nthreads) {
     const int64_t b = bf16_fwd_ws(q, nthreads);
     need = need > b ? need : b;
   }
-  return need;
+  const int64_t c = bf16_wgrad_ws(p, nthreads);
+  return need > c ? need : c;
+}
+
+bool conv2d_backward_weight(float* dw, const float* dy, const float* x, float* ws, const Conv2dParams& p) {
+  if (portable_is_better(p) || bf16_wgeom(p).x2 > (int64_t(1) << 26)) return false;  // X2 past 128 MiB: emulate
+  bf16_wgrad(dw, dy, x, ws, p);
+  return true;
 }
 
 bool conv2d_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p) {

@@ -68,6 +68,8 @@ struct KernelTable {
   void (*window_to_big)(T* big, const T* small, int N, int H, int W, int h, int w, int C, int top, int left,
                         bool accumulate);
   void (*add_into)(T* y, const T* x, int64_t n);
+  // dst = src rounded to bfloat16 values (nearest even; kernels/bf16.h): mixed precision's operands.
+  void (*round_bf16)(T* dst, const T* src, int64_t n);
   void (*permute)(T* y, const T* x, int N, int rank, const int* dims, const int* perm, bool accumulate);
   void (*channel_bias_add)(T* y, const T* b, int64_t M, int C);
   void (*channel_bias_grad)(T* db, const T* dy, int64_t M, int C);

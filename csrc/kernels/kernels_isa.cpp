@@ -12,6 +12,7 @@
 
 #include "core/parallel.h"
 #include "core/random.h"
+#include "kernels/bf16.h"
 #include "kernels/kernels.h"
 
 #ifndef CNNBP_ISA_NS
@@ -26,6 +27,7 @@ namespace {
 #include "kernels/ref/activation.inl"
 #include "kernels/ref/augment.inl"
 #include "kernels/ref/batchnorm.inl"
+#include "kernels/ref/bf16.inl"
 #include "kernels/ref/conv2d.inl"
 #include "kernels/ref/dense.inl"
 #include "kernels/ref/grouped_conv2d.inl"
@@ -78,6 +80,7 @@ constexpr KernelTable<T> make_table() {
   t.window_to_small = window_to_small<T>;
   t.window_to_big = window_to_big<T>;
   t.add_into = add_into<T>;
+  t.round_bf16 = round_bf16<T>;
   t.dense_workspace = dense_workspace;
   t.dense_forward = dense_forward<T>;
   t.dense_backward_data = dense_backward_data<T>;

@@ -164,6 +164,14 @@ class Network32:
     def check_numerics(self, arg1: bool) -> None:
         ...
     @property
+    def precision(self) -> str:
+        """
+        Compute precision: 'float32' ('float64'), or 'mixed_bfloat16' (conv2d and dense in bf16 with fp32 accumulation).
+        """
+    @precision.setter
+    def precision(self, arg1: str) -> None:
+        ...
+    @property
     def folded_pairs(self) -> int:
         """
         Convolution + BatchNormalization pairs that predict/evaluate fold.
@@ -382,6 +390,14 @@ class Network64:
     def check_numerics(self, arg1: bool) -> None:
         ...
     @property
+    def precision(self) -> str:
+        """
+        Compute precision: 'float32' ('float64'), or 'mixed_bfloat16' (conv2d and dense in bf16 with fp32 accumulation).
+        """
+    @precision.setter
+    def precision(self, arg1: str) -> None:
+        ...
+    @property
     def folded_pairs(self) -> int:
         """
         Convolution + BatchNormalization pairs that predict/evaluate fold.
@@ -482,6 +498,14 @@ def compiled_capabilities() -> list[str]:
 def cpu_capability() -> str:
     """
     The kernel path in use: 'avx512', 'avx2' or 'baseline'.
+    """
+def bf16_detected() -> str:
+    """
+    'avx512_bf16' when the CPU (and this build) can run the bf16 kernels, else 'emulated'.
+    """
+def bf16_path() -> str:
+    """
+    The mixed_bfloat16 kernels in use: 'avx512_bf16' (vdpbf16ps) or 'emulated' (CNNBP_BF16=emulated forces it).
     """
 def detected_capability() -> str:
     """

@@ -2,7 +2,8 @@
 
 float64 input runs the portable reference path in double precision (what gradient checks use);
 anything else runs in float32 on the dispatched SIMD path, or on the path named by ``isa``
-('baseline', 'avx2', 'avx512'). Layouts are Keras's: x (N, H, W, C), conv kernel
+('baseline', 'avx2', 'avx512', 'avx2-wide'; for conv2d and dense also the mixed-precision
+kernels 'bf16-emulated' and 'avx512_bf16', see cnnbp.mixed_precision). Layouts are Keras's: x (N, H, W, C), conv kernel
 (kh, kw, C, K), dense kernel (in, out)."""
 
 import numpy as np

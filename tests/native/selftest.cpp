@@ -1,6 +1,8 @@
 // Native kernel self-test: every float kernel path compiled into this build (baseline, AVX2,
 // AVX-512 and AVX2's 16-float tiling on x86-64; baseline and NEON on aarch64) that this CPU can
-// run, against the portable templates in float64, on random shapes. No Python: it runs where the
+// run, against the portable templates in float64, on random shapes; and the mixed-precision
+// tables' conv2d and dense kernels (emulated, and AVX512_BF16 where the CPU has it) against the
+// same templates on bf16-rounded operands. No Python: it runs where the
 // extension cannot (a cross build under qemu-aarch64) and natively in CI on every path.
 //
 //   cmake -S . -B build/selftest -DCNNBP_PYTHON=OFF -DCNNBP_BUILD_SELFTEST=ON && cmake --build build/selftest
@@ -25,6 +27,7 @@
 
 #include "core/cpu.h"
 #include "core/parallel.h"
+#include "kernels/bf16.h"
 #include "kernels/kernels.h"
 
 using namespace cnnbp;
@@ -48,6 +51,14 @@ struct Rng {
 };
 
 std::vector<double> dbl(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// The reference's operands: as they are, or rounded to bfloat16 values (a mixed-precision table
+// multiplies those exactly and sums in fp32).
+std::vector<double> operand(const std::vector<float>& v, bool bf16) {
+  std::vector<double> d(v.size());
+  for (size_t i = 0; i < v.size(); ++i) d[i] = bf16 ? double(bf16_round(v[i])) : double(v[i]);
+  return d;
+}
 
 struct Report {
   int checks = 0, failures = 0;
@@ -87,7 +98,7 @@ std::string fmt(const char* f, ...) {
   return buf;
 }
 
-void test_conv2d(const F& k, const D& r, Rng& g, Report& rep, int threads) {
+void test_conv2d(const F& k, const D& r, Rng& g, Report& rep, int threads, bool bf16 = false) {
   // One in four: a first layer (one input channel, 3x3 or 5x5, no dilation), which the SIMD paths
   // run with fully unrolled tiles.
   const bool first = g.range(0, 3) == 0;
@@ -106,7 +117,7 @@ void test_conv2d(const F& k, const D& r, Rng& g, Report& rep, int threads) {
                                 sh, sw, dh, dw, pt, pb, pl, pr, p.relu);
   const size_t nx = size_t(N) * H * W * C, nw = size_t(R) * S * C * K, ny = size_t(N) * p.P * p.Q * K;
   auto x = g.vec(nx), w = g.vec(nw), b = g.vec(K), dy = g.vec(ny), dx0 = g.vec(nx);
-  auto xd = dbl(x), wd = dbl(w), bd = dbl(b), dyd = dbl(dy);
+  auto xd = operand(x, bf16), wd = operand(w, bf16), bd = dbl(b), dyd = operand(dy, bf16);
   std::vector<float> ws(size_t(k.conv2d_workspace(p, threads)) + 1);
   std::vector<double> wsd(size_t(r.conv2d_workspace(p, threads)) + 1);
   std::vector<float> y(ny);
@@ -126,6 +137,7 @@ void test_conv2d(const F& k, const D& r, Rng& g, Report& rep, int threads) {
   std::vector<double> dwd(nw), dbd(K);
   k.conv2d_backward_weight(dwt.data(), db.data(), dy.data(), x.data(), ws.data(), p);
   r.conv2d_backward_weight(dwd.data(), dbd.data(), dyd.data(), xd.data(), wsd.data(), p);
+  if (bf16) r.channel_bias_grad(dbd.data(), dbl(dy).data(), int64_t(N) * p.P * p.Q, K);  // fp32 sums of dy itself
   rep.compare(k.isa, "conv2d_backward_weight", dwt, dwd, kSum, shape);
   rep.compare(k.isa, "conv2d_backward_weight(bias)", db, dbd, kSum, shape);
 }
@@ -157,12 +169,12 @@ void test_grouped_conv2d(const F& k, const D& r, Rng& g, Report& rep) {
   rep.compare(k.isa, "grouped_conv2d_backward_weight", dwt, dwd, kSum, shape);
 }
 
-void test_dense(const F& k, const D& r, Rng& g, Report& rep) {
+void test_dense(const F& k, const D& r, Rng& g, Report& rep, bool bf16 = false) {
   const int N = g.range(1, 20), I = g.range(1, 70), O = g.range(1, 40);
   const std::string shape = fmt("N%d %d->%d", N, I, O);
   auto x = g.vec(size_t(N) * I), w = g.vec(size_t(I) * O), b = g.vec(O), dy = g.vec(size_t(N) * O);
   auto dx0 = g.vec(size_t(N) * I);
-  auto xd = dbl(x), wd = dbl(w), bd = dbl(b), dyd = dbl(dy);
+  auto xd = operand(x, bf16), wd = operand(w, bf16), bd = dbl(b), dyd = operand(dy, bf16);
   std::vector<float> ws(size_t(k.dense_workspace(N, I, O)) + 1), y(size_t(N) * O), dwt(size_t(I) * O), db(O);
   std::vector<double> wsd(size_t(r.dense_workspace(N, I, O)) + 1), yd(size_t(N) * O), dwd(size_t(I) * O), dbd(O);
   k.dense_forward(y.data(), x.data(), w.data(), b.data(), N, I, O, ws.data());
@@ -177,6 +189,7 @@ void test_dense(const F& k, const D& r, Rng& g, Report& rep) {
   }
   k.dense_backward_weight(dwt.data(), db.data(), dy.data(), x.data(), N, I, O, ws.data());
   r.dense_backward_weight(dwd.data(), dbd.data(), dyd.data(), xd.data(), N, I, O, wsd.data());
+  if (bf16) r.channel_bias_grad(dbd.data(), dbl(dy).data(), N, O);
   rep.compare(k.isa, "dense_backward_weight", dwt, dwd, kSum, shape);
   rep.compare(k.isa, "dense_backward_weight(bias)", db, dbd, kSum, shape);
 }
@@ -512,6 +525,18 @@ void run_path(const char* label, const F& k, const D& r, int trials, uint64_t se
   std::printf("%-16s %6d comparisons, %d failed\n", label, rep.checks - checks, rep.failures - before);
 }
 
+// A mixed-precision table: its conv2d and dense kernels against the reference on bf16-rounded
+// operands (the rest of the table is the fp32 path's, tested above).
+void run_bf16(const F& k, const D& r, int trials, uint64_t seed, int threads, Report& rep) {
+  Rng g(seed);
+  const int before = rep.failures, checks = rep.checks;
+  for (int t = 0; t < trials; ++t) {
+    test_conv2d(k, r, g, rep, threads, true);
+    test_dense(k, r, g, rep, true);
+  }
+  std::printf("%-16s %6d comparisons, %d failed\n", k.isa, rep.checks - checks, rep.failures - before);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -552,6 +577,11 @@ int main(int argc, char** argv) {
       run_path("avx2-wide", *isa_avx2::table_f32_wide(), ref, trials, seed, threads, rep);
 #endif
   }
+  run_bf16(kernels_bf16_for(Bf16Path::emulated), ref, trials, seed, threads, rep);
+  if (bf16_detected() == Bf16Path::avx512_bf16)
+    run_bf16(kernels_bf16_for(Bf16Path::avx512_bf16), ref, trials, seed, threads, rep);
+  else
+    std::printf("%-16s skipped: %s\n", "avx512_bf16", bf16_compiled() ? "this CPU lacks it" : "not in this build");
   std::printf("%d comparisons, %d failed\n", rep.checks, rep.failures);
   return rep.failures ? 1 : 0;
 }

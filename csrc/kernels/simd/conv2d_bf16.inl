@@ -217,3 +217,200 @@ static int64_t bf16_fwd_ws(const Conv2dParams& p, int nthreads) {
   const int64_t nt = nthreads > 1 ? nthreads : 1;
   return nt * g.img + round_up(int64_t(p.R) * p.S * (g.Ce / 2) * round_up(p.K, KB), 16) + round_up(p.K, KB);
 }
+
+// ---- weight gradient -----------------------------------------------------------------------------
+// dw[r][s][c][k] = sum over pixels of x(pixel, tap) * dy(pixel): the reduction is over output
+// pixels, so the pairs are pixels (oh, 2q) and (oh, 2q+1) of a row (a zero dy stands in for the
+// second one when Q is odd). Per image, a thread builds
+//  - D2 [P][Q2][Kp][2]: dy of each pixel pair interleaved per output channel (Kp = K rounded up to
+//    the tile width, zero-filled), the vector operand;
+//  - X2 [Hp][Q2][M][2]: for each padded input row, the window of both pixels of a pair
+//    interleaved, M = ((S-1)*dw + 1) * C elements of the row from the pair's first column: element
+//    m = t*C + c is column t of the window, channel c. Tap (r, s), channel c reads row
+//    oh*sh + r*dh at m = s*dw*C + c: the broadcast operand.
+// and a tile of MC consecutive m x NV vectors of 16 output channels accumulates over every pair of
+// the image. Images are split into the fp32 kernel's fixed blocks, partial sums added in block
+// order: the same bits on any thread count.
+
+struct Bf16WGeom {
+  int Hp, Wp, Q2, M, Kp;
+  int64_t img, x2, d2;  // bf16 elements of the converted image, X2 and D2
+  int64_t scratch;      // floats of one thread's scratch (all three, 64-byte aligned)
+};
+
+static inline Bf16WGeom bf16_wgeom(const Conv2dParams& p) {
+  Bf16WGeom g;
+  g.Hp = p.H + p.pt + p.pb;
+  g.Wp = p.W + p.pl + p.pr;
+  g.Q2 = (p.Q + 1) / 2;
+  g.M = ((p.S - 1) * p.dw + 1) * p.C;
+  g.Kp = int(round_up(p.K, conv_nv(p.K, 16) * 16));
+  g.img = int64_t(g.Hp) * g.Wp * p.C;
+  g.x2 = int64_t(g.Hp) * g.Q2 * g.M * 2;
+  g.d2 = int64_t(p.P) * g.Q2 * g.Kp * 2;
+  g.scratch = round_up((g.img + 1) / 2, 16) + round_up(g.x2 / 2, 16) + round_up(g.d2 / 2, 16);
+  return g;
+}
+
+// 32 bf16: a[0..15] and b[0..15] interleaved (a0 b0 a1 b1 ...); n < 16 takes the first n of each.
+static inline void bf16_interleave(bf16_t* dst, const bf16_t* a, const bf16_t* b, int n) {
+  static const uint16_t kIdx[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __mmask16 m = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+  const __m256i va = _mm256_maskz_loadu_epi16(m, a);
+  const __m256i vb = b ? _mm256_maskz_loadu_epi16(m, b) : _mm256_setzero_si256();
+  const __m512i ab = _mm512_inserti64x4(_mm512_castsi256_si512(va), vb, 1);
+  const __m512i out = _mm512_permutexvar_epi16(_mm512_loadu_si512(kIdx), ab);
+  const __mmask32 m2 = n >= 16 ? __mmask32(0xffffffffu) : __mmask32((1ull << (2 * n)) - 1);
+  _mm512_mask_storeu_epi16(dst, m2, out);
+}
+
+// X2 and D2 of image n (see above); img: scratch for the image as bf16 [Hp][Wp][C].
+static void bf16_wgrad_prepare(bf16_t* x2, bf16_t* d2, bf16_t* img, const float* x, const float* dy, int n,
+                               const Conv2dParams& p, const Bf16WGeom& g, bool borders) {
+  Bf16Geom ig;
+  ig.Hp = g.Hp; ig.Wp = g.Wp; ig.Ce = p.C; ig.img = 0;
+  bf16_image(img, x, n, p, ig, borders);
+  const int64_t prow = int64_t(g.Wp) * p.C, pix = int64_t(p.sw) * p.C;
+  for (int h = 0; h < g.Hp; ++h) {
+    const bf16_t* row = img + h * prow;
+    bf16_t* out = x2 + int64_t(h) * g.Q2 * g.M * 2;
+    for (int q = 0; q < g.Q2; ++q) {
+      const bf16_t* a = row + 2 * q * pix;
+      const bf16_t* b = 2 * q + 1 < p.Q ? a + pix : nullptr;
+      bf16_t* o = out + int64_t(q) * g.M * 2;
+      for (int m = 0; m < g.M; m += 16) bf16_interleave(o + 2 * m, a + m, b ? b + m : nullptr, g.M - m < 16 ? g.M - m : 16);
+    }
+  }
+  // D2 through a converted row pair: dy rows are K floats per pixel.
+  const float* dyn = dy + int64_t(n) * p.P * p.Q * p.K;
+  bf16_t tmp[2][64];
+  for (int oh = 0; oh < p.P; ++oh)
+    for (int q = 0; q < g.Q2; ++q) {
+      const float* a = dyn + (int64_t(oh) * p.Q + 2 * q) * p.K;
+      const bool has_b = 2 * q + 1 < p.Q;
+      bf16_t* o = d2 + (int64_t(oh) * g.Q2 + q) * g.Kp * 2;
+      for (int k0 = 0; k0 < g.Kp; k0 += 16) {
+        const int valid = p.K - k0 < 16 ? (p.K - k0 > 0 ? p.K - k0 : 0) : 16;
+        if (valid == 0) {
+          __builtin_memset(o + 2 * k0, 0, 64);
+          continue;
+        }
+        bf16_convert(tmp[0], a + k0, valid);
+        if (has_b) bf16_convert(tmp[1], a + p.K + k0, valid);
+        bf16_interleave(o + 2 * k0, tmp[0], has_b ? tmp[1] : nullptr, valid);
+        if (valid < 16) __builtin_memset(o + 2 * (k0 + valid), 0, sizeof(bf16_t) * 2 * (16 - valid));
+      }
+    }
+}
+
+// dw (row stride K) += the tile: MC consecutive window elements x NV vectors of output channels.
+template <int MC, int NV>
+static inline void bf16_wgrad_tile(float* dw, int K, int kvalid, const bf16_t* x2, int64_t x2_rows, int64_t x2_q,
+                                   const bf16_t* d2, int64_t d2_q, int P, int Q2) {
+  __m512 acc[MC][NV];
+  for (int i = 0; i < MC; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int oh = 0; oh < P; ++oh) {
+    const bf16_t* xr = x2 + oh * x2_rows;
+    const bf16_t* dr = d2 + int64_t(oh) * Q2 * d2_q;
+    for (int q = 0; q < Q2; ++q) {
+      __m512bh d[NV];
+      for (int v = 0; v < NV; ++v) {
+        const __m512i di = _mm512_loadu_si512(dr + q * d2_q + v * 32);
+        __builtin_memcpy(&d[v], &di, 64);
+      }
+      const bf16_t* xq = xr + q * x2_q;
+      for (int i = 0; i < MC; ++i) {
+        uint32_t pair;
+        __builtin_memcpy(&pair, xq + 2 * i, 4);
+        const __m512i xi = _mm512_set1_epi32(int(pair));
+        __m512bh xb;
+        __builtin_memcpy(&xb, &xi, 64);
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], xb, d[v]);
+      }
+    }
+  }
+  for (int i = 0; i < MC; ++i) {
+    float* o = dw + int64_t(i) * K;
+    for (int v = 0; v < NV; ++v) {
+      const int lanes = kvalid - v * 16;
+      if (lanes <= 0) continue;
+      const __mmask16 m = lanes >= 16 ? __mmask16(0xffff) : __mmask16((1u << lanes) - 1);
+      _mm512_mask_storeu_ps(o + v * 16, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, o + v * 16), acc[i][v]));
+    }
+  }
+}
+
+// One image's contribution to dw (from its X2 and D2).
+template <int NV>
+static void bf16_wgrad_image(float* dw, const bf16_t* x2, const bf16_t* d2, const Conv2dParams& p,
+                             const Bf16WGeom& g) {
+  constexpr int MCMAX = NV == 2 ? Tile<16>::MR2 : Tile<16>::MR1;
+  const int KB = NV * 16, nkb = (p.K + KB - 1) / KB;
+  const int64_t x2_q = int64_t(g.M) * 2, x2_row = int64_t(g.Q2) * x2_q, x2_rows = int64_t(p.sh) * x2_row;
+  const int64_t d2_q = int64_t(g.Kp) * 2;
+  const bool flat = p.dw == 1;  // the (s, c) pairs of a kernel row are the window's elements in order
+  const int SJ = flat ? 1 : p.S, J = flat ? p.S * p.C : p.C;
+  for (int r = 0; r < p.R; ++r)
+    for (int s = 0; s < SJ; ++s)
+      for (int kb = 0; kb < nkb; ++kb) {
+        const int k0 = kb * KB, kvalid = p.K - k0;
+        float* dwt = dw + (int64_t(r * p.S + s) * p.C) * p.K + k0;
+        const bf16_t* xt = x2 + int64_t(r) * p.dh * x2_row + int64_t(s) * p.dw * p.C * 2;
+        const bf16_t* dt = d2 + int64_t(k0) * 2;
+        int j0 = 0;
+        for (; j0 + MCMAX <= J; j0 += MCMAX)
+          bf16_wgrad_tile<MCMAX, NV>(dwt + int64_t(j0) * p.K, p.K, kvalid, xt + 2 * j0, x2_rows, x2_q, dt, d2_q, p.P,
+                                     g.Q2);
+        const int rem = J - j0;
+        float* o = dwt + int64_t(j0) * p.K;
+        const bf16_t* xo = xt + 2 * j0;
+#define CNNBP_TAIL(m) \
+  case m:             \
+    if constexpr (m < MCMAX) bf16_wgrad_tile<m, NV>(o, p.K, kvalid, xo, x2_rows, x2_q, dt, d2_q, p.P, g.Q2); \
+    break;
+        switch (rem) {
+          CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
+          CNNBP_TAIL(8) CNNBP_TAIL(9) CNNBP_TAIL(10) CNNBP_TAIL(11) CNNBP_TAIL(12) CNNBP_TAIL(13)
+          default: break;
+        }
+#undef CNNBP_TAIL
+      }
+}
+
+// Workspace (floats): [one thread's scratch per thread][conv_dw_blocks - 1 partial dw]
+static int64_t bf16_wgrad_ws(const Conv2dParams& p, int nthreads) {
+  const int64_t nt = nthreads > 1 ? nthreads : 1;
+  return nt * bf16_wgeom(p).scratch + int64_t(conv_dw_blocks(p) - 1) * int64_t(p.R) * p.S * p.C * p.K;
+}
+
+// dw only (the caller sums the bias gradient in fp32).
+static void bf16_wgrad(float* dw, const float* dy, const float* x, float* ws, const Conv2dParams& p) {
+  const Bf16WGeom g = bf16_wgeom(p);
+  const int nt = get_num_threads() > 1 ? get_num_threads() : 1;
+  float* partials = ws + int64_t(nt) * g.scratch;
+  const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
+  const int nb = conv_dw_blocks(p);
+  const int64_t per_block = int64_t(p.P) * p.Q * p.R * p.S * p.C * p.K * ((int64_t(p.N) + nb - 1) / nb);
+  const int NV = conv_nv(p.K, 16);
+  parallel_for(nb, grain(per_block), [&](int64_t b0, int64_t b1, int tid) {
+    float* mine = ws + tid * g.scratch;
+    bf16_t* img = reinterpret_cast<bf16_t*>(mine);
+    bf16_t* x2 = reinterpret_cast<bf16_t*>(mine + round_up((g.img + 1) / 2, 16));
+    bf16_t* d2 = reinterpret_cast<bf16_t*>(mine + round_up((g.img + 1) / 2, 16) + round_up(g.x2 / 2, 16));
+    bool first = true;
+    for (int64_t b = b0; b < b1; ++b) {
+      float* aw = b == 0 ? dw : partials + (b - 1) * nw;
+      for (int64_t i = 0; i < nw; ++i) aw[i] = 0.0f;
+      const int n0 = int(block_begin(p.N, nb, b)), n1 = int(block_begin(p.N, nb, b + 1));
+      for (int n = n0; n < n1; ++n) {
+        bf16_wgrad_prepare(x2, d2, img, x, dy, n, p, g, first);
+        first = false;
+        if (NV == 2) bf16_wgrad_image<2>(aw, x2, d2, p, g);
+        else bf16_wgrad_image<1>(aw, x2, d2, p, g);
+      }
+    }
+  });
+  add_block_partials(dw, static_cast<float*>(nullptr), partials, nw, 0, nb);
+}
