@@ -1,5 +1,7 @@
 """Training throughput (images/s) of the reference models: cnnbp, and PyTorch side by side when
-it is installed (``pip install torch==2.13.0``; never a cnnbp dependency).
+it is installed (``pip install torch==2.13.0``; never a cnnbp dependency), and TensorFlow graph mode
+(a tf.function step) from a Python of its own (``--tf-python``: a venv with
+``pip install tensorflow-cpu==2.21.0``).
 
 Each (framework, model, batch, threads) runs in its own process (so thread pools and allocators do
 not interfere), frameworks alternate, and the median over timed windows is reported with the
@@ -9,6 +11,7 @@ backward + update.
     python bench/bench_train.py                       # all models, native batch and 128, 1 and 2 threads
     python bench/bench_train.py --models seed --threads 2 --json out.json
     python bench/bench_train.py --models vgg --policy float32,mixed_bfloat16   # cnnbp in both precisions
+    python bench/bench_train.py --tf-python /path/to/tf-venv/bin/python      # and TensorFlow
 """
 
 import argparse
@@ -147,6 +150,67 @@ def worker_torch(model_name, batch, threads, steps, windows):
     return {"version": torch.__version__, "secs": time_steps(step, steps, windows)}
 
 
+def tf_model(name):
+    """The reference models in Keras 3 (TensorFlow's tf.keras), NHWC as cnnbp."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    shape = SPECS[name][0]
+    if name == "seed":
+        body = [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dense(10)]
+    elif name == "lenet":
+        body = [L.Conv2D(6, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
+                L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+                L.Dense(120, activation="relu"), L.Dense(84, activation="relu"), L.Dense(10)]
+    elif name == "vgg":
+        body = []
+        for f in (32, 64, 128):
+            body += [L.Conv2D(f, 3, padding="same", activation="relu"), L.Conv2D(f, 3, padding="same", activation="relu"),
+                     L.MaxPooling2D(2)]
+        body += [L.Flatten(), L.Dense(256, activation="relu"), L.Dense(10)]
+    elif name == "resnet20":
+        def bn():
+            return L.BatchNormalization(epsilon=1e-3, momentum=0.99)
+        inp = tf.keras.Input(shape)
+        h = L.ReLU()(bn()(L.Conv2D(16, 3, padding="same", use_bias=False)(inp)))
+        cin = 16
+        for stage, f in enumerate((16, 32, 64)):
+            for b in range(3):
+                st = 2 if stage and not b else 1
+                y = L.ReLU()(bn()(L.Conv2D(f, 3, st, padding="same", use_bias=False)(h)))
+                y = bn()(L.Conv2D(f, 3, padding="same", use_bias=False)(y))
+                sc = h if st == 1 and cin == f else bn()(L.Conv2D(f, 1, st, use_bias=False)(h))
+                h, cin = L.ReLU()(L.Add()([y, sc])), f
+        out = L.Dense(10)(L.GlobalAveragePooling2D()(h))
+        return tf.keras.Model(inp, out)
+    else:
+        raise SystemExit(f"no TensorFlow version of {name}")
+    return tf.keras.Sequential([tf.keras.Input(shape)] + body)
+
+
+def worker_tf(model_name, batch, threads, steps, windows):
+    """TensorFlow graph mode: one tf.function (forward, loss, gradients, update) per step."""
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.keras.utils.set_random_seed(0)
+    shape, _, opt = SPECS[model_name]
+    model = tf_model(model_name)
+    optimizer = tf.keras.optimizers.Adam(1e-3) if opt == "adam" else tf.keras.optimizers.SGD(0.01, momentum=0.9)
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    x = tf.random.uniform((batch,) + shape)
+    y = tf.random.uniform((batch,), 0, 10, dtype=tf.int32)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return {"version": tf.__version__, "secs": time_steps(lambda: train_step().numpy(), steps, windows)}
+
+
 def run_worker(framework, model, batch, threads, steps, windows, python=sys.executable, policy="float32"):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [python, os.path.abspath(__file__), "--worker", framework, "--models", model, "--batch", str(batch),
@@ -192,13 +256,17 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--policy", default="float32",
                     help="cnnbp's mixed-precision policies, comma list (float32, mixed_bfloat16): a column each")
-    ap.add_argument("--worker", choices=["cnnbp", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--tf-python", default=None,
+                    help="a Python with tensorflow-cpu (its own venv: never beside cnnbp): adds TensorFlow graph mode")
+    ap.add_argument("--worker", choices=["cnnbp", "torch", "tf"], help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.worker:
         if a.worker == "cnnbp":
             res = worker_cnnbp(a.models, a.batch, int(a.threads), a.steps, a.windows, a.policy)
+        elif a.worker == "tf":
+            res = worker_tf(a.models, a.batch, int(a.threads), a.steps, a.windows)
         else:
             res = worker_torch(a.models, a.batch, int(a.threads), a.steps, a.windows)
         res["peak_rss_mib"] = peak_rss_mib()
@@ -208,10 +276,12 @@ def main():
     torch_ok = not a.no_torch and have_torch()
     policies = a.policy.split(",")
     cols = ["cnnbp" if p == "float32" else f"cnnbp {p}" for p in policies]
+    others = (["torch"] if torch_ok else []) + (["tf"] if a.tf_python else [])
     rows = []
     print(f"machine: {machine()}")
-    hdr = f"{'model':6} {'batch':>5} {'thr':>3} " + " ".join(f"{c + ' img/s':>22}" for c in cols)
-    hdr += f" {'torch img/s':>12} {'ratio':>6} {'RSS cnnbp':>10} {'RSS torch':>10}"
+    hdr = f"{'model':8} {'batch':>5} {'thr':>3} " + " ".join(f"{c + ' img/s':>12}" for c in cols + others)
+    hdr += "  ratios " + ", ".join(f"{c}/{o}" for c in cols for o in others)
+    hdr += f"  {'RSS cnnbp':>10}" + "".join(f" {'RSS ' + o:>10}" for o in others)
     print(hdr)
     for model in a.models.split(","):
         shape, native, _ = SPECS[model]
@@ -219,24 +289,27 @@ def main():
         for batch in dict.fromkeys(batches):
             for threads in [int(t) for t in a.threads.split(",")]:
                 steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16, "resnet20": 8, "mobilenet": 16}[model] * 32 / batch))
-                res = {c: [] for c in cols + ["torch"]}
+                res = {c: [] for c in cols + others}
                 for _ in range(a.repeats):  # alternate frameworks (and policies)
                     for c, pol in zip(cols, policies):
                         res[c].append(run_worker("cnnbp", model, batch, threads, steps, a.windows, policy=pol))
                     if torch_ok:
                         res["torch"].append(run_worker("torch", model, batch, threads, steps, a.windows))
-                med = {k: statistics.median([r for v in res[k] for r in v["img_s"]]) if res[k] else None for k in res}
-                rss = {k: max(v["peak_rss_mib"] for v in res[k]) if res[k] else None for k in res}
-                ratio = med[cols[0]] / med["torch"] if med["torch"] else None
+                    if a.tf_python:
+                        res["tf"].append(run_worker("tf", model, batch, threads, steps, a.windows, python=a.tf_python))
+                med = {k: statistics.median([r for v in res[k] for r in v["img_s"]]) for k in res}
+                rss = {k: max(v["peak_rss_mib"] for v in res[k]) for k in res}
+                ratios = {f"{c}/{o}": med[c] / med[o] for c in cols for o in others}
                 row = {"model": model, "batch": batch, "threads": threads, "cnnbp_img_s": med[cols[0]],
-                       "torch_img_s": med["torch"], "ratio": ratio, "cnnbp_rss_mib": rss[cols[0]],
-                       "torch_rss_mib": rss["torch"], "isa": res[cols[0]][0]["isa"], "raw": res,
-                       "policies": {p: med[c] for c, p in zip(cols, policies)}}
+                       "torch_img_s": med.get("torch"), "ratio": ratios.get(f"{cols[0]}/torch"),
+                       "tf_img_s": med.get("tf"), "ratios": ratios, "cnnbp_rss_mib": rss[cols[0]],
+                       "torch_rss_mib": rss.get("torch"), "isa": res[cols[0]][0]["isa"], "raw": res,
+                       "policies": {p: med[c] for c, p in zip(cols, policies)},
+                       "versions": {o: res[o][0].get("version") for o in others}}
                 rows.append(row)
-                f = lambda v, fmt: (fmt.format(v) if v is not None else "-")
-                print(f"{model:6} {batch:>5} {threads:>3} " + " ".join(f(med[c], '{:22,.0f}') for c in cols) +
-                      f" {f(med['torch'], '{:12,.0f}')} {f(ratio, '{:6.2f}')} {f(rss[cols[0]], '{:9.0f}M')} "
-                      f"{f(rss['torch'], '{:9.0f}M')}", flush=True)
+                print(f"{model:8} {batch:>5} {threads:>3} " + " ".join(f"{med[c]:12,.0f}" for c in cols + others)
+                      + "  " + ", ".join(f"{v:.2f}" for v in ratios.values())
+                      + f"  {rss[cols[0]]:9.0f}M" + "".join(f" {rss[o]:9.0f}M" for o in others), flush=True)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"machine": machine(), "rows": rows}, fh, indent=1)

@@ -3,8 +3,7 @@
 // everything else, the master weights and the tensors between layers stay fp32.
 //
 // Two paths with the same numerics up to the order of the fp32 additions:
-//  - avx512_bf16: conv2d forward, stride-1 data gradient and weight gradient with vdpbf16ps
-//    (bf16_isa.cpp);
+//  - avx512_bf16: conv2d forward, data gradient and weight gradient with vdpbf16ps (bf16_isa.cpp);
 //  - emulated (any CPU): the operands rounded to bf16 values in fp32 copies, then the fp32
 //    kernels (a product of two bf16 values is exact in fp32, so only the summation order differs).
 // Each is a whole float kernel table (the fp32 one with the conv2d and dense entries replaced), so a
@@ -52,8 +51,9 @@ static inline float bf16_round(float f) {
 
 #ifdef CNNBP_HAVE_AVX512BF16
 // The hardware kernels (bf16_isa.cpp, compiled with -mavx512bf16). ws: conv2d_workspace floats.
-// Each returns false for a problem it does not take (the data gradient of a strided layer, padding
-// far larger than the image): the caller runs the emulated kernel instead.
+// Each returns false for a problem it does not take (padding far larger than the image, strides of
+// 5 and more in the data gradient, a weight gradient's window copy past 128 MiB): the caller runs
+// the emulated kernel instead.
 namespace isa_avx512bf16 {
 int64_t conv2d_workspace(const Conv2dParams& p, int nthreads);
 bool conv2d_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p);

@@ -1,5 +1,5 @@
 // The AVX512_BF16 kernels (CMake object k_avx512bf16, compiled with -mavx512bf16 on top of the
-// AVX-512 flags): conv2d forward and stride-1 data gradient in bf16 with fp32 accumulation. As in
+// AVX-512 flags): conv2d forward, data gradient and weight gradient in bf16 with fp32 accumulation. As in
 // kernels_isa.cpp, everything but the exported functions has internal linkage. bf16.cpp puts them
 // in the mixed-precision table, with the emulated kernels for what they do not take.
 #include <immintrin.h>
@@ -27,10 +27,9 @@ int64_t conv2d_workspace(const Conv2dParams& p, int nthreads) {
   if (portable_is_better(p)) return 0;
   int64_t need = bf16_fwd_ws(p, nthreads);
   Conv2dParams q;
-  if (bwd_data_as_forward(p, &q)) {
-    const int64_t b = bf16_fwd_ws(q, nthreads);
-    need = need > b ? need : b;
-  }
+  const int64_t b = bwd_data_as_forward(p, &q) ? bf16_fwd_ws(q, nthreads)
+                    : bwd_by_phases(p)         ? bf16_bwd_phases_ws(p, nthreads) : 0;
+  need = need > b ? need : b;
   const int64_t c = bf16_wgrad_ws(p, nthreads);
   return need > c ? need : c;
 }
@@ -56,7 +55,12 @@ bool conv2d_forward(float* y, const float* x, const float* w, const float* b, fl
 bool conv2d_backward_data(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
                           bool accumulate) {
   Conv2dParams q;
-  if (portable_is_better(p) || !bwd_data_as_forward(p, &q)) return false;
+  if (portable_is_better(p)) return false;
+  if (!bwd_data_as_forward(p, &q)) {
+    if (!bwd_by_phases(p)) return false;  // strides of 5 and more: the emulated gather kernel
+    bf16_bwd_phases(dx, dy, w, ws, p, accumulate, get_num_threads());
+    return true;
+  }
   q.relu = 0;
   const Bf16Geom g = bf16_geom(q);
   const int NV = conv_nv(q.K, 16), KB = NV * 16;

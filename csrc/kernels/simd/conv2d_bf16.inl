@@ -68,13 +68,12 @@ static void bf16_image(bf16_t* xp, const float* x, int n, const Conv2dParams& p,
   }
 }
 
-// Packs w [R,S,C,K] into bf16 pairs [K/KB][R][S][Ce/2][KB][2] (zero-filled tails), and b into
-// bp [K/KB * KB] floats. rotate: w'[r][s][k][c] = w[R-1-r][S-1-s][c][k] with C and K swapped (the
-// data gradient as a forward problem).
-static void bf16_pack_weights(bf16_t* wp, float* bp, const float* w, const float* b, int R, int S, int C, int K,
-                              int KB, bool rotate) {
-  const int Cp = rotate ? K : C, Kp = rotate ? C : K, CP = (Cp + 1) / 2;
-  const int nkb = (Kp + KB - 1) / KB;
+// Packs an R x S kernel of Cp reduction channels and Kp output channels into bf16 pairs
+// [Kp/KB][R][S][Cp/2][KB][2] (zero-filled tails); val(r, s, c, k) gives the weight. bp (if not
+// null): the bias b (or zeros) over the padded output channels, as floats.
+template <typename Val>
+static void bf16_pack(bf16_t* wp, float* bp, const float* b, int R, int S, int Cp, int Kp, int KB, Val val) {
+  const int CP = (Cp + 1) / 2, nkb = (Kp + KB - 1) / KB;
   for (int kb = 0; kb < nkb; ++kb)
     for (int r = 0; r < R; ++r)
       for (int s = 0; s < S; ++s)
@@ -84,16 +83,26 @@ static void bf16_pack_weights(bf16_t* wp, float* bp, const float* w, const float
             const int k = kb * KB + t;
             for (int e = 0; e < 2; ++e) {
               const int c = 2 * j + e;
-              float v = 0.0f;
-              if (k < Kp && c < Cp)
-                v = rotate ? w[((int64_t(R - 1 - r) * S + (S - 1 - s)) * C + k) * K + c]
-                           : w[((int64_t(r) * S + s) * C + c) * K + k];
-              dst[2 * t + e] = bf16_bits(v);
+              dst[2 * t + e] = bf16_bits(k < Kp && c < Cp ? val(r, s, c, k) : 0.0f);
             }
           }
         }
   if (bp)
     for (int j = 0; j < nkb * KB; ++j) bp[j] = (b && j < Kp) ? b[j] : 0.0f;
+}
+
+// w [R,S,C,K] as the forward problem's kernel, or rotated (w'[r][s][k][c] = w[R-1-r][S-1-s][c][k],
+// C and K swapped: the stride-1 data gradient as a forward problem).
+static void bf16_pack_weights(bf16_t* wp, float* bp, const float* w, const float* b, int R, int S, int C, int K,
+                              int KB, bool rotate) {
+  if (rotate)
+    bf16_pack(wp, bp, b, R, S, K, C, KB, [&](int r, int s, int c, int k) {
+      return w[((int64_t(R - 1 - r) * S + (S - 1 - s)) * C + k) * K + c];
+    });
+  else
+    bf16_pack(wp, bp, b, R, S, C, K, KB, [&](int r, int s, int c, int k) {
+      return w[((int64_t(r) * S + s) * C + c) * K + k];
+    });
 }
 
 // One output tile: MR pixels (input pixel stride xs_stride bf16) x NV vectors of 16 channels.
@@ -178,11 +187,11 @@ static inline void bf16_fwd_row(float* y, int ldy, int kvalid, const bf16_t* xs,
 // Forward driver over packed weights; img_ws: one converted image per thread (Bf16Geom::img floats
 // each). Parallel over (image, K block), as the fp32 driver.
 static void bf16_fwd_packed(float* y, const float* x, const bf16_t* wp, const float* bp, const Conv2dParams& p,
-                            float* img_ws, int NV, bool accumulate) {
+                            float* img_ws, int NV, bool accumulate, const YLayout* layout = nullptr) {
+  const YLayout yl = layout ? *layout : dense_layout(p);
   const Bf16Geom g = bf16_geom(p);
   const int KB = NV * 16, nkb = (p.K + KB - 1) / KB, CP = g.Ce / 2;
   const int64_t x_row = int64_t(g.Wp) * g.Ce, xs_stride = int64_t(p.sw) * g.Ce, dw_Ce = int64_t(p.dw) * g.Ce;
-  const int64_t y_img = int64_t(p.P) * p.Q * p.K, y_row = int64_t(p.Q) * p.K;
   parallel_for(int64_t(p.N) * nkb, grain(int64_t(p.P) * p.Q * p.R * p.S * CP * KB), [&](int64_t i0, int64_t i1,
                                                                                          int tid) {
     bf16_t* mine = reinterpret_cast<bf16_t*>(img_ws + tid * g.img);
@@ -197,13 +206,13 @@ static void bf16_fwd_packed(float* y, const float* x, const bf16_t* wp, const fl
       const bf16_t* wkb = wp + int64_t(kb) * p.R * p.S * CP * KB * 2;
       const float* bkb = bp ? bp + int64_t(kb) * KB : nullptr;
       for (int oh = 0; oh < p.P; ++oh) {
-        float* yrow = y + int64_t(n) * y_img + int64_t(oh) * y_row + int64_t(kb) * KB;
+        float* yrow = y + int64_t(n) * yl.img + int64_t(oh) * yl.row + int64_t(kb) * KB;
         const bf16_t* xrow = mine + int64_t(oh) * p.sh * x_row;
         if (NV == 2)
-          bf16_fwd_row<2, Tile<16>::MR2>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, CP, p.R, p.S, p.dh,
+          bf16_fwd_row<2, Tile<16>::MR2>(yrow, yl.pix, kvalid, xrow, xs_stride, x_row, wkb, bkb, CP, p.R, p.S, p.dh,
                                          dw_Ce, p.Q, p.relu != 0, accumulate);
         else
-          bf16_fwd_row<1, Tile<16>::MR1>(yrow, p.K, kvalid, xrow, xs_stride, x_row, wkb, bkb, CP, p.R, p.S, p.dh,
+          bf16_fwd_row<1, Tile<16>::MR1>(yrow, yl.pix, kvalid, xrow, xs_stride, x_row, wkb, bkb, CP, p.R, p.S, p.dh,
                                          dw_Ce, p.Q, p.relu != 0, accumulate);
       }
     }
@@ -216,6 +225,64 @@ static int64_t bf16_fwd_ws(const Conv2dParams& p, int nthreads) {
   const int KB = conv_nv(p.K, 16) * 16;
   const int64_t nt = nthreads > 1 ? nthreads : 1;
   return nt * g.img + round_up(int64_t(p.R) * p.S * (g.Ce / 2) * round_up(p.K, KB), 16) + round_up(p.K, KB);
+}
+
+// ---- strided data gradient ----------------------------------------------------------------------
+// By phases, as conv2d.inl's conv2d_backward_data_blocked: per phase, dy (padded or cropped into
+// an fp32 copy when the phase needs it) is the input of a stride-1 forward problem whose outputs
+// land on every sh-th row and sw-th column of dx.
+
+// Workspace (floats): [dy copy][one converted image per thread][packed weights], the most any phase needs.
+static int64_t bf16_bwd_phases_ws(const Conv2dParams& p, int nthreads) {
+  const int64_t nt = nthreads > 1 ? nthreads : 1;
+  const int KB = conv_nv(p.C, 16) * 16;
+  int64_t most = 0;
+  for (int a = 0; a < p.sh; ++a)
+    for (int b = 0; b < p.sw; ++b) {
+      const BwdPhase rh = bwd_phase(a, p.H, p.P, p.R, p.sh, p.dh, p.pt);
+      const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
+      if (rh.n == 0 || rw.n == 0 || rh.taps == 0 || rw.taps == 0) continue;
+      const Conv2dParams f = phase_problem(p, rh, rw);
+      const int64_t need = round_up(int64_t(p.N) * f.H * f.W * f.C, 16) + nt * bf16_geom(f).img +
+                           int64_t(f.R) * f.S * (bf16_geom(f).Ce / 2) * round_up(f.K, KB);
+      most = most > need ? most : need;
+    }
+  return most;
+}
+
+static void bf16_bwd_phases(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
+                            bool accumulate, int nthreads) {
+  const int NV = conv_nv(p.C, 16), KB = NV * 16;
+  const int64_t nt = nthreads > 1 ? nthreads : 1;
+  for (int a = 0; a < p.sh; ++a)
+    for (int b = 0; b < p.sw; ++b) {
+      const BwdPhase rh = bwd_phase(a, p.H, p.P, p.R, p.sh, p.dh, p.pt);
+      const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
+      if (rh.n == 0 || rw.n == 0) continue;
+      const YLayout yl{int64_t(p.H) * p.W * p.C, int64_t(p.sh) * p.W * p.C, p.sw * p.C};
+      float* dx0 = dx + (int64_t(a) * p.W + b) * p.C;
+      if (rh.taps == 0 || rw.taps == 0) {  // no tap reaches this phase: its gradient is 0
+        if (accumulate) continue;
+        for (int64_t r = 0; r < int64_t(p.N) * rh.n; ++r) {
+          float* row = dx0 + (r / rh.n) * yl.img + (r % rh.n) * yl.row;
+          for (int j = 0; j < rw.n; ++j) __builtin_memset(row + int64_t(j) * yl.pix, 0, sizeof(float) * p.C);
+        }
+        continue;
+      }
+      const Conv2dParams f = phase_problem(p, rh, rw);
+      const float* src = dy;
+      if (rh.before || rh.after || rw.before || rw.after) {
+        pad_or_crop(ws, dy, p.N, p.P, p.Q, p.K, rh.before, rh.after, rw.before, rw.after);
+        src = ws;
+      }
+      float* img_ws = ws + round_up(int64_t(p.N) * f.H * f.W * f.C, 16);
+      bf16_t* wp = reinterpret_cast<bf16_t*>(img_ws + nt * bf16_geom(f).img);
+      bf16_pack(wp, nullptr, nullptr, f.R, f.S, p.K, p.C, KB, [&](int j, int l, int k, int c) {
+        const int r = rh.first + (rh.taps - 1 - j) * rh.step, s = rw.first + (rw.taps - 1 - l) * rw.step;
+        return w[((int64_t(r) * p.S + s) * p.C + c) * p.K + k];
+      });
+      bf16_fwd_packed(dx0, src, wp, nullptr, f, img_ws, NV, accumulate, &yl);
+    }
 }
 
 // ---- weight gradient -----------------------------------------------------------------------------
