@@ -298,6 +298,15 @@ def test_train_with_the_regularisation_recipe(tmp_path):
     assert r.returncode == 0 and "test accuracy" in r.stdout
 
 
+def test_train_with_mixed_precision(tmp_path):
+    r = cli("train", "--data", "bundled", "--epochs", "1", "--quiet", "--mixed-precision", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"mixed_bfloat16 ({cnnbp.mixed_precision.path()} kernels)" in r.stdout
+    assert float(r.stdout.split("test accuracy:")[1].split()[0]) > 0.6
+    m = cnnbp.load_model(tmp_path / "run" / "model.cnnbp")
+    assert m.dtype_policy.name == "mixed_bfloat16" and m.network.precision == "mixed_bfloat16"
+
+
 def test_train_on_cifar10(tmp_path):
     from conftest import make_cifar_archive
     make_cifar_archive(tmp_path, "cifar10", n=20)

@@ -140,6 +140,9 @@ def build_parser():
                    help="label smoothing of the cross-entropy: targets (1 - s) one-hot + s / classes")
     t.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                    help="learning rate over the run: constant, or cosine decay from --lr to 0 over all steps")
+    t.add_argument("--mixed-precision", action="store_true",
+                   help="the mixed_bfloat16 policy: convolutions and dense layers in bfloat16 with float32 "
+                        "accumulation (fast on CPUs with AVX512_BF16; see docs/performance.md)")
     t.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all usable cores)")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights, the shuffling and the split")
     t.add_argument("--out", default="cnnbp-run",
@@ -379,6 +382,9 @@ def _recipe(args):
         parts.append(f"label smoothing {args.label_smoothing:g}")
     if args.augment:
         parts.append("augmented" + (" (crop)" if args.data == "mnist" else " (flip, crop)"))
+    if getattr(args, "mixed_precision", False):
+        import cnnbp
+        parts.append(f"mixed_bfloat16 ({cnnbp.mixed_precision.path()} kernels)")
     return "".join(", " + p for p in parts)
 
 
@@ -445,6 +451,7 @@ def _train(args, rank, world):
     if args.threads:
         cnnbp.set_num_threads(args.threads)
     cnnbp.set_seed(args.seed)
+    cnnbp.mixed_precision.set_global_policy("mixed_bfloat16" if args.mixed_precision else "float32")
     if args.model not in cnnbp.applications.MODELS and not args.model.endswith(".json"):
         _model_from_arg(args.model)  # an unknown name is a usage error, before any data is read
     image_size = args.image_size
