@@ -1,5 +1,6 @@
 """GFLOP/s of each convolution pass (forward, backward-data, backward-weight) at the reference
-models' shapes, per cnnbp ISA path, beside PyTorch's (when installed) and numpy's sgemm at the
+models' shapes, per cnnbp ISA path (and the mixed_bfloat16 kernels: emulated, and AVX512_BF16
+where the CPU has it), beside PyTorch's (when installed) and numpy's sgemm at the
 equivalent GEMM size (M = N*P*Q, K = R*S*C, N = filters).
 
     python bench/bench_kernels.py [--threads 2] [--json out.json]
@@ -47,9 +48,11 @@ def timeit(fn, min_time=0.3, reps=5):
 
 
 def isas():
+    """The float32 paths this CPU runs, then the mixed-precision (bf16) kernels."""
     order = ["baseline", "avx2", "avx512"]
     best = order.index(_core.detected_capability())
-    return [i for i in order[: best + 1] if i in _core.compiled_capabilities()]
+    paths = [i for i in order[: best + 1] if i in _core.compiled_capabilities()]
+    return paths + ["bf16-emulated"] + (["avx512_bf16"] if _core.bf16_detected() == "avx512_bf16" else [])
 
 
 def main():
