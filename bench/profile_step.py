@@ -19,10 +19,12 @@ def main():
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--policy", default="float32", help="float32 or mixed_bfloat16 (cnnbp.mixed_precision)")
     a = ap.parse_args()
     cnnbp.set_num_threads(a.threads)
     shape, batch, opt = SPECS[a.model]
     batch = a.batch or batch
+    cnnbp.mixed_precision.set_global_policy(a.policy)
     model = cnnbp.applications.MODELS[a.model](shape, 10)
     model.compile(optimizer=cnnbp.optimizers.Adam() if opt == "adam" else cnnbp.optimizers.SGD(0.01, momentum=0.9),
                   loss="categorical_crossentropy")
