@@ -6,7 +6,9 @@
 // to even (a zero channel for odd C), and the weights are packed to [K/KB][R][S][Ce/2][KB][2]: the
 // 32-bit word at pair j of lane k holds w[.., 2j, k] and w[.., 2j+1, k]. A tile of MR output pixels
 // x NV vectors of 16 output channels broadcasts one pair of input channels per pixel and issues
-// MR*NV vdpbf16ps: 32 multiply-adds per instruction instead of vfmadd's 16.
+// MR*NV vdpbf16ps: 32 multiply-adds per instruction instead of vfmadd's 16. The data gradient is
+// this forward kernel on dy, as in conv2d.inl (stride 1: rotated weights; strides: by phases);
+// the weight gradient pairs output pixels instead of channels (its section below).
 
 typedef uint16_t bf16_t;
 
