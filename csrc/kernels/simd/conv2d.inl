@@ -408,6 +408,44 @@ static Conv2dParams phase_problem(const Conv2dParams& p, const BwdPhase& rh, con
   return q;
 }
 
+// The strided data gradient's loop over phases (a, b): a phase no tap reaches gets zeros (nothing
+// when accumulating); otherwise dy is padded or cropped into ws when the phase needs it, and
+// run(dx0, src, rest, f, rh, rw, yl) computes the phase: forward problem f over src, outputs at
+// dx0 in layout yl, rest = the workspace after the dy copy.
+template <typename Run>
+static void for_each_bwd_phase(float* dx, const float* dy, float* ws, const Conv2dParams& p, bool accumulate,
+                               Run run) {
+  for (int a = 0; a < p.sh; ++a)
+    for (int b = 0; b < p.sw; ++b) {
+      const BwdPhase rh = bwd_phase(a, p.H, p.P, p.R, p.sh, p.dh, p.pt);
+      const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
+      if (rh.n == 0 || rw.n == 0) continue;
+      // dx positions of this phase: image n, row a + i*sh, column b + j*sw.
+      const YLayout yl{int64_t(p.H) * p.W * p.C, int64_t(p.sh) * p.W * p.C, p.sw * p.C};
+      float* dx0 = dx + (int64_t(a) * p.W + b) * p.C;
+      if (rh.taps == 0 || rw.taps == 0) {  // no tap reaches this phase: its gradient is 0
+        if (accumulate) continue;
+        parallel_for(int64_t(p.N) * rh.n, grain(int64_t(rw.n) * p.C), [&](int64_t r0, int64_t r1, int) {
+          for (int64_t r = r0; r < r1; ++r) {
+            float* row = dx0 + (r / rh.n) * yl.img + (r % rh.n) * yl.row;
+            for (int j = 0; j < rw.n; ++j)
+              for (int c = 0; c < p.C; ++c) row[int64_t(j) * yl.pix + c] = 0.0f;
+          }
+        });
+        continue;
+      }
+      const Conv2dParams f = phase_problem(p, rh, rw);
+      const float* src = dy;
+      float* rest = ws;
+      if (rh.before || rh.after || rw.before || rw.after) {
+        pad_or_crop(ws, dy, p.N, p.P, p.Q, p.K, rh.before, rh.after, rw.before, rw.after);
+        src = ws;
+        rest = ws + round_up(int64_t(p.N) * f.H * f.W * f.C, 16);
+      }
+      run(dx0, src, rest, f, rh, rw, yl);
+    }
+}
+
 // Phases pay for the usual strides; past 16 of them (strides of 5 and more, or a stride larger
 // than the image) the portable gather kernel does the work without a loop over phases.
 static inline bool bwd_by_phases(const Conv2dParams& p) { return int64_t(p.sh) * p.sw <= 16; }
@@ -425,7 +463,7 @@ static int64_t conv_bwd_data_ws(const Conv2dParams& p, int nthreads) {
       const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
       if (rh.taps == 0 || rw.taps == 0) continue;
       const Conv2dParams f = phase_problem(p, rh, rw);
-      const int64_t need = int64_t(p.N) * f.H * f.W * f.C + int64_t(f.R) * f.S * f.C * round_up(f.K, KB);
+      const int64_t need = round_up(int64_t(p.N) * f.H * f.W * f.C, 16) + int64_t(f.R) * f.S * f.C * round_up(f.K, KB);
       most = most > need ? most : need;
     }
   return most;
@@ -450,36 +488,12 @@ static void conv2d_backward_data_blocked(float* dx, const float* dy, const float
     return;
   }
   const int NV = conv_nv(p.C, VL), KB = NV * VL;
-  for (int a = 0; a < p.sh; ++a)
-    for (int b = 0; b < p.sw; ++b) {
-      const BwdPhase rh = bwd_phase(a, p.H, p.P, p.R, p.sh, p.dh, p.pt);
-      const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
-      if (rh.n == 0 || rw.n == 0) continue;
-      // dx positions of this phase: image n, row a + i*sh, column b + j*sw.
-      const YLayout yl{int64_t(p.H) * p.W * p.C, int64_t(p.sh) * p.W * p.C, p.sw * p.C};
-      float* dx0 = dx + (int64_t(a) * p.W + b) * p.C;
-      if (rh.taps == 0 || rw.taps == 0) {  // no tap reaches this phase: its gradient is 0
-        if (accumulate) continue;
-        parallel_for(int64_t(p.N) * rh.n, grain(int64_t(rw.n) * p.C), [&](int64_t r0, int64_t r1, int) {
-          for (int64_t r = r0; r < r1; ++r) {
-            float* row = dx0 + (r / rh.n) * yl.img + (r % rh.n) * yl.row;
-            for (int j = 0; j < rw.n; ++j)
-              for (int c = 0; c < p.C; ++c) row[int64_t(j) * yl.pix + c] = 0.0f;
-          }
-        });
-        continue;
-      }
-      const Conv2dParams f = phase_problem(p, rh, rw);
-      const float* src = dy;
-      float* wp = ws;
-      if (rh.before || rh.after || rw.before || rw.after) {
-        pad_or_crop(ws, dy, p.N, p.P, p.Q, p.K, rh.before, rh.after, rw.before, rw.after);
-        src = ws;
-        wp = ws + int64_t(p.N) * f.H * f.W * f.C;
-      }
-      pack_phase_weights(wp, w, p, rh, rw, KB);
-      conv_fwd_packed<VL>(dx0, src, wp, nullptr, f, nullptr, NV, accumulate, &yl);
-    }
+  for_each_bwd_phase(dx, dy, ws, p, accumulate,
+                     [&](float* dx0, const float* src, float* rest, const Conv2dParams& f, const BwdPhase& rh,
+                         const BwdPhase& rw, const YLayout& yl) {
+                       pack_phase_weights(rest, w, p, rh, rw, KB);
+                       conv_fwd_packed<VL>(dx0, src, rest, nullptr, f, nullptr, NV, accumulate, &yl);
+                     });
 }
 
 // Weight-gradient tile over one image: MC consecutive reduction channels j (input channels, or

@@ -230,9 +230,9 @@ static int64_t bf16_fwd_ws(const Conv2dParams& p, int nthreads) {
 }
 
 // ---- strided data gradient ----------------------------------------------------------------------
-// By phases, as conv2d.inl's conv2d_backward_data_blocked: per phase, dy (padded or cropped into
-// an fp32 copy when the phase needs it) is the input of a stride-1 forward problem whose outputs
-// land on every sh-th row and sw-th column of dx.
+// By phases, with conv2d.inl's for_each_bwd_phase: per phase, dy (padded or cropped into an fp32
+// copy when the phase needs it) is the input of a stride-1 forward problem whose outputs land on
+// every sh-th row and sw-th column of dx.
 
 // Workspace (floats): [dy copy][one converted image per thread][packed weights], the most any phase needs.
 static int64_t bf16_bwd_phases_ws(const Conv2dParams& p, int nthreads) {
@@ -256,35 +256,17 @@ static void bf16_bwd_phases(float* dx, const float* dy, const float* w, float* w
                             bool accumulate, int nthreads) {
   const int NV = conv_nv(p.C, 16), KB = NV * 16;
   const int64_t nt = nthreads > 1 ? nthreads : 1;
-  for (int a = 0; a < p.sh; ++a)
-    for (int b = 0; b < p.sw; ++b) {
-      const BwdPhase rh = bwd_phase(a, p.H, p.P, p.R, p.sh, p.dh, p.pt);
-      const BwdPhase rw = bwd_phase(b, p.W, p.Q, p.S, p.sw, p.dw, p.pl);
-      if (rh.n == 0 || rw.n == 0) continue;
-      const YLayout yl{int64_t(p.H) * p.W * p.C, int64_t(p.sh) * p.W * p.C, p.sw * p.C};
-      float* dx0 = dx + (int64_t(a) * p.W + b) * p.C;
-      if (rh.taps == 0 || rw.taps == 0) {  // no tap reaches this phase: its gradient is 0
-        if (accumulate) continue;
-        for (int64_t r = 0; r < int64_t(p.N) * rh.n; ++r) {
-          float* row = dx0 + (r / rh.n) * yl.img + (r % rh.n) * yl.row;
-          for (int j = 0; j < rw.n; ++j) __builtin_memset(row + int64_t(j) * yl.pix, 0, sizeof(float) * p.C);
-        }
-        continue;
-      }
-      const Conv2dParams f = phase_problem(p, rh, rw);
-      const float* src = dy;
-      if (rh.before || rh.after || rw.before || rw.after) {
-        pad_or_crop(ws, dy, p.N, p.P, p.Q, p.K, rh.before, rh.after, rw.before, rw.after);
-        src = ws;
-      }
-      float* img_ws = ws + round_up(int64_t(p.N) * f.H * f.W * f.C, 16);
-      bf16_t* wp = reinterpret_cast<bf16_t*>(img_ws + nt * bf16_geom(f).img);
-      bf16_pack(wp, nullptr, nullptr, f.R, f.S, p.K, p.C, KB, [&](int j, int l, int k, int c) {
-        const int r = rh.first + (rh.taps - 1 - j) * rh.step, s = rw.first + (rw.taps - 1 - l) * rw.step;
-        return w[((int64_t(r) * p.S + s) * p.C + c) * p.K + k];
-      });
-      bf16_fwd_packed(dx0, src, wp, nullptr, f, img_ws, NV, accumulate, &yl);
-    }
+  for_each_bwd_phase(dx, dy, ws, p, accumulate,
+                     [&](float* dx0, const float* src, float* img_ws, const Conv2dParams& f, const BwdPhase& rh,
+                         const BwdPhase& rw, const YLayout& yl) {
+                       bf16_t* wp = reinterpret_cast<bf16_t*>(img_ws + nt * bf16_geom(f).img);
+                       bf16_pack(wp, nullptr, nullptr, f.R, f.S, p.K, p.C, KB, [&](int j, int l, int k, int c) {
+                         const int r = rh.first + (rh.taps - 1 - j) * rh.step;
+                         const int s = rw.first + (rw.taps - 1 - l) * rw.step;
+                         return w[((int64_t(r) * p.S + s) * p.C + c) * p.K + k];
+                       });
+                       bf16_fwd_packed(dx0, src, wp, nullptr, f, img_ws, NV, accumulate, &yl);
+                     });
 }
 
 // ---- weight gradient -----------------------------------------------------------------------------
