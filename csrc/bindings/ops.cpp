@@ -86,9 +86,19 @@ Conv2dParams conv_params(int N, int H, int W, int C, int K, int R, int S, Pair s
   return make_conv2d_params("conv2d", N, H, W, C, K, R, S, st.first, st.second, dil.first, dil.second, pt, pb, pl, pr);
 }
 
+// The algorithm an op forces ("" = the kernels' own choice; kernels/conv2d.h ConvAlgo).
+int conv_algo_named(const std::string& a) {
+  if (a.empty()) return kConvAuto;
+  if (a == "direct") return kConvDirect;
+  if (a == "winograd2") return kConvWinograd2;
+  if (a == "winograd" || a == "winograd4") return kConvWinograd4;
+  CNNBP_CHECK(false, "conv2d: algo must be 'direct', 'winograd', 'winograd2' or 'winograd4', got '", a, "'");
+  return kConvAuto;
+}
+
 template <typename T>
 py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, Pair dil, int mode, Pads pads,
-                              bool relu, const std::string& isa) {
+                              bool relu, const std::string& isa, const std::string& algo) {
   require_ndim(x, 4, "conv2d", "x", "(N, H, W, C)");
   require_ndim(w, 4, "conv2d", "kernel", "(kh, kw, C, K)");
   CNNBP_CHECK(w.shape(2) == x.shape(3), "conv2d: expected kernel with ", x.shape(3), " input channels, got kernel shape ",
@@ -96,6 +106,7 @@ py::array_t<T> conv2d_forward(carray<T> x, carray<T> w, py::object b, Pair st, P
   Conv2dParams p = conv_params<T>(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
                                   int(w.shape(3)), int(w.shape(0)), int(w.shape(1)), st, dil, mode, pads);
   p.relu = relu;
+  p.algo = conv_algo_named(algo);
   carray<T> bias;
   const T* bp = nullptr;
   if (!b.is_none()) {
@@ -130,11 +141,12 @@ py::array_t<T> gradient_out(const std::vector<py::ssize_t>& shape, py::object ad
 
 template <typename T>
 py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair st, Pair dil, int mode, Pads pads,
-                                    py::object add_to, const std::string& isa) {
+                                    py::object add_to, const std::string& isa, const std::string& algo) {
   require_ndim(dy, 4, "conv2d_backward_data", "dy", "(N, P, Q, K)");
   require_ndim(w, 4, "conv2d_backward_data", "kernel", "(kh, kw, C, K)");
-  const Conv2dParams p = conv_params<T>(int(dy.shape(0)), in_hw.first, in_hw.second, int(w.shape(2)), int(w.shape(3)),
-                                        int(w.shape(0)), int(w.shape(1)), st, dil, mode, pads);
+  Conv2dParams p = conv_params<T>(int(dy.shape(0)), in_hw.first, in_hw.second, int(w.shape(2)), int(w.shape(3)),
+                                  int(w.shape(0)), int(w.shape(1)), st, dil, mode, pads);
+  p.algo = conv_algo_named(algo);
   CNNBP_CHECK(dy.shape(1) == p.P && dy.shape(2) == p.Q && dy.shape(3) == p.K, "conv2d_backward_data: expected dy of shape (",
               p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
   const auto& k = table_named<T>(isa);
@@ -152,11 +164,12 @@ py::array_t<T> conv2d_backward_data(carray<T> dy, carray<T> w, Pair in_hw, Pair 
 
 template <typename T>
 py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st, Pair dil, int mode, Pads pads,
-                                 bool with_bias, const std::string& isa) {
+                                 bool with_bias, const std::string& isa, const std::string& algo) {
   require_ndim(dy, 4, "conv2d_backward_weight", "dy", "(N, P, Q, K)");
   require_ndim(x, 4, "conv2d_backward_weight", "x", "(N, H, W, C)");
-  const Conv2dParams p = conv_params<T>(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
-                                        int(dy.shape(3)), ksize.first, ksize.second, st, dil, mode, pads);
+  Conv2dParams p = conv_params<T>(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
+                                  int(dy.shape(3)), ksize.first, ksize.second, st, dil, mode, pads);
+  p.algo = conv_algo_named(algo);
   CNNBP_CHECK(dy.shape(0) == p.N && dy.shape(1) == p.P && dy.shape(2) == p.Q, "conv2d_backward_weight: expected dy of shape (",
               p.N, ", ", p.P, ", ", p.Q, ", ", p.K, "), got ", py_shape_str(dy));
   const auto& k = table_named<T>(isa);
@@ -686,16 +699,17 @@ py::array_t<T> gmp_backward(carray<T> dy, py::array_t<int32_t, py::array::c_styl
 template <typename T>
 void bind_typed(py::module_& m, const std::string& sfx) {
   const auto isa = py::arg("isa") = std::string();
+  const auto algo = py::arg("algo") = std::string();
   const auto fp = py::call_guard<FpStateScope>();  // the caller's MXCSR, flags included, as it was
   m.def(("conv2d_forward" + sfx).c_str(), &conv2d_forward<T>, fp, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("strides"),
         py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), py::arg("relu") = false, isa,
-        "y = conv2d(x, w) + b (then ReLU when relu); x NHWC, w (kh, kw, C, K).");
+        algo, "y = conv2d(x, w) + b (then ReLU when relu); x NHWC, w (kh, kw, C, K).");
   m.def(("conv2d_backward_data" + sfx).c_str(), &conv2d_backward_data<T>, fp, py::arg("dy"), py::arg("w"), py::arg("input_hw"),
         py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"), py::arg("add_to"), isa,
-        "Gradient of conv2d w.r.t. x (added to a copy of add_to when given).");
+        algo, "Gradient of conv2d w.r.t. x (added to a copy of add_to when given).");
   m.def(("conv2d_backward_weight" + sfx).c_str(), &conv2d_backward_weight<T>, fp, py::arg("dy"), py::arg("x"),
         py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"),
-        py::arg("with_bias"), isa, "Gradients of conv2d w.r.t. kernel and bias: (dw, db).");
+        py::arg("with_bias"), isa, algo, "Gradients of conv2d w.r.t. kernel and bias: (dw, db).");
   m.def(("max_pool2d_forward" + sfx).c_str(), &max_pool2d_forward<T>, fp, py::arg("x"), py::arg("pool"), py::arg("strides"),
         py::arg("pad_mode"), isa, "Max pooling: (y, argmax) with argmax the flat input position ih*W+iw.");
   m.def(("max_pool2d_backward" + sfx).c_str(), &max_pool2d_backward<T>, fp, py::arg("dy"), py::arg("argmax"), py::arg("x"),

@@ -23,10 +23,18 @@ int64_t conv_elems_x(const Conv2dParams& p) { return int64_t(p.N) * p.H * p.W * 
 int64_t conv_elems_y(const Conv2dParams& p) { return int64_t(p.N) * p.P * p.Q * p.K; }
 int64_t conv_elems_w(const Conv2dParams& p) { return int64_t(p.R) * p.S * p.C * p.K; }
 
+// The emulation's products are exact in fp32 only in the direct kernels (Winograd's transforms
+// would multiply the rounded operands by other constants first).
+Conv2dParams direct(const Conv2dParams& p) {
+  Conv2dParams q = p;
+  q.algo = kConvDirect;
+  return q;
+}
+
 int64_t emu_conv2d_workspace(const Conv2dParams& p, int nthreads) {
   const int64_t x = align16(conv_elems_x(p)), y = align16(conv_elems_y(p)), w = align16(conv_elems_w(p));
   const int64_t most = std::max(x + w, std::max(y + w, x + y));
-  return most + f32().conv2d_workspace(p, nthreads);
+  return most + f32().conv2d_workspace(direct(p), nthreads);
 }
 
 void emu_conv2d_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p) {
@@ -34,7 +42,7 @@ void emu_conv2d_forward(float* y, const float* x, const float* w, const float* b
   float* wr = xr + align16(conv_elems_x(p));
   round_copy(xr, x, conv_elems_x(p));
   round_copy(wr, w, conv_elems_w(p));
-  f32().conv2d_forward(y, xr, wr, b, wr + align16(conv_elems_w(p)), p);
+  f32().conv2d_forward(y, xr, wr, b, wr + align16(conv_elems_w(p)), direct(p));
 }
 
 void emu_conv2d_backward_data(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
@@ -43,7 +51,7 @@ void emu_conv2d_backward_data(float* dx, const float* dy, const float* w, float*
   float* wr = dyr + align16(conv_elems_y(p));
   round_copy(dyr, dy, conv_elems_y(p));
   round_copy(wr, w, conv_elems_w(p));
-  f32().conv2d_backward_data(dx, dyr, wr, wr + align16(conv_elems_w(p)), p, accumulate);
+  f32().conv2d_backward_data(dx, dyr, wr, wr + align16(conv_elems_w(p)), direct(p), accumulate);
 }
 
 void emu_conv2d_backward_weight(float* dw, float* db, const float* dy, const float* x, float* ws,
@@ -52,7 +60,7 @@ void emu_conv2d_backward_weight(float* dw, float* db, const float* dy, const flo
   float* dyr = xr + align16(conv_elems_x(p));
   round_copy(xr, x, conv_elems_x(p));
   round_copy(dyr, dy, conv_elems_y(p));
-  f32().conv2d_backward_weight(dw, nullptr, dyr, xr, dyr + align16(conv_elems_y(p)), p);
+  f32().conv2d_backward_weight(dw, nullptr, dyr, xr, dyr + align16(conv_elems_y(p)), direct(p));
   if (db) f32().channel_bias_grad(db, dy, int64_t(p.N) * p.P * p.Q, p.K);
 }
 

@@ -16,7 +16,21 @@ struct Conv2dParams {
   int pt, pb, pl, pr;  // zero padding top, bottom, left, right
   int P, Q;         // output height and width: y [N,P,Q,K]
   int relu;         // forward applies max(y, 0) as it stores (ReLU fused; NaN propagates)
+  int algo;         // ConvAlgo: 0 = chosen per shape (CNNBP_CONV_ALGO), or one forced by the caller
 };
+
+// Algorithms of the float conv2d kernels. Winograd F(2x2,3x3) and F(4x4,3x3) take stride-1,
+// dilation-1 3x3 layers (every pass: forward, data gradient, weight gradient); everything else runs
+// the direct kernels. kConvAuto asks the kernels to choose (see conv_algo_setting).
+enum ConvAlgo : int { kConvAuto = 0, kConvDirect = 1, kConvWinograd2 = 2, kConvWinograd4 = 4 };
+
+// CNNBP_CONV_ALGO, read once: "direct", "winograd" (= "winograd4"), "winograd2", "winograd4" force
+// an algorithm wherever it applies; "auto" measures the candidates once per layer shape when the
+// network plans it (fastest wins; the choice may differ between runs, so results may too); unset
+// (or "heuristic"): a fixed rule of the layer's shape, the same bits on every run and thread count.
+// Returns kConvDirect/kConvWinograd2/kConvWinograd4, kConvAuto for "auto", -1 for the rule.
+int conv_algo_setting();
+const char* conv_algo_setting_name();
 
 // Padding modes shared by conv and pooling.
 enum class PadMode { valid = 0, same = 1, explicit_ = 2 };

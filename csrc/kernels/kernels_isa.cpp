@@ -4,9 +4,13 @@
 // table lives in an anonymous namespace, so no instantiation can leak from one ISA's object into
 // another's (each weak symbol would otherwise be merged by the linker, ISA flags and all).
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -43,6 +47,7 @@ namespace {
 #ifndef CNNBP_ISA_BASELINE
 #include "kernels/simd/vec.inl"
 #include "kernels/simd/conv2d.inl"
+#include "kernels/simd/winograd.inl"
 #include "kernels/simd/dense.inl"
 #endif
 
@@ -123,10 +128,10 @@ constexpr KernelTable<T> make_table() {
   t.adaptive_update = adaptive_update<T>;
 #ifndef CNNBP_ISA_BASELINE
   if constexpr (VL > 0 && std::is_same<T, float>::value) {
-    t.conv2d_workspace = conv2d_workspace_blocked<VL>;
-    t.conv2d_forward = conv2d_forward_blocked<VL>;
-    t.conv2d_backward_data = conv2d_backward_data_blocked<VL>;
-    t.conv2d_backward_weight = conv2d_backward_weight_blocked<VL>;
+    t.conv2d_workspace = conv2d_workspace_algo<VL>;
+    t.conv2d_forward = conv2d_forward_algo<VL>;
+    t.conv2d_backward_data = conv2d_backward_data_algo<VL>;
+    t.conv2d_backward_weight = conv2d_backward_weight_algo<VL>;
     t.dense_workspace = dense_ws<VL>;
     t.dense_forward = dense_forward_blocked<VL>;
     t.dense_backward_data = dense_backward_data_blocked<VL>;

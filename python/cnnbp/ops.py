@@ -3,7 +3,10 @@
 float64 input runs the portable reference path in double precision (what gradient checks use);
 anything else runs in float32 on the dispatched SIMD path, or on the path named by ``isa``
 ('baseline', 'avx2', 'avx512', 'avx2-wide'; for conv2d and dense also the mixed-precision
-kernels 'bf16-emulated' and 'avx512_bf16', see cnnbp.mixed_precision). Layouts are Keras's: x (N, H, W, C), conv kernel
+kernels 'bf16-emulated' and 'avx512_bf16', see cnnbp.mixed_precision). The conv2d passes take
+``algo``: None (the kernels' choice, see CNNBP_CONV_ALGO in docs/performance.md), 'direct',
+'winograd2' (F(2x2,3x3)) or 'winograd'/'winograd4' (F(4x4,3x3)); Winograd applies to float32
+stride-1 3x3 convolutions without dilation, anything else runs direct. Layouts are Keras's: x (N, H, W, C), conv kernel
 (kh, kw, C, K), dense kernel (in, out)."""
 
 import numpy as np
@@ -48,31 +51,32 @@ def _conv_args(strides, padding, dilation_rate):
     return _pair("conv2d", "strides", strides), _pair("conv2d", "dilation_rate", dilation_rate), _PAD[mode], pads
 
 
-def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, relu=False, isa=None):
+def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, relu=False, isa=None, algo=None):
     """y[n,p,q,k] = b[k] + sum_{r,s,c} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, c] * w[r,s,c,k];
     with relu=True, max(y, 0) applied as the kernel stores y (NaN propagates)."""
     dt = _dtype(x, w, b)
     st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
     return _fn("conv2d_forward", dt)(_arr(x, dt), _arr(w, dt), None if b is None else _arr(b, dt), st, dil, mode,
-                                     pads, bool(relu), _isa(isa))
+                                     pads, bool(relu), _isa(isa), _isa(algo))
 
 
-def conv2d_backward_data(dy, w, input_hw, strides=1, padding="valid", dilation_rate=1, add_to=None, isa=None):
+def conv2d_backward_data(dy, w, input_hw, strides=1, padding="valid", dilation_rate=1, add_to=None, isa=None,
+                         algo=None):
     """Gradient of conv2d with respect to x, for an input of spatial size input_hw. add_to: the
     kernel's accumulate mode (as for a tensor with several readers), returning add_to + gradient."""
     dt = _dtype(dy, w)
     st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
     at = None if add_to is None else _arr(add_to, dt)
     return _fn("conv2d_backward_data", dt)(_arr(dy, dt), _arr(w, dt), tuple(input_hw), st, dil, mode, pads, at,
-                                           _isa(isa))
+                                           _isa(isa), _isa(algo))
 
 
-def conv2d_backward_weight(dy, x, kernel_size, strides=1, padding="valid", dilation_rate=1, isa=None):
+def conv2d_backward_weight(dy, x, kernel_size, strides=1, padding="valid", dilation_rate=1, isa=None, algo=None):
     """Gradient of conv2d with respect to its kernel."""
     dt = _dtype(dy, x)
     st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
     dw, _ = _fn("conv2d_backward_weight", dt)(_arr(dy, dt), _arr(x, dt), _pair("conv2d", "kernel_size", kernel_size),
-                                              st, dil, mode, pads, False, _isa(isa))
+                                              st, dil, mode, pads, False, _isa(isa), _isa(algo))
     return dw
 
 
