@@ -69,6 +69,8 @@ PYBIND11_MODULE(_core, m) {
   }, "The kernel paths built into this extension.");
   m.def("bf16_path", [] { return std::string(cb::bf16_path_name(cb::bf16_path())); },
         "The mixed_bfloat16 kernels in use: 'avx512_bf16' (vdpbf16ps) or 'emulated' (CNNBP_BF16=emulated forces it).");
+  m.def("conv_algo_setting", [] { return std::string(cb::conv_algo_setting_name()); },
+        "CNNBP_CONV_ALGO as read at import: 'heuristic' (unset), 'direct', 'winograd2', 'winograd4' or 'auto'.");
   m.def("bf16_detected", [] { return std::string(cb::bf16_path_name(cb::bf16_detected())); },
         "'avx512_bf16' when the CPU (and this build) can run the bf16 kernels, else 'emulated'.");
   m.def("build_info", [] {

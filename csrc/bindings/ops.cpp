@@ -186,6 +186,32 @@ py::tuple conv2d_backward_weight(carray<T> dy, carray<T> x, Pair ksize, Pair st,
   return py::make_tuple(dw, with_bias ? py::object(db) : py::object(py::none()));
 }
 
+// The algorithms conv2d's three passes run for one layer shape (forcing with `algo` as the passes do).
+py::dict conv2d_algorithms(std::vector<int> x_shape, std::vector<int> w_shape, Pair st, Pair dil, int mode, Pads pads,
+                           const std::string& isa, const std::string& algo) {
+  CNNBP_CHECK(x_shape.size() == 4 && w_shape.size() == 4, "conv2d_algorithms: expected x_shape (N, H, W, C) and "
+              "kernel_shape (kh, kw, C, K)");
+  CNNBP_CHECK(w_shape[2] == x_shape[3], "conv2d_algorithms: expected kernel with ", x_shape[3],
+              " input channels, got ", w_shape[2]);
+  Conv2dParams p = conv_params<float>(x_shape[0], x_shape[1], x_shape[2], x_shape[3], w_shape[3], w_shape[0],
+                                      w_shape[1], st, dil, mode, pads);
+  p.algo = conv_algo_named(algo);
+  const auto& k = table_named<float>(isa);
+  const int nt = get_num_threads();
+  py::dict out;
+  const char* passes[3] = {"forward", "backward_data", "backward_weight"};
+  for (int i = 0; i < 3; ++i) {
+    int a;
+    {
+      py::gil_scoped_release nogil;
+      ThreadScope pin(nt);
+      a = k.conv2d_algorithm(p, i);
+    }
+    out[passes[i]] = a == kConvWinograd2 ? "winograd2" : a == kConvWinograd4 ? "winograd4" : "direct";
+  }
+  return out;
+}
+
 template <typename T>
 Pool2dParams pool_params(const py::array& x, Pair pool, Pair st, int mode) {
   require_ndim(x, 4, "pool2d", "x", "(N, H, W, C)");
@@ -768,6 +794,10 @@ void bind_typed(py::module_& m, const std::string& sfx) {
 
 void bind_ops_module(py::module_& m) {
   bind_typed<float>(m, "_f32");
+  m.def("conv2d_algorithms", &conv2d_algorithms, py::call_guard<FpStateScope>(), py::arg("x_shape"),
+        py::arg("kernel_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pad_mode"), py::arg("pads"),
+        py::arg("isa") = std::string(), py::arg("algo") = std::string(),
+        "The algorithm of each conv2d pass for this float32 layer shape: direct, winograd2 or winograd4.");
   bind_typed<double>(m, "_f64");
   m.def("same_padding", [](int in, int k, int s, int d) {
     CNNBP_CHECK(in > 0 && k > 0 && s > 0 && d > 0, "same_padding: expected positive sizes");

@@ -127,6 +127,7 @@ KernelTable<float> make_bf16_table(Bf16Path path) {
   t.conv2d_forward = emu_conv2d_forward;
   t.conv2d_backward_data = emu_conv2d_backward_data;
   t.conv2d_backward_weight = emu_conv2d_backward_weight;
+  t.conv2d_algorithm = [](const Conv2dParams&, int) { return int(kConvDirect); };
   t.dense_workspace = emu_dense_workspace;
   t.dense_forward = emu_dense_forward;
   t.dense_backward_data = emu_dense_backward_data;

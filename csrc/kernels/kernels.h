@@ -32,6 +32,8 @@ struct KernelTable {
   void (*conv2d_forward)(T* y, const T* x, const T* w, const T* b, T* ws, const Conv2dParams& p);
   void (*conv2d_backward_data)(T* dx, const T* dy, const T* w, T* ws, const Conv2dParams& p, bool accumulate);
   void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, T* ws, const Conv2dParams& p);
+  // The ConvAlgo pass `pass` (0 forward, 1 data gradient, 2 weight gradient) of p runs.
+  int (*conv2d_algorithm)(const Conv2dParams& p, int pass);
 
   // grouped and depthwise conv2d (see grouped_conv2d.h): G groups; no workspace.
   void (*grouped_conv2d_forward)(T* y, const T* x, const T* w, const T* b, const Conv2dParams& p, int G);

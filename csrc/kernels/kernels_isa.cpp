@@ -66,6 +66,7 @@ constexpr KernelTable<T> make_table() {
   t.conv2d_forward = conv2d_forward<T>;
   t.conv2d_backward_data = conv2d_backward_data<T>;
   t.conv2d_backward_weight = conv2d_backward_weight<T>;
+  t.conv2d_algorithm = conv2d_algorithm_direct;
   t.max_pool2d_forward = max_pool2d_forward<T>;
   t.max_pool2d_backward = max_pool2d_backward<T>;
   t.avg_pool2d_forward = avg_pool2d_forward<T>;
@@ -132,6 +133,7 @@ constexpr KernelTable<T> make_table() {
     t.conv2d_forward = conv2d_forward_algo<VL>;
     t.conv2d_backward_data = conv2d_backward_data_algo<VL>;
     t.conv2d_backward_weight = conv2d_backward_weight_algo<VL>;
+    t.conv2d_algorithm = conv_algo_for<VL>;
     t.dense_workspace = dense_ws<VL>;
     t.dense_forward = dense_forward_blocked<VL>;
     t.dense_backward_data = dense_backward_data_blocked<VL>;

@@ -66,6 +66,8 @@ def show_config(file=None):
                                     "emulated (" + ("CNNBP_BF16 or a lowered kernel path" if _core.bf16_detected()
                                                     == "avx512_bf16" else "the CPU has no AVX512_BF16") + ")")
         + f"; policy {mixed_precision.global_policy().name}",
+        f"  conv algorithm:     {_core.conv_algo_setting()} (CNNBP_CONV_ALGO; Winograd F(4x4,3x3) or F(2x2,3x3) "
+        "for stride-1 3x3 float32 layers)",
     ]
     budget, source = _core.memory_budget()
     if budget is not None:

@@ -507,6 +507,10 @@ def bf16_path() -> str:
     """
     The mixed_bfloat16 kernels in use: 'avx512_bf16' (vdpbf16ps) or 'emulated' (CNNBP_BF16=emulated forces it).
     """
+def conv_algo_setting() -> str:
+    """
+    CNNBP_CONV_ALGO as read at import: 'heuristic' (unset), 'direct', 'winograd2', 'winograd4' or 'auto'.
+    """
 def detected_capability() -> str:
     """
     The best path this CPU supports.

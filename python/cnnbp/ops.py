@@ -15,7 +15,7 @@ from . import _core
 from .layers import _pair, _padding
 
 __all__ = [
-    "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_backward_bias",
+    "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_backward_bias", "conv2d_algorithms",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "global_avg_pool2d", "global_avg_pool2d_backward", "dense", "dense_backward_data",
     "dense_backward_weight", "dense_backward_bias", "activation", "activation_backward", "softmax",
@@ -78,6 +78,15 @@ def conv2d_backward_weight(dy, x, kernel_size, strides=1, padding="valid", dilat
     dw, _ = _fn("conv2d_backward_weight", dt)(_arr(dy, dt), _arr(x, dt), _pair("conv2d", "kernel_size", kernel_size),
                                               st, dil, mode, pads, False, _isa(isa), _isa(algo))
     return dw
+
+
+def conv2d_algorithms(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1, isa=None, algo=None):
+    """The algorithm each float32 conv2d pass runs for this shape: a dict of 'forward',
+    'backward_data', 'backward_weight' -> 'direct', 'winograd2' or 'winograd4' (with
+    CNNBP_CONV_ALGO=auto this measures the shape once, as a network's plan does)."""
+    st, dil, mode, pads = _conv_args(strides, padding, dilation_rate)
+    return _o.conv2d_algorithms([int(v) for v in x_shape], [int(v) for v in kernel_shape], st, dil, mode, pads,
+                                _isa(isa), _isa(algo))
 
 
 def conv2d_backward_bias(dy):

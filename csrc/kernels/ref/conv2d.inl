@@ -19,6 +19,9 @@ static int64_t conv2d_workspace(const Conv2dParams& p, int /*nthreads*/) {
   return nw > partials ? nw : partials;
 }
 
+// The portable kernels are direct convolutions.
+static int conv2d_algorithm_direct(const Conv2dParams&, int) { return kConvDirect; }
+
 // x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
 template <typename T>
 static void conv2d_forward(T* y, const T* x, const T* w, const T* b, T* /*ws*/, const Conv2dParams& p) {
