@@ -142,6 +142,44 @@ void test_conv2d(const F& k, const D& r, Rng& g, Report& rep, int threads, bool 
   rep.compare(k.isa, "conv2d_backward_weight(bias)", db, dbd, kSum, shape);
 }
 
+// Winograd F(2x2,3x3) and F(4x4,3x3) forced on a random stride-1 3x3 layer (the portable path runs
+// its direct kernels for them).
+void test_winograd(const F& k, const D& r, Rng& g, Report& rep, int threads) {
+  const int N = g.range(1, 3), H = g.range(1, 12), W = g.range(1, 12), C = g.range(1, 40), K = g.range(1, 40);
+  const int pt = g.range(0, 2), pb = g.range(0, 2), pl = g.range(0, 2), pr = g.range(0, 2);
+  Conv2dParams p;
+  try {
+    p = make_conv2d_params("selftest", N, H, W, C, K, 3, 3, 1, 1, 1, 1, pt, pb, pl, pr);
+  } catch (const std::exception&) {
+    return;
+  }
+  const int relu = g.coin();
+  const size_t nx = size_t(N) * H * W * C, nw = size_t(9) * C * K, ny = size_t(N) * p.P * p.Q * K;
+  auto x = g.vec(nx), w = g.vec(nw), b = g.vec(K), dy = g.vec(ny), dx0 = g.vec(nx);
+  auto xd = dbl(x), wd = dbl(w), bd = dbl(b), dyd = dbl(dy);
+  std::vector<double> wsd(size_t(r.conv2d_workspace(p, threads)) + 1), yd(ny), dxd = dbl(dx0), dwd(nw), dbd(K);
+  p.relu = relu;
+  r.conv2d_forward(yd.data(), xd.data(), wd.data(), bd.data(), wsd.data(), p);
+  p.relu = 0;
+  r.conv2d_backward_data(dxd.data(), dyd.data(), wd.data(), wsd.data(), p, true);
+  r.conv2d_backward_weight(dwd.data(), dbd.data(), dyd.data(), xd.data(), wsd.data(), p);
+  for (int algo : {int(kConvWinograd2), int(kConvWinograd4)}) {
+    p.algo = algo;
+    const std::string shape = fmt("N%d %dx%dx%d->%d pad %d,%d,%d,%d relu %d winograd%d", N, H, W, C, K, pt, pb, pl,
+                                  pr, relu, algo);
+    std::vector<float> ws(size_t(k.conv2d_workspace(p, threads)) + 1), y(ny), dx = dx0, dwt(nw), db(K);
+    p.relu = relu;
+    k.conv2d_forward(y.data(), x.data(), w.data(), b.data(), ws.data(), p);
+    p.relu = 0;
+    rep.compare(k.isa, "conv2d_forward", y, yd, kSum, shape);
+    k.conv2d_backward_data(dx.data(), dy.data(), w.data(), ws.data(), p, true);
+    rep.compare(k.isa, "conv2d_backward_data(accumulate)", dx, dxd, kSum, shape);
+    k.conv2d_backward_weight(dwt.data(), db.data(), dy.data(), x.data(), ws.data(), p);
+    rep.compare(k.isa, "conv2d_backward_weight", dwt, dwd, kSum, shape);
+    rep.compare(k.isa, "conv2d_backward_weight(bias)", db, dbd, kSum, shape);
+  }
+}
+
 void test_grouped_conv2d(const F& k, const D& r, Rng& g, Report& rep) {
   const int G = g.range(1, 4), N = g.range(1, 2), H = g.range(2, 9), W = g.range(2, 9);
   const int C = G * g.range(1, 3), K = G * g.range(1, 3), R = g.range(1, 3), S = g.range(1, 3), st = g.range(1, 2);
@@ -514,6 +552,7 @@ void run_path(const char* label, const F& k, const D& r, int trials, uint64_t se
   const int before = rep.failures, checks = rep.checks;
   for (int t = 0; t < trials; ++t) {
     test_conv2d(k, r, g, rep, threads);
+    test_winograd(k, r, g, rep, threads);
     test_grouped_conv2d(k, r, g, rep);
     test_dense(k, r, g, rep);
     test_pool2d(k, r, g, rep);
