@@ -214,24 +214,33 @@ void bench_convs(const KernelTable<float>& k, int threads, double peak, const ch
       // ResNet-20 (batch 128): the three stages' 3x3 layers and the strided ones between them
       {"r20 16->16 32x32", 128, 32, 32, 16, 16, 3, 1, 1}, {"r20 16->32 s2", 128, 32, 32, 16, 32, 3, 1, 2},
       {"r20 32->32 16x16", 128, 16, 16, 32, 32, 3, 1, 1}, {"r20 64->64 8x8", 128, 8, 8, 64, 64, 3, 1, 1},
+      // the VGG net's other 3x3 layers
+      {"64->64 16x16 3x3", 64, 16, 16, 64, 64, 3, 1, 1}, {"128->128 8x8 3x3", 64, 8, 8, 128, 128, 3, 1, 1},
   };
-  std::printf("\nconvolution passes, %s, %d threads: GFLOP/s (%% of %s peak)\n", k.isa, threads, peak_name);
-  std::printf("%-18s %16s %16s %16s\n", "shape", "forward", "backward-data", "backward-weight");
+  std::printf("\nconvolution passes, %s, %d threads: GFLOP/s (%% of %s peak); Winograd rows count the direct\n"
+              "algorithm's multiply-adds (effective GFLOP/s: above 100 %% of peak means fewer multiplications)\n",
+              k.isa, threads, peak_name);
+  std::printf("%-18s %-9s %16s %16s %16s\n", "shape", "algorithm", "forward", "backward-data", "backward-weight");
   for (const auto& s : shapes) {
     Conv2dParams p = make_conv2d_params("bench", g_quick ? 2 : s.N, s.H, s.W, s.C, s.K, s.k, s.k, s.stride, s.stride, 1, 1, s.pad,
                                         s.pad, s.pad, s.pad);
     auto x = randn(size_t(p.N) * p.H * p.W * p.C, 1), w = randn(size_t(p.R) * p.S * p.C * p.K, 2);
     auto dy = randn(size_t(p.N) * p.P * p.Q * p.K, 3), b = randn(size_t(p.K), 4);
     std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(b.size());
-    std::vector<float> ws(size_t(k.conv2d_workspace(p, threads)));
     const double flop = 2.0 * p.N * p.P * p.Q * p.K * p.C * p.R * p.S;
-    double g[3] = {
-        flop / time_it([&] { k.conv2d_forward(y.data(), x.data(), w.data(), b.data(), ws.data(), p); }) / 1e9,
-        flop / time_it([&] { k.conv2d_backward_data(dx.data(), dy.data(), w.data(), ws.data(), p, false); }) / 1e9,
-        flop / time_it([&] { k.conv2d_backward_weight(dw.data(), db.data(), dy.data(), x.data(), ws.data(), p); }) / 1e9};
-    std::printf("%-18s", s.name);
-    for (double v : g) std::printf("  %7.1f (%4.0f%%)", v, peak > 0 ? 100.0 * v / peak : 0.0);
-    std::printf("\n");
+    for (int algo : {int(kConvDirect), int(kConvWinograd2), int(kConvWinograd4)}) {
+      p.algo = algo;
+      if (algo != kConvDirect && k.conv2d_algorithm(p, 0) != algo) continue;  // not a Winograd shape (or table)
+      std::vector<float> ws(size_t(k.conv2d_workspace(p, threads)));
+      double g[3] = {
+          flop / time_it([&] { k.conv2d_forward(y.data(), x.data(), w.data(), b.data(), ws.data(), p); }) / 1e9,
+          flop / time_it([&] { k.conv2d_backward_data(dx.data(), dy.data(), w.data(), ws.data(), p, false); }) / 1e9,
+          flop / time_it([&] { k.conv2d_backward_weight(dw.data(), db.data(), dy.data(), x.data(), ws.data(), p); }) / 1e9};
+      std::printf("%-18s %-9s", algo == kConvDirect ? s.name : "",
+                  algo == kConvDirect ? "direct" : algo == kConvWinograd2 ? "wino F2" : "wino F4");
+      for (double v : g) std::printf("  %7.1f (%4.0f%%)", v, peak > 0 ? 100.0 * v / peak : 0.0);
+      std::printf("\n");
+    }
   }
 }
 

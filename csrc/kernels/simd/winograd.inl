@@ -242,10 +242,13 @@ static void wino_fwd_packed(float* y, const float* x, const float* U, const floa
           const float* Uk = U + (int64_t(xi) * nkb + kb) * p.C * KB;
           float* Mx = Mt + int64_t(xi) * T * KB;
           const float* Vx = Vt + int64_t(xi) * T * p.C;
+          // M[xi] = V[xi] U[xi]: the direct forward tile with a 1x1 kernel over C channels.
           if (NV == 2)
-            conv_fwd_row<VL, 2, Tile<VL>::MR2>(Mx, KB, KB, Vx, p.C, 0, Uk, nullptr, p.C, 1, 1, 0, p.C, Tn, false, false);
+            conv_fwd_row<VL, 2, Tile<VL>::MR2>(Mx, KB, KB, Vx, p.C, 0, Uk, nullptr, p.C, 1, 1, 0, p.C, Tn, false,
+                                               false);
           else
-            conv_fwd_row<VL, 1, Tile<VL>::MR1>(Mx, KB, KB, Vx, p.C, 0, Uk, nullptr, p.C, 1, 1, 0, p.C, Tn, false, false);
+            conv_fwd_row<VL, 1, Tile<VL>::MR1>(Mx, KB, KB, Vx, p.C, 0, Uk, nullptr, p.C, 1, 1, 0, p.C, Tn, false,
+                                               false);
         }
         // Output transform of this K block.
         for (int t = 0; t < Tn; ++t) {
@@ -310,9 +313,19 @@ static void wino_backward_data(float* dx, const float* dy, const float* w, float
                          f, accumulate);
 }
 
-// Weight gradient. Every position xi (and K block) of W^ [alpha^2][C][Kp] is a sum over all tiles,
-// taken chunk by chunk in tile order by one thread: no partial copies, and the same bits on any
-// thread count. Per chunk, the tiles are transformed in parallel, then the (xi, K block) GEMMs.
+// Weight gradient. Images are split into fixed blocks (reduce_blocks: at most 16, fewer when the
+// transformed partials W^ [alpha^2][C][Kp] + db [Kp] would pass 8 MiB, but 4 at least); each
+// block sums its tiles in order into its own partial, and the partials are added in block order
+// and transformed back once: the same bits on any thread count, in one parallel region (a region
+// per chunk of tiles costs more than the chunk on a busy machine, where the pool's threads sleep
+// sooner).
+static inline int wino_dw_blocks(const Conv2dParams& p, int64_t stride) {
+  const int64_t cap = (int64_t(1) << 21) / stride;
+  return reduce_blocks(p.N, cap < 4 ? 4 : cap);
+}
+
+// Tiles per chunk: about 2 MiB of transformed tiles (measured with bench/native; smaller chunks
+// re-read W^ too often).
 template <int VL, int M>
 static inline int wino_dw_chunk(const Conv2dParams& p, int Kp) {
   constexpr int A2 = (M + 2) * (M + 2);
@@ -320,14 +333,15 @@ static inline int wino_dw_chunk(const Conv2dParams& p, int Kp) {
   return int(t < 16 ? 16 : t > 1024 ? 1024 : t);
 }
 
-// Workspace: [W^][db partials, one per reduce block][X chunk][D chunk]
+// Workspace: [one partial per block][per thread: X chunk, D chunk]
 template <int VL, int M>
-static int64_t wino_bwd_weight_ws(const Conv2dParams& p, int /*nthreads*/) {
+static int64_t wino_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
   constexpr int A2 = (M + 2) * (M + 2);
   const int KB = conv_nv(p.K, VL) * VL, Kp = int(round_up(p.K, KB));
+  const int64_t stride = round_up(int64_t(A2) * p.C * Kp + Kp, 16);
   const int T = wino_dw_chunk<VL, M>(p, Kp);
-  return round_up(int64_t(A2) * p.C * Kp, 16) + round_up(int64_t(reduce_blocks(p.N)) * Kp, 16) +
-         round_up(int64_t(A2) * T * (p.C + Kp), 16);
+  const int nt = nthreads > 1 ? nthreads : 1;
+  return wino_dw_blocks(p, stride) * stride + nt * round_up(int64_t(A2) * T * (p.C + Kp), 16);
 }
 
 // D [alpha^2][T][Kp] = A e A^T for the dy tiles [t0, t0 + Tn) (K tail and rows past P zero).
@@ -385,55 +399,51 @@ static void wino_backward_weight(float* dw, float* db, const float* dy, const fl
   constexpr int A = M + 2, A2 = A * A;
   const WinoGeom g = wino_geom<M>(p);
   const int NV = conv_nv(p.K, VL), KB = NV * VL, Kp = int(round_up(p.K, KB)), nkb = Kp / KB;
-  const int T = wino_dw_chunk<VL, M>(p, Kp), nbd = reduce_blocks(p.N);
-  const int64_t nw = int64_t(A2) * p.C * Kp;
-  float* Wh = ws;
-  float* dbp = Wh + round_up(nw, 16);
-  float* Xt = dbp + round_up(int64_t(nbd) * Kp, 16);
-  float* Dt = Xt + int64_t(A2) * T * p.C;
-  parallel_for(nw, 16384, [&](int64_t i0, int64_t i1, int) {
-    for (int64_t i = i0; i < i1; ++i) Wh[i] = 0.0f;
+  const int64_t nw = int64_t(A2) * p.C * Kp, stride = round_up(nw + Kp, 16);
+  const int nb = wino_dw_blocks(p, stride), T = wino_dw_chunk<VL, M>(p, Kp);
+  const int64_t per_thread = round_up(int64_t(A2) * T * (p.C + Kp), 16), per_img = int64_t(g.TH) * g.TW;
+  float* scratch = ws + nb * stride;
+  const int64_t per_block = per_img * A2 * p.C * Kp * ((int64_t(p.N) + nb - 1) / nb);
+  parallel_blocks(nb, grain(per_block), [&](int b, int tid) {
+    float* Wb = ws + b * stride;
+    float* dbb = Wb + nw;
+    for (int64_t i = 0; i < nw + Kp; ++i) Wb[i] = 0.0f;
+    float* Xt = scratch + tid * per_thread;
+    float* Dt = Xt + int64_t(A2) * T * p.C;
+    const int64_t n0 = block_begin(p.N, nb, b), n1 = block_begin(p.N, nb, b + 1);
+    for (int64_t t0 = n0 * per_img; t0 < n1 * per_img; t0 += T) {
+      const int Tn = int(n1 * per_img - t0 < T ? n1 * per_img - t0 : T);
+      wino_input<VL, M>(Xt, T, x, t0, Tn, p, g);
+      wino_dy_tiles<VL, M>(Dt, T, Kp, dy, t0, Tn, p, g);
+      for (int xi = 0; xi < A2; ++xi)
+        for (int kb = 0; kb < nkb; ++kb) {
+          float* Wx = Wb + int64_t(xi) * p.C * Kp + kb * KB;
+          const float* Xx = Xt + int64_t(xi) * T * p.C;
+          const float* Dx = Dt + int64_t(xi) * T * Kp + kb * KB;
+          if (NV == 2) wino_dw_gemm<VL, 2>(Wx, Kp, Xx, Dx, p.C, Tn);
+          else wino_dw_gemm<VL, 1>(Wx, Kp, Xx, Dx, p.C, Tn);
+        }
+    }
+    if (db) {
+      const float* dyb = dy + n0 * p.P * p.Q * p.K;
+      for (int64_t px = 0; px < (n1 - n0) * p.P * p.Q; ++px)
+        for (int k = 0; k < p.K; ++k) dbb[k] += dyb[px * p.K + k];
+    }
   });
-  const int64_t tile_work = int64_t(A2) * (p.C + Kp) * 8;
-  for (int64_t t0 = 0; t0 < g.tiles; t0 += T) {
-    const int Tn = int(g.tiles - t0 < T ? g.tiles - t0 : T);
-    parallel_for(Tn, grain(tile_work), [&](int64_t a, int64_t b, int) {
-      wino_input<VL, M>(Xt + a * p.C, T, x, t0 + a, int(b - a), p, g);
-      wino_dy_tiles<VL, M>(Dt + a * Kp, T, Kp, dy, t0 + a, int(b - a), p, g);
-    });
-    parallel_for(int64_t(A2) * nkb, grain(int64_t(Tn) * p.C * KB), [&](int64_t a, int64_t b, int) {
-      for (int64_t it = a; it < b; ++it) {
-        const int xi = int(it / nkb), k0 = int(it % nkb) * KB;
-        float* Wx = Wh + int64_t(xi) * p.C * Kp + k0;
-        const float* Xx = Xt + int64_t(xi) * T * p.C;
-        const float* Dx = Dt + int64_t(xi) * T * Kp + k0;
-        if (NV == 2) wino_dw_gemm<VL, 2>(Wx, Kp, Xx, Dx, p.C, Tn);
-        else wino_dw_gemm<VL, 1>(Wx, Kp, Xx, Dx, p.C, Tn);
+  // Partials in block order, then W^ -> dw.
+  if (nb > 1)
+    parallel_for(nw + Kp, 4096, [&](int64_t i0, int64_t i1, int) {
+      for (int bb = 1; bb < nb; ++bb) {
+        const float* src = ws + bb * stride;
+        for (int64_t i = i0; i < i1; ++i) ws[i] += src[i];
       }
     });
-  }
-  if (db) {  // fixed image blocks, added in block order
-    const int64_t img = int64_t(p.P) * p.Q;
-    parallel_blocks(nbd, grain(img * p.K * ((p.N + nbd - 1) / nbd)), [&](int b, int) {
-      float* part = dbp + int64_t(b) * Kp;
-      for (int k = 0; k < p.K; ++k) part[k] = 0.0f;
-      const int64_t n0 = block_begin(p.N, nbd, b), n1 = block_begin(p.N, nbd, b + 1);
-      const float* src = dy + n0 * img * p.K;
-      for (int64_t px = 0; px < (n1 - n0) * img; ++px)
-        for (int k = 0; k < p.K; ++k) part[k] += src[px * p.K + k];
-    });
-    for (int k = 0; k < p.K; ++k) {
-      float s = dbp[k];
-      for (int b = 1; b < nbd; ++b) s += dbp[int64_t(b) * Kp + k];
-      db[k] = s;
-    }
-  }
   const int nkv = (p.K + VL - 1) / VL;
   parallel_for(int64_t(p.C) * nkv, grain(int64_t(A2) * VL * 4), [&](int64_t i0, int64_t i1, int) {
     for (int64_t it = i0; it < i1; ++it) {
       const int c = int(it / nkv), k0 = int(it % nkv) * VL, lanes = p.K - k0 < VL ? p.K - k0 : VL;
       V m[A2], o[9];
-      for (int xi = 0; xi < A2; ++xi) m[xi] = vload<VL>(Wh + (int64_t(xi) * p.C + c) * Kp + k0);
+      for (int xi = 0; xi < A2; ++xi) m[xi] = vload<VL>(ws + (int64_t(xi) * p.C + c) * Kp + k0);
       wino_2d<A, 3>(m, o, [](const V* a, int si, V* bb, int so) { Wino<M>::gt(a, si, bb, so); });
       for (int rs = 0; rs < 9; ++rs) {
         float* dst = dw + (int64_t(rs) * p.C + c) * p.K + k0;
@@ -442,6 +452,8 @@ static void wino_backward_weight(float* dw, float* db, const float* dy, const fl
       }
     }
   });
+  if (db)
+    for (int k = 0; k < p.K; ++k) db[k] = ws[nw + k];
 }
 
 // ---- Choosing the algorithm (the table's conv2d entries) ----------------------------------------
@@ -459,9 +471,9 @@ static inline bool wino_pass_ok(const Conv2dParams& p, int pass, Conv2dParams* q
 // (docs/performance.md). Depends on the shape only, never on the thread count or the machine's load.
 static inline int wino_rule(const Conv2dParams& p, int pass) {
   const int cin = pass == kPassData ? p.K : p.C, cout = pass == kPassData ? p.C : p.K;
-  // F(4x4) measured 1.5-2.1x direct per pass at 32-128 channels; at 16 both are equal (and direct
-  // is the more exact), below it direct wins.
-  return cin >= 32 && cout >= 32 ? kConvWinograd4 : kConvDirect;
+  // F(4x4) measured 1.5-2.6x direct per pass at 32-128 channels and 1.1-1.5x at 16; a first layer
+  // (3 channels) runs 4-10x slower in Winograd (the transforms dominate).
+  return cin >= 16 && cout >= 16 ? kConvWinograd4 : kConvDirect;
 }
 
 struct ConvChoice {
