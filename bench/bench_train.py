@@ -12,6 +12,7 @@ backward + update.
     python bench/bench_train.py --models seed --threads 2 --json out.json
     python bench/bench_train.py --models vgg --policy float32,mixed_bfloat16   # cnnbp in both precisions
     python bench/bench_train.py --tf-python /path/to/tf-venv/bin/python      # and TensorFlow
+    python bench/bench_train.py --models vgg --conv-algo heuristic,direct      # Winograd on and off
 """
 
 import argparse
@@ -211,8 +212,11 @@ def worker_tf(model_name, batch, threads, steps, windows):
     return {"version": tf.__version__, "secs": time_steps(lambda: train_step().numpy(), steps, windows)}
 
 
-def run_worker(framework, model, batch, threads, steps, windows, python=sys.executable, policy="float32"):
+def run_worker(framework, model, batch, threads, steps, windows, python=sys.executable, policy="float32",
+               conv_algo=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if conv_algo:
+        env["CNNBP_CONV_ALGO"] = conv_algo
     cmd = [python, os.path.abspath(__file__), "--worker", framework, "--models", model, "--batch", str(batch),
            "--threads", str(threads), "--steps", str(steps), "--windows", str(windows), "--policy", policy]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -256,6 +260,9 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--policy", default="float32",
                     help="cnnbp's mixed-precision policies, comma list (float32, mixed_bfloat16): a column each")
+    ap.add_argument("--conv-algo", default="",
+                    help="CNNBP_CONV_ALGO settings, comma list (heuristic, direct, winograd, auto): a cnnbp column "
+                         "each (default: the environment's)")
     ap.add_argument("--tf-python", default=None,
                     help="a Python with tensorflow-cpu (its own venv: never beside cnnbp): adds TensorFlow graph mode")
     ap.add_argument("--worker", choices=["cnnbp", "torch", "tf"], help=argparse.SUPPRESS)
@@ -274,8 +281,10 @@ def main():
         return
 
     torch_ok = not a.no_torch and have_torch()
-    policies = a.policy.split(",")
-    cols = ["cnnbp" if p == "float32" else f"cnnbp {p}" for p in policies]
+    algos = a.conv_algo.split(",") if a.conv_algo else [None]
+    configs = [(p, al) for p in a.policy.split(",") for al in algos]  # cnnbp columns: policy x algorithm
+    cols = [" ".join(["cnnbp"] + ([p] if p != "float32" else []) + ([al] if al and al != algos[0] else []))
+            for p, al in configs]
     others = (["torch"] if torch_ok else []) + (["tf"] if a.tf_python else [])
     rows = []
     print(f"machine: {machine()}")
@@ -291,8 +300,9 @@ def main():
                 steps = a.steps or max(4, int({"seed": 400, "lenet": 600, "vgg": 16, "resnet20": 8, "mobilenet": 16}[model] * 32 / batch))
                 res = {c: [] for c in cols + others}
                 for _ in range(a.repeats):  # alternate frameworks (and policies)
-                    for c, pol in zip(cols, policies):
-                        res[c].append(run_worker("cnnbp", model, batch, threads, steps, a.windows, policy=pol))
+                    for c, (pol, al) in zip(cols, configs):
+                        res[c].append(run_worker("cnnbp", model, batch, threads, steps, a.windows, policy=pol,
+                                                 conv_algo=al))
                     if torch_ok:
                         res["torch"].append(run_worker("torch", model, batch, threads, steps, a.windows))
                     if a.tf_python:
@@ -304,7 +314,7 @@ def main():
                        "torch_img_s": med.get("torch"), "ratio": ratios.get(f"{cols[0]}/torch"),
                        "tf_img_s": med.get("tf"), "ratios": ratios, "cnnbp_rss_mib": rss[cols[0]],
                        "torch_rss_mib": rss.get("torch"), "isa": res[cols[0]][0]["isa"], "raw": res,
-                       "policies": {p: med[c] for c, p in zip(cols, policies)},
+                       "columns": {c: med[c] for c in cols},
                        "versions": {o: res[o][0].get("version") for o in others}}
                 rows.append(row)
                 print(f"{model:8} {batch:>5} {threads:>3} " + " ".join(f"{med[c]:12,.0f}" for c in cols + others)
