@@ -282,7 +282,8 @@ def main():
 
     torch_ok = not a.no_torch and have_torch()
     algos = a.conv_algo.split(",") if a.conv_algo else [None]
-    configs = [(p, al) for p in a.policy.split(",") for al in algos]  # cnnbp columns: policy x algorithm
+    # cnnbp columns: policy x algorithm (mixed precision keeps its convolutions direct: one column)
+    configs = [(p, al) for p in a.policy.split(",") for al in (algos if p == "float32" else algos[:1])]
     cols = [" ".join(["cnnbp"] + ([p] if p != "float32" else []) + ([al] if al and al != algos[0] else []))
             for p, al in configs]
     others = (["torch"] if torch_ok else []) + (["tf"] if a.tf_python else [])
