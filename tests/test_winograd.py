@@ -120,18 +120,24 @@ def test_shapes_winograd_does_not_take_run_direct_when_it_is_forced(rng, g):
     assert np.array_equal(a, d)
 
 
-def test_the_shape_rule_uses_winograd_from_16_channels():
+@pytest.mark.parametrize("isa", PATHS)
+def test_the_shape_rule(isa):
     # The rule (CNNBP_CONV_ALGO unset in the test environment): F(4x4) when both channel counts of
-    # the pass are >= 16; the data gradient swaps them.
+    # the pass are >= 16 with 16-float vectors (AVX-512's tiling), >= 32 with 8-float ones (AVX2);
+    # the data gradient swaps them.
     if os.environ.get("CNNBP_CONV_ALGO"):
         pytest.skip("CNNBP_CONV_ALGO is set")
-    a = ops.conv2d_algorithms((8, 16, 16, 32), (3, 3, 32, 64), padding="same")
-    assert a == dict(forward="winograd4", backward_data="winograd4", backward_weight="winograd4")
-    assert set(ops.conv2d_algorithms((8, 16, 16, 16), (3, 3, 16, 64), padding="same").values()) == {"winograd4"}
-    assert set(ops.conv2d_algorithms((8, 16, 16, 15), (3, 3, 15, 64), padding="same").values()) == {"direct"}
-    assert ops.conv2d_algorithms((8, 16, 16, 64), (3, 3, 64, 8), padding="same")["backward_data"] == "direct"
-    assert set(ops.conv2d_algorithms((8, 16, 16, 32), (3, 3, 32, 64), strides=2, padding="same").values()) == {
-        "direct"}
+    least = 32 if isa == "avx2" else 16
+
+    def algos(c, k, **kw):
+        return ops.conv2d_algorithms((8, 16, 16, c), (3, 3, c, k), padding="same", isa=isa, **kw)
+
+    assert algos(32, 64) == dict(forward="winograd4", backward_data="winograd4", backward_weight="winograd4")
+    assert set(algos(least, 64).values()) == {"winograd4"}
+    assert set(algos(least - 1, 64).values()) == {"direct"}
+    assert algos(64, least - 1)["backward_data"] == "direct"
+    assert set(algos(32, 64, strides=2).values()) == {"direct"}
+
     assert set(ops.conv2d_algorithms((8, 16, 16, 32), (3, 3, 32, 64), padding="same", isa="baseline").values()) == {
         "direct"}
 

@@ -17,8 +17,9 @@
 // vectorised over channels (contiguous in NHWC and in HWIO weights).
 //
 // Arithmetic: 16 products per 4 outputs (F(2x2), 2.25x fewer than direct) or 36 per 16 (F(4x4),
-// 4x fewer); F(4x4)'s transforms scale values by up to 8 and 1/24, so its rounding error is about
-// ten times F(2x2)'s (both measured against float64 in tests/test_winograd.py and docs).
+// 4x fewer); F(4x4)'s transforms scale values by up to 8 and 1/24, so its rounding error is 10-20
+// times F(2x2)'s and 5-10 times direct's (bench/winograd_accuracy.py; tests/test_winograd.py
+// bounds both against float64).
 
 template <int M> struct Wino;
 
@@ -467,13 +468,17 @@ static inline bool wino_pass_ok(const Conv2dParams& p, int pass, Conv2dParams* q
   return bwd_data_as_forward(p, q) && wino_eligible(*q);
 }
 
-// The fixed rule (CNNBP_CONV_ALGO unset): measured with bench/native on AVX2 and AVX-512 machines
-// (docs/performance.md). Depends on the shape only, never on the thread count or the machine's load.
+// The fixed rule (CNNBP_CONV_ALGO unset), from bench/native on a Zen 4 machine's avx512 and avx2
+// paths (bench/README.md): F(4x4) ran each pass 1.7-2.4x (AVX-512) and 1.3-2.0x (AVX2) faster than
+// direct from 32 channels; at 16, 1.1-1.3x with AVX-512 but 0.9-1.05x with AVX2 (8-float vectors
+// make the 16-channel GEMMs short); a first layer (3 channels) 4-10x slower (the transforms
+// dominate). Depends on the shape and the vector width only: the same bits on every run and thread
+// count.
+template <int VL>
 static inline int wino_rule(const Conv2dParams& p, int pass) {
   const int cin = pass == kPassData ? p.K : p.C, cout = pass == kPassData ? p.C : p.K;
-  // F(4x4) measured 1.5-2.6x direct per pass at 32-128 channels and 1.1-1.5x at 16; a first layer
-  // (3 channels) runs 4-10x slower in Winograd (the transforms dominate).
-  return cin >= 16 && cout >= 16 ? kConvWinograd4 : kConvDirect;
+  const int least = VL >= 16 ? 16 : 32;
+  return cin >= least && cout >= least ? kConvWinograd4 : kConvDirect;
 }
 
 struct ConvChoice {
@@ -554,7 +559,7 @@ static int conv_algo_for(const Conv2dParams& p, int pass) {
   if (p.algo != kConvAuto) return p.algo;
   const int s = conv_algo_setting();
   if (s > 0) return s;
-  if (s < 0) return wino_rule(p, pass);
+  if (s < 0) return wino_rule<VL>(p, pass);
   const ConvKey key = conv_key(p);
   {
     std::lock_guard<std::mutex> lock(conv_choice_mutex());
