@@ -32,6 +32,21 @@ enum ConvAlgo : int { kConvAuto = 0, kConvDirect = 1, kConvWinograd2 = 2, kConvW
 int conv_algo_setting();
 const char* conv_algo_setting_name();
 
+// One float table's conv2d kernels, which take the algorithm forced in p.algo (kernels.h).
+struct Conv2dKernels {
+  int64_t (*workspace)(const Conv2dParams& p, int nthreads);
+  void (*forward)(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p);
+  void (*backward_data)(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
+                        bool accumulate);
+  void (*backward_weight)(float* dw, float* db, const float* dy, const float* x, float* ws, const Conv2dParams& p);
+};
+
+// CNNBP_CONV_ALGO=auto: the fastest of direct, F(2x2) and F(4x4) for pass `pass` (0 forward, 1 data
+// gradient, 2 weight gradient) of p on kernels k, timed on random data the first time a (table,
+// shape, thread count) is asked for and cached for the process. Outside the ISA objects: the
+// cache's standard-library code must not be compiled with an ISA's flags (kernels_isa.cpp).
+int conv_algo_measured(const Conv2dKernels& k, const Conv2dParams& p, int pass);
+
 // Padding modes shared by conv and pooling.
 enum class PadMode { valid = 0, same = 1, explicit_ = 2 };
 

@@ -4,13 +4,9 @@
 // table lives in an anonymous namespace, so no instantiation can leak from one ISA's object into
 // another's (each weak symbol would otherwise be merged by the linker, ISA flags and all).
 #include <algorithm>
-#include <array>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <type_traits>
 #include <vector>
 

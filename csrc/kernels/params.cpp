@@ -1,8 +1,5 @@
 // Shape arithmetic and validation for the kernel families (baseline code, outside the ISA objects).
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -43,31 +40,6 @@ bool small_product(std::initializer_list<int64_t> factors) {
   return true;
 }
 }  // namespace
-
-int conv_algo_setting() {
-  static const int chosen = [] {
-    const char* s = std::getenv("CNNBP_CONV_ALGO");
-    if (!s || !*s || !std::strcmp(s, "heuristic")) return -1;
-    if (!std::strcmp(s, "direct")) return int(kConvDirect);
-    if (!std::strcmp(s, "winograd") || !std::strcmp(s, "winograd4")) return int(kConvWinograd4);
-    if (!std::strcmp(s, "winograd2")) return int(kConvWinograd2);
-    if (!std::strcmp(s, "auto")) return int(kConvAuto);
-    std::fprintf(stderr, "cnnbp: CNNBP_CONV_ALGO=%s is not one of direct, winograd, winograd2, winograd4, auto, "
-                         "heuristic; using heuristic\n", s);
-    return -1;
-  }();
-  return chosen;
-}
-
-const char* conv_algo_setting_name() {
-  switch (conv_algo_setting()) {
-    case kConvDirect: return "direct";
-    case kConvWinograd2: return "winograd2";
-    case kConvWinograd4: return "winograd4";
-    case kConvAuto: return "auto";
-    default: return "heuristic";
-  }
-}
 
 Conv2dParams make_conv2d_params(const char* who, int N, int H, int W, int C, int K, int R, int S,
                                 int sh, int sw, int dh, int dw, int pt, int pb, int pl, int pr) {

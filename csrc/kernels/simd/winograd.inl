@@ -481,24 +481,6 @@ static inline int wino_rule(const Conv2dParams& p, int pass) {
   return cin >= least && cout >= least ? kConvWinograd4 : kConvDirect;
 }
 
-struct ConvChoice {
-  int algo[3];
-};
-
-// Measured choices (CNNBP_CONV_ALGO=auto), one per layer shape; the key leaves out relu and algo.
-typedef std::array<int, 16> ConvKey;
-static ConvKey conv_key(const Conv2dParams& p) {
-  return {p.N, p.H, p.W, p.C, p.K, p.R, p.S, p.sh, p.sw, p.dh, p.dw, p.pt, p.pb, p.pl, p.pr, get_num_threads()};
-}
-static std::mutex& conv_choice_mutex() {
-  static std::mutex m;
-  return m;
-}
-static std::map<ConvKey, ConvChoice>& conv_choices() {
-  static std::map<ConvKey, ConvChoice> m;
-  return m;
-}
-
 template <int VL> static int64_t conv2d_workspace_algo(const Conv2dParams& p, int nthreads);
 template <int VL> static void conv2d_forward_algo(float* y, const float* x, const float* w, const float* b, float* ws,
                                                   const Conv2dParams& p);
@@ -506,50 +488,6 @@ template <int VL> static void conv2d_backward_data_algo(float* dx, const float* 
                                                         const Conv2dParams& p, bool accumulate);
 template <int VL> static void conv2d_backward_weight_algo(float* dw, float* db, const float* dy, const float* x,
                                                           float* ws, const Conv2dParams& p);
-
-// Times every candidate of every pass on random data (the best of 3 runs after a warm-up).
-template <int VL>
-static ConvChoice conv_measure(const Conv2dParams& p0) {
-  ConvChoice c{{kConvDirect, kConvDirect, kConvDirect}};
-  const int cands[3] = {kConvDirect, kConvWinograd2, kConvWinograd4};
-  Conv2dParams p = p0;
-  p.relu = 0;
-  p.algo = kConvAuto;
-  const int64_t nx = int64_t(p.N) * p.H * p.W * p.C, ny = int64_t(p.N) * p.P * p.Q * p.K, nw = int64_t(9) * p.C * p.K;
-  int64_t nws = 0;
-  for (int a : cands) {
-    Conv2dParams q = p;
-    q.algo = a;
-    const int64_t s = conv2d_workspace_algo<VL>(q, get_num_threads());
-    nws = nws > s ? nws : s;
-  }
-  std::vector<float> x(nx), y(ny), w(nw), b(p.K), dx(nx), dw(nw), db(p.K), ws(nws + 16);
-  uint32_t st = 12345u;
-  auto rnd = [&]() { st = st * 1664525u + 1013904223u; return float(int32_t(st >> 8) - (1 << 23)) / float(1 << 23); };
-  for (auto& v : x) v = rnd();
-  for (auto& v : w) v = rnd() * 0.1f;
-  for (auto& v : y) v = rnd();
-  for (int pass = 0; pass < 3; ++pass) {
-    Conv2dParams q;
-    if (!wino_pass_ok(p, pass, &q)) continue;
-    double best = 1e30;
-    for (int a : cands) {
-      Conv2dParams r = p;
-      r.algo = a;
-      double t_best = 1e30;
-      for (int rep = 0; rep < 4; ++rep) {
-        const auto t0 = std::chrono::steady_clock::now();
-        if (pass == kPassForward) conv2d_forward_algo<VL>(y.data(), x.data(), w.data(), b.data(), ws.data(), r);
-        else if (pass == kPassData) conv2d_backward_data_algo<VL>(dx.data(), y.data(), w.data(), ws.data(), r, false);
-        else conv2d_backward_weight_algo<VL>(dw.data(), db.data(), y.data(), x.data(), ws.data(), r);
-        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (rep > 0 && t < t_best) t_best = t;
-      }
-      if (t_best < best) { best = t_best; c.algo[pass] = a; }
-    }
-  }
-  return c;
-}
 
 // The algorithm pass `pass` of p runs.
 template <int VL>
@@ -560,16 +498,10 @@ static int conv_algo_for(const Conv2dParams& p, int pass) {
   const int s = conv_algo_setting();
   if (s > 0) return s;
   if (s < 0) return wino_rule<VL>(p, pass);
-  const ConvKey key = conv_key(p);
-  {
-    std::lock_guard<std::mutex> lock(conv_choice_mutex());
-    auto it = conv_choices().find(key);
-    if (it != conv_choices().end()) return it->second.algo[pass];
-  }
-  const ConvChoice c = conv_measure<VL>(p);
-  std::lock_guard<std::mutex> lock(conv_choice_mutex());
-  conv_choices()[key] = c;
-  return c.algo[pass];
+  // Measured (conv_algo.cpp keeps the cache outside this ISA object).
+  static constexpr Conv2dKernels mine{conv2d_workspace_algo<VL>, conv2d_forward_algo<VL>,
+                                      conv2d_backward_data_algo<VL>, conv2d_backward_weight_algo<VL>};
+  return conv_algo_measured(mine, p, pass);
 }
 
 // Workspace for every algorithm the passes of p may run (an "auto" layer is measured here, when
