@@ -208,6 +208,13 @@ static void wino_rotate_weights(float* wr, const float* w, int C, int K) {
   });
 }
 
+// Floats of the transformed weights U [alpha^2][K/KB][C][KB] at the front of the forward workspace.
+template <int VL, int M>
+static inline int64_t wino_u_floats(const Conv2dParams& p) {
+  const int KB = conv_nv(p.K, VL) * VL;
+  return round_up(int64_t((M + 2) * (M + 2)) * p.C * round_up(p.K, KB), 16);
+}
+
 // Floats of forward scratch: U, then per thread V and the GEMM output.
 template <int VL, int M>
 static int64_t wino_fwd_ws(const Conv2dParams& p, int nthreads) {
@@ -215,7 +222,7 @@ static int64_t wino_fwd_ws(const Conv2dParams& p, int nthreads) {
   const int NV = conv_nv(p.K, VL), KB = NV * VL, MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
   const int T = wino_fwd_chunk<VL, M>(p, KB, MR);
   const int nt = nthreads > 1 ? nthreads : 1;
-  return round_up(int64_t(A2) * p.C * round_up(p.K, KB), 16) + nt * round_up(int64_t(A2) * T * (p.C + KB), 16);
+  return wino_u_floats<VL, M>(p) + nt * round_up(int64_t(A2) * T * (p.C + KB), 16);
 }
 
 // y = conv(x, w) + b over already transformed weights U (wino_weights with this problem's KB).
@@ -288,8 +295,7 @@ static void wino_forward(float* y, const float* x, const float* w, const float* 
   const int KB = conv_nv(p.K, VL) * VL;
   float* U = ws;
   wino_weights<VL, M>(U, w, p.C, p.K, KB);
-  wino_fwd_packed<VL, M>(y, x, U, b, ws + round_up(int64_t((M + 2) * (M + 2)) * p.C * round_up(p.K, KB), 16), p,
-                         false);
+  wino_fwd_packed<VL, M>(y, x, U, b, ws + wino_u_floats<VL, M>(p), p, false);
 }
 
 // Data gradient (stride 1): the forward algorithm over dy with rotated weights (q from
@@ -310,8 +316,7 @@ static void wino_backward_data(float* dx, const float* dy, const float* w, float
   wino_weights<VL, M>(U, wr, q.C, q.K, KB);
   Conv2dParams f = q;
   f.relu = 0;
-  wino_fwd_packed<VL, M>(dx, dy, U, nullptr, ws + round_up(int64_t((M + 2) * (M + 2)) * q.C * round_up(q.K, KB), 16),
-                         f, accumulate);
+  wino_fwd_packed<VL, M>(dx, dy, U, nullptr, ws + wino_u_floats<VL, M>(q), f, accumulate);
 }
 
 // Weight gradient. Images are split into fixed blocks (reduce_blocks: at most 16, fewer when the
@@ -339,7 +344,7 @@ template <int VL, int M>
 static int64_t wino_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
   constexpr int A2 = (M + 2) * (M + 2);
   const int KB = conv_nv(p.K, VL) * VL, Kp = int(round_up(p.K, KB));
-  const int64_t stride = round_up(int64_t(A2) * p.C * Kp + Kp, 16);
+  const int64_t stride = int64_t(A2) * p.C * Kp + Kp;
   const int T = wino_dw_chunk<VL, M>(p, Kp);
   const int nt = nthreads > 1 ? nthreads : 1;
   return wino_dw_blocks(p, stride) * stride + nt * round_up(int64_t(A2) * T * (p.C + Kp), 16);
@@ -400,7 +405,7 @@ static void wino_backward_weight(float* dw, float* db, const float* dy, const fl
   constexpr int A = M + 2, A2 = A * A;
   const WinoGeom g = wino_geom<M>(p);
   const int NV = conv_nv(p.K, VL), KB = NV * VL, Kp = int(round_up(p.K, KB)), nkb = Kp / KB;
-  const int64_t nw = int64_t(A2) * p.C * Kp, stride = round_up(nw + Kp, 16);
+  const int64_t nw = int64_t(A2) * p.C * Kp, stride = nw + Kp;  // add_block_partials' layout
   const int nb = wino_dw_blocks(p, stride), T = wino_dw_chunk<VL, M>(p, Kp);
   const int64_t per_thread = round_up(int64_t(A2) * T * (p.C + Kp), 16), per_img = int64_t(g.TH) * g.TW;
   float* scratch = ws + nb * stride;
@@ -431,14 +436,8 @@ static void wino_backward_weight(float* dw, float* db, const float* dy, const fl
         for (int k = 0; k < p.K; ++k) dbb[k] += dyb[px * p.K + k];
     }
   });
-  // Partials in block order, then W^ -> dw.
-  if (nb > 1)
-    parallel_for(nw + Kp, 4096, [&](int64_t i0, int64_t i1, int) {
-      for (int bb = 1; bb < nb; ++bb) {
-        const float* src = ws + bb * stride;
-        for (int64_t i = i0; i < i1; ++i) ws[i] += src[i];
-      }
-    });
+  // Partials in block order into block 0's (W^ and db), then W^ -> dw.
+  add_block_partials(ws, ws + nw, ws + stride, nw, Kp, nb);
   const int nkv = (p.K + VL - 1) / VL;
   parallel_for(int64_t(p.C) * nkv, grain(int64_t(A2) * VL * 4), [&](int64_t i0, int64_t i1, int) {
     for (int64_t it = i0; it < i1; ++it) {
