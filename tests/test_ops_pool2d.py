@@ -89,3 +89,22 @@ def test_global_avg_pool(rng):
     assert ref.rel_error(ops.global_avg_pool2d_backward(G, (5, 7)), ref.numerical_grad(f, x)) < 1e-6
     for isa in ISAS:
         ref.assert_close(ops.global_avg_pool2d(x.astype(np.float32), isa=isa), y, 1e-6)
+
+
+@pytest.mark.parametrize("isa, dtype", [(i, np.float32) for i in ISAS] + [("baseline", np.float64)])
+@pytest.mark.parametrize("C", [1, 6, 7, 8, 9, 15, 16, 17, 31, 33])
+def test_max_pool_channel_blocks(rng, C, dtype, isa):
+    # The forward keeps 64 bytes of channels per window in registers (16 floats, 8 doubles: the
+    # float64 kernels are the portable path's); the
+    # last block of a pixel reads into the next pixel, and the tensor's last pixels take a scalar
+    # path. NaNs in every channel of some pixels must reach only their own windows.
+    x = rng.standard_normal((3, 7, 6, C)).astype(dtype)
+    x[0, 0, 1, :] = np.nan
+    x[2, 6, 5, :] = np.nan
+    for pool, st, pad in [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 2), "valid")]:
+        y, am = ops.max_pool2d(x, pool, st, pad, return_argmax=True, isa=isa)
+        y_ref, am_ref = ref.max_pool2d(x, pool, st, pad)
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(y, y_ref.astype(dtype))
+        np.testing.assert_array_equal(am, am_ref)
+        np.testing.assert_array_equal(ops.max_pool2d(x, pool, st, pad, isa=isa), y)
