@@ -24,6 +24,11 @@ GRID = [
     (2, 7, 8, 3, 4, (4, 4), (3, 2), "same", (1, 1)),
     (2, 5, 6, 2, 3, (3, 3), (1, 1), ((1, 2), (0, 3)), (1, 1)),
     (1, 4, 4, 1, 1, (4, 4), (1, 1), "valid", (1, 1)),
+    # data gradient by columns (fewer input channels than a vector: LeNet's 6 -> 16, 5x5), on both
+    # widths: the 12x12x6 row above, and these with strides and dilations
+    (2, 14, 13, 6, 16, (5, 5), (1, 1), "valid", (1, 1)),
+    (2, 13, 12, 2, 24, (3, 3), (2, 1), "same", (2, 1)),
+    (1, 10, 11, 5, 32, (5, 3), (1, 2), ((2, 1), (0, 2)), (1, 2)),
     # first-layer shapes on the fully unrolled tiles (3x3x3, 5x5x1): strides, row dilation, both widths
     (2, 13, 11, 3, 20, (3, 3), (2, 2), "same", (1, 1)),
     (1, 9, 10, 3, 9, (3, 3), (1, 1), "valid", (2, 1)),

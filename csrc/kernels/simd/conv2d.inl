@@ -450,9 +450,128 @@ static void for_each_bwd_phase(float* dx, const float* dy, float* ws, const Conv
 // than the image) the portable gather kernel does the work without a loop over phases.
 static inline bool bwd_by_phases(const Conv2dParams& p) { return int64_t(p.sh) * p.sw <= 16; }
 
+// Backward-data by columns, for layers with fewer input channels than a vector holds (LeNet's
+// second convolution: 6). The kernels below vectorise over C, so C = 6 fills 6 of 16 lanes, and at
+// stride 1 they also multiply the zero border of the padded dy. Here, per image,
+// cols[P*Q][RSCp] = dy[P*Q][K] x Wt[K][RSCp], Wt[k][(r,s,c)] = w[r][s][c][k] (the forward tile with a
+// 1x1 kernel over K: full vectors along (r, s, c)), then each dx pixel sums its column pieces in a
+// fixed order of taps (r, s). One image per thread: the same bits on any thread count.
+struct BwdCols {
+  int NV, KB, nkb;
+  int64_t rsc, ld, cols;  // R*S*C; columns' row length (rsc rounded up to KB); floats per image
+};
+template <int VL>
+static inline BwdCols bwd_cols(const Conv2dParams& p) {
+  BwdCols b;
+  b.rsc = int64_t(p.R) * p.S * p.C;
+  b.NV = b.rsc > VL ? 2 : 1;
+  b.KB = b.NV * VL;
+  b.ld = round_up(b.rsc, b.KB);
+  b.nkb = int(b.ld / b.KB);
+  b.cols = round_up(int64_t(p.P) * p.Q * b.ld + VL, 16);  // + VL: the last piece's vector load
+  return b;
+}
+
+// Lane-operations of each form: the forward-as-backward kernels compute every dx pixel's R*S taps
+// (per stride phase) over C rounded up to their block; columns cost the GEMM plus the gather. Taken
+// when under half, with C narrower than a vector and an image's columns within 1 Mi floats.
+template <int VL>
+static inline bool bwd_data_by_cols(const Conv2dParams& p) {
+  if (p.C >= VL) return false;
+  const BwdCols b = bwd_cols<VL>(p);
+  if (b.cols > (int64_t(1) << 20)) return false;
+  const double taps = double(p.H) * p.W * p.R * p.S / (double(p.sh) * p.sw);
+  const double direct = taps * double(conv_nv(p.C, VL) * VL) * p.K;
+  const double cols = double(p.P) * p.Q * double(b.ld) * p.K + taps * VL;
+  return 2.0 * cols < direct;
+}
+
+// Which column pieces reach each dx row (r, oh) and column (s, ow), as offsets into an image's
+// columns: taps[ih*(R+1)] = count, then the offsets (oh*Q*ld + r*S*C); then per column
+// taps[H*(R+1) + iw*(S+1)] = count, then (ow*ld + s*C). Built once per call (no division per tap).
+static inline int64_t bwd_cols_taps(const Conv2dParams& p) { return int64_t(p.H) * (p.R + 1) + int64_t(p.W) * (p.S + 1); }
+
+static void bwd_cols_tap_table(int64_t* t, int len, int pad, int R, int st, int d, int P, int64_t out_step,
+                               int64_t tap_step) {
+  for (int i = 0; i < len; ++i, t += R + 1) {
+    int cnt = 0;
+    for (int r = 0; r < R; ++r) {
+      const int o = i + pad - r * d;
+      if (o < 0 || o % st || o / st >= P) continue;
+      t[1 + cnt++] = int64_t(o / st) * out_step + r * tap_step;
+    }
+    t[0] = cnt;
+  }
+}
+
+template <int VL>
+static int64_t bwd_cols_ws(const Conv2dParams& p, int nthreads) {
+  const BwdCols b = bwd_cols<VL>(p);
+  return b.ld * p.K + 2 * bwd_cols_taps(p) + int64_t(nthreads > 1 ? nthreads : 1) * b.cols;
+}
+
+// dy: [N,P,Q,K]  w: [R,S,C,K]  dx: [N,H,W,C]; accumulate: dx += the gradient.
+template <int VL>
+static void conv_bwd_data_cols(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
+                               bool accumulate) {
+  typedef Vec<VL> V;
+  const BwdCols b = bwd_cols<VL>(p);
+  const int K = p.K, C = p.C;
+  float* wp = ws;  // [nkb][K][KB]
+  for (int kb = 0; kb < b.nkb; ++kb)
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < b.KB; ++j) {
+        const int64_t col = int64_t(kb) * b.KB + j;
+        wp[(int64_t(kb) * K + k) * b.KB + j] = col < b.rsc ? w[col * K + k] : 0.0f;
+      }
+  int64_t* rows = reinterpret_cast<int64_t*>(ws + b.ld * K);  // (b.ld * K is a multiple of 16)
+  int64_t* colt = rows + int64_t(p.H) * (p.R + 1);
+  bwd_cols_tap_table(rows, p.H, p.pt, p.R, p.sh, p.dh, p.P, int64_t(p.Q) * b.ld, int64_t(p.S) * C);
+  bwd_cols_tap_table(colt, p.W, p.pl, p.S, p.sw, p.dw, p.Q, b.ld, C);
+  float* scratch = ws + b.ld * K + 2 * bwd_cols_taps(p);
+  const int npix = p.P * p.Q;
+  const int64_t img_dx = int64_t(p.H) * p.W * C;
+  parallel_for(p.N, grain(int64_t(npix) * b.ld * K), [&](int64_t n0, int64_t n1, int tid) {
+    float* cols = scratch + tid * b.cols;
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* dyn = dy + n * int64_t(npix) * K;
+      for (int kb = 0; kb < b.nkb; ++kb) {
+        const float* wk = wp + int64_t(kb) * K * b.KB;
+        if (b.NV == 2)
+          conv_fwd_row<VL, 2, Tile<VL>::MR2>(cols + kb * b.KB, int(b.ld), b.KB, dyn, K, 0, wk, nullptr, K, 1, 1, 0, K,
+                                             npix, false, false);
+        else
+          conv_fwd_row<VL, 1, Tile<VL>::MR1>(cols + kb * b.KB, int(b.ld), b.KB, dyn, K, 0, wk, nullptr, K, 1, 1, 0, K,
+                                             npix, false, false);
+      }
+      float* dxn = dx + n * img_dx;
+      for (int ih = 0; ih < p.H; ++ih) {
+        const int64_t* rt = rows + int64_t(ih) * (p.R + 1);
+        for (int iw = 0; iw < p.W; ++iw) {
+          const int64_t* ct = colt + int64_t(iw) * (p.S + 1);
+          V acc = vzero<VL>();
+          for (int i = 1; i <= rt[0]; ++i) {
+            const float* cr = cols + rt[i];
+            for (int j = 1; j <= ct[0]; ++j) acc += vload<VL>(cr + ct[j]);
+          }
+          float* o = dxn + (int64_t(ih) * p.W + iw) * C;
+          if (accumulate) {
+            vstore_partial<VL>(o, vload_partial<VL>(o, C) + acc, C);
+          } else if (o + VL <= dxn + img_dx) {
+            vstore<VL>(o, acc);  // lanes past C land on the next pixel, which is stored after this one
+          } else {
+            vstore_partial<VL>(o, acc, C);
+          }
+        }
+      }
+    }
+  });
+}
+
 template <int VL>
 static int64_t conv_bwd_data_ws(const Conv2dParams& p, int nthreads) {
   Conv2dParams q;
+  if (bwd_data_by_cols<VL>(p)) return bwd_cols_ws<VL>(p, nthreads);
   if (bwd_data_as_forward(p, &q)) return conv_fwd_ws<VL>(q, nthreads);
   if (!bwd_by_phases(p)) return int64_t(p.R) * p.S * p.C * p.K;  // the gather kernel's transposed weights
   const int KB = conv_nv(p.C, VL) * VL;
@@ -474,6 +593,7 @@ template <int VL>
 static void conv2d_backward_data_blocked(float* dx, const float* dy, const float* w, float* ws, const Conv2dParams& p,
                                          bool accumulate) {
   if (portable_is_better(p)) return conv2d_backward_data<float>(dx, dy, w, ws, p, accumulate);
+  if (bwd_data_by_cols<VL>(p)) return conv_bwd_data_cols<VL>(dx, dy, w, ws, p, accumulate);
   Conv2dParams q;
   if (bwd_data_as_forward(p, &q)) {
     const int NV = conv_nv(q.K, VL), KB = NV * VL;
