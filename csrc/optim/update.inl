@@ -1,13 +1,19 @@
 // Optimizer updates over flat buffers (formulas in optim/optim.h): one pass, parallel over
-// contiguous chunks; included per ISA like the kernels.
+// contiguous chunks; included per ISA like the kernels. The chunk lambdas take their constants and
+// pointers by value into restrict locals: captured by reference, each constant was reloaded after
+// every store (it might alias p[i]) and the loops ran scalar (Adam: 3 ns per parameter).
 
 // p, g, buf: [n]
 template <typename T>
-static void sgd_update(T* p, const T* g, T* buf, int64_t n, const SgdParams& h) {
+static void sgd_update(T* p_, const T* g_, T* buf_, int64_t n, const SgdParams& h) {
   const T lr = T(h.lr), mu = T(h.momentum), wd = T(h.weight_decay), decay = T(h.decay);
   const bool nesterov = h.nesterov, momentum = h.momentum != 0.0;
-  parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1, int) {
-    if (h.decay != 0.0)
+  const bool decays = h.decay != 0.0;
+  parallel_for(n, kMinWork, [=](int64_t i0, int64_t i1, int) {
+    T* __restrict p = p_;
+    const T* __restrict g = g_;
+    T* __restrict buf = buf_;
+    if (decays)
       for (int64_t i = i0; i < i1; ++i) p[i] -= decay * p[i];
     if (!momentum) {
       for (int64_t i = i0; i < i1; ++i) p[i] -= lr * (g[i] + wd * p[i]);
@@ -24,12 +30,16 @@ static void sgd_update(T* p, const T* g, T* buf, int64_t n, const SgdParams& h) 
 
 // p, g, m, v: [n]
 template <typename T>
-static void adam_update(T* p, const T* g, T* m, T* v, int64_t n, const AdamParams& h) {
+static void adam_update(T* p_, const T* g_, T* m_, T* v_, int64_t n, const AdamParams& h) {
   const double t = double(h.t);
   const T b1 = T(h.beta1), b2 = T(h.beta2), eps = T(h.eps);
   const T alpha = T(h.lr * __builtin_sqrt(1.0 - __builtin_pow(h.beta2, t)) / (1.0 - __builtin_pow(h.beta1, t)));
   const T decay = T(h.lr * h.weight_decay);
-  parallel_for(n, kMinWork / 4, [&](int64_t i0, int64_t i1, int) {
+  parallel_for(n, kMinWork / 4, [=](int64_t i0, int64_t i1, int) {
+    T* __restrict p = p_;
+    const T* __restrict g = g_;
+    T* __restrict m = m_;
+    T* __restrict v = v_;
     for (int64_t i = i0; i < i1; ++i) {
       T pi = p[i];
       if (decay != T(0)) pi -= decay * pi;
@@ -45,12 +55,17 @@ static void adam_update(T* p, const T* g, T* m, T* v, int64_t n, const AdamParam
 
 // p, g, s0, s1, s2: [n]; the slots each kind uses are listed in optim/optim.h (unused ones null).
 template <typename T>
-static void adaptive_update(T* p, const T* g, T* s0, T* s1, T* s2, int64_t n, const AdaptiveParams& h) {
+static void adaptive_update(T* p_, const T* g_, T* s0_, T* s1_, T* s2_, int64_t n, const AdaptiveParams& h) {
   const T lr = T(h.lr), decay = T(h.decay), b1 = T(h.beta1), b2 = T(h.beta2), rho = T(h.rho), eps = T(h.eps);
   const T c1 = T(h.c1), c2 = T(h.c2), c3 = T(h.c3), mom = T(h.momentum);
   const OptKind kind = h.kind;
   const bool centered = h.centered, use_mom = h.momentum > 0;
-  parallel_for(n, kMinWork / 4, [&](int64_t i0, int64_t i1, int) {
+  parallel_for(n, kMinWork / 4, [=](int64_t i0, int64_t i1, int) {
+    T* __restrict p = p_;
+    const T* __restrict g = g_;
+    T* __restrict s0 = s0_;
+    T* __restrict s1 = s1_;
+    T* __restrict s2 = s2_;
     if (decay != T(0))
       for (int64_t i = i0; i < i1; ++i) p[i] -= decay * p[i];
     switch (kind) {
