@@ -92,7 +92,7 @@ def test_global_avg_pool(rng):
 
 
 @pytest.mark.parametrize("isa, dtype", [(i, np.float32) for i in ISAS] + [("baseline", np.float64)])
-@pytest.mark.parametrize("C", [1, 6, 7, 8, 9, 15, 16, 17, 31, 33])
+@pytest.mark.parametrize("C", [1, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33])
 def test_max_pool_channel_blocks(rng, C, dtype, isa):
     # The forward keeps 64 bytes of channels per window in registers (16 floats, 8 doubles: the
     # float64 kernels are the portable path's); the
@@ -101,10 +101,16 @@ def test_max_pool_channel_blocks(rng, C, dtype, isa):
     x = rng.standard_normal((3, 7, 6, C)).astype(dtype)
     x[0, 0, 1, :] = np.nan
     x[2, 6, 5, :] = np.nan
-    for pool, st, pad in [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 2), "valid")]:
+    # The gradient: windows that tile the input (strides = window; with 'same' padding, and with
+    # rows and columns no window covers) are written in one pass when C is a multiple of 64 bytes.
+    for pool, st, pad in [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 2), "valid"),
+                          ((2, 3), (2, 3), "same"), ((3, 4), None, "valid")]:
         y, am = ops.max_pool2d(x, pool, st, pad, return_argmax=True, isa=isa)
         y_ref, am_ref = ref.max_pool2d(x, pool, st, pad)
         assert y.dtype == dtype
         np.testing.assert_array_equal(y, y_ref.astype(dtype))
         np.testing.assert_array_equal(am, am_ref)
         np.testing.assert_array_equal(ops.max_pool2d(x, pool, st, pad, isa=isa), y)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dx = ops.max_pool2d_backward(dy, x, pool, st, pad, isa=isa)
+        ref.assert_close(dx, ref.max_pool2d_backward(dy, x, pool, st, pad), 1e-6)  # (overlaps: float sums)
