@@ -92,17 +92,17 @@ def test_global_avg_pool(rng):
 
 
 @pytest.mark.parametrize("isa, dtype", [(i, np.float32) for i in ISAS] + [("baseline", np.float64)])
-@pytest.mark.parametrize("C", [1, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33])
+@pytest.mark.parametrize("C", [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33])
 def test_max_pool_channel_blocks(rng, C, dtype, isa):
-    # The forward keeps 64 bytes of channels per window in registers (16 floats, 8 doubles: the
-    # float64 kernels are the portable path's); the
-    # last block of a pixel reads into the next pixel, and the tensor's last pixels take a scalar
-    # path. NaNs in every channel of some pixels must reach only their own windows.
+    # The forward keeps one vector of channels per window in registers (16, 8 or 4 floats by path;
+    # the float64 kernels are the portable path's: 2 doubles); the last block of a pixel reads
+    # into the next pixel, and the tensor's last pixels take a scalar path. NaNs in every channel
+    # of some pixels must reach only their own windows.
     x = rng.standard_normal((3, 7, 6, C)).astype(dtype)
     x[0, 0, 1, :] = np.nan
     x[2, 6, 5, :] = np.nan
     # The gradient: windows that tile the input (strides = window; with 'same' padding, and with
-    # rows and columns no window covers) are written in one pass when C is a multiple of 64 bytes.
+    # rows and columns no window covers) are written in one pass when C fills whole vectors.
     for pool, st, pad in [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 2), "valid"),
                           ((2, 3), (2, 3), "same"), ((3, 4), None, "valid")]:
         y, am = ops.max_pool2d(x, pool, st, pad, return_argmax=True, isa=isa)

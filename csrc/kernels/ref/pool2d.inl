@@ -21,18 +21,27 @@ static inline void max_pool_merge(T* __restrict y, int32_t* __restrict am, const
   }
 }
 
-// One output position, channels [c0, c0 + B) with B = 64 bytes of T: the running maxima and their
-// positions stay in vector registers (GCC vector extensions: the same source for every ISA, split
-// into halves or quarters where vectors are narrower) and y is stored once. Merging each window
+// One output position, channels [c0, c0 + B) with B = one vector of T: the running maxima and their
+// positions stay in vector registers (GCC vector extensions: the same source for every ISA) and y
+// is stored once. Merging each window
 // position into y in memory ran at a sixth of the speed when C was not a multiple of the vector
 // width (partial vector stores stalling the next position's loads); plain loops over a local
 // array compiled to compare-and-branch per channel. Window rows [ha, hb), columns [wa, wb).
 // n < B (the last block of channels): the loads still read B values, the rest from the next
 // pixel (the caller makes sure they lie inside x), and only n are stored.
+// One vector of the ISA this object is compiled for: wider vectors, split by the compiler, made the
+// AVX2 and SSE2 paths 10-30x slower than their own loops.
+#if defined(__AVX512F__)
+constexpr int kPoolVecBytes = 64;
+#elif defined(__AVX__)
+constexpr int kPoolVecBytes = 32;
+#else
+constexpr int kPoolVecBytes = 16;
+#endif
 template <typename T>
 struct PoolBlock {
-  static constexpr int B = 64 / int(sizeof(T));
-  typedef T V __attribute__((vector_size(64)));
+  static constexpr int B = kPoolVecBytes / int(sizeof(T));
+  typedef T V __attribute__((vector_size(kPoolVecBytes)));
   typedef int32_t I __attribute__((vector_size(B * 4)));
 };
 
@@ -141,7 +150,7 @@ static inline double keep_if(bool k, double v) {
 }
 
 // Windows that tile the input without overlapping (strides = window, the usual 2x2/2), channels a
-// multiple of 64 bytes: each dx element lies in at most one window, so it is written once, dy where
+// multiple of the vector width: each dx element lies in at most one window, so it is written once, dy where
 // the window took it and 0 elsewhere, instead of zeroing the image and scattering into it (two
 // passes over dx).
 template <typename T>
@@ -174,7 +183,7 @@ template <typename T>
 static void max_pool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Pool2dParams& p) {
   const int64_t in_img = int64_t(p.H) * p.W * p.C, out_img = int64_t(p.P) * p.Q * p.C;
   const int C = p.C;
-  // (the channel loop's vector tail, C not a multiple of 64 bytes, made the tiled form 5x slower
+  // (the channel loop's vector tail, C not a multiple of the vector width, made the tiled form 5x slower
   // than zeroing and scattering at LeNet's 6 channels)
   const bool tiled = p.sh == p.R && p.sw == p.S && p.C % PoolBlock<T>::B == 0;
   parallel_for(p.N, grain(in_img + out_img), [&](int64_t n0, int64_t n1, int) {

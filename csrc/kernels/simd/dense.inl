@@ -25,8 +25,8 @@ static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int
     return;
   }
   parallel_for(int64_t(nnb) * K, grain(KB), [&](int64_t i0, int64_t i1, int) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int nb = int(i / K), k = int(i % K);
+    int nb = int(i0 / K), k = int(i0 % K);  // then stepped: a division per row cost more than its copy
+    for (int64_t i = i0; i < i1; ++i, k = k + 1 == K ? 0 : k + 1, nb += k == 0) {
       float* dst = bp + i * KB;
       const int nv = imin(KB, N - nb * KB);  // valid columns of this panel
       const float* src = b + int64_t(k) * bk + int64_t(nb) * KB * bn;
