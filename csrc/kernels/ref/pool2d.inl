@@ -45,11 +45,14 @@ struct PoolBlock {
   typedef int32_t I __attribute__((vector_size(B * 4)));
 };
 
-template <bool ARG, typename T>
+// FR, FS > 0: a full window of that size known at compile time (2x2), so the loops unroll.
+template <bool ARG, int FR, int FS, typename T>
 static inline void max_pool_window(T* __restrict yp, int32_t* __restrict ap, const T* __restrict xn, int W, int C,
                                    int n, int ha, int hb, int wa, int wb) {
   typedef typename PoolBlock<T>::V V;
   typedef typename PoolBlock<T>::I I;
+  if (FR > 0) hb = ha + FR;
+  if (FS > 0) wb = wa + FS;
   V best;
   __builtin_memcpy(&best, xn + (int64_t(ha) * W + wa) * C, sizeof(V));
   I pos = I{} + (ha * W + wa);
@@ -113,7 +116,10 @@ static void max_pool2d_rows(T* y, int32_t* argmax, const T* x, const Pool2dParam
           max_pool_window_tail<ARG>(yp, ap, xn, W, C, c0, ha, hb, wa, wb);
           break;
         }
-        max_pool_window<ARG>(yp + c0, ARG ? ap + c0 : nullptr, xn + c0, W, C, nc, ha, hb, wa, wb);
+        if (hb - ha == 2 && wb - wa == 2)
+          max_pool_window<ARG, 2, 2>(yp + c0, ARG ? ap + c0 : nullptr, xn + c0, W, C, nc, ha, hb, wa, wb);
+        else
+          max_pool_window<ARG, 0, 0>(yp + c0, ARG ? ap + c0 : nullptr, xn + c0, W, C, nc, ha, hb, wa, wb);
       }
     }
   }
