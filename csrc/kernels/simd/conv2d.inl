@@ -277,11 +277,20 @@ static int64_t conv_fwd_ws(const Conv2dParams& p, int nthreads) {
   return pad_scratch(conv_geom(p), nthreads) + int64_t(p.R) * p.S * p.C * round_up(p.K, KB) + round_up(p.K, KB);
 }
 
+// At most 8 filters: the forward and weight-gradient tiles of the 16-wide path use 8-wide vectors
+// (LeNet's 6 filters fill 6 of 8 lanes instead of 6 of 16; two 256-bit FMAs issue where one 512-bit
+// one does on Zen 4, as many lanes per instruction on cores with two 512-bit units). The same
+// sums in the same order: the bits do not change. Both need no more workspace than at 16.
+static inline bool narrow_k(int K) { return K <= 8; }
+
 // x: [N,H,W,C]  w: [R,S,C,K]  b: [K] or null  y: [N,P,Q,K]
 template <int VL>
 static void conv2d_forward_blocked(float* y, const float* x, const float* w, const float* b, float* ws,
                                    const Conv2dParams& p) {
   if (portable_is_better(p)) return conv2d_forward<float>(y, x, w, b, ws, p);
+  if constexpr (VL == 16) {
+    if (narrow_k(p.K)) return conv2d_forward_blocked<8>(y, x, w, b, ws, p);
+  }
   const int NV = conv_nv(p.K, VL), KB = NV * VL;
   float* wp = ws + pad_scratch(conv_geom(p), get_num_threads());
   float* bp = wp + int64_t(p.R) * p.S * p.C * round_up(p.K, KB);
@@ -708,6 +717,9 @@ template <int VL>
 static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, float* ws,
                                            const Conv2dParams& p) {
   if (portable_is_better(p)) return conv2d_backward_weight<float>(dw, db, dy, x, ws, p);
+  if constexpr (VL == 16) {
+    if (narrow_k(p.K)) return conv2d_backward_weight_blocked<8>(dw, db, dy, x, ws, p);
+  }
   const ConvGeom g = conv_geom(p);
   float* partials = ws + pad_scratch(g, get_num_threads());
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K, stride = nw + p.K;
