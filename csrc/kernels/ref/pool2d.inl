@@ -21,14 +21,6 @@ static inline void max_pool_merge(T* __restrict y, int32_t* __restrict am, const
   }
 }
 
-// One output position, channels [c0, c0 + B) with B = one vector of T: the running maxima and their
-// positions stay in vector registers (GCC vector extensions: the same source for every ISA) and y
-// is stored once. Merging each window
-// position into y in memory ran at a sixth of the speed when C was not a multiple of the vector
-// width (partial vector stores stalling the next position's loads); plain loops over a local
-// array compiled to compare-and-branch per channel. Window rows [ha, hb), columns [wa, wb).
-// n < B (the last block of channels): the loads still read B values, the rest from the next
-// pixel (the caller makes sure they lie inside x), and only n are stored.
 // One vector of the ISA this object is compiled for: wider vectors, split by the compiler, made the
 // AVX2 and SSE2 paths 10-30x slower than their own loops.
 #if defined(__AVX512F__)
@@ -45,7 +37,14 @@ struct PoolBlock {
   typedef int32_t I __attribute__((vector_size(B * 4)));
 };
 
-// FR, FS > 0: a full window of that size known at compile time (2x2), so the loops unroll.
+// One output position, channels [c0, c0 + B) with B = one vector of T: the running maxima and their
+// positions stay in vector registers (GCC vector extensions: the same source for every ISA) and y
+// is stored once. Merging each window position into y in memory ran at a sixth of the speed when
+// C was not a multiple of the vector width (partial vector stores stalling the next position's
+// loads); plain loops over a local array compiled to compare-and-branch per channel. Window rows
+// [ha, hb), columns [wa, wb); FR, FS > 0: a full window of that size known at compile time (2x2),
+// so the loops unroll. n < B (the last block of channels): the loads still read B values, the rest
+// from the next pixel (the caller makes sure they lie inside x), and only n are stored.
 template <bool ARG, int FR, int FS, typename T>
 static inline void max_pool_window(T* __restrict yp, int32_t* __restrict ap, const T* __restrict xn, int W, int C,
                                    int n, int ha, int hb, int wa, int wb) {
@@ -156,9 +155,9 @@ static inline double keep_if(bool k, double v) {
 }
 
 // Windows that tile the input without overlapping (strides = window, the usual 2x2/2), channels a
-// multiple of the vector width: each dx element lies in at most one window, so it is written once, dy where
-// the window took it and 0 elsewhere, instead of zeroing the image and scattering into it (two
-// passes over dx).
+// multiple of the vector width: each dx element lies in at most one window, so it is written once,
+// dy where the window took it and 0 elsewhere, instead of zeroing the image and scattering into it
+// (two passes over dx).
 template <typename T>
 static void max_pool2d_backward_tiled(T* dxn, const T* __restrict dyn, const int32_t* __restrict an,
                                       const Pool2dParams& p) {
@@ -189,8 +188,8 @@ template <typename T>
 static void max_pool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Pool2dParams& p) {
   const int64_t in_img = int64_t(p.H) * p.W * p.C, out_img = int64_t(p.P) * p.Q * p.C;
   const int C = p.C;
-  // (the channel loop's vector tail, C not a multiple of the vector width, made the tiled form 5x slower
-  // than zeroing and scattering at LeNet's 6 channels)
+  // (the channel loop's vector tail, C not a multiple of the vector width, made the tiled form 5x
+  // slower than zeroing and scattering at LeNet's 6 channels)
   const bool tiled = p.sh == p.R && p.sw == p.S && p.C % PoolBlock<T>::B == 0;
   parallel_for(p.N, grain(in_img + out_img), [&](int64_t n0, int64_t n1, int) {
     for (int64_t n = n0; n < n1; ++n) {

@@ -533,7 +533,7 @@ static void conv_bwd_data_cols(float* dx, const float* dy, const float* w, float
         const int64_t col = int64_t(kb) * b.KB + j;
         wp[(int64_t(kb) * K + k) * b.KB + j] = col < b.rsc ? w[col * K + k] : 0.0f;
       }
-  int64_t* rows = reinterpret_cast<int64_t*>(ws + b.ld * K);  // (b.ld * K is a multiple of 16)
+  int64_t* rows = reinterpret_cast<int64_t*>(ws + b.ld * K);  // (b.ld is even: 8-byte aligned)
   int64_t* colt = rows + int64_t(p.H) * (p.R + 1);
   bwd_cols_tap_table(rows, p.H, p.pt, p.R, p.sh, p.dh, p.P, int64_t(p.Q) * b.ld, int64_t(p.S) * C);
   bwd_cols_tap_table(colt, p.W, p.pl, p.S, p.sw, p.dw, p.Q, b.ld, C);
