@@ -29,6 +29,11 @@ GRID = [
     (2, 14, 13, 6, 16, (5, 5), (1, 1), "valid", (1, 1)),
     (2, 13, 12, 2, 24, (3, 3), (2, 1), "same", (2, 1)),
     (1, 10, 11, 5, 32, (5, 3), (1, 2), ((2, 1), (0, 2)), (1, 2)),
+    # weight gradient vectorised over pixels (one input channel, 3 or 5 taps wide, unit width
+    # stride): the 10x11 and 9x30 rows above, and row strides and dilations, a filter count past
+    # the chunk, asymmetric padding
+    (2, 13, 12, 1, 20, (3, 3), (2, 1), ((2, 1), (1, 0)), (2, 1)),
+    (3, 17, 9, 1, 7, (5, 5), (1, 1), "same", (1, 1)),
     # first-layer shapes on the fully unrolled tiles (3x3x3, 5x5x1): strides, row dilation, both widths
     (2, 13, 11, 3, 20, (3, 3), (2, 2), "same", (1, 1)),
     (1, 9, 10, 3, 9, (3, 3), (1, 1), "valid", (2, 1)),

@@ -696,6 +696,134 @@ static void conv_bwd_w_image(float* dw, const float* x, const float* dy, int ldd
       }
 }
 
+// Weight gradient of single-channel layers (LeNet's 5x5 first layer over a grey image), vectorised
+// over output pixels instead of filters. With C = 1 the tiles above hold S taps x K filters: one
+// broadcast per multiply-add, and LeNet's 6 filters fill 6 of 16 lanes. Here, per image, x is
+// copied into zero-padded rows (Wq wide) and dy transposed to [K][P][Qv] (Qv: Q rounded up to the
+// vector width, zero tail); then per kernel row r and chunk of KC filters, S*KC vector
+// accumulators of VL pixels take one x load per tap and one dy load per filter for every VL
+// pixels. The accumulators live in memory across the images of a block ([R][S][Kc] vectors) and
+// their lanes are summed in a fixed order at the block's end: the same bits on any thread count.
+template <int VL, int S>
+struct PixKC {  // filters per chunk: S*KC accumulators + KC dy vectors + 1 x vector in registers
+  static constexpr int v = VL >= 16 ? (S == 5 ? 4 : 6) : (S == 5 ? 2 : 3);
+};
+
+static inline bool bwd_w_by_pixels(const Conv2dParams& p) {
+  return p.C == 1 && p.sw == 1 && p.dw == 1 && (p.S == 3 || p.S == 5) && p.K <= 32 && p.Q >= 8;
+}
+
+struct PixGeom {
+  int Qv, Wq, Hq, Kc;  // padded row lengths and rows; K rounded up to the chunk
+  int64_t xq, dyt, acc, per_thread;
+};
+template <int VL>
+static inline PixGeom pix_geom(const Conv2dParams& p) {
+  PixGeom g;
+  const int KC = p.S == 5 ? PixKC<VL, 5>::v : PixKC<VL, 3>::v;
+  g.Qv = int(round_up(p.Q, VL));
+  g.Wq = g.Qv + p.S - 1;
+  g.Hq = (p.P - 1) * p.sh + (p.R - 1) * p.dh + 1;
+  g.Kc = int(round_up(p.K, KC));
+  g.xq = round_up(int64_t(g.Hq) * g.Wq, 16);
+  g.dyt = int64_t(g.Kc) * p.P * g.Qv;
+  g.acc = int64_t(p.R) * p.S * g.Kc * VL;
+  g.per_thread = g.xq + g.dyt + g.acc;
+  return g;
+}
+
+template <int VL, int S>
+static void conv_bwd_w_pixels_image(float* acc, const float* xq, const float* dyt, const Conv2dParams& p,
+                                    const PixGeom& g) {
+  typedef Vec<VL> V;
+  constexpr int KC = PixKC<VL, S>::v;
+  const int64_t kstride = int64_t(p.P) * g.Qv;
+  for (int r = 0; r < p.R; ++r)
+    for (int k0 = 0; k0 < g.Kc; k0 += KC) {
+      V a[S][KC];
+      float* ar = acc + ((int64_t(r) * S) * g.Kc + k0) * VL;  // [s][k] vectors of this row and chunk
+      for (int s = 0; s < S; ++s)
+        for (int kk = 0; kk < KC; ++kk) a[s][kk] = vload<VL>(ar + (int64_t(s) * g.Kc + kk) * VL);
+      for (int oh = 0; oh < p.P; ++oh) {
+        const float* xr = xq + int64_t(oh * p.sh + r * p.dh) * g.Wq;
+        const float* dr = dyt + int64_t(k0) * kstride + int64_t(oh) * g.Qv;
+        for (int ow = 0; ow < g.Qv; ow += VL) {
+          V d[KC];
+          for (int kk = 0; kk < KC; ++kk) d[kk] = vload<VL>(dr + kk * kstride + ow);
+          for (int s = 0; s < S; ++s) {
+            const V xv = vload<VL>(xr + ow + s);
+            for (int kk = 0; kk < KC; ++kk) a[s][kk] += xv * d[kk];
+          }
+        }
+      }
+      for (int s = 0; s < S; ++s)
+        for (int kk = 0; kk < KC; ++kk) vstore<VL>(ar + (int64_t(s) * g.Kc + kk) * VL, a[s][kk]);
+    }
+}
+
+template <int VL>
+static int64_t conv_bwd_w_pixels_ws(const Conv2dParams& p, int nthreads) {
+  const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
+  return int64_t(conv_dw_blocks(p) - 1) * (nw + p.K) + int64_t(nthreads > 1 ? nthreads : 1) * pix_geom<VL>(p).per_thread;
+}
+
+// dy: [N,P,Q,K]  x: [N,H,W,1]  dw: [R,S,1,K]  db: [K] or null
+template <int VL>
+static void conv_bwd_w_pixels(float* dw, float* db, const float* dy, const float* x, float* ws, const Conv2dParams& p) {
+  const PixGeom g = pix_geom<VL>(p);
+  const int64_t nw = int64_t(p.R) * p.S * p.K, stride = nw + p.K;
+  const int nb = conv_dw_blocks(p);
+  float* partials = ws;
+  float* scratch = ws + int64_t(nb - 1) * stride;
+  const int64_t img_y = int64_t(p.P) * p.Q * p.K;
+  const int64_t per_block = int64_t(p.P) * p.Q * p.R * p.S * p.K * ((int64_t(p.N) + nb - 1) / nb);
+  parallel_for(nb, grain(per_block), [&](int64_t b0, int64_t b1, int tid) {
+    float* xq = scratch + tid * g.per_thread;
+    float* dyt = xq + g.xq;
+    float* acc = dyt + g.dyt;
+    // The padding (x's border, dy's tail columns and filters past K) is zero for every image.
+    for (int64_t i = 0; i < g.xq + g.dyt; ++i) xq[i] = 0.0f;
+    for (int64_t b = b0; b < b1; ++b) {
+      float* aw = b == 0 ? dw : partials + (b - 1) * stride;
+      float* ab = b == 0 ? db : partials + (b - 1) * stride + nw;
+      for (int64_t i = 0; i < g.acc; ++i) acc[i] = 0.0f;
+      if (db) for (int k = 0; k < p.K; ++k) ab[k] = 0.0f;
+      const int n0 = int(block_begin(p.N, nb, b)), n1 = int(block_begin(p.N, nb, b + 1));
+      for (int n = n0; n < n1; ++n) {
+        const float* xn = x + int64_t(n) * p.H * p.W;
+        // Row iq holds input row iq - pt, column j input column j - pl (inside the image only).
+        const int ia = imax(p.pt, 0), ib = imin(g.Hq, p.H + p.pt), ja = p.pl, jb = imin(g.Wq, p.W + p.pl);
+        for (int iq = ia; iq < ib; ++iq) {
+          float* row = xq + int64_t(iq) * g.Wq;
+          const float* src = xn + int64_t(iq - p.pt) * p.W;
+          for (int j = ja; j < jb; ++j) row[j] = src[j - p.pl];
+        }
+        const float* dyn = dy + n * img_y;
+        for (int oh = 0; oh < p.P; ++oh)
+          for (int ow = 0; ow < p.Q; ++ow) {
+            const float* src = dyn + (int64_t(oh) * p.Q + ow) * p.K;
+            float* o = dyt + int64_t(oh) * g.Qv + ow;
+            for (int k = 0; k < p.K; ++k) o[k * int64_t(p.P) * g.Qv] = src[k];
+          }
+        if (p.S == 5) conv_bwd_w_pixels_image<VL, 5>(acc, xq, dyt, p, g);
+        else conv_bwd_w_pixels_image<VL, 3>(acc, xq, dyt, p, g);
+        if (db)
+          for (int64_t px = 0; px < int64_t(p.P) * p.Q; ++px)
+            for (int k = 0; k < p.K; ++k) ab[k] += dyn[px * p.K + k];
+      }
+      for (int r = 0; r < p.R; ++r)  // lanes summed in order: a vector's pixels, then nothing else
+        for (int s = 0; s < p.S; ++s)
+          for (int k = 0; k < p.K; ++k) {
+            const float* v = acc + ((int64_t(r) * p.S + s) * g.Kc + k) * VL;
+            float t = 0.0f;
+            for (int l = 0; l < VL; ++l) t += v[l];
+            aw[(int64_t(r) * p.S + s) * p.K + k] = t;
+          }
+    }
+  });
+  add_block_partials(dw, db, partials, nw, p.K, nb);
+}
+
 // Floats of one image's dy repacked with K rounded up to the tile width (0 when K needs no tail).
 template <int VL>
 static inline int64_t dy_pack_size(const Conv2dParams& p) {
@@ -707,6 +835,7 @@ static inline int64_t dy_pack_size(const Conv2dParams& p) {
 // per thread]
 template <int VL>
 static int64_t conv_bwd_weight_ws(const Conv2dParams& p, int nthreads) {
+  if (bwd_w_by_pixels(p)) return conv_bwd_w_pixels_ws<VL>(p, nthreads);
   const int64_t nw = int64_t(p.R) * p.S * p.C * p.K;
   const int nt = nthreads > 1 ? nthreads : 1;
   return pad_scratch(conv_geom(p), nt) + int64_t(conv_dw_blocks(p) - 1) * (nw + p.K) + int64_t(nt) * dy_pack_size<VL>(p);
@@ -717,6 +846,7 @@ template <int VL>
 static void conv2d_backward_weight_blocked(float* dw, float* db, const float* dy, const float* x, float* ws,
                                            const Conv2dParams& p) {
   if (portable_is_better(p)) return conv2d_backward_weight<float>(dw, db, dy, x, ws, p);
+  if (bwd_w_by_pixels(p)) return conv_bwd_w_pixels<VL>(dw, db, dy, x, ws, p);
   if constexpr (VL == 16) {
     if (narrow_k(p.K)) return conv2d_backward_weight_blocked<8>(dw, db, dy, x, ws, p);
   }
