@@ -65,7 +65,7 @@ static void adaptive_update(T* p_, const T* g_, T* s0_, T* s1_, T* s2_, int64_t 
     const T* __restrict g = g_;
     T* __restrict s0 = s0_;
     T* __restrict s1 = s1_;
-    T* __restrict s2 = s2_;
+    T* __restrict s2 = s2_;  // s2 == s1 (centered RMSprop without momentum): s1 is then never read
     if (decay != T(0))
       for (int64_t i = i0; i < i1; ++i) p[i] -= decay * p[i];
     switch (kind) {
