@@ -8,7 +8,10 @@ from cnnbp import ops
 import reference as ref
 from conftest import ISAS
 
-SHAPES = [(1, 1, 1), (2, 3, 5), (32, 5408, 10), (7, 17, 33), (64, 256, 120), (5, 100, 1)]
+# Narrow outputs (O <= 16) read the weights in place with a copied last K block: K below, at and
+# past one 256-row block, O at and around the AVX2 and AVX-512 vector widths.
+SHAPES = [(1, 1, 1), (2, 3, 5), (32, 5408, 10), (7, 17, 33), (64, 256, 120), (5, 100, 1), (3, 1, 5), (9, 2, 1),
+          (17, 300, 10), (5, 513, 16), (4, 257, 9), (6, 256, 8), (33, 1000, 15)]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -26,6 +29,24 @@ def test_dense_matches_reference(rng, N, I, O, isa, threads):
     ref.assert_close(ops.dense_backward_data(dy, w, add_to=base, isa=isa), base + dx_r, 1e-5)
     ref.assert_close(ops.dense_backward_weight(dy, x, isa=isa), dw_r, 1e-5)
     ref.assert_close(ops.dense_backward_bias(dy, isa=isa), db_r, 1e-5)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("O", [1, 7, 10, 15])
+def test_dense_narrow_columns_do_not_mix(rng, O, isa, threads):
+    # A narrow layer's weight rows are loaded a vector at a time, running into the next row: a NaN
+    # in one column of W must reach only that column of y (and of dx's sums through it only).
+    x = rng.standard_normal((5, 300)).astype(np.float32)
+    w = rng.standard_normal((300, O)).astype(np.float32)
+    w[::7, 0] = np.nan
+    y = ops.dense(x, w, np.zeros(O, np.float32), isa=isa)
+    assert np.isnan(y[:, 0]).all()
+    ref.assert_close(y[:, 1:], ref.dense(x, w[:, 1:], np.zeros(O - 1)), 1e-5)
+    dy = rng.standard_normal((5, O)).astype(np.float32)
+    dy[:, 0] = np.nan
+    dw = ops.dense_backward_weight(dy, x, isa=isa)
+    assert np.isnan(dw[:, 0]).all()
+    ref.assert_close(dw[:, 1:], x.astype(np.float64).T @ dy[:, 1:], 1e-5)
 
 
 def test_dense_finite_differences(rng):

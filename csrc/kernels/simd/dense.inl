@@ -1,8 +1,12 @@
 // dense as a small GEMM (float; AVX2 / AVX-512 tables): C[M,N] = A[M,K] B[K,N] (+ bias).
-// A is read in place through strides (so x^T needs no copy); B is packed into column panels
-// [N/KB][K][KB] with a zero-filled tail, once per call (for the forward pass B is the weight
-// matrix, a copy the size of the weights). An MR x KB tile of C stays in registers over the
-// whole K loop. Parallel over (row tile, column panel) pairs: no two threads write the same C.
+// A is read in place through strides (so x^T needs no copy). B is packed into column panels
+// [N/KB][K][KB] with a zero-filled tail, once per call, unless it is one panel of contiguous rows
+// (N <= KB, B(k, n) = b[k*bk + n]: the forward's weights of a narrow layer, dy): then it is read in
+// place, each row's KB-float load running into the next row; the lanes past N hold another row's
+// values, are accumulated like the rest and never stored. Only the last rows, whose load would run
+// past B's end, are read from a copy followed by zeros. An MR x KB tile of C stays in registers over each K
+// block. Parallel over (row range, column panel) pairs: no two threads write the same C, and
+// every element of C is one sequential sum over k, so the thread count never changes the bits.
 
 // B(k, n) = b[k*bk + n*bn]  ->  bp [N/KB][K][KB]
 static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int N, int KB) {
@@ -43,7 +47,7 @@ static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int
 // accumulate: start from C (a later K block) instead of from the bias.
 template <int VL, int MR, int NV>
 static inline void gemm_tile(float* c, int64_t ldc, int nvalid, const float* a, int64_t am, int64_t ak, const float* bp,
-                             int K, const float* bias, bool accumulate) {
+                             int64_t bs, int K, const float* bias, bool accumulate) {
   typedef Vec<VL> V;
   constexpr int KB = NV * VL;
   V acc[MR][NV];
@@ -61,7 +65,7 @@ static inline void gemm_tile(float* c, int64_t ldc, int nvalid, const float* a, 
   }
   for (int k = 0; k < K; ++k) {
     V w[NV];
-    for (int v = 0; v < NV; ++v) w[v] = vload<VL>(bp + int64_t(k) * KB + v * VL);
+    for (int v = 0; v < NV; ++v) w[v] = vload<VL>(bp + int64_t(k) * bs + v * VL);
     const float* ak_ = a + k * ak;
     for (int i = 0; i < MR; ++i) {
       const V xb = vbroadcast<VL>(ak_[i * am]);
@@ -78,30 +82,45 @@ static inline void gemm_tile(float* c, int64_t ldc, int nvalid, const float* a, 
   }
 }
 
-// One column panel: for each K block of KC rows (the B sub-panel, KC*KB floats, stays in L1),
-// every row tile of C.
+// K block of the GEMM: KC rows of a B panel (KC*KB floats) stay in L1 across a range's row tiles.
+constexpr int kGemmKC = 256;
+
+// B's rows for one column panel: the K blocks before row kin at b, the rest at tail, both with row
+// stride bs. Packed: all at tail (kin = 0, bs = KB). In place: kin is the start of the last block,
+// whose rows tail holds as a copy with zeros after it (so the K blocks, and the sums, are the same).
+struct PanelB {
+  const float* b;
+  int64_t bs;
+  int kin;
+  const float* tail;
+};
+
+// One column panel, rows [m0, m1) of C in tiles of at most MR rows of near-equal size: for each
+// K block of KC rows (the B sub-panel stays in L1), every row tile.
 template <int VL, int NV>
-static void gemm_panel(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bpanel,
+static void gemm_panel(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const PanelB& pb,
                        const float* bias, int m0, int m1, int n0, int N, int K, bool add_to_c) {
   constexpr int MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
-  constexpr int KB = NV * VL, KC = 256;
+  constexpr int KB = NV * VL, KC = kGemmKC;
   const int nvalid = N - n0;
+  const int ntile = (m1 - m0 + MR - 1) / MR;
   for (int k0 = 0; k0 < K; k0 += KC) {
     const int kc = imin(KC, K - k0);
     const bool acc = add_to_c || k0 > 0;
-    const float* bt = bpanel + int64_t(k0) * KB;
-    const float* bs = bias ? bias + n0 : nullptr;
-    for (int mr = m0; mr < m1; mr += MR) {
-      const int rows = imin(MR, m1 - mr);
+    const float* bt = k0 < pb.kin ? pb.b + k0 * pb.bs : pb.tail + int64_t(k0 - pb.kin) * pb.bs;
+    const int64_t bs = pb.bs;
+    const float* bsv = bias ? bias + n0 : nullptr;
+    for (int t = 0; t < ntile; ++t) {
+      const int mr = m0 + int(int64_t(m1 - m0) * t / ntile), rows = m0 + int(int64_t(m1 - m0) * (t + 1) / ntile) - mr;
       float* ct = c + mr * ldc + n0;
       const float* at = a + mr * am + k0 * ak;
       if (rows == MR) {
-        gemm_tile<VL, MR, NV>(ct, ldc, nvalid, at, am, ak, bt, kc, bs, acc);
+        gemm_tile<VL, MR, NV>(ct, ldc, nvalid, at, am, ak, bt, bs, kc, bsv, acc);
         continue;
       }
 #define CNNBP_TAIL(m) \
   case m:             \
-    if constexpr (m < MR) gemm_tile<VL, m, NV>(ct, ldc, nvalid, at, am, ak, bt, kc, bs, acc); \
+    if constexpr (m < MR) gemm_tile<VL, m, NV>(ct, ldc, nvalid, at, am, ak, bt, bs, kc, bsv, acc); \
     break;
       switch (rows) {
         CNNBP_TAIL(1) CNNBP_TAIL(2) CNNBP_TAIL(3) CNNBP_TAIL(4) CNNBP_TAIL(5) CNNBP_TAIL(6) CNNBP_TAIL(7)
@@ -114,22 +133,23 @@ static void gemm_panel(float* c, int64_t ldc, const float* a, int64_t am, int64_
 }
 
 // Work items are (column panel, row range): panels first, so a thread keeps one B panel hot
-// across all its row tiles; rows are split further only when there are few panels.
+// across its rows; rows are split further (evenly, at least 4 per range) when there are fewer than
+// two panels per thread, so that three row tiles do not leave one of two threads idle half the time.
 template <int VL, int NV>
-static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const float* bp, const float* bias,
-                        int M, int N, int K, bool add_to_c) {
-  constexpr int MR = NV == 2 ? Tile<VL>::MR2 : Tile<VL>::MR1;
+static void gemm_packed(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, const PanelB& pb0,
+                        const float* bias, int M, int N, int K, bool add_to_c) {
   constexpr int KB = NV * VL;
-  const int nnb = (N + KB - 1) / KB, nmt = (M + MR - 1) / MR;
+  const int nnb = (N + KB - 1) / KB;
   const int nt = get_num_threads();
-  const int mchunks = nnb >= 2 * nt ? 1 : imin(nmt, (2 * nt + nnb - 1) / nnb);
+  const int mchunks = nnb >= 2 * nt ? 1 : imin((M + 3) / 4, (2 * nt + nnb - 1) / nnb);
   const int64_t items = int64_t(nnb) * mchunks;
   parallel_for(items, grain(int64_t(K) * KB * ((M + mchunks - 1) / mchunks)), [=](int64_t i0, int64_t i1, int) {
     for (int64_t it = i0; it < i1; ++it) {
       const int nb = int(it / mchunks), mc = int(it % mchunks);
-      const int t0 = int(int64_t(nmt) * mc / mchunks), t1 = int(int64_t(nmt) * (mc + 1) / mchunks);
-      gemm_panel<VL, NV>(c, ldc, a, am, ak, bp + int64_t(nb) * K * KB, bias, t0 * MR, imin(t1 * MR, M), nb * KB, N, K,
-                         add_to_c);
+      const int r0 = int(int64_t(M) * mc / mchunks), r1 = int(int64_t(M) * (mc + 1) / mchunks);
+      PanelB pb = pb0;
+      pb.tail += int64_t(nb) * K * KB;  // packed: panel nb (in place there is one panel)
+      gemm_panel<VL, NV>(c, ldc, a, am, ak, pb, bias, r0, r1, nb * KB, N, K, add_to_c);
     }
   });
 }
@@ -148,17 +168,29 @@ static void gemm(float* c, int64_t ldc, const float* a, int64_t am, int64_t ak, 
     return;
   }
   const int NV = gemm_nv(N, VL);
-  pack_b(ws, b, bk, bn, K, N, NV * VL);
-  if (NV == 2) gemm_packed<VL, 2>(c, ldc, a, am, ak, ws, bias, M, N, K, add_to_c);
-  else gemm_packed<VL, 1>(c, ldc, a, am, ak, ws, bias, M, N, K, add_to_c);
+  const int KB = NV * VL;
+  PanelB pb{ws, KB, 0, ws};
+  if (bn == 1 && bk == N && N <= KB) {  // one panel, a contiguous matrix: read in place
+    // the last K block (rows [kin, K)) is copied, with KB - N zeros after it, since its last row's
+    // load would run past B's end (workspace: at most KC*N + KB floats, within dense_ws)
+    pb = PanelB{b, bk, N == KB ? K : (K - 1) / kGemmKC * kGemmKC, ws};
+    const int64_t n0 = int64_t(pb.kin) * N, n1 = int64_t(K) * N;
+    for (int64_t i = n0; i < n1; ++i) ws[i - n0] = b[i];
+    for (int i = 0; i < KB; ++i) ws[n1 - n0 + i] = 0.0f;
+  } else {
+    pack_b(ws, b, bk, bn, K, N, KB);
+  }
+  if (NV == 2) gemm_packed<VL, 2>(c, ldc, a, am, ak, pb, bias, M, N, K, add_to_c);
+  else gemm_packed<VL, 1>(c, ldc, a, am, ak, pb, bias, M, N, K, add_to_c);
 }
 
 template <int VL>
 static int64_t dense_ws(int N, int I, int O) {
-  // The largest packed B of the three passes: W (I x O), W^T (O x I), dy (N x O).
+  // The largest packed B of the three passes: W (I x O), W^T (O x I), dy (N x O); an in-place B's
+  // copied last block and its zeros (K*N + KB floats) fit in K*round_up(N, 2 VL) + 2 VL.
   const int64_t kb = 2 * VL;
   const int64_t a = int64_t(I) * round_up(O, kb), b = int64_t(O) * round_up(I, kb), c = int64_t(N) * round_up(O, kb);
-  return a > b ? (a > c ? a : c) : (b > c ? b : c);
+  return (a > b ? (a > c ? a : c) : (b > c ? b : c)) + kb;
 }
 
 // x: [N,I]  w: [I,O]  b: [O] or null  y: [N,O]
