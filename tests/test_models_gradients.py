@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import cnnbp
+from cnnbp import ops
 from cnnbp.layers import (AveragePooling2D, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, Input,
                           MaxPooling2D)
 
@@ -67,6 +68,44 @@ def test_network_gradients_match_finite_differences(loss, k, act, fuse, pool):
     assert ref.rel_error(grads, num) < 1e-6
     num_x = ref.numerical_grad(f, x)
     assert ref.rel_error(dx, num_x) < 1e-6
+
+
+@pytest.mark.parametrize("pool_args", [((2, 2), None, "valid"), ((2, 2), (1, 1), "same"), ((3, 3), (2, 2), "same")])
+def test_relu_convolution_into_max_pooling(pool_args):
+    # A convolution with activation='relu' read only by a max pooling: the pooling's backward
+    # applies the ReLU's derivative (the convolution skips its own pass). Whole-network gradients
+    # against finite differences, and the gradient at the convolution's output (what Grad-CAM
+    # reads) is still the one after the ReLU: pooling's plain gradient, not the masked one.
+    pool, st, pad = pool_args
+    cnnbp.set_seed(4)
+    rng = np.random.default_rng(6)
+    x_in = Input((8, 7, 2))
+    c1 = Conv2D(5, (3, 3), padding="same", activation="relu")
+    p1 = MaxPooling2D(pool, strides=st, padding=pad)
+    y = Flatten()(p1(c1(x_in)))
+    y = Dense(3, activation="softmax")(y)
+    model = cnnbp.Model(x_in, y, dtype="float64")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    net = model.network
+    x = rng.standard_normal((3, 8, 7, 2))
+    t = np.eye(3)[rng.integers(0, 3, 3)]
+    net.forward(x, training=True)
+    loss_value, _, dx = net.backward(t, input_grad=True)
+    grads = np.array(net.flat_grads())
+    f = lambda: net.evaluate(x, t)[0]
+    assert abs(f() - loss_value) < 1e-12
+    assert ref.rel_error(grads, ref.numerical_grad(f, net.flat_params())) < 1e-6
+    assert ref.rel_error(dx, ref.numerical_grad(f, x)) < 1e-6
+
+    ci, pi = model.layers.index(c1), model.layers.index(p1)
+    net.forward(x, training=False, keep=[ci])
+    a = net.activation(ci)
+    assert (a == 0).any()
+    dout = rng.standard_normal((3, 3))
+    g_pool = net.backward_to(dout, len(model.layers), pi)
+    g_conv = net.backward_to(dout, len(model.layers), ci)
+    np.testing.assert_array_equal(g_conv, ops.max_pool2d_backward(g_pool, a, pool, st, pad))
+    assert not np.array_equal(g_conv, ops.max_pool2d_backward(g_pool, a, pool, st, pad, relu=True))
 
 
 def test_global_average_pool_and_dropout_network_gradients():

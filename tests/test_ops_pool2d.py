@@ -92,6 +92,26 @@ def test_global_avg_pool(rng):
 
 
 @pytest.mark.parametrize("isa, dtype", [(i, np.float32) for i in ISAS] + [("baseline", np.float64)])
+@pytest.mark.parametrize("C", [1, 5, 16, 32, 33])
+def test_max_pool_backward_through_relu(rng, C, dtype, isa):
+    # After a convolution with activation='relu' the network asks max pooling's backward for the
+    # gradient before the ReLU: it must equal the ReLU's backward applied to the pooling gradient,
+    # to the bit, NaN and inf in dy included, on the one-pass (tiled) and the scatter paths.
+    x = np.maximum(rng.standard_normal((2, 8, 6, C)) - 0.5, 0).astype(dtype)
+    x[0, :2, :2, :] = 0  # whole windows of zeros: the arg-max is a zero, relu' there is 0
+    for pool, st, pad in [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 2), "valid"),
+                          ((2, 2), (1, 1), "same")]:
+        y = ops.max_pool2d(x, pool, st, pad, isa=isa)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dy.flat[::7] = np.nan
+        dy.flat[3::11] = np.inf
+        plain = ops.max_pool2d_backward(dy, x, pool, st, pad, isa=isa)
+        fused = ops.max_pool2d_backward(dy, x, pool, st, pad, relu=True, isa=isa)
+        np.testing.assert_array_equal(fused, ops.activation_backward(plain, x, x, "relu", isa=isa))
+        assert not np.array_equal(fused, plain)  # the mask did something
+
+
+@pytest.mark.parametrize("isa, dtype", [(i, np.float32) for i in ISAS] + [("baseline", np.float64)])
 @pytest.mark.parametrize("C", [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33])
 def test_max_pool_channel_blocks(rng, C, dtype, isa):
     # The forward keeps one vector of channels per window in registers (16, 8 or 4 floats by path;

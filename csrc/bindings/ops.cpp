@@ -238,7 +238,7 @@ py::tuple max_pool2d_forward(carray<T> x, Pair pool, Pair st, int mode, const st
 
 template <typename T>
 py::array_t<T> max_pool2d_backward(carray<T> dy, carray<int32_t> argmax, carray<T> x, Pair pool, Pair st, int mode,
-                                   const std::string& isa) {
+                                   std::optional<carray<T>> relu_y, const std::string& isa) {
   const Pool2dParams p = pool_params<T>(x, pool, st, mode);
   const std::vector<py::ssize_t> oshape{p.N, p.P, p.Q, p.C};
   CNNBP_CHECK(array_shape(dy) == Shape(oshape.begin(), oshape.end()) && array_shape(argmax) == array_shape(dy),
@@ -247,11 +247,14 @@ py::array_t<T> max_pool2d_backward(carray<T> dy, carray<int32_t> argmax, carray<
   const int32_t* a = argmax.data();
   for (py::ssize_t i = 0; i < argmax.size(); ++i)
     CNNBP_CHECK_INDEX(a[i] >= 0 && a[i] < p.H * p.W, "max_pool2d_backward: argmax entry ", a[i], " out of range");
+  CNNBP_CHECK(!relu_y || array_shape(*relu_y) == array_shape(dy), "max_pool2d_backward: expected relu_y of shape ",
+              py_shape_str(dy), ", got ", relu_y ? py_shape_str(*relu_y) : std::string());
+  const T* ry = relu_y ? relu_y->data() : nullptr;
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx({py::ssize_t(p.N), py::ssize_t(p.H), py::ssize_t(p.W), py::ssize_t(p.C)});
   {
     py::gil_scoped_release nogil;
-    k.max_pool2d_backward(dx.mutable_data(), dy.data(), a, p);
+    k.max_pool2d_backward(dx.mutable_data(), dy.data(), a, p, ry);
   }
   return dx;
 }
@@ -739,7 +742,8 @@ void bind_typed(py::module_& m, const std::string& sfx) {
   m.def(("max_pool2d_forward" + sfx).c_str(), &max_pool2d_forward<T>, fp, py::arg("x"), py::arg("pool"), py::arg("strides"),
         py::arg("pad_mode"), isa, "Max pooling: (y, argmax) with argmax the flat input position ih*W+iw.");
   m.def(("max_pool2d_backward" + sfx).c_str(), &max_pool2d_backward<T>, fp, py::arg("dy"), py::arg("argmax"), py::arg("x"),
-        py::arg("pool"), py::arg("strides"), py::arg("pad_mode"), isa, "Gradient of max pooling w.r.t. x.");
+        py::arg("pool"), py::arg("strides"), py::arg("pad_mode"), py::arg("relu_y") = py::none(), isa,
+        "Gradient of max pooling w.r.t. x; with relu_y (its output y), times relu'(x) as well.");
   m.def(("avg_pool2d_forward" + sfx).c_str(), &avg_pool2d_forward<T>, fp, py::arg("x"), py::arg("pool"), py::arg("strides"),
         py::arg("pad_mode"), isa, "Average pooling (padding excluded from the count).");
   m.def(("avg_pool2d_backward" + sfx).c_str(), &avg_pool2d_backward<T>, fp, py::arg("dy"), py::arg("x"), py::arg("pool"),

@@ -42,7 +42,9 @@ struct KernelTable {
 
   // pool2d (see pool2d.h). argmax may be null in forward (inference).
   void (*max_pool2d_forward)(T* y, int32_t* argmax, const T* x, const Pool2dParams& p);
-  void (*max_pool2d_backward)(T* dx, const T* dy, const int32_t* argmax, const Pool2dParams& p);
+  // relu_y: null, or the pooling's output when its input is a ReLU's output: dx is then the
+  // gradient before that ReLU (see ref/pool2d.inl)
+  void (*max_pool2d_backward)(T* dx, const T* dy, const int32_t* argmax, const Pool2dParams& p, const T* relu_y);
   void (*avg_pool2d_forward)(T* y, const T* x, const Pool2dParams& p);
   void (*avg_pool2d_backward)(T* dx, const T* dy, const Pool2dParams& p);
   void (*global_avg_pool2d_forward)(T* y, const T* x, int N, int HW, int C);

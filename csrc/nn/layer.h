@@ -120,6 +120,20 @@ class Layer {
     (void)k; (void)c; (void)N; (void)x; (void)y; (void)ws; (void)scale; (void)shift; (void)act;
     throw std::logic_error(name + ": cannot fold an affine map into this layer");
   }
+  // ReLU derivative applied by max pooling's backward (Network::plan_relu_pool): relu_output()
+  // says the output is a ReLU's (fused into the layer's store, relu'(pre) = [y > 0]);
+  // takes_relu_grad() that the layer's backward can multiply the gradient it sends back by that
+  // derivative (max pooling: only a window's maximum gets a gradient, and it is positive exactly
+  // when the window's output is). relu_pair: planned for this reader (it then keeps its output);
+  // relu_grad_in / relu_grad_done: set by the network for one backward pass, on the reader
+  // (apply it) and on the producer (dy already has it), so that a pass that stops at the
+  // producer's output (saliency) still gets the gradient after the ReLU.
+  virtual bool relu_output() const { return false; }
+  virtual bool takes_relu_grad() const { return false; }
+  bool relu_pair = false;
+  bool relu_grad_in = false;
+  bool relu_grad_done = false;
+
   // Moves what the last training forward pass measured into the state buffer (BatchNormalization's
   // moving statistics); called only when the step succeeded.
   virtual void commit_state(const KernelTable<T>& k) { (void)k; }

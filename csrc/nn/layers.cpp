@@ -164,6 +164,7 @@ class Conv2dLayer : public Layer<T> {
   // The data gradient can add into dx (a tensor with several readers): no extra pass.
   bool accumulates() const override { return true; }
   bool backward_reads_output() const override { return act_.active(); }  // a fused activation's backward
+  bool relu_output() const override { return cfg_.act == Act::relu; }
   void backward(const KernelTable<T>& k, const PassContext& c, int N, const T* x, const T* y, T* dy,
                 T* dx, T* ws) override {
     const bool fresh = false;
@@ -173,7 +174,7 @@ class Conv2dLayer : public Layer<T> {
                   T* const* dxs, const bool* accumulate, T* ws) override {
     Conv2dParams p = p_;
     p.N = N;
-    act_.backward(k, dy, y, N * this->out_size);
+    if (!this->relu_grad_done) act_.backward(k, dy, y, N * this->out_size);
     if (this->trainable)
       k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, xs[0], ws, p);
     if (dxs[0]) k.conv2d_backward_data(dxs[0], dy, this->w(0), ws, p, accumulate[0]);
@@ -414,7 +415,8 @@ class Pool2dLayer : public Layer<T> {
   }
   const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
   bool backward_reads_inputs() const override { return false; }  // the arg-max / window geometry only
-  bool backward_reads_output() const override { return false; }
+  bool backward_reads_output() const override { return this->relu_pair; }  // relu'(x) at the arg-max: [y > 0]
+  bool takes_relu_grad() const override { return max_; }
   void plan(const KernelTable<T>&, int N) override {
     if (max_) argmax_.reserve(size_t(N) * this->out_size);
   }
@@ -430,12 +432,12 @@ class Pool2dLayer : public Layer<T> {
     if (max_) k.max_pool2d_forward(y, argmax_.data(), x, p);
     else k.avg_pool2d_forward(y, x, p);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, T* dy,
+  void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T* y, T* dy,
                 T* dx, T*) override {
     if (!dx) return;
     Pool2dParams p = p_;
     p.N = N;
-    if (max_) k.max_pool2d_backward(dx, dy, argmax_.data(), p);
+    if (max_) k.max_pool2d_backward(dx, dy, argmax_.data(), p, this->relu_grad_in ? y : nullptr);
     else k.avg_pool2d_backward(dx, dy, p);
   }
 

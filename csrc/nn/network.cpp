@@ -217,6 +217,19 @@ void Network<T>::finalize(uint64_t seed) {
     }
   }
   if (most > 0) fold_affine_.reserve(size_t(2 * most));
+  // ReLU derivative in max pooling's backward: a layer with a ReLU output read by one max pooling
+  // and nothing else. The ReLU's backward pass over the whole (unpooled) tensor goes away; the
+  // pooling keeps its (4x smaller) output to know the sign.
+  relu_from_.assign(L, -1);
+  for (size_t j = 0; j < L; ++j) {
+    layers_[j]->relu_pair = false;
+    if (inputs_[j].size() != 1 || inputs_[j][0] < 0) continue;
+    const int i = inputs_[j][0];
+    if (readers[i] == 1 && !layers_[i]->is_alias() && layers_[i]->relu_output() && layers_[j]->takes_relu_grad()) {
+      relu_from_[j] = i;
+      layers_[j]->relu_pair = true;
+    }
+  }
   keep_.assign(L, 0);
   plan_activations();
   plan_gradients();
@@ -676,10 +689,13 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
     }
     need_[r] = n;
   }
+  for (int i = 0; i < L; ++i) layers_[i]->relu_grad_in = layers_[i]->relu_grad_done = false;
   bool input_written = false;
   for (int i = int(from) - 1; i > to_root; --i) {
     Layer<T>& l = *layers_[i];
     if (l.is_alias()) continue;
+    if (relu_from_[i] >= 0 && relu_from_[i] != to_root)  // (a pass stopping there wants d(ReLU output))
+      l.relu_grad_in = layers_[relu_from_[i]]->relu_grad_done = true;
     const bool reached = gwritten_[i] != 0;
     const size_t o = xoff_[i], nin = inputs_[i].size();
     bool any_dx = false;

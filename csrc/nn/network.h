@@ -278,6 +278,7 @@ class Network {
   std::vector<int> root_;                  // per node: the node whose buffer its output is (aliases)
   std::vector<int> last_consumer_;         // per node: the last node reading its output, or -1
   std::vector<int> fold_into_;             // per node: the BatchNormalization it folds into, or -1
+  std::vector<int> relu_from_;             // per node: the ReLU producer whose derivative it applies, or -1
   std::vector<char> skipped_;              // per node: no output stored by the last pass (folded)
   Buffer<T> fold_affine_;                  // scale and shift of the BatchNormalization being folded
   bool folding_ = true;

@@ -112,13 +112,16 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", return_argmax=Fals
     return (y, am) if return_argmax else y
 
 
-def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", isa=None):
-    """Gradient of max pooling with respect to x (routed to each window's arg-max)."""
+def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", relu=False, isa=None):
+    """Gradient of max pooling with respect to x (routed to each window's arg-max).
+
+    relu=True: x is a ReLU's output and the result is the gradient before that ReLU as well
+    (the fused form a network uses after a convolution with activation='relu')."""
     dt = _dtype(dy, x)
     pool, st, mode = _pool_args(pool_size, strides, padding)
     x = _arr(x, dt)
-    _, am = _fn("max_pool2d_forward", dt)(x, pool, st, mode, _isa(isa))
-    return _fn("max_pool2d_backward", dt)(_arr(dy, dt), am, x, pool, st, mode, _isa(isa))
+    y, am = _fn("max_pool2d_forward", dt)(x, pool, st, mode, _isa(isa))
+    return _fn("max_pool2d_backward", dt)(_arr(dy, dt), am, x, pool, st, mode, y if relu else None, _isa(isa))
 
 
 def avg_pool2d(x, pool_size=2, strides=None, padding="valid", isa=None):

@@ -251,9 +251,12 @@ void test_pool2d(const F& k, const D& r, Rng& g, Report& rep) {
   k.max_pool2d_forward(y.data(), am.data(), x.data(), p);
   r.max_pool2d_forward(yd.data(), amd.data(), xd.data(), p);
   rep.compare(k.isa, "max_pool2d_forward", y, yd, kElem, shape);
-  k.max_pool2d_backward(dx.data(), dy.data(), am.data(), p);
-  r.max_pool2d_backward(dxd.data(), dyd.data(), amd.data(), p);
+  k.max_pool2d_backward(dx.data(), dy.data(), am.data(), p, nullptr);
+  r.max_pool2d_backward(dxd.data(), dyd.data(), amd.data(), p, nullptr);
   rep.compare(k.isa, "max_pool2d_backward", dx, dxd, kElem, shape);
+  k.max_pool2d_backward(dx.data(), dy.data(), am.data(), p, y.data());  // after a ReLU (x's sign varies)
+  r.max_pool2d_backward(dxd.data(), dyd.data(), amd.data(), p, yd.data());
+  rep.compare(k.isa, "max_pool2d_backward relu", dx, dxd, kElem, shape);
   k.avg_pool2d_forward(y.data(), x.data(), p);
   r.avg_pool2d_forward(yd.data(), xd.data(), p);
   rep.compare(k.isa, "avg_pool2d_forward", y, yd, kElem, shape);

@@ -157,10 +157,10 @@ static inline double keep_if(bool k, double v) {
 // Windows that tile the input without overlapping (strides = window, the usual 2x2/2), channels a
 // multiple of the vector width: each dx element lies in at most one window, so it is written once,
 // dy where the window took it and 0 elsewhere, instead of zeroing the image and scattering into it
-// (two passes over dx).
-template <typename T>
+// (two passes over dx). RELU: times relu'(y), as max_pool2d_backward's relu_y.
+template <bool RELU, typename T>
 static void max_pool2d_backward_tiled(T* dxn, const T* __restrict dyn, const int32_t* __restrict an,
-                                      const Pool2dParams& p) {
+                                      const T* __restrict yn, const Pool2dParams& p) {
   const int H = p.H, W = p.W, C = p.C;
   const int hc = imin(p.P * p.sh - p.pt, H), wc = imin(p.Q * p.sw - p.pl, W);  // rows, columns covered
   for (int oh = 0; oh < p.P; ++oh) {
@@ -169,12 +169,18 @@ static void max_pool2d_backward_tiled(T* dxn, const T* __restrict dyn, const int
       T* __restrict row = dxn + int64_t(ih) * W * C;
       for (int ow = 0; ow < p.Q; ++ow) {
         const int wa = imax(ow * p.sw - p.pl, 0), wb = imin(ow * p.sw - p.pl + p.S, W);
-        const T* __restrict d = dyn + (int64_t(oh) * p.Q + ow) * C;
-        const int32_t* __restrict a = an + (int64_t(oh) * p.Q + ow) * C;
+        const int64_t o0 = (int64_t(oh) * p.Q + ow) * C;
+        const T* __restrict d = dyn + o0;
+        const int32_t* __restrict a = an + o0;
         for (int iw = wa; iw < wb; ++iw) {
           T* __restrict o = row + int64_t(iw) * C;
           const int32_t pos = ih * W + iw;
-          for (int c = 0; c < C; ++c) o[c] = keep_if(a[c] == pos, T(0) + d[c]);  // 0 + dy: as the scatter
+          if (RELU) {
+            const T* __restrict y = yn + o0;
+            for (int c = 0; c < C; ++c) o[c] = keep_if(a[c] == pos, (T(0) + d[c]) * (y[c] > T(0) ? T(1) : T(0)));
+          } else {
+            for (int c = 0; c < C; ++c) o[c] = keep_if(a[c] == pos, T(0) + d[c]);  // 0 + dy: as the scatter
+          }
         }
       }
       for (int64_t i = int64_t(wc) * C; i < int64_t(W) * C; ++i) row[i] = T(0);
@@ -184,8 +190,11 @@ static void max_pool2d_backward_tiled(T* dxn, const T* __restrict dyn, const int
 }
 
 // dy: [N,P,Q,C]  argmax: [N,P,Q,C]  dx: [N,H,W,C]
+// relu_y (or null): the pooling's output y when its input is a ReLU's output; dx is then the
+// gradient before that ReLU, relu_backward(max_pool2d_backward(dy), x) to the bit: a window's
+// element was positive exactly when its maximum y is, and only those elements get a gradient.
 template <typename T>
-static void max_pool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Pool2dParams& p) {
+static void max_pool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Pool2dParams& p, const T* relu_y) {
   const int64_t in_img = int64_t(p.H) * p.W * p.C, out_img = int64_t(p.P) * p.Q * p.C;
   const int C = p.C;
   // (the channel loop's vector tail, C not a multiple of the vector width, made the tiled form 5x
@@ -196,13 +205,18 @@ static void max_pool2d_backward(T* dx, const T* dy, const int32_t* argmax, const
       T* dxn = dx + n * in_img;
       const T* dyn = dy + n * out_img;
       const int32_t* an = argmax + n * out_img;
+      const T* yn = relu_y ? relu_y + n * out_img : nullptr;
       if (tiled) {
-        max_pool2d_backward_tiled(dxn, dyn, an, p);
+        if (yn) max_pool2d_backward_tiled<true>(dxn, dyn, an, yn, p);
+        else max_pool2d_backward_tiled<false>(dxn, dyn, an, yn, p);
         continue;
       }
       for (int64_t i = 0; i < in_img; ++i) dxn[i] = T(0);
       for (int64_t o = 0; o < out_img; o += C)
         for (int c = 0; c < C; ++c) dxn[int64_t(an[o + c]) * C + c] += dyn[o + c];
+      if (yn)  // after the sums, as the ReLU's backward would; a 0/1 factor applied twice is applied once
+        for (int64_t o = 0; o < out_img; o += C)
+          for (int c = 0; c < C; ++c) dxn[int64_t(an[o + c]) * C + c] *= yn[o + c] > T(0) ? T(1) : T(0);
     }
   });
 }

@@ -16,13 +16,12 @@ static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int
       for (int64_t nb = i0; nb < i1; ++nb) {
         float* panel = bp + nb * int64_t(K) * KB;
         const int nv = imin(KB, N - int(nb) * KB);
-        for (int j = 0; j < KB; ++j) {
-          if (j >= nv) {
-            for (int k = 0; k < K; ++k) panel[int64_t(k) * KB + j] = 0.0f;
-            continue;
-          }
-          const float* src = b + (nb * KB + j) * bn;
-          for (int k = 0; k < K; ++k) panel[int64_t(k) * KB + j] = src[k];
+        const float* src = b + nb * KB * bn;
+        // rows of the panel written whole (a panel's source, KB rows of B^T, is a few KB: in L1)
+        for (int k = 0; k < K; ++k) {
+          float* dst = panel + int64_t(k) * KB;
+          for (int j = 0; j < nv; ++j) dst[j] = src[int64_t(j) * bn + k];
+          for (int j = nv; j < KB; ++j) dst[j] = 0.0f;
         }
       }
     });
