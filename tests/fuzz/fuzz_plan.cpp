@@ -190,7 +190,7 @@ void fuzz_pool(Reader& r) {
       k->max_pool2d_forward(my.data(), arg.data(), x.data(), p);
       for (int32_t a : arg)
         if (ny && (a < 0 || a >= H * W)) finding("max_pool2d_forward stored an argmax outside the window's image");
-      k->max_pool2d_backward(mdx.data(), dy.data(), arg.data(), p);
+      k->max_pool2d_backward(mdx.data(), dy.data(), arg.data(), p, nullptr);
       k->avg_pool2d_forward(ay.data(), x.data(), p);
       k->avg_pool2d_backward(adx.data(), dy.data(), p);
       if (first) {
