@@ -120,7 +120,7 @@ class Layer {
     (void)k; (void)c; (void)N; (void)x; (void)y; (void)ws; (void)scale; (void)shift; (void)act;
     throw std::logic_error(name + ": cannot fold an affine map into this layer");
   }
-  // ReLU derivative applied by max pooling's backward (Network::plan_relu_pool): relu_output()
+  // ReLU derivative applied by max pooling's backward (paired in Network::finalize): relu_output()
   // says the output is a ReLU's (fused into the layer's store, relu'(pre) = [y > 0]);
   // takes_relu_grad() that the layer's backward can multiply the gradient it sends back by that
   // derivative (max pooling: only a window's maximum gets a gradient, and it is positive exactly

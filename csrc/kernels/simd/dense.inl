@@ -3,10 +3,10 @@
 // [N/KB][K][KB] with a zero-filled tail, once per call, unless it is one panel of contiguous rows
 // (N <= KB, B(k, n) = b[k*bk + n]: the forward's weights of a narrow layer, dy): then it is read in
 // place, each row's KB-float load running into the next row; the lanes past N hold another row's
-// values, are accumulated like the rest and never stored. Only the last rows, whose load would run
-// past B's end, are read from a copy followed by zeros. An MR x KB tile of C stays in registers over each K
-// block. Parallel over (row range, column panel) pairs: no two threads write the same C, and
-// every element of C is one sequential sum over k, so the thread count never changes the bits.
+// values, are accumulated like the rest and never stored. The last K block, whose last load would
+// run past B's end, is read from a copy followed by zeros. An MR x KB tile of C stays in registers
+// over each K block. Parallel over (row range, column panel) pairs: no two threads write the same
+// C, and every element of C is one sequential sum over k, so the thread count never changes the bits.
 
 // B(k, n) = b[k*bk + n*bn]  ->  bp [N/KB][K][KB]
 static void pack_b(float* bp, const float* b, int64_t bk, int64_t bn, int K, int N, int KB) {
