@@ -35,7 +35,7 @@ def test_dense_matches_reference(rng, N, I, O, isa, threads):
 @pytest.mark.parametrize("O", [1, 7, 10, 15])
 def test_dense_narrow_columns_do_not_mix(rng, O, isa, threads):
     # A narrow layer's weight rows are loaded a vector at a time, running into the next row: a NaN
-    # in one column of W must reach only that column of y (and of dx's sums through it only).
+    # in one column of W must reach only that column of y, and one in a column of dy only that column of dw.
     x = rng.standard_normal((5, 300)).astype(np.float32)
     w = rng.standard_normal((300, O)).astype(np.float32)
     w[::7, 0] = np.nan
