@@ -531,6 +531,16 @@ OptVec<T> vector_or_none(py::object v, int64_t C, const char* who, const char* w
   return out;
 }
 
+// The forward's per-channel map y = x*scale + shift (gamma, beta null: 1, 0).
+template <typename T>
+void bn_affine(const T* mean, const T* var, const T* gamma, const T* beta, double eps, int C, T* scale, T* shift) {
+  for (int c = 0; c < C; ++c) {
+    const T inv = T(1) / std::sqrt(var[c] + T(eps));
+    scale[c] = (gamma ? gamma[c] : T(1)) * inv;
+    shift[c] = (beta ? beta[c] : T(0)) - mean[c] * scale[c];
+  }
+}
+
 template <typename T>
 py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, double eps, bool relu,
                              const std::string& isa) {
@@ -548,11 +558,7 @@ py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, dou
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
     k.batchnorm_stats(mean.mutable_data(), var.mutable_data(), x.data(), M, C, ws);
-    for (int c = 0; c < C; ++c) {
-      const T inv = T(1) / std::sqrt(var.data()[c] + T(eps));
-      scale[c] = (g.ptr ? g.ptr[c] : T(1)) * inv;
-      shift[c] = (b.ptr ? b.ptr[c] : T(0)) - mean.data()[c] * scale[c];
-    }
+    bn_affine(mean.data(), var.data(), g.ptr, b.ptr, eps, C, scale.data(), shift.data());
     k.batchnorm_apply(y.mutable_data(), x.data(), scale.data(), shift.data(), M, C, relu);
   }
   return py::make_tuple(y, mean, var);
@@ -560,7 +566,8 @@ py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, dou
 
 template <typename T>
 py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<T> var, py::object gamma, double eps,
-                              bool batch_stats, py::object y_relu, const std::string& isa) {
+                              bool batch_stats, py::object y_relu, py::object beta, bool relu,
+                              const std::string& isa) {
   const int64_t M = rows_of<T>(x, "batch_norm_backward");
   const int C = int(x.shape(x.ndim() - 1));
   CNNBP_CHECK(array_shape(dy) == array_shape(x), "batch_norm_backward: expected dy of shape ", py_shape_str(x), ", got ",
@@ -576,6 +583,14 @@ py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<
                 py_shape_str(x), ", got ", y ? py_shape_str(y) : std::string("a non-array"));
     yp = y.data();
   }
+  // relu without y: the mask comes from x through the forward's scale and shift (needs beta).
+  auto b = vector_or_none<T>(beta, C, "batch_norm_backward", "beta");
+  std::vector<T> rscale, rshift;
+  if (relu && !yp) {
+    rscale.resize(C);
+    rshift.resize(C);
+    bn_affine(mean.data(), var.data(), g.ptr, b.ptr, eps, C, rscale.data(), rshift.data());
+  }
   const auto& k = table_named<T>(isa);
   py::array_t<T> dx(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim())), dg({py::ssize_t(C)}), db({py::ssize_t(C)});
   std::vector<T> invstd(C);
@@ -586,6 +601,7 @@ py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
     k.batchnorm_backward(dx.mutable_data(), dg.mutable_data(), db.mutable_data(), dy.data(), yp,
+                         rscale.empty() ? nullptr : rscale.data(), rshift.empty() ? nullptr : rshift.data(),
                          x.data(), mean.data(),
                          invstd.data(), g.ptr, M, C, batch_stats, ws, false);
   }
@@ -758,8 +774,10 @@ void bind_typed(py::module_& m, const std::string& sfx) {
         py::arg("epsilon"), py::arg("relu"), isa,
         "Training-mode batch normalisation over the last axis, optionally ReLU'd: (y, mean, biased var).");
   m.def(("batch_norm_backward" + sfx).c_str(), &batch_norm_backward<T>, fp, py::arg("dy"), py::arg("x"), py::arg("mean"),
-        py::arg("var"), py::arg("gamma"), py::arg("epsilon"), py::arg("batch_stats"), py::arg("y_relu"), isa,
-        "(dx, dgamma, dbeta); y_relu: the output of a forward with ReLU fused (masks dy), or None.");
+        py::arg("var"), py::arg("gamma"), py::arg("epsilon"), py::arg("batch_stats"), py::arg("y_relu"), py::arg("beta"),
+        py::arg("relu"), isa,
+        "(dx, dgamma, dbeta); y_relu: the output of a forward with ReLU fused (masks dy), or None; relu "
+        "without y_relu: the mask is recomputed from x with gamma and beta.");
   m.def(("merge_forward" + sfx).c_str(), &merge_forward<T>, fp, py::arg("xs"), py::arg("op"), py::arg("relu"), isa,
         "Elementwise merge, optionally ReLU'd.");
   m.def(("merge_backward" + sfx).c_str(), &merge_backward<T>, fp, py::arg("dy"), py::arg("xs"), py::arg("y"), py::arg("op"),

@@ -8,6 +8,8 @@
 //     beta - mean*scale; inference: the same with the moving statistics), optionally ReLU'd.
 //   batchnorm_backward: the gradient through the batch statistics,
 //     dx = gamma*invstd * (dy - sum(dy)/M - xhat * sum(dy*xhat)/M),  xhat = (x - mean)*invstd,
-//     with dgamma = sum(dy*xhat) and dbeta = sum(dy) (each may be null: not wanted). With y (the
-//     output of a forward that fused ReLU), dy is first masked to y > 0 (ReLU's backward, fused).
+//     with dgamma = sum(dy*xhat) and dbeta = sum(dy) (each may be null: not wanted). After a
+//     forward that fused ReLU, dy is first masked to where the output was positive (ReLU's
+//     backward, fused): y > 0 when the output y is given, else x*rscale + rshift > 0 with the
+//     forward's scale and shift (the same sign, bit for bit, without keeping y).
 #pragma once

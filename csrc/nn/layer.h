@@ -97,6 +97,16 @@ class Layer {
   // a tensor from forward to backward only when some reader needs it (conservative defaults).
   virtual bool backward_reads_inputs() const { return true; }
   virtual bool backward_reads_output() const { return true; }
+  // An output the layer can compute again from its one input, cheaply and to the bit, after the
+  // forward pass (BatchNormalization: its affine map and ReLU with that pass's scale and shift).
+  // The network does not keep such an output for a reader's backward pass when the input is kept
+  // anyway: it recomputes it into a scratch buffer just before that reader's backward
+  // (Network::plan_activations).
+  virtual bool can_recompute_output() const { return false; }
+  virtual void recompute_output(const KernelTable<T>& k, int N, const T* x, T* y) const {
+    (void)k; (void)N; (void)x; (void)y;
+    throw std::logic_error(name + ": this layer cannot recompute its output");
+  }
 
   // Inference folding (BatchNormalization into the convolution before it; see Network):
   // inference_affine gives the per-channel y = x*scale + shift (and a ReLU it applies after) that

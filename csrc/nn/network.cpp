@@ -245,8 +245,14 @@ void Network<T>::plan_activations() {
   // is dead once its last reader has run, and a later output can take its buffer: slots are handed
   // out in forward order, a free one of sufficient size (the smallest) first, else the largest free
   // one grown, else a new one.
+  //
+  // An output that only readers' backward passes read (not its producer's, not the loss, not the
+  // caller) is recomputed rather than kept when its producer can do that from an input that is
+  // itself kept and not recomputed (BatchNormalization+ReLU after a convolution: the convolution's
+  // output is kept for the normalisation's backward). The reader's backward gets it in recompute_,
+  // so a reader may take at most one recomputed input.
   const int L = int(layers_.size());
-  std::vector<char> kept(L, 0);
+  std::vector<char> kept(L, 0), pinned(L, 0);  // pinned: kept for a reason other than a reader's backward
   std::vector<int> last_read(L, -1);
   for (int i = 0; i < L; ++i) {
     const Layer<T>& l = *layers_[i];
@@ -257,12 +263,39 @@ void Network<T>::plan_activations() {
       last_read[r] = std::max(last_read[r], i);
       if (l.backward_reads_inputs()) kept[r] = 1;
     }
-    if (l.backward_reads_output()) kept[i] = 1;
+    if (l.backward_reads_output()) kept[i] = pinned[i] = 1;
+    // An inference pass folds a BatchNormalization into the convolution before it, reading the
+    // convolution's input while writing the normalisation's output: they must not share a slot.
+    if (fold_into_[i] >= 0 && root(inputs_[i][0]) >= 0)
+      last_read[root(inputs_[i][0])] = std::max(last_read[root(inputs_[i][0])], fold_into_[i]);
   }
   for (int i = std::max(0, L - 2); i < L; ++i)
-    if (root(i) >= 0) kept[root(i)] = 1;
+    if (root(i) >= 0) kept[root(i)] = pinned[root(i)] = 1;
   for (int i = 0; i < L; ++i)
-    if (keep_[i] && root(i) >= 0) kept[root(i)] = 1;
+    if (keep_[i] && root(i) >= 0) kept[root(i)] = pinned[root(i)] = 1;
+  recomputed_.assign(L, 0);
+  for (int r = 0; r < L; ++r) {
+    const Layer<T>& l = *layers_[r];
+    if (!kept[r] || pinned[r] || l.is_alias() || !l.can_recompute_output() || inputs_[r].size() != 1) continue;
+    const int q = root(inputs_[r][0]);
+    if (q >= 0 && kept[q] && !recomputed_[q]) recomputed_[r] = 1;
+  }
+  for (int i = 0; i < L; ++i) {  // one recomputed input per reader whose backward reads its inputs
+    if (layers_[i]->is_alias() || !layers_[i]->backward_reads_inputs()) continue;
+    int first = -1;
+    for (int t : inputs_[i]) {
+      const int r = root(t);
+      if (r < 0 || !recomputed_[r] || r == first) continue;
+      if (first < 0) first = r;
+      else recomputed_[r] = 0;
+    }
+  }
+  recompute_size_ = 0;
+  for (int r = 0; r < L; ++r)
+    if (recomputed_[r]) {
+      kept[r] = 0;
+      recompute_size_ = std::max(recompute_size_, layers_[r]->out_size);
+    }
   aslot_.assign(L, -1);
   aslot_size_.clear();
   std::vector<char> busy;
@@ -523,6 +556,7 @@ void Network<T>::plan(int N, int nt) {
   dslots_.resize(slot_size_.size());
   for (size_t s = 0; s < slot_size_.size(); ++s) dslots_[s].reserve(size_t(cap) * slot_size_[s]);
   if (acc_tmp_size_ > 0) acc_tmp_.reserve(size_t(cap) * acc_tmp_size_);
+  if (recompute_size_ > 0) recompute_.reserve(size_t(cap) * recompute_size_);
   ws_.reserve(size_t(ws) + 16);
   planned_N_ = cap;
   planned_threads_ = nt;
@@ -545,6 +579,7 @@ typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
   b.state = num_state_ * e;
   int64_t ws = 0;
   for (int64_t s : aslot_size_) b.activations += int64_t(N) * s * e;
+  b.activations += int64_t(N) * recompute_size_ * e;
   for (const auto& lp : layers_) {
     const Layer<T>& l = *lp;
     if (!l.is_alias()) {
@@ -723,6 +758,14 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
       any_dx = any_dx || dst;
     }
     if (reached && (any_dx || l.train_params())) {
+      for (size_t j = 0; j < nin; ++j) {
+        const int r = root(inputs_[i][j]);
+        if (r < 0 || !recomputed_[r]) continue;
+        const double t0 = profiling_ ? now_s() : 0.0;  // (counted as the producer's backward time)
+        layers_[r]->recompute_output(*k_, N, act_ptr(inputs_[r][0]), recompute_.data());
+        xptr_[o + j] = recompute_.data();
+        if (profiling_) prof_.backward[r] += now_s() - t0;
+      }
       const double t0 = profiling_ ? now_s() : 0.0;
       l.backward_n(*k_, c, N, xptr_.data() + o, out_ptr(i), grad_ptr(i), dxptr_.data() + o,
                    reinterpret_cast<const bool*>(dxacc_.data() + o), ws_.data());

@@ -308,6 +308,11 @@ class Network {
   std::vector<int> aslot_owner_;     // per slot: the node whose output it holds since the last pass
   std::vector<char> keep_;           // per node: kept whole-pass at the caller's request (forward)
   T* out_ptr(int r) { return aslots_[aslot_[r]].data(); }
+  // Outputs recomputed for their readers' backward instead of kept (Layer::can_recompute_output):
+  // per node a flag; recompute_ holds one at a time (recompute_size_ elements per sample).
+  std::vector<char> recomputed_;
+  int64_t recompute_size_ = 0;
+  Buffer<T> recompute_;
   // Gradient buffers: node t's output gradient lives in dslots_[gslot_[t]]; slots are shared by
   // tensors whose gradients are never live at the same time (plan_gradients).
   std::vector<int> gslot_;

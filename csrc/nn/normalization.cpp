@@ -5,7 +5,9 @@
 // their dependence on the input; the moving statistics (state, never trained) are blended in only
 // when the step succeeds (commit_state). Inference, or a frozen layer: the moving statistics.
 // A following ReLU may be fused in (activation "relu"): normalise and clamp in one pass, and the
-// backward masks the incoming gradient with the output inside its own two passes.
+// backward masks the incoming gradient inside its own two passes, with the sign of x*scale +
+// shift (the output is not read). The output can be recomputed from the input (kept for the
+// backward anyway), so a network need not keep it for the convolution that reads it.
 #include <cmath>
 #include <vector>
 
@@ -46,7 +48,12 @@ class BatchNormLayer : public Layer<T> {
     }
   }
   const char* kind() const override { return "BatchNormalization"; }
-  bool backward_reads_output() const override { return cfg_.act == Act::relu; }  // the ReLU's mask
+  bool backward_reads_output() const override { return false; }  // the ReLU's sign: from x
+  bool can_recompute_output() const override { return true; }
+  void recompute_output(const KernelTable<T>& k, int N, const T* x, T* y) const override {
+    // The forward's own kernel and coefficients: the same bits.
+    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), N * rows_, C_, cfg_.act == Act::relu);
+  }
   int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const override {
     return k.batchnorm_workspace(N * rows_, C_, nthreads);
   }
@@ -73,8 +80,11 @@ class BatchNormLayer : public Layer<T> {
     const bool train = this->trainable;
     T* dgamma = train && cfg_.scale ? this->g(0) : nullptr;
     T* dbeta = train && cfg_.center ? this->g(cfg_.scale ? 1 : 0) : nullptr;
-    k.batchnorm_backward(dx, dgamma, dbeta, dy, cfg_.act == Act::relu ? y : nullptr, x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr,
-                         N * rows_, C_, batch_, ws, false);
+    (void)y;
+    const bool relu = cfg_.act == Act::relu;
+    k.batchnorm_backward(dx, dgamma, dbeta, dy, nullptr, relu ? scale_.data() : nullptr, relu ? shift_.data() : nullptr,
+                         x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr, N * rows_, C_, batch_, ws,
+                         false);
   }
   bool batch_statistics(double* mean_abs, double* mean_var) const override {
     if (!batch_ || mean_.capacity() < size_t(C_)) return false;

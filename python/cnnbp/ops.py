@@ -287,15 +287,19 @@ def batch_norm(x, gamma=None, beta=None, epsilon=1e-3, relu=False, isa=None):
     return _fn("batch_norm_forward", dt)(_arr(x, dt), g, b, float(epsilon), bool(relu), _isa(isa))
 
 
-def batch_norm_backward(dy, x, mean, var, gamma=None, epsilon=1e-3, batch_stats=True, y=None, isa=None):
+def batch_norm_backward(dy, x, mean, var, gamma=None, epsilon=1e-3, batch_stats=True, y=None, beta=None,
+                        relu=False, isa=None):
     """(dx, dgamma, dbeta). batch_stats=True: mean and var are the batch's (the gradient includes
     their dependence on x); False: they are constants (the moving statistics of inference).
-    y: the output of batch_norm(..., relu=True), whose ReLU the gradient then goes through too."""
+    y: the output of batch_norm(..., relu=True), whose ReLU the gradient then goes through too.
+    relu=True without y: the same ReLU, its sign recomputed from x with gamma and beta (what a
+    network does when it has not kept y)."""
     dt = _dtype(dy, x)
     g = None if gamma is None else _arr(gamma, dt)
+    b = None if beta is None else _arr(beta, dt)
     yr = None if y is None else _arr(y, dt)
     return _fn("batch_norm_backward", dt)(_arr(dy, dt), _arr(x, dt), _arr(mean, dt), _arr(var, dt), g,
-                                          float(epsilon), bool(batch_stats), yr, _isa(isa))
+                                          float(epsilon), bool(batch_stats), yr, b, bool(relu), _isa(isa))
 
 
 def _merge_args(xs, op):

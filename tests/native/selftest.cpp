@@ -314,13 +314,22 @@ void test_batchnorm(const F& k, const D& r, Rng& g, Report& rep, int threads) {
   auto mfd = dbl(mf), invfd = dbl(inv), yfd = dbl(y);
   std::vector<float> dx = dx0, dg(C), dbeta(C);
   std::vector<double> dxd = dbl(dx0), dgd(C), dbd(C);
-  k.batchnorm_backward(dx.data(), dg.data(), dbeta.data(), dy.data(), relu ? y.data() : nullptr, x.data(), mf.data(),
-                       inv.data(), gamma.data(), M, C, batch_stats, ws.data(), acc);
-  r.batchnorm_backward(dxd.data(), dgd.data(), dbd.data(), dyd.data(), relu ? yfd.data() : nullptr, xd.data(),
-                       mfd.data(), invfd.data(), gammad.data(), M, C, batch_stats, wsd.data(), acc);
+  k.batchnorm_backward(dx.data(), dg.data(), dbeta.data(), dy.data(), relu ? y.data() : nullptr, nullptr, nullptr,
+                       x.data(), mf.data(), inv.data(), gamma.data(), M, C, batch_stats, ws.data(), acc);
+  r.batchnorm_backward(dxd.data(), dgd.data(), dbd.data(), dyd.data(), relu ? yfd.data() : nullptr, nullptr, nullptr,
+                       xd.data(), mfd.data(), invfd.data(), gammad.data(), M, C, batch_stats, wsd.data(), acc);
   rep.compare(k.isa, "batchnorm_backward", dx, dxd, kSum, shape);
   rep.compare(k.isa, "batchnorm_backward(gamma)", dg, dgd, kSum, shape);
   rep.compare(k.isa, "batchnorm_backward(beta)", dbeta, dbd, kSum, shape);
+  if (relu) {
+    // The ReLU's sign from x and the forward's scale and shift (the output not kept): the same
+    // bits as from y, which that forward computed from the same map.
+    std::vector<float> dx2 = dx0, dg2(C), db2(C);
+    k.batchnorm_backward(dx2.data(), dg2.data(), db2.data(), dy.data(), nullptr, scale.data(), shift.data(), x.data(),
+                         mf.data(), inv.data(), gamma.data(), M, C, batch_stats, ws.data(), acc);
+    rep.compare(k.isa, "batchnorm_backward(relu from x)", dx2, dbl(dx), 0.0, shape);
+    rep.compare(k.isa, "batchnorm_backward(relu from x, gamma)", dg2, dbl(dg), 0.0, shape);
+  }
 }
 
 void test_elementwise(const F& k, const D& r, Rng& g, Report& rep) {

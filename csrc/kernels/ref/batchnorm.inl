@@ -75,18 +75,24 @@ static void batchnorm_apply(T* y, const T* x, const T* scale, const T* shift, in
 
 // dy, x, dx: [M,C]  mean, invstd, gamma: [C] (gamma null: 1)  dgamma, dbeta: [C] or null.
 // batch_stats false: mean and invstd were constants of the forward pass (the moving statistics),
-// so dx = dy * gamma * invstd. y not null: the forward applied ReLU and y is its output; the
-// incoming gradient is dy where y > 0 and 0 elsewhere (ReLU's backward, read in both passes).
-template <typename T, bool Relu>
-static inline T bn_dy(const T* dp, const T* yp, int c) {
+// so dx = dy * gamma * invstd. A forward that fused ReLU: the incoming gradient is dy where the
+// output was positive and 0 elsewhere (ReLU's backward, read in both passes), known from the
+// output y when it is given, else from x * rscale + rshift > 0 (the forward's own affine map,
+// the same expression batchnorm_apply evaluates, so the same sign bit for bit).
+enum class BnRelu { none, from_y, from_x };
+
+template <typename T, BnRelu R>
+static inline T bn_dy(const T* dp, const T* yp, const T* xp, const T* rs, const T* rb, int c) {
   // ReLU's backward as the Activation layer computes it: a multiply, so that NaN propagates.
-  if constexpr (Relu) return dp[c] * (yp[c] > T(0) ? T(1) : T(0));
-  (void)yp;
+  if constexpr (R == BnRelu::from_y) return dp[c] * (yp[c] > T(0) ? T(1) : T(0));
+  if constexpr (R == BnRelu::from_x) return dp[c] * (xp[c] * rs[c] + rb[c] > T(0) ? T(1) : T(0));
+  (void)yp; (void)xp; (void)rs; (void)rb;
   return dp[c];
 }
 
-template <typename T, bool Relu>
-static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* x, const T* mean,
+template <typename T, BnRelu R>
+static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* rscale,
+                                    const T* rshift, const T* x, const T* mean,
                                     const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
                                     bool accumulate) {
   double* part = reinterpret_cast<double*>(ws);
@@ -97,9 +103,9 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
       for (int64_t r = r0; r < r1; ++r) {
         const T* __restrict xp = x + r * C;
         const T* __restrict dp = dy + r * C;
-        const T* __restrict yp = Relu ? y + r * C : nullptr;
+        const T* __restrict yp = R == BnRelu::from_y ? y + r * C : nullptr;
         for (int c = 0; c < C; ++c) {
-          const double d = double(bn_dy<T, Relu>(dp, yp, c));
+          const double d = double(bn_dy<T, R>(dp, yp, xp, rscale, rshift, c));
           sdy[c] += d;
           sdx[c] += d * (double(xp[c]) - double(mean[c]));
         }
@@ -137,25 +143,31 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
     for (int64_t r = r0; r < r1; ++r) {
       const T* __restrict xp = x + r * C;
       const T* __restrict dp = dy + r * C;
-      const T* __restrict yp = Relu ? y + r * C : nullptr;
+      const T* __restrict yp = R == BnRelu::from_y ? y + r * C : nullptr;
+      const T* __restrict rs = rscale;
+      const T* __restrict rb = rshift;
       T* __restrict o = dx + r * C;
       if (accumulate) {
-        for (int c = 0; c < C; ++c) o[c] += a[c] * bn_dy<T, Relu>(dp, yp, c) + b[c] + xc[c] * xp[c];
+        for (int c = 0; c < C; ++c) o[c] += a[c] * bn_dy<T, R>(dp, yp, xp, rs, rb, c) + b[c] + xc[c] * xp[c];
       } else {
-        for (int c = 0; c < C; ++c) o[c] = a[c] * bn_dy<T, Relu>(dp, yp, c) + b[c] + xc[c] * xp[c];
+        for (int c = 0; c < C; ++c) o[c] = a[c] * bn_dy<T, R>(dp, yp, xp, rs, rb, c) + b[c] + xc[c] * xp[c];
       }
     }
   });
 }
 
+// y, rscale/rshift: see bn_dy (y wins when both are given; all null: no ReLU).
 template <typename T>
-static void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* x, const T* mean,
-                               const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
-                               bool accumulate) {
+static void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* rscale,
+                               const T* rshift, const T* x, const T* mean, const T* invstd, const T* gamma, int64_t M,
+                               int C, bool batch_stats, T* ws, bool accumulate) {
   if (y)
-    batchnorm_backward_impl<T, true>(dx, dgamma, dbeta, dy, y, x, mean, invstd, gamma, M, C, batch_stats, ws,
-                                     accumulate);
+    batchnorm_backward_impl<T, BnRelu::from_y>(dx, dgamma, dbeta, dy, y, rscale, rshift, x, mean, invstd, gamma, M, C,
+                                               batch_stats, ws, accumulate);
+  else if (rscale && rshift)
+    batchnorm_backward_impl<T, BnRelu::from_x>(dx, dgamma, dbeta, dy, y, rscale, rshift, x, mean, invstd, gamma, M, C,
+                                               batch_stats, ws, accumulate);
   else
-    batchnorm_backward_impl<T, false>(dx, dgamma, dbeta, dy, y, x, mean, invstd, gamma, M, C, batch_stats, ws,
-                                      accumulate);
+    batchnorm_backward_impl<T, BnRelu::none>(dx, dgamma, dbeta, dy, y, rscale, rshift, x, mean, invstd, gamma, M, C,
+                                             batch_stats, ws, accumulate);
 }
