@@ -249,8 +249,8 @@ void Network<T>::plan_activations() {
   // An output that only readers' backward passes read (not its producer's, not the loss, not the
   // caller) is recomputed rather than kept when its producer can do that from an input that is
   // itself kept and not recomputed (BatchNormalization+ReLU after a convolution: the convolution's
-  // output is kept for the normalisation's backward). The reader's backward gets it in recompute_,
-  // so a reader may take at most one recomputed input.
+  // output is kept for the normalisation's backward). The reader's backward gets it in a slot
+  // free by then (below), so a reader may take at most one recomputed input.
   const int L = int(layers_.size());
   std::vector<char> kept(L, 0), pinned(L, 0);  // pinned: kept for a reason other than a reader's backward
   std::vector<int> last_read(L, -1);
@@ -290,12 +290,8 @@ void Network<T>::plan_activations() {
       else recomputed_[r] = 0;
     }
   }
-  recompute_size_ = 0;
   for (int r = 0; r < L; ++r)
-    if (recomputed_[r]) {
-      kept[r] = 0;
-      recompute_size_ = std::max(recompute_size_, layers_[r]->out_size);
-    }
+    if (recomputed_[r]) kept[r] = 0;
   aslot_.assign(L, -1);
   aslot_size_.clear();
   std::vector<char> busy;
@@ -329,6 +325,50 @@ void Network<T>::plan_activations() {
     busy[best] = 1;
     aslot_[i] = best;
     if (!kept[i]) live.push_back(i);
+  }
+  // Where a reader's recomputed input goes: an activation slot whose last tensor is dead by then.
+  // Backward runs nodes from last to first; a slot is free at node p's backward when the last
+  // tensor the forward put in it is not kept, or is kept only for backward passes of nodes after
+  // p (a tensor kept for the caller or the loss never frees its slot). The smallest free slot
+  // that fits, else the largest grown, else a new one.
+  std::vector<int> owner(aslot_size_.size(), -1), free_below(aslot_size_.size(), L + 1);
+  for (int i = 0; i < L; ++i)
+    if (aslot_[i] >= 0) owner[aslot_[i]] = i;
+  for (size_t sl = 0; sl < owner.size(); ++sl) {
+    const int o = owner[sl];
+    if (!kept[o]) continue;
+    int first = pinned[o] ? -1 : (layers_[o]->backward_reads_output() ? o : L + 1);
+    for (int j = o + 1; j < L; ++j) {
+      if (layers_[j]->is_alias() || !layers_[j]->backward_reads_inputs()) continue;
+      for (int t : inputs_[j])
+        if (root(t) == o) first = std::min(first, j);
+    }
+    free_below[sl] = first;
+  }
+  rslot_.assign(L, -1);
+  for (int p = L - 1; p >= 0; --p) {
+    if (layers_[p]->is_alias()) continue;
+    for (int t : inputs_[p]) {
+      const int r = root(t);
+      if (r < 0 || !recomputed_[r]) continue;
+      const int64_t need = layers_[r]->out_size;
+      int best = -1;
+      for (int sl = 0; sl < int(owner.size()); ++sl) {
+        if (free_below[sl] <= p) continue;
+        if (best < 0) { best = sl; continue; }
+        const bool fits = aslot_size_[sl] >= need, best_fits = aslot_size_[best] >= need;
+        if (fits != best_fits ? fits : (fits ? aslot_size_[sl] < aslot_size_[best] : aslot_size_[sl] > aslot_size_[best]))
+          best = sl;
+      }
+      if (best < 0) {
+        best = int(aslot_size_.size());
+        aslot_size_.push_back(0);
+        owner.push_back(-1);
+        free_below.push_back(L + 1);
+      }
+      aslot_size_[best] = std::max(aslot_size_[best], need);
+      rslot_[p] = best;
+    }
   }
   aslot_owner_.assign(aslot_size_.size(), -1);
   planned_threads_ = 0;  // the next pass reserves the slots
@@ -556,7 +596,6 @@ void Network<T>::plan(int N, int nt) {
   dslots_.resize(slot_size_.size());
   for (size_t s = 0; s < slot_size_.size(); ++s) dslots_[s].reserve(size_t(cap) * slot_size_[s]);
   if (acc_tmp_size_ > 0) acc_tmp_.reserve(size_t(cap) * acc_tmp_size_);
-  if (recompute_size_ > 0) recompute_.reserve(size_t(cap) * recompute_size_);
   ws_.reserve(size_t(ws) + 16);
   planned_N_ = cap;
   planned_threads_ = nt;
@@ -579,7 +618,6 @@ typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
   b.state = num_state_ * e;
   int64_t ws = 0;
   for (int64_t s : aslot_size_) b.activations += int64_t(N) * s * e;
-  b.activations += int64_t(N) * recompute_size_ * e;
   for (const auto& lp : layers_) {
     const Layer<T>& l = *lp;
     if (!l.is_alias()) {
@@ -762,8 +800,10 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
         const int r = root(inputs_[i][j]);
         if (r < 0 || !recomputed_[r]) continue;
         const double t0 = profiling_ ? now_s() : 0.0;  // (counted as the producer's backward time)
-        layers_[r]->recompute_output(*k_, N, act_ptr(inputs_[r][0]), recompute_.data());
-        xptr_[o + j] = recompute_.data();
+        T* dst = aslots_[rslot_[i]].data();
+        aslot_owner_[rslot_[i]] = -1;  // (what it held is dead: activation() refuses it from now on)
+        layers_[r]->recompute_output(*k_, N, act_ptr(inputs_[r][0]), dst);
+        xptr_[o + j] = dst;
         if (profiling_) prof_.backward[r] += now_s() - t0;
       }
       const double t0 = profiling_ ? now_s() : 0.0;

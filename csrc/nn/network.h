@@ -309,10 +309,10 @@ class Network {
   std::vector<char> keep_;           // per node: kept whole-pass at the caller's request (forward)
   T* out_ptr(int r) { return aslots_[aslot_[r]].data(); }
   // Outputs recomputed for their readers' backward instead of kept (Layer::can_recompute_output):
-  // per node a flag; recompute_ holds one at a time (recompute_size_ elements per sample).
+  // per node a flag, and per reader the activation slot its recomputed input is written to (-1:
+  // none), one whose forward contents are dead by that reader's backward (plan_activations).
   std::vector<char> recomputed_;
-  int64_t recompute_size_ = 0;
-  Buffer<T> recompute_;
+  std::vector<int> rslot_;
   // Gradient buffers: node t's output gradient lives in dslots_[gslot_[t]]; slots are shared by
   // tensors whose gradients are never live at the same time (plan_gradients).
   std::vector<int> gslot_;
