@@ -86,6 +86,10 @@ def test_saliency_and_grad_cam_on_a_resnet():
     bn = next(l for l in m.layers if type(l).__name__ == "BatchNormalization" and l.name in m._fused)
     with pytest.raises(ValueError, match=f"use layer='{m._fused[bn.name]}'"):
         cnnbp.explain.grad_cam(m, x, layer=bn)
+    # Nor one that runs inside the Add after it (a block's second normalisation).
+    add, bn2 = next(iter(m._residual.items()))
+    with pytest.raises(ValueError, match=f"inside the node of the Add layer '{add}'"):
+        cnnbp.explain.grad_cam(m, x, layer=bn2)
     # The gradient at a block output (read by the next block's convolution and by its identity
     # shortcut: the two contributions are summed) carried back to the input equals the input
     # gradient computed in one pass, and that equals finite differences (float64, inference).
@@ -95,7 +99,8 @@ def test_saliency_and_grad_cam_on_a_resnet():
     xd = x.astype(np.float64)
     net.forward(xd, training=False)
     info = net.layer_info()
-    target = [i for i, n in enumerate(info) if n["kind"] == "Add"][0]  # the first Add, its ReLU fused in
+    # the first Add's node (the BatchNormalization before it and the ReLU after it run in it)
+    target = next(l for l in m64.layers if type(l).__name__ == "Add")._out_node
     assert sum(target in n["inputs"] for n in info) == 2
     from_node = len(info) - 1  # the logits, before the softmax
     dout = np.zeros((2, 3))

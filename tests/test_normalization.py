@@ -167,7 +167,9 @@ def test_inference_folds_batch_norm_into_the_convolution():
     m.fit(x, y, batch_size=8, epochs=2, verbose=0)
     net = m.network
     n_bn = sum(type(l).__name__ == "BatchNormalization" for l in m.layers)
-    assert net.folding and net.folded_pairs == n_bn  # every BN of a ResNet follows its own conv
+    # Every BN of a ResNet follows its own conv; a block's last one runs with its Add and may write
+    # the sum over the residual it reads, where a fold would write before reading it: not folded.
+    assert net.folding and n_bn - len(m._residual) <= net.folded_pairs <= n_bn
     folded = m.predict(x, verbose=0)
     loss_f = m.evaluate(x, y, verbose=0)
     net.forward(x, training=False)  # forward() never folds: every layer's output is kept

@@ -559,7 +559,7 @@ py::tuple batch_norm_forward(carray<T> x, py::object gamma, py::object beta, dou
     ThreadScope pin(nt);
     k.batchnorm_stats(mean.mutable_data(), var.mutable_data(), x.data(), M, C, ws);
     bn_affine(mean.data(), var.data(), g.ptr, b.ptr, eps, C, scale.data(), shift.data());
-    k.batchnorm_apply(y.mutable_data(), x.data(), scale.data(), shift.data(), M, C, relu);
+    k.batchnorm_apply(y.mutable_data(), x.data(), scale.data(), shift.data(), nullptr, M, C, relu);
   }
   return py::make_tuple(y, mean, var);
 }

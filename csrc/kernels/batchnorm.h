@@ -5,7 +5,10 @@
 //     square), partial sums in double over fixed blocks of rows added in block order (the same
 //     bits on any thread count). An empty batch (M = 0) has statistics 0.
 //   batchnorm_apply: y = x * scale[c] + shift[c] (training: scale = gamma*invstd, shift =
-//     beta - mean*scale; inference: the same with the moving statistics), optionally ReLU'd.
+//     beta - mean*scale; inference: the same with the moving statistics), plus a residual tensor
+//     when one is given (a BatchNormalization -> Add pair in one pass), optionally ReLU'd.
+//   batchnorm_relu_mask: dy *= [x*scale + shift (+ add) > 0] in place, ReLU's backward with the
+//     sign recomputed from the forward's map (the output need not be kept).
 //   batchnorm_backward: the gradient through the batch statistics,
 //     dx = gamma*invstd * (dy - sum(dy)/M - xhat * sum(dy*xhat)/M),  xhat = (x - mean)*invstd,
 //     with dgamma = sum(dy*xhat) and dbeta = sum(dy) (each may be null: not wanted). After a

@@ -55,7 +55,9 @@ struct KernelTable {
   // batchnorm over rows of [M,C] (see batchnorm.h). ws: batchnorm_workspace(M, C, threads).
   int64_t (*batchnorm_workspace)(int64_t M, int C, int nthreads);
   void (*batchnorm_stats)(T* mean, T* var, const T* x, int64_t M, int C, T* ws);
-  void (*batchnorm_apply)(T* y, const T* x, const T* scale, const T* shift, int64_t M, int C, bool relu);
+  void (*batchnorm_apply)(T* y, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C,
+                          bool relu);
+  void (*batchnorm_relu_mask)(T* dy, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C);
   void (*batchnorm_backward)(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* rscale,
                              const T* rshift, const T* x, const T* mean, const T* invstd, const T* gamma, int64_t M,
                              int C, bool batch_stats, T* ws, bool accumulate);

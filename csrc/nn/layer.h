@@ -97,14 +97,19 @@ class Layer {
   // a tensor from forward to backward only when some reader needs it (conservative defaults).
   virtual bool backward_reads_inputs() const { return true; }
   virtual bool backward_reads_output() const { return true; }
-  // An output the layer can compute again from its one input, cheaply and to the bit, after the
-  // forward pass (BatchNormalization: its affine map and ReLU with that pass's scale and shift).
-  // The network does not keep such an output for a reader's backward pass when the input is kept
-  // anyway: it recomputes it into a scratch buffer just before that reader's backward
+  // Input j's values in particular (a layer that reads only some of its inputs says which).
+  virtual bool backward_reads_input(int j) const { (void)j; return backward_reads_inputs(); }
+  // Whether forward may write its output over input j (elementwise, same size): the network then
+  // gives the output that input's buffer when nothing reads the input later.
+  virtual bool can_overwrite_input(int j) const { (void)j; return false; }
+  // An output the layer can compute again from its inputs, cheaply and to the bit, after the
+  // forward pass (BatchNormalization: its affine map, residual and ReLU with that pass's scale and
+  // shift). The network does not keep such an output for a reader's backward pass when the inputs
+  // are kept anyway: it recomputes it into a free buffer just before that reader's backward
   // (Network::plan_activations).
   virtual bool can_recompute_output() const { return false; }
-  virtual void recompute_output(const KernelTable<T>& k, int N, const T* x, T* y) const {
-    (void)k; (void)N; (void)x; (void)y;
+  virtual void recompute_output(const KernelTable<T>& k, int N, const T* const* xs, T* y) const {
+    (void)k; (void)N; (void)xs; (void)y;
     throw std::logic_error(name + ": this layer cannot recompute its output");
   }
 

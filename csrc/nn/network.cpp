@@ -208,11 +208,13 @@ void Network<T>::finalize(uint64_t seed) {
     for (int t : inputs_[i])
       if (t >= 0) ++readers[t];
   int64_t most = 0;
-  for (size_t j = 0; j < L; ++j) {
-    if (inputs_[j].size() != 1 || inputs_[j][0] < 0) continue;
+  fold_from_.assign(L, -1);
+  for (size_t j = 0; j < L; ++j) {  // (a BatchNormalization's second input: the residual it adds)
+    if (inputs_[j].empty() || inputs_[j].size() > 2 || inputs_[j][0] < 0) continue;
     const int i = inputs_[j][0];
     if (readers[i] == 1 && layers_[i]->can_fold_affine() && layers_[j]->has_inference_affine()) {
       fold_into_[i] = int(j);
+      fold_from_[j] = i;
       most = std::max(most, int64_t(layers_[j]->out_shape.back()));
     }
   }
@@ -247,27 +249,24 @@ void Network<T>::plan_activations() {
   // one grown, else a new one.
   //
   // An output that only readers' backward passes read (not its producer's, not the loss, not the
-  // caller) is recomputed rather than kept when its producer can do that from an input that is
-  // itself kept and not recomputed (BatchNormalization+ReLU after a convolution: the convolution's
-  // output is kept for the normalisation's backward). The reader's backward gets it in a slot
-  // free by then (below), so a reader may take at most one recomputed input.
+  // caller) is recomputed rather than kept when its producer can do that from inputs that are
+  // themselves kept and not recomputed (BatchNormalization+ReLU after a convolution: the
+  // convolution's output is kept for the normalisation's backward; a block's last normalisation
+  // with its residual and ReLU, when the residual is kept). The reader's backward gets it in a
+  // slot free by then (below), so a reader may take at most one recomputed input.
   const int L = int(layers_.size());
   std::vector<char> kept(L, 0), pinned(L, 0);  // pinned: kept for a reason other than a reader's backward
   std::vector<int> last_read(L, -1);
   for (int i = 0; i < L; ++i) {
     const Layer<T>& l = *layers_[i];
     if (l.is_alias()) continue;
-    for (int t : inputs_[i]) {
-      const int r = root(t);
+    for (size_t j = 0; j < inputs_[i].size(); ++j) {
+      const int r = root(inputs_[i][j]);
       if (r < 0) continue;
       last_read[r] = std::max(last_read[r], i);
-      if (l.backward_reads_inputs()) kept[r] = 1;
+      if (l.backward_reads_input(int(j))) kept[r] = 1;
     }
     if (l.backward_reads_output()) kept[i] = pinned[i] = 1;
-    // An inference pass folds a BatchNormalization into the convolution before it, reading the
-    // convolution's input while writing the normalisation's output: they must not share a slot.
-    if (fold_into_[i] >= 0 && root(inputs_[i][0]) >= 0)
-      last_read[root(inputs_[i][0])] = std::max(last_read[root(inputs_[i][0])], fold_into_[i]);
   }
   for (int i = std::max(0, L - 2); i < L; ++i)
     if (root(i) >= 0) kept[root(i)] = pinned[root(i)] = 1;
@@ -276,22 +275,30 @@ void Network<T>::plan_activations() {
   recomputed_.assign(L, 0);
   for (int r = 0; r < L; ++r) {
     const Layer<T>& l = *layers_[r];
-    if (!kept[r] || pinned[r] || l.is_alias() || !l.can_recompute_output() || inputs_[r].size() != 1) continue;
-    const int q = root(inputs_[r][0]);
-    if (q >= 0 && kept[q] && !recomputed_[q]) recomputed_[r] = 1;
+    if (!kept[r] || pinned[r] || l.is_alias() || !l.can_recompute_output() || inputs_[r].size() > 2) continue;
+    bool ok = true;
+    for (int t : inputs_[r]) {
+      const int q = root(t);
+      ok = ok && q >= 0 && kept[q] && !recomputed_[q];
+    }
+    recomputed_[r] = ok;
   }
-  for (int i = 0; i < L; ++i) {  // one recomputed input per reader whose backward reads its inputs
-    if (layers_[i]->is_alias() || !layers_[i]->backward_reads_inputs()) continue;
+  for (int i = 0; i < L; ++i) {  // one recomputed input per reader whose backward reads it
+    if (layers_[i]->is_alias()) continue;
     int first = -1;
-    for (int t : inputs_[i]) {
-      const int r = root(t);
-      if (r < 0 || !recomputed_[r] || r == first) continue;
+    for (size_t j = 0; j < inputs_[i].size(); ++j) {
+      const int r = root(inputs_[i][j]);
+      if (r < 0 || !recomputed_[r] || r == first || !layers_[i]->backward_reads_input(int(j))) continue;
       if (first < 0) first = r;
       else recomputed_[r] = 0;
     }
   }
+  recompute_size_ = 0;
   for (int r = 0; r < L; ++r)
-    if (recomputed_[r]) kept[r] = 0;
+    if (recomputed_[r]) {
+      kept[r] = 0;
+      recompute_size_ = std::max(recompute_size_, layers_[r]->out_size);
+    }
   aslot_.assign(L, -1);
   aslot_size_.clear();
   std::vector<char> busy;
@@ -308,6 +315,24 @@ void Network<T>::plan_activations() {
     }
     if (layers_[i]->is_alias()) continue;
     const int64_t need = layers_[i]->out_size;
+    // A layer that may write over an input (elementwise) takes its slot when this node is the
+    // input's last reader and reads it once (a residual added in place).
+    int over = -1;
+    for (size_t j = 0; j < inputs_[i].size() && over < 0; ++j) {
+      const int r = root(inputs_[i][j]);
+      if (r < 0 || kept[r] || last_read[r] != i || !layers_[i]->can_overwrite_input(int(j)) ||
+          aslot_size_[aslot_[r]] < need)
+        continue;
+      int reads = 0;
+      for (int t : inputs_[i]) reads += root(t) == r;
+      if (reads == 1) over = r;
+    }
+    if (over >= 0) {
+      aslot_[i] = aslot_[over];
+      live.erase(std::find(live.begin(), live.end(), over));
+      if (!kept[i]) live.push_back(i);
+      continue;
+    }
     int best = -1;
     for (int s = 0; s < int(busy.size()); ++s) {
       if (busy[s]) continue;
@@ -326,31 +351,52 @@ void Network<T>::plan_activations() {
     aslot_[i] = best;
     if (!kept[i]) live.push_back(i);
   }
+  // Inference folding reads the convolution's input at the BatchNormalization's turn and writes
+  // the latter's output: only where nothing in between wrote over that input, and not where the
+  // output is written over the residual the normalisation adds.
+  fold_ok_.assign(L, 0);
+  for (int i = 0; i < L; ++i) {
+    const int f = fold_into_[i];
+    if (f < 0) continue;
+    const int src = root(inputs_[i][0]);
+    bool ok = inputs_[f].size() < 2 || root(inputs_[f][1]) < 0 || aslot_[root(inputs_[f][1])] != aslot_[f];
+    for (int m = i + 1; ok && src >= 0 && m <= f; ++m) ok = layers_[m]->is_alias() || aslot_[m] != aslot_[src];
+    fold_ok_[i] = ok;
+  }
   // Where a reader's recomputed input goes: an activation slot whose last tensor is dead by then.
   // Backward runs nodes from last to first; a slot is free at node p's backward when the last
   // tensor the forward put in it is not kept, or is kept only for backward passes of nodes after
   // p (a tensor kept for the caller or the loss never frees its slot). The smallest free slot
   // that fits, else the largest grown, else a new one.
+  // needed[o]: the first (lowest) node whose backward reads tensor o, directly or to recompute
+  // an input of its own from o; -1 when the caller or the loss reads it afterwards.
+  std::vector<int> needed(L, L + 1);
+  for (int o = 0; o < L; ++o) {
+    if (pinned[o]) needed[o] = -1;
+    else if (layers_[o]->backward_reads_output()) needed[o] = std::min(needed[o], o);
+  }
+  for (int j = 0; j < L; ++j) {
+    if (layers_[j]->is_alias()) continue;
+    for (size_t q = 0; q < inputs_[j].size(); ++q) {
+      const int r = root(inputs_[j][q]);
+      if (r < 0 || !layers_[j]->backward_reads_input(int(q))) continue;
+      if (needed[r] >= 0) needed[r] = std::min(needed[r], j);
+      if (recomputed_[r])
+        for (int t : inputs_[r])
+          if (needed[root(t)] >= 0) needed[root(t)] = std::min(needed[root(t)], j);
+    }
+  }
   std::vector<int> owner(aslot_size_.size(), -1), free_below(aslot_size_.size(), L + 1);
   for (int i = 0; i < L; ++i)
     if (aslot_[i] >= 0) owner[aslot_[i]] = i;
-  for (size_t sl = 0; sl < owner.size(); ++sl) {
-    const int o = owner[sl];
-    if (!kept[o]) continue;
-    int first = pinned[o] ? -1 : (layers_[o]->backward_reads_output() ? o : L + 1);
-    for (int j = o + 1; j < L; ++j) {
-      if (layers_[j]->is_alias() || !layers_[j]->backward_reads_inputs()) continue;
-      for (int t : inputs_[j])
-        if (root(t) == o) first = std::min(first, j);
-    }
-    free_below[sl] = first;
-  }
+  for (size_t sl = 0; sl < owner.size(); ++sl)
+    if (kept[owner[sl]]) free_below[sl] = needed[owner[sl]];
   rslot_.assign(L, -1);
   for (int p = L - 1; p >= 0; --p) {
     if (layers_[p]->is_alias()) continue;
-    for (int t : inputs_[p]) {
-      const int r = root(t);
-      if (r < 0 || !recomputed_[r]) continue;
+    for (size_t q = 0; q < inputs_[p].size(); ++q) {
+      const int r = root(inputs_[p][q]);
+      if (r < 0 || !recomputed_[r] || !layers_[p]->backward_reads_input(int(q))) continue;
       const int64_t need = layers_[r]->out_size;
       int best = -1;
       for (int sl = 0; sl < int(owner.size()); ++sl) {
@@ -654,7 +700,7 @@ const T* Network<T>::act_ptr(int t) const {
 template <typename T>
 int Network<T>::folded_pairs() const {
   int n = 0;
-  for (int j : fold_into_) n += j >= 0;
+  for (size_t i = 0; i < fold_into_.size(); ++i) n += fold_into_[i] >= 0 && fold_ok_[i];
   return n;
 }
 
@@ -704,24 +750,33 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
   std::fill(skipped_.begin(), skipped_.end(), 0);
   for (size_t i = 0; i < upto; ++i) {
     Layer<T>& l = *layers_[i];
-    if (l.is_alias() || skipped_[i] == 2) continue;  // 2: computed by the node before it (folded)
+    if (l.is_alias()) continue;
     const T** xs = xptr_.data() + xoff_[i];
     for (size_t j = 0; j < inputs_[i].size(); ++j) xs[j] = act_ptr(inputs_[i][j]);
     const double t0 = profiling_ ? now_s() : 0.0;
-    const int f = fold ? fold_into_[i] : -1;
-    // (The convolution's input is kept for its weight gradient, so the BatchNormalization's output
-    // never shares its buffer; checked all the same, as the folded pass reads one and writes the other.)
-    const int src = inputs_[i][0] < 0 ? -1 : root(inputs_[i][0]);
-    if (f >= 0 && size_t(f) < upto && (src < 0 || aslot_[src] != aslot_[f])) {
-      // This convolution and the BatchNormalization after it, in one pass into the latter's output.
-      const int C = layers_[f]->out_shape.back();
-      Act act = Act::linear;
-      layers_[f]->inference_affine(fold_affine_.data(), fold_affine_.data() + C, &act);
-      l.forward_folded(*k_, c, N, xs[0], out_ptr(f), ws_.data(), fold_affine_.data(), fold_affine_.data() + C, act);
-      aslot_owner_[aslot_[f]] = f;
+    // Folding: a convolution and the BatchNormalization after it run as one pass at the latter's
+    // turn (the residual a BatchNormalization may add is ready only then), into its output, where
+    // plan_activations found the convolution's input intact until then (fold_ok_).
+    const int f = fold && fold_ok_[i] ? fold_into_[i] : -1;
+    if (f >= 0 && size_t(f) < upto) {
       skipped_[i] = 1;
-      skipped_[f] = 2;
-      if (profiling_) prof_.forward[i] += now_s() - t0;
+      continue;
+    }
+    const int g = fold ? fold_from_[i] : -1;
+    if (g >= 0 && skipped_[g] == 1) {
+      const int C = l.out_shape.back();
+      Act act = Act::linear;
+      l.inference_affine(fold_affine_.data(), fold_affine_.data() + C, &act);
+      const bool residual = inputs_[i].size() == 2;
+      layers_[g]->forward_folded(*k_, c, N, act_ptr(inputs_[g][0]), out_ptr(int(i)), ws_.data(), fold_affine_.data(),
+                                 fold_affine_.data() + C, residual ? Act::linear : act);
+      if (residual) {  // the Add after it, in place: the same rounding as the layers apart
+        const T* both[2] = {out_ptr(int(i)), xs[1]};
+        k_->merge_forward(out_ptr(int(i)), both, 2, int64_t(N) * l.out_size, MergeOp::add, act == Act::relu);
+      }
+      aslot_owner_[aslot_[i]] = int(i);
+      skipped_[i] = 2;
+      if (profiling_) prof_.forward[g] += now_s() - t0;
       continue;
     }
     l.forward_n(*k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
@@ -741,7 +796,8 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
 }
 
 template <typename T>
-void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad, const GradsReady* ready) {
+void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad, const GradsReady* ready,
+                              bool reuse_dead) {
   // The gradient of node from-1's output is in its buffer (gwritten_ says so); nodes (to, from)
   // run in reverse order, each writing (first reader visited) or adding (later ones) its input
   // gradients. A tensor gets a gradient only when something at or before it needs one: a
@@ -798,11 +854,22 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
     if (reached && (any_dx || l.train_params())) {
       for (size_t j = 0; j < nin; ++j) {
         const int r = root(inputs_[i][j]);
-        if (r < 0 || !recomputed_[r]) continue;
+        if (r < 0 || !recomputed_[r] || !l.backward_reads_input(int(j))) continue;
         const double t0 = profiling_ ? now_s() : 0.0;  // (counted as the producer's backward time)
-        T* dst = aslots_[rslot_[i]].data();
-        aslot_owner_[rslot_[i]] = -1;  // (what it held is dead: activation() refuses it from now on)
-        layers_[r]->recompute_output(*k_, N, act_ptr(inputs_[r][0]), dst);
+        // A training step writes over a slot whose contents no later part of this pass reads
+        // (activation() refuses them from then on). Other passes may run again on the same
+        // forward pass (backward_to, then backward): a buffer of their own, made on first use.
+        T* dst;
+        if (reuse_dead) {
+          dst = aslots_[rslot_[i]].data();
+          aslot_owner_[rslot_[i]] = -1;
+        } else {
+          recompute_.reserve(size_t(planned_N_) * size_t(recompute_size_));
+          dst = recompute_.data();
+        }
+        const T* rx[2];  // (a recomputable layer has one or two inputs)
+        for (size_t q = 0; q < inputs_[r].size() && q < 2; ++q) rx[q] = act_ptr(inputs_[r][q]);
+        layers_[r]->recompute_output(*k_, N, rx, dst);
         xptr_[o + j] = dst;
         if (profiling_) prof_.backward[r] += now_s() - t0;
       }
@@ -950,7 +1017,7 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N, const T* s
                                         "; weights were not updated"));
   }
   try {
-    run_backward(c, N, train_layers_, -1, nullptr);
+    run_backward(c, N, train_layers_, -1, nullptr, nullptr, true);
   } catch (...) {
     state_pending_ = false;
     throw;
@@ -988,7 +1055,7 @@ StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, dou
     const T s = T(grad_scale);
     for (int64_t i = 0; i < n; ++i) d[i] *= s;
   }
-  run_backward(c, N, train_layers_, -1, nullptr, grads_ready ? &grads_ready : nullptr);
+  run_backward(c, N, train_layers_, -1, nullptr, grads_ready ? &grads_ready : nullptr, true);
   return r;
 }
 

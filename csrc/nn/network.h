@@ -246,8 +246,10 @@ class Network {
   void update_segments();
   void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold = false);
   // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
+  // reuse_dead: recomputed inputs may go into activation slots dead for the rest of this pass
+  // (a training step: no second backward pass on the same forward pass).
   void run_backward(const PassContext& c, int N, size_t from, int to, T* input_grad,
-                    const GradsReady* ready = nullptr);
+                    const GradsReady* ready = nullptr, bool reuse_dead = false);
   StepResult compute_loss(const T* target, int N, bool want_grad, const T* sample_weight = nullptr);
   void regularize_and_clip();   // apply_update's first part (see GradientConfig)
   GradientConfig grad_cfg_;
@@ -278,8 +280,10 @@ class Network {
   std::vector<int> root_;                  // per node: the node whose buffer its output is (aliases)
   std::vector<int> last_consumer_;         // per node: the last node reading its output, or -1
   std::vector<int> fold_into_;             // per node: the BatchNormalization it folds into, or -1
+  std::vector<int> fold_from_;             // per node: the convolution folded into it, or -1
+  std::vector<char> fold_ok_;              // per convolution: its fold is safe in the activation plan
   std::vector<int> relu_from_;             // per node: the ReLU producer whose derivative it applies, or -1
-  std::vector<char> skipped_;              // per node: no output stored by the last pass (folded)
+  std::vector<char> skipped_;              // per node, last pass: 1 no output (folded), 2 computed with it
   Buffer<T> fold_affine_;                  // scale and shift of the BatchNormalization being folded
   bool folding_ = true;
   bool finalized_ = false;
@@ -309,10 +313,13 @@ class Network {
   std::vector<char> keep_;           // per node: kept whole-pass at the caller's request (forward)
   T* out_ptr(int r) { return aslots_[aslot_[r]].data(); }
   // Outputs recomputed for their readers' backward instead of kept (Layer::can_recompute_output):
-  // per node a flag, and per reader the activation slot its recomputed input is written to (-1:
-  // none), one whose forward contents are dead by that reader's backward (plan_activations).
+  // per node a flag, and per reader the activation slot its recomputed input is written to in a
+  // training step (-1: none), one whose forward contents are dead by that reader's backward
+  // (plan_activations).
   std::vector<char> recomputed_;
   std::vector<int> rslot_;
+  int64_t recompute_size_ = 0;  // per sample, the largest recomputed output
+  Buffer<T> recompute_;         // their buffer outside training steps (run_backward)
   // Gradient buffers: node t's output gradient lives in dslots_[gslot_[t]]; slots are shared by
   // tensors whose gradients are never live at the same time (plan_gradients).
   std::vector<int> gslot_;

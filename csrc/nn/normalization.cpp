@@ -8,6 +8,11 @@
 // backward masks the incoming gradient inside its own two passes, with the sign of x*scale +
 // shift (the output is not read). The output can be recomputed from the input (kept for the
 // backward anyway), so a network need not keep it for the convolution that reads it.
+// With a second input, the layer is a BatchNormalization and the Add that is its only reader
+// (the residual connection of a ResNet block, Model builds it so): y = bn(x) + residual, then the
+// ReLU if fused, in one pass; the normalised tensor is never stored. The backward masks dy in
+// place with the sign of x*scale + shift + residual (the output is not read, so it too can be
+// recomputed rather than kept) and sends it to the residual as the Add's backward does.
 #include <cmath>
 #include <vector>
 
@@ -22,8 +27,14 @@ namespace {
 template <typename T>
 class BatchNormLayer : public Layer<T> {
  public:
-  BatchNormLayer(const std::string& name, const Shape& in, const BatchNormConfig& c) : cfg_(c) {
+  BatchNormLayer(const std::string& name, const std::vector<Shape>& ins, const std::vector<std::string>& in_names,
+                 const BatchNormConfig& c)
+      : cfg_(c), residual_(ins.size() == 2) {
+    const Shape& in = ins.at(0);
     CNNBP_CHECK(!in.empty(), name, " (BatchNormalization): expected an input with a channel axis");
+    CNNBP_CHECK(!residual_ || ins[1] == in, name, " (BatchNormalization + Add): the residual must have the shape of ",
+                "the normalised input, got ", shape_str(in, true), " from '", in_names.at(0), "' and ",
+                shape_str(ins[1], true), " from '", in_names.at(1), "'");
     CNNBP_CHECK(c.momentum >= 0 && c.momentum <= 1, name, " (BatchNormalization): momentum must be in [0, 1], got ",
                 c.momentum);
     CNNBP_CHECK(c.epsilon > 0 && std::isfinite(c.epsilon), name, " (BatchNormalization): epsilon must be > 0, got ",
@@ -31,6 +42,7 @@ class BatchNormLayer : public Layer<T> {
     CNNBP_CHECK(c.act == Act::linear || c.act == Act::relu, name,
                 " (BatchNormalization): only a ReLU can be fused in (activation 'linear' or 'relu')");
     set_shapes(*this, name, in, in);
+    this->in_shapes = ins;
     C_ = in.back();
     rows_ = shape_numel(in) / C_;
     if (c.scale) this->params.push_back({"gamma", {C_}, 0, C_, c.gamma_init, C_, C_});
@@ -48,17 +60,23 @@ class BatchNormLayer : public Layer<T> {
     }
   }
   const char* kind() const override { return "BatchNormalization"; }
-  bool backward_reads_output() const override { return false; }  // the ReLU's sign: from x
+  // The ReLU's sign comes from the inputs (x, and the residual after which it applies).
+  bool backward_reads_output() const override { return false; }
+  bool backward_reads_input(int j) const override { return j == 0 || cfg_.act == Act::relu; }
   bool can_recompute_output() const override { return true; }
-  void recompute_output(const KernelTable<T>& k, int N, const T* x, T* y) const override {
+  bool can_overwrite_input(int j) const override { return residual_ && j == 1; }  // (batchnorm_apply's add)
+  void recompute_output(const KernelTable<T>& k, int N, const T* const* xs, T* y) const override {
     // The forward's own kernel and coefficients: the same bits.
-    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), N * rows_, C_, cfg_.act == Act::relu);
+    k.batchnorm_apply(y, xs[0], scale_.data(), shift_.data(), residual_ ? xs[1] : nullptr, N * rows_, C_,
+                      cfg_.act == Act::relu);
   }
   int64_t workspace(const KernelTable<T>& k, int N, int nthreads) const override {
     return k.batchnorm_workspace(N * rows_, C_, nthreads);
   }
   int64_t plan_bytes(const KernelTable<T>&, int) const override { return 5 * int64_t(C_) * sizeof(T); }
-  void forward(const KernelTable<T>& k, const PassContext&, int N, const T* x, T* y, T* ws, bool training) override {
+  void forward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, T* y, T* ws,
+                 bool training) override {
+    const T* x = xs[0];
     const int64_t M = N * rows_;
     batch_ = training && this->trainable;
     T* mean = mean_.data();
@@ -73,18 +91,29 @@ class BatchNormLayer : public Layer<T> {
       }
     }
     affine(mean, var, invstd_.data(), scale_.data(), shift_.data());
-    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), M, C_, cfg_.act == Act::relu);
+    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), residual_ ? xs[1] : nullptr, M, C_, cfg_.act == Act::relu);
   }
-  void backward(const KernelTable<T>& k, const PassContext&, int N, const T* x, const T* y, T* dy, T* dx,
-                T* ws) override {
+  bool accumulates() const override { return true; }
+  void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
+                  T* const* dxs, const bool* accumulate, T* ws) override {
     const bool train = this->trainable;
     T* dgamma = train && cfg_.scale ? this->g(0) : nullptr;
     T* dbeta = train && cfg_.center ? this->g(cfg_.scale ? 1 : 0) : nullptr;
-    (void)y;
     const bool relu = cfg_.act == Act::relu;
-    k.batchnorm_backward(dx, dgamma, dbeta, dy, nullptr, relu ? scale_.data() : nullptr, relu ? shift_.data() : nullptr,
-                         x, mean_.data(), invstd_.data(), cfg_.scale ? this->w(0) : nullptr, N * rows_, C_, batch_, ws,
-                         false);
+    const int64_t M = N * rows_;
+    (void)y;
+    if (residual_) {
+      // The ReLU's backward in place (dy is the network's scratch), then the Add's to the
+      // residual and the normalisation's, both of the masked gradient.
+      if (relu) k.batchnorm_relu_mask(dy, xs[0], scale_.data(), shift_.data(), xs[1], M, C_);
+      if (dxs[1]) k.merge_backward(dxs[1], dy, xs, nullptr, 2, 1, M * C_, MergeOp::add, accumulate[1], false);
+      k.batchnorm_backward(dxs[0], dgamma, dbeta, dy, nullptr, nullptr, nullptr, xs[0], mean_.data(), invstd_.data(),
+                           cfg_.scale ? this->w(0) : nullptr, M, C_, batch_, ws, accumulate[0]);
+      return;
+    }
+    k.batchnorm_backward(dxs[0], dgamma, dbeta, dy, nullptr, relu ? scale_.data() : nullptr,
+                         relu ? shift_.data() : nullptr, xs[0], mean_.data(), invstd_.data(),
+                         cfg_.scale ? this->w(0) : nullptr, M, C_, batch_, ws, accumulate[0]);
   }
   bool batch_statistics(double* mean_abs, double* mean_var) const override {
     if (!batch_ || mean_.capacity() < size_t(C_)) return false;
@@ -97,7 +126,7 @@ class BatchNormLayer : public Layer<T> {
     *mean_var = v / C_;
     return true;
   }
-  bool has_inference_affine() const override { return true; }
+  bool has_inference_affine() const override { return true; }  // (the residual is added after it)
   bool inference_affine(T* scale, T* shift, Act* act) const override {
     std::vector<T> inv(size_t(C_), T(0));
     affine(this->s(0), this->s(1), inv.data(), scale, shift);
@@ -132,6 +161,7 @@ class BatchNormLayer : public Layer<T> {
   }
 
   BatchNormConfig cfg_;
+  bool residual_;
   int C_ = 0;
   int64_t rows_ = 1;
   bool batch_ = false;     // the last forward normalised with batch statistics
@@ -197,11 +227,14 @@ template std::unique_ptr<Layer<double>> make_layer_norm<double>(const std::strin
                                                                 const std::string&, const std::string&);
 
 template <typename T>
-std::unique_ptr<Layer<T>> make_batch_norm(const std::string& name, const Shape& in, const BatchNormConfig& cfg) {
-  return std::make_unique<BatchNormLayer<T>>(name, in, cfg);
+std::unique_ptr<Layer<T>> make_batch_norm(const std::string& name, const std::vector<Shape>& in,
+                                          const std::vector<std::string>& in_names, const BatchNormConfig& cfg) {
+  return std::make_unique<BatchNormLayer<T>>(name, in, in_names, cfg);
 }
 
-template std::unique_ptr<Layer<float>> make_batch_norm<float>(const std::string&, const Shape&, const BatchNormConfig&);
-template std::unique_ptr<Layer<double>> make_batch_norm<double>(const std::string&, const Shape&, const BatchNormConfig&);
+template std::unique_ptr<Layer<float>> make_batch_norm<float>(const std::string&, const std::vector<Shape>&,
+                                                              const std::vector<std::string>&, const BatchNormConfig&);
+template std::unique_ptr<Layer<double>> make_batch_norm<double>(const std::string&, const std::vector<Shape>&,
+                                                                const std::vector<std::string>&, const BatchNormConfig&);
 
 }  // namespace cnnbp

@@ -334,10 +334,10 @@ class AffineLayer : public Layer<T> {
       sc[c] = T(invert_ ? sd : 1.0 / sd);
       sh[c] = T(invert_ ? mean : -mean / sd);
     }
-    k.batchnorm_apply(y, x, sc, sh, N * rows_, C_, false);
+    k.batchnorm_apply(y, x, sc, sh, nullptr, N * rows_, C_, false);
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T*, T* dy, T* dx, T*) override {
-    if (dx) k.batchnorm_apply(dx, dy, scale_.data(), zero_.data(), N * rows_, C_, false);
+    if (dx) k.batchnorm_apply(dx, dy, scale_.data(), zero_.data(), nullptr, N * rows_, C_, false);
   }
 
  private:

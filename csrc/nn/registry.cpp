@@ -214,8 +214,8 @@ std::unique_ptr<Layer<T>> dropout(const std::string& name, const std::vector<Sha
 
 template <typename T>
 std::unique_ptr<Layer<T>> batch_norm(const std::string& name, const std::vector<Shape>& in,
-                                     const std::vector<std::string>&, const LayerConfig& c) {
-  require_inputs(c, in, 1, 1);
+                                     const std::vector<std::string>& in_names, const LayerConfig& c) {
+  require_inputs(c, in, 1, 2);  // (a second input: the residual of a BatchNormalization -> Add pair)
   BatchNormConfig k;
   k.momentum = c.get_float("momentum", k.momentum);
   k.epsilon = c.get_float("epsilon", k.epsilon);
@@ -226,7 +226,7 @@ std::unique_ptr<Layer<T>> batch_norm(const std::string& name, const std::vector<
   k.mean_init = c.get_str("moving_mean_initializer", k.mean_init);
   k.var_init = c.get_str("moving_variance_initializer", k.var_init);
   k.act = act_from_name(c.get_str("activation", "linear"));
-  return make_batch_norm<T>(name, in[0], k);
+  return make_batch_norm<T>(name, in, in_names, k);
 }
 
 template <typename T, MergeOp Op>

@@ -60,8 +60,10 @@ struct BatchNormConfig {
   std::string beta_init = "zeros", gamma_init = "ones", mean_init = "zeros", var_init = "ones";
   Act act = Act::linear;  // a fused following ReLU (Act::relu), or none
 };
+// in: the input, and optionally a residual of the same shape added after the normalisation.
 template <typename T>
-std::unique_ptr<Layer<T>> make_batch_norm(const std::string& name, const Shape& in, const BatchNormConfig& cfg);
+std::unique_ptr<Layer<T>> make_batch_norm(const std::string& name, const std::vector<Shape>& in,
+                                          const std::vector<std::string>& in_names, const BatchNormConfig& cfg);
 // pads: top, bottom, left, right; crop = true crops them off instead of adding zeros.
 template <typename T>
 std::unique_ptr<Layer<T>> make_pad_crop2d(const std::string& name, const Shape& in, const std::vector<int>& pads, bool crop);

@@ -309,7 +309,8 @@ def _node_outputs(model, names):
     """Per C++ node name: (layer name, tensor label, activation of that tensor). A Dense or Conv2D
     with a sigmoid/tanh/softmax activation is two nodes ("name" and "name/sigmoid"): the first
     holds the pre-activation; ReLU and LeakyReLU run inside the node (and a ReLU layer fused into
-    the layer before it counts as that layer's activation)."""
+    the layer before it counts as that layer's activation; a BatchNormalization run inside the Add
+    after it reports the Add's output)."""
     fused = getattr(model, "_fused", {}) or {}
     acts = {}
     for layer in model.layers:
@@ -317,6 +318,9 @@ def _node_outputs(model, names):
         act = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Softmax": "softmax"}.get(kind,
                                                                                    layer.get_config().get("activation"))
         acts[layer.name] = "relu" if layer.name in fused else act
+    # A BatchNormalization run inside the Add after it: its node's output is the Add's (and ReLU's).
+    for add, bn in (getattr(model, "_residual", {}) or {}).items():
+        acts[bn] = acts.get(add)
     split = {n.split("/", 1)[0] for n in names if "/" in n}
     out = {}
     for n in names:

@@ -79,7 +79,12 @@ def _default_cam_layer(model):
 
 def _output_node(model, layer):
     """The network node holding `layer`'s output; refused for a layer whose following ReLU runs
-    inside it (its own, pre-ReLU output is never stored)."""
+    inside it (its own, pre-ReLU output is never stored), and for a BatchNormalization run inside
+    the Add after it (Model._residual_fusions)."""
+    add = next((a for a, b in model._residual.items() if b == layer.name), None)
+    if add is not None:
+        raise ValueError(f"grad_cam: the output of {layer.name} is not kept (it runs inside the node of the Add "
+                         f"layer {add!r}, which adds the residual to it); use layer={add!r}")
     relu = model._fused.get(layer.name)
     if relu is not None:
         raise ValueError(f"grad_cam: the output of {layer.name} before the ReLU is not kept (the ReLU layer "

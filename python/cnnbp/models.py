@@ -21,7 +21,7 @@ from . import mixed_precision
 from . import optimizers as optimizers_mod
 from ._progress import Progress, _fmt_logs
 from ._seeding import next_seed
-from .layers import BatchNormalization, InputLayer, KerasTensor, Layer
+from .layers import Add, BatchNormalization, InputLayer, KerasTensor, Layer
 
 __all__ = ["Model", "Sequential"]
 
@@ -97,6 +97,7 @@ class Model:
         self._optimizer = None
         self._metrics = []
         self._fused = {}               # layer name -> the ReLU layer fused into it (see _fusions)
+        self._residual = {}            # Add layer name -> the BatchNormalization run in its node (_residual_fusions)
         # Drawn now, not when the network is built (lazily, for a Sequential without an input
         # shape): the weights depend on set_seed() before construction, not on later calls.
         self._seed = next_seed()
@@ -195,26 +196,38 @@ class Model:
             net.precision = "mixed_bfloat16"
         ids = {self._input_name: -1}
         fused = self._fused = self._fusions()
-        bounds, count = [], 0
+        residual = self._residual = self._residual_fusions()
+        in_add = set(residual.values())
+        index = {l.name: i for i, l in enumerate(self._layers)}
+        by_name = {l.name: l for l in self._layers}
+        bounds, count = {}, 0
         for i, layer in enumerate(self._layers):
-            ins = [ids[n] for n in self._inbound[layer.name]]
             if layer.name in fused.values():
                 ids[layer.name] = ids[self._inbound[layer.name][0]]
-                bounds.append(None)  # no node of its own: the ReLU runs inside the layer before it
-                continue
+                continue  # no node of its own: the ReLU runs inside the layer before it
+            if layer.name in in_add:
+                continue  # its node is made at the Add's place, below
+            ins = [ids.get(n) for n in self._inbound[layer.name]]
             if isinstance(layer, BatchNormalization):
                 layer._check_axis(len(net.tensor_shape(ins[0])), self._channels_first)
-            layer._fused_act = "relu" if layer.name in fused else None
-            out = layer._add_to(net, ins, seed=(self._seed + 7919 * (i + 1)) & 0xFFFFFFFFFFFFFFFF)
+            node_layer, node_ins, si = layer, ins, i
+            if layer.name in residual:  # the BatchNormalization -> Add pair: one node, the residual second
+                node_layer = by_name[residual[layer.name]]
+                node_ins = [ids[self._inbound[node_layer.name][0]]] + [
+                    ids[n] for n in self._inbound[layer.name] if n != node_layer.name]
+                node_layer._check_axis(len(net.tensor_shape(node_ins[0])), self._channels_first)
+                si = index[node_layer.name]  # (its initializers' seed, as when it has a node of its own)
+            node_layer._fused_act = "relu" if layer.name in fused else None
+            out = node_layer._add_to(net, node_ins, seed=(self._seed + 7919 * (si + 1)) & 0xFFFFFFFFFFFFFFFF)
             ids[layer.name] = out
-            bounds.append((count, out + 1))
+            bounds[node_layer.name] = (count, out + 1)
             count = out + 1
         net.finalize(self._seed)
-        for layer, b in zip(self._layers, bounds):
-            if b is None:
-                layer._bind_fused(net, ids[layer.name])
+        for layer in self._layers:
+            if layer.name in bounds:
+                layer._bind(net, *bounds[layer.name])
             else:
-                layer._bind(net, *b)
+                layer._bind_fused(net, ids[layer.name])
         self._net = net
         for layer in self._layers:   # the weights of a model used as a layer come with it
             w = getattr(layer, "_pending_weights", None)
@@ -244,6 +257,31 @@ class Model:
             src = by_name[ins[0]]
             if readers.get(src.name) == [layer.name] and src._can_fuse_relu():
                 out[src.name] = layer.name
+        return out
+
+    def _residual_fusions(self):
+        """{Add layer name: name of the BatchNormalization run in its node}: an Add of two tensors
+        one of which is a BatchNormalization's output that nothing else reads (a ResNet block's
+        second normalisation). The pair runs as one node at the Add's place: the normalised tensor
+        is never stored, one pass and one tensor fewer, forward and backward; the Add's fused ReLU
+        (if any) comes along. Computes what the two layers do apart, bit for bit."""
+        if not _FUSE_ACTIVATIONS:
+            return {}
+        readers = {}
+        for name, ins in self._inbound.items():
+            for n in ins:
+                readers.setdefault(n, []).append(name)
+        by_name = {l.name: l for l in self._layers}
+        out = {}
+        for layer in self._layers:
+            ins = self._inbound[layer.name]
+            if type(layer) is not Add or len(ins) != 2 or ins[0] == ins[1]:
+                continue
+            for n in ins:
+                src = by_name.get(n)
+                if type(src) is BatchNormalization and readers.get(n) == [layer.name]:
+                    out[layer.name] = n
+                    break
         return out
 
     def _ensure_built(self, x=None):

@@ -300,9 +300,18 @@ void test_batchnorm(const F& k, const D& r, Rng& g, Report& rep, int threads) {
   r.batchnorm_stats(meand.data(), vard.data(), xd.data(), M, C, wsd.data());
   rep.compare(k.isa, "batchnorm_stats(mean)", mean, meand, kSum, shape);
   rep.compare(k.isa, "batchnorm_stats(variance)", var, vard, kSum, shape);
-  k.batchnorm_apply(y.data(), x.data(), scale.data(), shift.data(), M, C, relu);
-  r.batchnorm_apply(yd.data(), xd.data(), scaled.data(), shiftd.data(), M, C, relu);
+  k.batchnorm_apply(y.data(), x.data(), scale.data(), shift.data(), nullptr, M, C, relu);
+  r.batchnorm_apply(yd.data(), xd.data(), scaled.data(), shiftd.data(), nullptr, M, C, relu);
   rep.compare(k.isa, "batchnorm_apply", y, yd, kElem, shape);
+  {  // with a residual summed in (BatchNormalization -> Add in one pass)
+    auto res = g.vec(n);
+    auto resd = dbl(res);
+    std::vector<float> ya(n);
+    std::vector<double> yad(n);
+    k.batchnorm_apply(ya.data(), x.data(), scale.data(), shift.data(), res.data(), M, C, relu);
+    r.batchnorm_apply(yad.data(), xd.data(), scaled.data(), shiftd.data(), resd.data(), M, C, relu);
+    rep.compare(k.isa, "batchnorm_apply(residual)", ya, yad, kElem, shape);
+  }
   // backward around the double statistics (both sides read the same mean and invstd)
   std::vector<float> mf(C), inv(C);
   std::vector<double> invd(C);

@@ -55,20 +55,52 @@ static void batchnorm_stats(T* mean, T* var, const T* x, int64_t M, int C, T* ws
   }
 }
 
-// x, y: [M,C]  scale, shift: [C] (shift may be null: 0); y may be x
+// x, y, add: [M,C]  scale, shift: [C] (shift may be null: 0; add may be null: none); y may be x
+// or add. add: a residual summed after the affine map (the Add after a BatchNormalization, the
+// same rounding as the two layers apart: the normalised value is rounded, then added).
 template <typename T>
-static void batchnorm_apply(T* y, const T* x, const T* scale, const T* shift, int64_t M, int C, bool relu) {
+static void batchnorm_apply(T* y, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C,
+                            bool relu) {
   parallel_for(M, grain(int64_t(C)), [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* xp = x + r * C;
       T* yp = y + r * C;
-      if (shift) {
+      if (add) {  // (one pass per element: y may be add)
+        const T* ap = add + r * C;
+        for (int c = 0; c < C; ++c) {
+          const T v = shift ? xp[c] * scale[c] + shift[c] : xp[c] * scale[c];
+          yp[c] = v + ap[c];
+        }
+      } else if (shift) {
         for (int c = 0; c < C; ++c) yp[c] = xp[c] * scale[c] + shift[c];
       } else {
         for (int c = 0; c < C; ++c) yp[c] = xp[c] * scale[c];
       }
       if (relu)
         for (int c = 0; c < C; ++c) yp[c] = yp[c] < T(0) ? T(0) : yp[c];
+    }
+  });
+}
+
+// dy, x, add: [M,C]  scale, shift: [C] (add may be null). ReLU's backward in place, its sign
+// recomputed from the forward's map: dy *= [x*scale + shift (+ add) > 0], the expression
+// batchnorm_apply evaluates (the same sign, bit for bit; a multiply, so that NaN propagates).
+template <typename T>
+static void batchnorm_relu_mask(T* dy, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C) {
+  parallel_for(M, grain(int64_t(C)), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* __restrict xp = x + r * C;
+      T* __restrict dp = dy + r * C;
+      if (add) {
+        const T* __restrict ap = add + r * C;
+        for (int c = 0; c < C; ++c) {
+          T v = xp[c] * scale[c] + shift[c];
+          v = v + ap[c];
+          dp[c] = dp[c] * (v > T(0) ? T(1) : T(0));
+        }
+      } else {
+        for (int c = 0; c < C; ++c) dp[c] = dp[c] * (xp[c] * scale[c] + shift[c] > T(0) ? T(1) : T(0));
+      }
     }
   });
 }
