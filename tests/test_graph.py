@@ -81,6 +81,34 @@ def test_batch_norm_run_inside_the_add_gradients_match_finite_differences(projec
     _check_graph_gradients(model, rng.standard_normal((4, 5, 4, 3)), np.eye(3)[[0, 1, 2, 1]])
 
 
+def test_batch_norm_add_pairs_keep_the_layout_weights_and_training(monkeypatch):
+    """Running a block's last BatchNormalization in the Add's node moves its node after the
+    projection shortcut; the flat buffers keep the layer-per-node layout and initial draws (so
+    optimizer state saved without the pairing loads with it), and training is the same to the bit."""
+    rng = np.random.default_rng(4)
+    x = rng.random((16, 12, 12, 3), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 16)]
+
+    def build():
+        cnnbp.set_seed(5)
+        m = cnnbp.applications.resnet(14, (12, 12, 3), 4)
+        m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+        return m
+
+    paired = build()
+    monkeypatch.setattr(cnnbp.models.Model, "_residual_fusions", lambda self: {})
+    apart = build()
+    assert len(paired._residual) == 6 and not apart._residual
+    assert np.array_equal(paired.network.flat_params(), apart.network.flat_params())
+    assert np.array_equal(paired.network.flat_state(), apart.network.flat_state())
+    for m in (paired, apart):
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert np.array_equal(paired.network.flat_params(), apart.network.flat_params())
+    assert np.array_equal(paired.network.flat_state(), apart.network.flat_state())
+    for a, b in zip(paired.network.optimizer_state(), apart.network.optimizer_state()):
+        assert np.array_equal(a, b)
+
+
 def test_three_branch_concatenate_gradients_match_finite_differences():
     cnnbp.set_seed(3)
     rng = np.random.default_rng(4)

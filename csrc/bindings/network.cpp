@@ -165,7 +165,9 @@ void bind_network(py::module_& m, const char* cls) {
              return d;
            },
            py::arg("batch_size"), "Bytes a training step with this batch size holds, by kind.")
-      .def("finalize", &Net::finalize, py::arg("seed"), "Allocate the flat buffers and initialise every parameter.")
+      .def("finalize", &Net::finalize, py::arg("seed"), py::arg("keys") = std::vector<int64_t>(),
+           "Allocate the flat buffers and initialise every parameter (keys: the nodes' layout order "
+           "and initial draws, default their indices).")
       .def("initialize", [](Net& n, uint64_t seed) { std::lock_guard<std::mutex> g(n.mutex()); n.initialize(seed); }, py::arg("seed"))
       .def("layer_info",
            [](Net& n) {

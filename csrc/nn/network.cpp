@@ -140,9 +140,15 @@ inline int64_t aligned16(int64_t n) { return (n + 15) / 16 * 16; }
 }  // namespace
 
 template <typename T>
-void Network<T>::finalize(uint64_t seed) {
+void Network<T>::finalize(uint64_t seed, const std::vector<int64_t>& keys) {
   CNNBP_CHECK(!finalized_, "model already built");
   const size_t L = layers_.size();
+  CNNBP_CHECK(keys.empty() || keys.size() == L, "finalize: expected ", L, " node keys, got ", keys.size());
+  key_.resize(L);
+  for (size_t i = 0; i < L; ++i) key_[i] = keys.empty() ? int64_t(i) : keys[i];
+  std::vector<size_t> by_key(L);  // nodes in key order: the flat buffers' layout
+  for (size_t i = 0; i < L; ++i) by_key[i] = i;
+  std::stable_sort(by_key.begin(), by_key.end(), [&](size_t a, size_t b) { return key_[a] < key_[b]; });
   last_consumer_.assign(L, -1);
   for (size_t i = 0; i < L; ++i)
     for (int t : inputs_[i])
@@ -153,7 +159,7 @@ void Network<T>::finalize(uint64_t seed) {
   int64_t off = 0, soff = 0;
   size_t nin = 0;
   xoff_.assign(L + 1, 0);
-  for (size_t i = 0; i < L; ++i) {
+  for (size_t i : by_key) {
     for (auto& p : layers_[i]->params) {
       p.offset = off;
       off += aligned16(p.size);
@@ -162,6 +168,8 @@ void Network<T>::finalize(uint64_t seed) {
       p.offset = soff;
       soff += aligned16(p.size);
     }
+  }
+  for (size_t i = 0; i < L; ++i) {
     xoff_[i] = nin;
     nin += inputs_[i].size();
   }
@@ -509,11 +517,11 @@ void Network<T>::initialize(uint64_t seed) {
   for (size_t li = 0; li < layers_.size(); ++li) {
     for (size_t pi = 0; pi < layers_[li]->params.size(); ++pi) {
       const ParamInfo& p = layers_[li]->params[pi];
-      init_param(params_.data() + p.offset, p, seed, uint64_t(li) * 16 + pi);
+      init_param(params_.data() + p.offset, p, seed, uint64_t(key_[li]) * 16 + pi);
     }
     for (size_t si = 0; si < layers_[li]->state.size(); ++si) {
       const ParamInfo& p = layers_[li]->state[si];
-      init_param(state_.data() + p.offset, p, seed, uint64_t(li) * 16 + 8 + si);
+      init_param(state_.data() + p.offset, p, seed, uint64_t(key_[li]) * 16 + 8 + si);
     }
   }
   reset_optimizer_state();

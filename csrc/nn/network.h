@@ -77,8 +77,11 @@ class Network {
   std::vector<std::unique_ptr<Layer<T>>>& layers() { return layers_; }
   const std::vector<int>& node_inputs(size_t i) const { return inputs_[i]; }
   // Allocates the flat buffers and initialises every parameter and state from seed. Every node
-  // but the last must feed a later node.
-  void finalize(uint64_t seed);
+  // but the last must feed a later node. keys (one per node, or none: the node index) order the
+  // nodes' parameters in the flat buffers and pick their initial draws, so that a model whose
+  // nodes are built in another order (Model's fusions) keeps the layout and the weights of the
+  // layer-per-node network: optimizer state saved by either loads into the other.
+  void finalize(uint64_t seed, const std::vector<int64_t>& keys = {});
   void initialize(uint64_t seed);
   bool finalized() const { return finalized_; }
   int64_t num_params() const { return num_params_; }
@@ -279,6 +282,7 @@ class Network {
   std::vector<std::vector<int>> inputs_;   // per node: input tensors (-1: the model input)
   std::vector<int> root_;                  // per node: the node whose buffer its output is (aliases)
   std::vector<int> last_consumer_;         // per node: the last node reading its output, or -1
+  std::vector<int64_t> key_;               // per node: its place in the flat buffers' layout (finalize)
   std::vector<int> fold_into_;             // per node: the BatchNormalization it folds into, or -1
   std::vector<int> fold_from_;             // per node: the convolution folded into it, or -1
   std::vector<char> fold_ok_;              // per convolution: its fold is safe in the activation plan

@@ -53,9 +53,9 @@ class Network32:
         """
         (mean loss, correct count) without updating (the loss includes the regularization penalties).
         """
-    def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex, keys: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = []) -> None:
         """
-        Allocate the flat buffers and initialise every parameter.
+        Allocate the flat buffers and initialise every parameter (keys: the nodes' layout order and initial draws, default their indices).
         """
     def flat_grads(self) -> numpy.typing.NDArray[numpy.float32]:
         ...
@@ -279,9 +279,9 @@ class Network64:
         """
         (mean loss, correct count) without updating (the loss includes the regularization penalties).
         """
-    def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def finalize(self, seed: typing.SupportsInt | typing.SupportsIndex, keys: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = []) -> None:
         """
-        Allocate the flat buffers and initialise every parameter.
+        Allocate the flat buffers and initialise every parameter (keys: the nodes' layout order and initial draws, default their indices).
         """
     def flat_grads(self) -> numpy.typing.NDArray[numpy.float64]:
         ...

@@ -201,11 +201,16 @@ class Model:
         index = {l.name: i for i, l in enumerate(self._layers)}
         by_name = {l.name: l for l in self._layers}
         bounds, count = {}, 0
+        # keys: each node's place had every layer but the fused ReLUs a node of its own where it
+        # stands (the flat buffers' layout and the initial draws do not depend on the pairing).
+        keys, place, bn_place = [], 0, {}
         for i, layer in enumerate(self._layers):
             if layer.name in fused.values():
                 ids[layer.name] = ids[self._inbound[layer.name][0]]
                 continue  # no node of its own: the ReLU runs inside the layer before it
             if layer.name in in_add:
+                bn_place[layer.name] = place
+                place += 1
                 continue  # its node is made at the Add's place, below
             ins = [ids.get(n) for n in self._inbound[layer.name]]
             if isinstance(layer, BatchNormalization):
@@ -221,8 +226,14 @@ class Model:
             out = node_layer._add_to(net, node_ins, seed=(self._seed + 7919 * (si + 1)) & 0xFFFFFFFFFFFFFFFF)
             ids[layer.name] = out
             bounds[node_layer.name] = (count, out + 1)
+            if node_layer is layer:
+                keys += range(place, place + out + 1 - count)
+                place += out + 1 - count
+            else:
+                keys.append(bn_place[node_layer.name])
+                place += 1  # (the Add's own place)
             count = out + 1
-        net.finalize(self._seed)
+        net.finalize(self._seed, keys)
         for layer in self._layers:
             if layer.name in bounds:
                 layer._bind(net, *bounds[layer.name])
