@@ -601,8 +601,8 @@ py::tuple batch_norm_backward(carray<T> dy, carray<T> x, carray<T> mean, carray<
     py::gil_scoped_release nogil;
     ThreadScope pin(nt);
     k.batchnorm_backward(dx.mutable_data(), dg.mutable_data(), db.mutable_data(), dy.data(), yp,
-                         rscale.empty() ? nullptr : rscale.data(), rshift.empty() ? nullptr : rshift.data(),
-                         x.data(), mean.data(),
+                         rscale.empty() ? nullptr : rscale.data(), rshift.empty() ? nullptr : rshift.data(), nullptr,
+                         nullptr, false, x.data(), mean.data(),
                          invstd.data(), g.ptr, M, C, batch_stats, ws, false);
   }
   return py::make_tuple(dx, dg, db);

@@ -7,12 +7,11 @@
 //   batchnorm_apply: y = x * scale[c] + shift[c] (training: scale = gamma*invstd, shift =
 //     beta - mean*scale; inference: the same with the moving statistics), plus a residual tensor
 //     when one is given (a BatchNormalization -> Add pair in one pass), optionally ReLU'd.
-//   batchnorm_relu_mask: dy *= [x*scale + shift (+ add) > 0] in place, ReLU's backward with the
-//     sign recomputed from the forward's map (the output need not be kept).
 //   batchnorm_backward: the gradient through the batch statistics,
 //     dx = gamma*invstd * (dy - sum(dy)/M - xhat * sum(dy*xhat)/M),  xhat = (x - mean)*invstd,
 //     with dgamma = sum(dy*xhat) and dbeta = sum(dy) (each may be null: not wanted). After a
 //     forward that fused ReLU, dy is first masked to where the output was positive (ReLU's
-//     backward, fused): y > 0 when the output y is given, else x*rscale + rshift > 0 with the
-//     forward's scale and shift (the same sign, bit for bit, without keeping y).
+//     backward, fused): y > 0 when the output y is given, else x*rscale + rshift (+ radd, a
+//     residual the forward added) > 0 with the forward's scale and shift (the same sign, bit
+//     for bit, without keeping y). dres: the residual's gradient, the masked dy (the Add's).
 #pragma once

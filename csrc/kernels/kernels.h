@@ -57,10 +57,10 @@ struct KernelTable {
   void (*batchnorm_stats)(T* mean, T* var, const T* x, int64_t M, int C, T* ws);
   void (*batchnorm_apply)(T* y, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C,
                           bool relu);
-  void (*batchnorm_relu_mask)(T* dy, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C);
   void (*batchnorm_backward)(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* rscale,
-                             const T* rshift, const T* x, const T* mean, const T* invstd, const T* gamma, int64_t M,
-                             int C, bool batch_stats, T* ws, bool accumulate);
+                             const T* rshift, const T* radd, T* dres, bool dres_acc, const T* x, const T* mean,
+                             const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
+                             bool accumulate);
 
   // merge and reshaping layers (see merge.h).
   // relu: a ReLU fused after the merge (not for maximum): applied forward, masked backward (by y).

@@ -74,7 +74,6 @@ constexpr KernelTable<T> make_table() {
   t.batchnorm_workspace = batchnorm_workspace<T>;
   t.batchnorm_stats = batchnorm_stats<T>;
   t.batchnorm_apply = batchnorm_apply<T>;
-  t.batchnorm_relu_mask = batchnorm_relu_mask<T>;
   t.batchnorm_backward = batchnorm_backward<T>;
   t.merge_forward = merge_forward<T>;
   t.merge_backward = merge_backward<T>;

@@ -10,9 +10,9 @@
 // backward anyway), so a network need not keep it for the convolution that reads it.
 // With a second input, the layer is a BatchNormalization and the Add that is its only reader
 // (the residual connection of a ResNet block, Model builds it so): y = bn(x) + residual, then the
-// ReLU if fused, in one pass; the normalised tensor is never stored. The backward masks dy in
-// place with the sign of x*scale + shift + residual (the output is not read, so it too can be
-// recomputed rather than kept) and sends it to the residual as the Add's backward does.
+// ReLU if fused, in one pass; the normalised tensor is never stored. The backward masks dy with
+// the sign of x*scale + shift + residual (the output is not read, so it too can be recomputed
+// rather than kept) and sends it to the residual as the Add's backward does, in its own passes.
 #include <cmath>
 #include <vector>
 
@@ -102,18 +102,12 @@ class BatchNormLayer : public Layer<T> {
     const bool relu = cfg_.act == Act::relu;
     const int64_t M = N * rows_;
     (void)y;
-    if (residual_) {
-      // The ReLU's backward in place (dy is the network's scratch), then the Add's to the
-      // residual and the normalisation's, both of the masked gradient.
-      if (relu) k.batchnorm_relu_mask(dy, xs[0], scale_.data(), shift_.data(), xs[1], M, C_);
-      if (dxs[1]) k.merge_backward(dxs[1], dy, xs, nullptr, 2, 1, M * C_, MergeOp::add, accumulate[1], false);
-      k.batchnorm_backward(dxs[0], dgamma, dbeta, dy, nullptr, nullptr, nullptr, xs[0], mean_.data(), invstd_.data(),
-                           cfg_.scale ? this->w(0) : nullptr, M, C_, batch_, ws, accumulate[0]);
-      return;
-    }
+    // The ReLU's backward inside the kernel's two passes; with a residual, its gradient (the
+    // Add's backward: the masked dy) is written in the second.
     k.batchnorm_backward(dxs[0], dgamma, dbeta, dy, nullptr, relu ? scale_.data() : nullptr,
-                         relu ? shift_.data() : nullptr, xs[0], mean_.data(), invstd_.data(),
-                         cfg_.scale ? this->w(0) : nullptr, M, C_, batch_, ws, accumulate[0]);
+                         relu ? shift_.data() : nullptr, relu && residual_ ? xs[1] : nullptr,
+                         residual_ ? dxs[1] : nullptr, residual_ && accumulate[1], xs[0], mean_.data(),
+                         invstd_.data(), cfg_.scale ? this->w(0) : nullptr, M, C_, batch_, ws, accumulate[0]);
   }
   bool batch_statistics(double* mean_abs, double* mean_var) const override {
     if (!batch_ || mean_.capacity() < size_t(C_)) return false;

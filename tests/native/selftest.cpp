@@ -323,10 +323,10 @@ void test_batchnorm(const F& k, const D& r, Rng& g, Report& rep, int threads) {
   auto mfd = dbl(mf), invfd = dbl(inv), yfd = dbl(y);
   std::vector<float> dx = dx0, dg(C), dbeta(C);
   std::vector<double> dxd = dbl(dx0), dgd(C), dbd(C);
-  k.batchnorm_backward(dx.data(), dg.data(), dbeta.data(), dy.data(), relu ? y.data() : nullptr, nullptr, nullptr,
-                       x.data(), mf.data(), inv.data(), gamma.data(), M, C, batch_stats, ws.data(), acc);
-  r.batchnorm_backward(dxd.data(), dgd.data(), dbd.data(), dyd.data(), relu ? yfd.data() : nullptr, nullptr, nullptr,
-                       xd.data(), mfd.data(), invfd.data(), gammad.data(), M, C, batch_stats, wsd.data(), acc);
+  k.batchnorm_backward(dx.data(), dg.data(), dbeta.data(), dy.data(), relu ? y.data() : nullptr, nullptr, nullptr, nullptr,
+                       nullptr, false, x.data(), mf.data(), inv.data(), gamma.data(), M, C, batch_stats, ws.data(), acc);
+  r.batchnorm_backward(dxd.data(), dgd.data(), dbd.data(), dyd.data(), relu ? yfd.data() : nullptr, nullptr, nullptr, nullptr,
+                       nullptr, false, xd.data(), mfd.data(), invfd.data(), gammad.data(), M, C, batch_stats, wsd.data(), acc);
   rep.compare(k.isa, "batchnorm_backward", dx, dxd, kSum, shape);
   rep.compare(k.isa, "batchnorm_backward(gamma)", dg, dgd, kSum, shape);
   rep.compare(k.isa, "batchnorm_backward(beta)", dbeta, dbd, kSum, shape);
@@ -334,10 +334,25 @@ void test_batchnorm(const F& k, const D& r, Rng& g, Report& rep, int threads) {
     // The ReLU's sign from x and the forward's scale and shift (the output not kept): the same
     // bits as from y, which that forward computed from the same map.
     std::vector<float> dx2 = dx0, dg2(C), db2(C);
-    k.batchnorm_backward(dx2.data(), dg2.data(), db2.data(), dy.data(), nullptr, scale.data(), shift.data(), x.data(),
-                         mf.data(), inv.data(), gamma.data(), M, C, batch_stats, ws.data(), acc);
+    k.batchnorm_backward(dx2.data(), dg2.data(), db2.data(), dy.data(), nullptr, scale.data(), shift.data(), nullptr,
+                         nullptr, false, x.data(), mf.data(), inv.data(), gamma.data(), M, C, batch_stats, ws.data(), acc);
     rep.compare(k.isa, "batchnorm_backward(relu from x)", dx2, dbl(dx), 0.0, shape);
     rep.compare(k.isa, "batchnorm_backward(relu from x, gamma)", dg2, dbl(dg), 0.0, shape);
+  }
+  {  // a residual added before the ReLU, and its gradient (BatchNormalization + Add in one node)
+    auto res = g.vec(n);
+    auto resd = dbl(res);
+    std::vector<float> dx3 = dx0, dg3(C), db3(C), dres = dx0;
+    std::vector<double> dx3d = dbl(dx0), dg3d(C), db3d(C), dresd = dbl(dx0);
+    k.batchnorm_backward(dx3.data(), dg3.data(), db3.data(), dy.data(), nullptr, scale.data(), shift.data(), res.data(),
+                         dres.data(), acc, x.data(), mf.data(), inv.data(), gamma.data(), M, C, batch_stats, ws.data(),
+                         acc);
+    r.batchnorm_backward(dx3d.data(), dg3d.data(), db3d.data(), dyd.data(), nullptr, scaled.data(), shiftd.data(),
+                         resd.data(), dresd.data(), acc, xd.data(), mfd.data(), invfd.data(), gammad.data(), M, C,
+                         batch_stats, wsd.data(), acc);
+    rep.compare(k.isa, "batchnorm_backward(residual)", dx3, dx3d, kSum, shape);
+    rep.compare(k.isa, "batchnorm_backward(residual, gamma)", dg3, dg3d, kSum, shape);
+    rep.compare(k.isa, "batchnorm_backward(residual gradient)", dres, dresd, kElem, shape);
   }
 }
 

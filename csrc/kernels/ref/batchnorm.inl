@@ -82,51 +82,35 @@ static void batchnorm_apply(T* y, const T* x, const T* scale, const T* shift, co
   });
 }
 
-// dy, x, add: [M,C]  scale, shift: [C] (add may be null). ReLU's backward in place, its sign
-// recomputed from the forward's map: dy *= [x*scale + shift (+ add) > 0], the expression
-// batchnorm_apply evaluates (the same sign, bit for bit; a multiply, so that NaN propagates).
-template <typename T>
-static void batchnorm_relu_mask(T* dy, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C) {
-  parallel_for(M, grain(int64_t(C)), [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* __restrict xp = x + r * C;
-      T* __restrict dp = dy + r * C;
-      if (add) {
-        const T* __restrict ap = add + r * C;
-        for (int c = 0; c < C; ++c) {
-          T v = xp[c] * scale[c] + shift[c];
-          v = v + ap[c];
-          dp[c] = dp[c] * (v > T(0) ? T(1) : T(0));
-        }
-      } else {
-        for (int c = 0; c < C; ++c) dp[c] = dp[c] * (xp[c] * scale[c] + shift[c] > T(0) ? T(1) : T(0));
-      }
-    }
-  });
-}
-
 // dy, x, dx: [M,C]  mean, invstd, gamma: [C] (gamma null: 1)  dgamma, dbeta: [C] or null.
 // batch_stats false: mean and invstd were constants of the forward pass (the moving statistics),
 // so dx = dy * gamma * invstd. A forward that fused ReLU: the incoming gradient is dy where the
 // output was positive and 0 elsewhere (ReLU's backward, read in both passes), known from the
-// output y when it is given, else from x * rscale + rshift > 0 (the forward's own affine map,
-// the same expression batchnorm_apply evaluates, so the same sign bit for bit).
-enum class BnRelu { none, from_y, from_x };
+// output y when it is given, else from x * rscale + rshift (+ radd, the residual the forward
+// added) > 0: the forward's own map, the expression batchnorm_apply evaluates, so the same sign
+// bit for bit. dres (may be null): the residual's gradient, the masked dy (the Add's backward),
+// added into it when dres_acc.
+enum class BnRelu { none, from_y, from_x, from_x_add };
 
 template <typename T, BnRelu R>
-static inline T bn_dy(const T* dp, const T* yp, const T* xp, const T* rs, const T* rb, int c) {
+static inline T bn_dy(const T* dp, const T* yp, const T* xp, const T* ap, const T* rs, const T* rb, int c) {
   // ReLU's backward as the Activation layer computes it: a multiply, so that NaN propagates.
   if constexpr (R == BnRelu::from_y) return dp[c] * (yp[c] > T(0) ? T(1) : T(0));
   if constexpr (R == BnRelu::from_x) return dp[c] * (xp[c] * rs[c] + rb[c] > T(0) ? T(1) : T(0));
-  (void)yp; (void)xp; (void)rs; (void)rb;
+  if constexpr (R == BnRelu::from_x_add) {
+    T v = xp[c] * rs[c] + rb[c];
+    v = v + ap[c];
+    return dp[c] * (v > T(0) ? T(1) : T(0));
+  }
+  (void)yp; (void)xp; (void)ap; (void)rs; (void)rb;
   return dp[c];
 }
 
 template <typename T, BnRelu R>
 static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* rscale,
-                                    const T* rshift, const T* x, const T* mean,
-                                    const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
-                                    bool accumulate) {
+                                    const T* rshift, const T* radd, T* dres, bool dres_acc, const T* x,
+                                    const T* mean, const T* invstd, const T* gamma, int64_t M, int C,
+                                    bool batch_stats, T* ws, bool accumulate) {
   double* part = reinterpret_cast<double*>(ws);
   const bool need_sums = batch_stats || dgamma || dbeta;
   if (need_sums) {
@@ -136,8 +120,9 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
         const T* __restrict xp = x + r * C;
         const T* __restrict dp = dy + r * C;
         const T* __restrict yp = R == BnRelu::from_y ? y + r * C : nullptr;
+        const T* __restrict ap = R == BnRelu::from_x_add ? radd + r * C : nullptr;
         for (int c = 0; c < C; ++c) {
-          const double d = double(bn_dy<T, R>(dp, yp, xp, rscale, rshift, c));
+          const double d = double(bn_dy<T, R>(dp, yp, xp, ap, rscale, rshift, c));
           sdy[c] += d;
           sdx[c] += d * (double(xp[c]) - double(mean[c]));
         }
@@ -151,7 +136,7 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
       if (dgamma) dgamma[c] = T(part[C + c]);
     }
   }
-  if (!dx) return;
+  if (!dx && !dres) return;
   // dx = k*(dy - sum(dy)/M - xhat*sum(dy*xhat)/M), k = gamma*invstd, is affine in (dy, x) per
   // channel: dx = A*dy + B + X*x, with the coefficients computed once (in double) per channel.
   T* A = reinterpret_cast<T*>(part + int64_t(reduce_blocks(M)) * 2 * C);
@@ -172,34 +157,44 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
     const T* __restrict a = A;
     const T* __restrict b = B;
     const T* __restrict xc = X;
+    const T* __restrict rs = rscale;
+    const T* __restrict rb = rshift;
     for (int64_t r = r0; r < r1; ++r) {
       const T* __restrict xp = x + r * C;
       const T* __restrict dp = dy + r * C;
       const T* __restrict yp = R == BnRelu::from_y ? y + r * C : nullptr;
-      const T* __restrict rs = rscale;
-      const T* __restrict rb = rshift;
+      const T* __restrict ap = R == BnRelu::from_x_add ? radd + r * C : nullptr;
+      if (dres) {
+        T* __restrict g = dres + r * C;
+        if (dres_acc) {
+          for (int c = 0; c < C; ++c) g[c] += bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c);
+        } else {
+          for (int c = 0; c < C; ++c) g[c] = bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c);
+        }
+      }
+      if (!dx) continue;
       T* __restrict o = dx + r * C;
       if (accumulate) {
-        for (int c = 0; c < C; ++c) o[c] += a[c] * bn_dy<T, R>(dp, yp, xp, rs, rb, c) + b[c] + xc[c] * xp[c];
+        for (int c = 0; c < C; ++c) o[c] += a[c] * bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c) + b[c] + xc[c] * xp[c];
       } else {
-        for (int c = 0; c < C; ++c) o[c] = a[c] * bn_dy<T, R>(dp, yp, xp, rs, rb, c) + b[c] + xc[c] * xp[c];
+        for (int c = 0; c < C; ++c) o[c] = a[c] * bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c) + b[c] + xc[c] * xp[c];
       }
     }
   });
 }
 
-// y, rscale/rshift: see bn_dy (y wins when both are given; all null: no ReLU).
+// y, rscale/rshift(/radd): see bn_dy (y wins when given; all null: no ReLU).
 template <typename T>
 static void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* y, const T* rscale,
-                               const T* rshift, const T* x, const T* mean, const T* invstd, const T* gamma, int64_t M,
-                               int C, bool batch_stats, T* ws, bool accumulate) {
-  if (y)
-    batchnorm_backward_impl<T, BnRelu::from_y>(dx, dgamma, dbeta, dy, y, rscale, rshift, x, mean, invstd, gamma, M, C,
-                                               batch_stats, ws, accumulate);
-  else if (rscale && rshift)
-    batchnorm_backward_impl<T, BnRelu::from_x>(dx, dgamma, dbeta, dy, y, rscale, rshift, x, mean, invstd, gamma, M, C,
-                                               batch_stats, ws, accumulate);
-  else
-    batchnorm_backward_impl<T, BnRelu::none>(dx, dgamma, dbeta, dy, y, rscale, rshift, x, mean, invstd, gamma, M, C,
-                                             batch_stats, ws, accumulate);
+                               const T* rshift, const T* radd, T* dres, bool dres_acc, const T* x, const T* mean,
+                               const T* invstd, const T* gamma, int64_t M, int C, bool batch_stats, T* ws,
+                               bool accumulate) {
+#define CNNBP_BN_BWD(mode)                                                                                         \
+  batchnorm_backward_impl<T, mode>(dx, dgamma, dbeta, dy, y, rscale, rshift, radd, dres, dres_acc, x, mean, invstd, \
+                                   gamma, M, C, batch_stats, ws, accumulate)
+  if (y) CNNBP_BN_BWD(BnRelu::from_y);
+  else if (rscale && rshift && radd) CNNBP_BN_BWD(BnRelu::from_x_add);
+  else if (rscale && rshift) CNNBP_BN_BWD(BnRelu::from_x);
+  else CNNBP_BN_BWD(BnRelu::none);
+#undef CNNBP_BN_BWD
 }
