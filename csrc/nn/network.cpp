@@ -137,6 +137,20 @@ int Network<T>::add(std::unique_ptr<Layer<T>> layer) {
 namespace {
 // Rounded up so that each parameter stays 64-byte aligned inside its flat buffer.
 inline int64_t aligned16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// Of the slots s with usable(s), the one for `need` elements per sample: the smallest that fits,
+// else the largest (to be grown); -1 when none is usable.
+template <typename Usable>
+int best_fit_slot(const std::vector<int64_t>& size, int64_t need, Usable&& usable) {
+  int best = -1;
+  for (int s = 0; s < int(size.size()); ++s) {
+    if (!usable(s)) continue;
+    if (best < 0) { best = s; continue; }
+    const bool fits = size[s] >= need, best_fits = size[best] >= need;
+    if (fits != best_fits ? fits : (fits ? size[s] < size[best] : size[s] > size[best])) best = s;
+  }
+  return best;
+}
 }  // namespace
 
 template <typename T>
@@ -341,14 +355,7 @@ void Network<T>::plan_activations() {
       if (!kept[i]) live.push_back(i);
       continue;
     }
-    int best = -1;
-    for (int s = 0; s < int(busy.size()); ++s) {
-      if (busy[s]) continue;
-      if (best < 0) { best = s; continue; }
-      const bool fits = aslot_size_[s] >= need, best_fits = aslot_size_[best] >= need;
-      if (fits != best_fits ? fits : (fits ? aslot_size_[s] < aslot_size_[best] : aslot_size_[s] > aslot_size_[best]))
-        best = s;
-    }
+    int best = best_fit_slot(aslot_size_, need, [&](int s) { return !busy[s]; });
     if (best < 0) {
       best = int(busy.size());
       busy.push_back(0);
@@ -406,14 +413,7 @@ void Network<T>::plan_activations() {
       const int r = root(inputs_[p][q]);
       if (r < 0 || !recomputed_[r] || !layers_[p]->backward_reads_input(int(q))) continue;
       const int64_t need = layers_[r]->out_size;
-      int best = -1;
-      for (int sl = 0; sl < int(owner.size()); ++sl) {
-        if (free_below[sl] <= p) continue;
-        if (best < 0) { best = sl; continue; }
-        const bool fits = aslot_size_[sl] >= need, best_fits = aslot_size_[best] >= need;
-        if (fits != best_fits ? fits : (fits ? aslot_size_[sl] < aslot_size_[best] : aslot_size_[sl] > aslot_size_[best]))
-          best = sl;
-      }
+      int best = best_fit_slot(aslot_size_, need, [&](int sl) { return free_below[sl] > p; });
       if (best < 0) {
         best = int(aslot_size_.size());
         aslot_size_.push_back(0);

@@ -248,6 +248,14 @@ class Model:
         if self._optimizer is not None:
             self._attach_training()
 
+    def _readers(self):
+        """{tensor name: names of the layers that read it}."""
+        readers = {}
+        for name, ins in self._inbound.items():
+            for n in ins:
+                readers.setdefault(n, []).append(name)
+        return readers
+
     def _fusions(self):
         """{layer name: name of the ReLU layer fused into it}: a ReLU whose only input is a layer
         that can apply it itself (BatchNormalization, Add/Subtract/Average/Multiply, or a Conv2D
@@ -255,10 +263,7 @@ class Model:
         runs as one node: one pass and one tensor fewer, forward and backward."""
         if not _FUSE_ACTIVATIONS:
             return {}
-        readers = {}
-        for name, ins in self._inbound.items():
-            for n in ins:
-                readers.setdefault(n, []).append(name)
+        readers = self._readers()
         by_name = {l.name: l for l in self._layers}
         out = {}
         for layer in self._layers:
@@ -278,10 +283,7 @@ class Model:
         (if any) comes along. Computes what the two layers do apart, bit for bit."""
         if not _FUSE_ACTIVATIONS:
             return {}
-        readers = {}
-        for name, ins in self._inbound.items():
-            for n in ins:
-                readers.setdefault(n, []).append(name)
+        readers = self._readers()
         by_name = {l.name: l for l in self._layers}
         out = {}
         for layer in self._layers:
