@@ -109,6 +109,60 @@ def test_batch_norm_add_pairs_keep_the_layout_weights_and_training(monkeypatch):
         assert np.array_equal(a, b)
 
 
+def _random_residual_net(variant):
+    """A small residual network drawn from `variant`: optional BatchNormalization+ReLU stems, frozen
+    normalisations, blocks with identity, projection or long-range shortcuts, the Add's inputs in
+    either order, with or without its ReLU."""
+    r = np.random.default_rng(variant)
+    cnnbp.set_seed(3)
+    inp = Input((6, 6, 3))
+    t = Conv2D(4, 3, padding="same")(inp)
+    if r.random() < 0.5:
+        t = ReLU()(BatchNormalization(center=bool(r.random() < 0.7), scale=bool(r.random() < 0.7))(t))
+    outs = [t]
+    for _ in range(3):
+        src = outs[-1]
+        bn = BatchNormalization()
+        bn.trainable = bool(r.random() >= 0.3)
+        a = bn(Conv2D(4, 3, padding="same")(src))
+        if r.random() < 0.6:
+            a = ReLU()(a)
+        c = BatchNormalization()(Conv2D(4, 3, padding="same")(a))
+        sc = [src, BatchNormalization()(Conv2D(4, 1)(src)), outs[0]][r.integers(0, 3)]
+        y = Add()([c, sc] if r.random() < 0.5 else [sc, c])
+        outs.append(ReLU()(y) if r.random() < 0.7 else y)
+    m = cnnbp.Model(inp, Dense(3, activation="softmax")(Flatten()(outs[-1])))
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+    return m
+
+
+def test_random_residual_graphs_train_as_the_unfused_layers(monkeypatch):
+    """Fusions, BatchNormalization + Add nodes, recomputed outputs (once for several readers or
+    per reader) and sums written in place: on random residual graphs, training, prediction and a
+    backward pass run twice on one forward pass give the unfused network's bits."""
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 6, 6, 3), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 12)]
+    for variant in range(12):
+        monkeypatch.setattr(cnnbp.models, "_FUSE_ACTIVATIONS", True)
+        fused = _random_residual_net(variant)
+        monkeypatch.setattr(cnnbp.models, "_FUSE_ACTIVATIONS", False)
+        plain = _random_residual_net(variant)
+        plain.set_weights(fused.get_weights())
+        dxs = []
+        for m in (fused, plain):
+            m.network.forward(x, training=True)
+            dx = [m.network.backward(y, input_grad=True)[2] for _ in range(2)]
+            assert np.array_equal(dx[0], dx[1]), variant
+            dxs.append(dx[0])
+            m.fit(x, y, batch_size=4, epochs=2, verbose=0)
+            m.network.folding = False
+        assert np.array_equal(dxs[0], dxs[1]), variant
+        for a, b in zip(fused.get_weights(), plain.get_weights()):
+            assert np.array_equal(a, b), variant
+        assert np.array_equal(fused.predict(x, verbose=0), plain.predict(x, verbose=0)), variant
+
+
 def test_three_branch_concatenate_gradients_match_finite_differences():
     cnnbp.set_seed(3)
     rng = np.random.default_rng(4)

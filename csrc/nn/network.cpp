@@ -406,21 +406,55 @@ void Network<T>::plan_activations() {
     if (aslot_[i] >= 0) owner[aslot_[i]] = i;
   for (size_t sl = 0; sl < owner.size(); ++sl)
     if (kept[owner[sl]]) free_below[sl] = needed[owner[sl]];
+  // A recomputed output is computed once per training step, for the first of its readers that
+  // backward visits, and stays in its slot until the last, where a slot of its size is free from
+  // the first reader's backward (the highest index, hi) to the last one's (lo) and no other
+  // recomputed output holds it in between; otherwise each reader computes it again, in a slot
+  // free at its own backward (grown, or a new one, if need be).
+  std::vector<int> lo(L, L), hi(L, -1);
+  for (int p = 0; p < L; ++p) {
+    if (layers_[p]->is_alias()) continue;
+    for (size_t q = 0; q < inputs_[p].size(); ++q) {
+      const int r = root(inputs_[p][q]);
+      if (r < 0 || !recomputed_[r] || !layers_[p]->backward_reads_input(int(q))) continue;
+      lo[r] = std::min(lo[r], p);
+      hi[r] = std::max(hi[r], p);
+    }
+  }
+  std::vector<std::vector<std::pair<int, int>>> held(owner.size());  // per slot: [lo, hi] taken
+  auto usable = [&](int sl, int from, int to) {
+    if (free_below[sl] <= to) return false;
+    for (const auto& h : held[sl])
+      if (h.first <= to && from <= h.second) return false;
+    return true;
+  };
+  rshared_.assign(L, -1);
+  for (int r = L - 1; r >= 0; --r) {
+    if (!recomputed_[r] || hi[r] < 0) continue;
+    const int64_t need = layers_[r]->out_size;
+    const int best =
+        best_fit_slot(aslot_size_, need, [&](int sl) { return aslot_size_[sl] >= need && usable(sl, lo[r], hi[r]); });
+    if (best < 0) continue;
+    held[best].push_back({lo[r], hi[r]});
+    rshared_[r] = best;
+  }
   rslot_.assign(L, -1);
   for (int p = L - 1; p >= 0; --p) {
     if (layers_[p]->is_alias()) continue;
     for (size_t q = 0; q < inputs_[p].size(); ++q) {
       const int r = root(inputs_[p][q]);
-      if (r < 0 || !recomputed_[r] || !layers_[p]->backward_reads_input(int(q))) continue;
+      if (r < 0 || !recomputed_[r] || rshared_[r] >= 0 || !layers_[p]->backward_reads_input(int(q))) continue;
       const int64_t need = layers_[r]->out_size;
-      int best = best_fit_slot(aslot_size_, need, [&](int sl) { return free_below[sl] > p; });
+      int best = best_fit_slot(aslot_size_, need, [&](int sl) { return usable(sl, p, p); });
       if (best < 0) {
         best = int(aslot_size_.size());
         aslot_size_.push_back(0);
         owner.push_back(-1);
         free_below.push_back(L + 1);
+        held.emplace_back();
       }
       aslot_size_[best] = std::max(aslot_size_[best], need);
+      held[best].push_back({p, p});
       rslot_[p] = best;
     }
   }
@@ -827,6 +861,7 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
     need_[r] = n;
   }
   for (int i = 0; i < L; ++i) layers_[i]->relu_grad_in = layers_[i]->relu_grad_done = false;
+  rdone_.assign(L, 0);  // (capacity kept)
   bool input_written = false;
   for (int i = int(from) - 1; i > to_root; --i) {
     Layer<T>& l = *layers_[i];
@@ -867,18 +902,24 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
         // A training step writes over a slot whose contents no later part of this pass reads
         // (activation() refuses them from then on). Other passes may run again on the same
         // forward pass (backward_to, then backward): a buffer of their own, made on first use.
+        // In a training step, the first reader visited computes it for the others where they
+        // share a slot (rshared_, rdone_).
+        const bool shared = reuse_dead && rshared_[r] >= 0;
         T* dst;
         if (reuse_dead) {
-          dst = aslots_[rslot_[i]].data();
-          aslot_owner_[rslot_[i]] = -1;
+          const int sl = shared ? rshared_[r] : rslot_[i];
+          dst = aslots_[sl].data();
+          aslot_owner_[sl] = -1;
         } else {
           recompute_.reserve(size_t(planned_N_) * size_t(recompute_size_));
           dst = recompute_.data();
         }
+        xptr_[o + j] = dst;
+        if (shared && rdone_[r]) continue;
         const T* rx[2];  // (a recomputable layer has one or two inputs)
         for (size_t q = 0; q < inputs_[r].size() && q < 2; ++q) rx[q] = act_ptr(inputs_[r][q]);
         layers_[r]->recompute_output(*k_, N, rx, dst);
-        xptr_[o + j] = dst;
+        rdone_[r] = 1;
         if (profiling_) prof_.backward[r] += now_s() - t0;
       }
       const double t0 = profiling_ ? now_s() : 0.0;

@@ -317,11 +317,12 @@ class Network {
   std::vector<char> keep_;           // per node: kept whole-pass at the caller's request (forward)
   T* out_ptr(int r) { return aslots_[aslot_[r]].data(); }
   // Outputs recomputed for their readers' backward instead of kept (Layer::can_recompute_output):
-  // per node a flag, and per reader the activation slot its recomputed input is written to in a
-  // training step (-1: none), one whose forward contents are dead by that reader's backward
-  // (plan_activations).
+  // per node a flag; in a training step each is computed into an activation slot whose forward
+  // contents are dead by then, once for all its readers where a slot allows (plan_activations).
   std::vector<char> recomputed_;
-  std::vector<int> rslot_;
+  std::vector<int> rshared_;     // per recomputed output: the slot its readers share, or -1
+  std::vector<int> rslot_;       // per reader: the slot of its own recomputed input (rshared_ -1)
+  std::vector<char> rdone_;      // per recomputed output: computed in this backward pass
   int64_t recompute_size_ = 0;  // per sample, the largest recomputed output
   Buffer<T> recompute_;         // their buffer outside training steps (run_backward)
   // Gradient buffers: node t's output gradient lives in dslots_[gslot_[t]]; slots are shared by
