@@ -109,6 +109,30 @@ def test_batch_norm_add_pairs_keep_the_layout_weights_and_training(monkeypatch):
         assert np.array_equal(a, b)
 
 
+def test_batch_norm_whose_input_is_also_the_residual(monkeypatch):
+    """Add([BatchNormalization(a), a]): not paired (the residual is the normalisation's own input,
+    one gradient for both), and when paired all the same, gradients still match finite differences."""
+    def build():
+        cnnbp.set_seed(6)
+        x_in = Input((4, 5, 2))
+        a = Conv2D(3, 3, padding="same", activation="tanh")(x_in)
+        y = ReLU()(Add()([BatchNormalization()(a), a]))
+        m = cnnbp.Model(x_in, Dense(3, activation="softmax")(Flatten()(y)), dtype="float64")
+        m.compile(optimizer="sgd", loss="categorical_crossentropy")
+        return m
+
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((4, 4, 5, 2)), np.eye(3)[[0, 1, 2, 1]]
+    m = build()
+    assert not m._residual
+    _check_graph_gradients(m, x, y)
+    monkeypatch.setattr(cnnbp.models.Model, "_residual_fusions",
+                        lambda self: {l.name: self._inbound[l.name][0] for l in self._layers if type(l) is Add})
+    m = build()
+    assert len(m._residual) == 1 and "Add" not in [n["kind"] for n in m.network.layer_info()]
+    _check_graph_gradients(m, x, y)
+
+
 def _random_residual_net(variant):
     """A small residual network drawn from `variant`: optional BatchNormalization+ReLU stems, frozen
     normalisations, blocks with identity, projection or long-range shortcuts, the Add's inputs in

@@ -103,11 +103,19 @@ class BatchNormLayer : public Layer<T> {
     const int64_t M = N * rows_;
     (void)y;
     // The ReLU's backward inside the kernel's two passes; with a residual, its gradient (the
-    // Add's backward: the masked dy) is written in the second.
-    k.batchnorm_backward(dxs[0], dgamma, dbeta, dy, nullptr, relu ? scale_.data() : nullptr,
-                         relu ? shift_.data() : nullptr, relu && residual_ ? xs[1] : nullptr,
-                         residual_ ? dxs[1] : nullptr, residual_ && accumulate[1], xs[0], mean_.data(),
-                         invstd_.data(), cfg_.scale ? this->w(0) : nullptr, M, C_, batch_, ws, accumulate[0]);
+    // Add's backward: the masked dy) is written in the second. When the residual is the input
+    // itself (one gradient buffer for both), a second call adds it after the first wrote dx.
+    const T* rs = relu ? scale_.data() : nullptr;
+    const T* rb = relu ? shift_.data() : nullptr;
+    const T* ra = relu && residual_ ? xs[1] : nullptr;
+    T* dres = residual_ ? dxs[1] : nullptr;
+    const bool same = dres && dres == dxs[0];
+    k.batchnorm_backward(dxs[0], dgamma, dbeta, dy, nullptr, rs, rb, ra, same ? nullptr : dres,
+                         residual_ && accumulate[1], xs[0], mean_.data(), invstd_.data(),
+                         cfg_.scale ? this->w(0) : nullptr, M, C_, batch_, ws, accumulate[0]);
+    if (same)
+      k.batchnorm_backward(nullptr, nullptr, nullptr, dy, nullptr, rs, rb, ra, dres, true, xs[0], mean_.data(),
+                           invstd_.data(), nullptr, M, C_, false, ws, false);
   }
   bool batch_statistics(double* mean_abs, double* mean_var) const override {
     if (!batch_ || mean_.capacity() < size_t(C_)) return false;

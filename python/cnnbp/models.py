@@ -290,9 +290,11 @@ class Model:
             ins = self._inbound[layer.name]
             if type(layer) is not Add or len(ins) != 2 or ins[0] == ins[1]:
                 continue
-            for n in ins:
+            for n, other in (ins, ins[::-1]):
                 src = by_name.get(n)
-                if type(src) is BatchNormalization and readers.get(n) == [layer.name]:
+                # (not when the residual is the normalisation's own input: one gradient for both)
+                if (type(src) is BatchNormalization and readers.get(n) == [layer.name]
+                        and self._inbound[n] != [other]):
                     out[layer.name] = n
                     break
         return out
