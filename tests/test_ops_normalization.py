@@ -81,23 +81,29 @@ def test_batch_norm_with_fused_relu_matches_reference(rng, shape, isa, threads):
 def test_batch_norm_relu_sign_from_x_is_the_outputs(rng, shape, isa, dtype, threads):
     """A network that has not kept the ReLU'd output recomputes its sign from x with the
     forward's scale and shift: the same gradients, bit for bit, as masking with y, including a
-    channel whose gamma and beta are 0 (every output exactly 0), a channel of exact zeros and NaN
-    in dy (the mask is a multiply, as ReLU's backward: NaN goes through in both)."""
+    channel whose gamma and beta are 0 (every output exactly 0), a channel of exact zeros, and
+    then NaN in dy (the mask is a multiply, as ReLU's backward: NaN goes through in both)."""
     x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
     c = shape[-1]
     gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
     gamma[0] = beta[0] = 0
     if c > 1:
         x[..., 1] = 0
-    dy = rng.standard_normal(shape).astype(dtype)
-    dy.reshape(-1)[::7] = np.nan
     y, mean, var = ops.batch_norm(x, gamma, beta, 1e-3, relu=True, isa=isa)
-    for batch_stats in (True, False):
-        from_y = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, batch_stats, y=y, isa=isa)
-        from_x = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, batch_stats, beta=beta, relu=True, isa=isa)
-        for name, a, b in zip(("dx", "dgamma", "dbeta"), from_x, from_y):
-            np.testing.assert_array_equal(a, b, err_msg=name)
-    assert np.isnan(from_x[0]).any()
+    for nan in (False, True):
+        dy = rng.standard_normal(shape).astype(dtype)
+        if nan:
+            dy.reshape(-1)[::7] = np.nan
+        for batch_stats in (True, False):
+            from_y = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, batch_stats, y=y, isa=isa)
+            from_x = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, batch_stats, beta=beta, relu=True,
+                                             isa=isa)
+            for name, a, b in zip(("dx", "dgamma", "dbeta"), from_x, from_y):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+            assert np.isnan(from_x[0]).any() == nan
+            # the ReLU is applied: without it the gradient differs
+            plain = ops.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, batch_stats, isa=isa)
+            assert nan or not np.array_equal(plain[0], from_x[0])
 
 
 def test_batch_norm_stats_of_a_channel_far_from_zero(rng):
