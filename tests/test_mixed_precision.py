@@ -117,17 +117,65 @@ def test_dense_passes_against_bf16_reference(rng, shape, path):
     ref.assert_close(ops.dense_backward_weight(dy, x, isa=path), _bf(x).T @ _bf(dy), 1e-6, "backward weight")
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_wide_3x3_layers_run_the_float32_winograd_kernels(rng, path):
+    """The forward pass and data gradient of stride-1 3x3 layers with 64 or more channels in and out
+    run the float32 table's Winograd kernels (faster than bf16 direct products there); narrower
+    layers and every weight gradient keep the bf16 kernels; a forced algorithm is taken as on the
+    float32 table."""
+    if os.environ.get("CNNBP_CONV_ALGO"):
+        pytest.skip("CNNBP_CONV_ALGO is set")
+
+    def algos(c, k, isa, **kw):
+        return ops.conv2d_algorithms((2, 10, 9, c), (3, 3, c, k), padding="same", isa=isa, **kw)
+
+    simd = _core.cpu_capability() != "baseline"   # (the portable float32 path is direct only)
+    wino = "winograd4" if simd else "direct"
+    assert algos(64, 72, path) == dict(forward=wino, backward_data=wino, backward_weight="direct")
+    assert algos(64, 72, None)["backward_weight"] == wino   # float32 runs it as Winograd
+    assert set(algos(32, 64, path).values()) == set(algos(16, 16, path).values()) == {"direct"}
+    assert algos(63, 64, path) == dict(forward="direct", backward_data="direct", backward_weight="direct")
+    assert algos(64, 63, path)["backward_data"] == "direct"
+    assert set(algos(64, 72, path, algo="direct").values()) == {"direct"}
+    assert set(algos(64, 72, path, strides=2).values()) == {"direct"}
+    assert set(algos(16, 16, path, algo="winograd2").values()) == {"winograd2" if simd else "direct"}
+
+    # Where the Winograd kernels run, the results are the float32 table's to the bit (the operands
+    # are not rounded: closer to the exact result than bf16 products).
+    x = rng.standard_normal((2, 10, 9, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 72)).astype(np.float32)
+    b = rng.standard_normal(72).astype(np.float32)
+    dy = rng.standard_normal((2, 10, 9, 72)).astype(np.float32)
+    for kw in (dict(), dict(algo="winograd2")) if simd else ():
+        np.testing.assert_array_equal(ops.conv2d(x, w, b, padding="same", relu=True, isa=path, **kw),
+                                      ops.conv2d(x, w, b, padding="same", relu=True, **kw))
+        np.testing.assert_array_equal(ops.conv2d_backward_data(dy, w, (10, 9), padding="same", isa=path, **kw),
+                                      ops.conv2d_backward_data(dy, w, (10, 9), padding="same", **kw))
+        if kw:   # (forced only: by default the weight gradient stays bf16)
+            np.testing.assert_array_equal(
+                ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", isa=path, **kw),
+                ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", **kw))
+    # bf16 products elsewhere (against the float64 reference on rounded operands)
+    dw_ref = ref.conv2d_backward(_bf(dy), _bf(x), _bf(w), (1, 1), "same", (1, 1))[1]
+    ref.assert_close(ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", isa=path), dw_ref, 1e-6,
+                     "weight gradient")
+    y = ops.conv2d(x, w, b, padding="same", isa=path, algo="direct")
+    ref.assert_close(y, ref.conv2d(_bf(x), _bf(w), b.astype(np.float64), (1, 1), "same", (1, 1)), 1e-6, "forward")
+    assert ref.rel_error(y, ref.conv2d(x.astype(np.float64), w.astype(np.float64), b, (1, 1), "same", (1, 1))) > 1e-4
+
+
 @pytest.mark.skipif(not HW, reason="the CPU has no AVX512_BF16")
 def test_hardware_path_agrees_with_emulated(rng):
     """Same rounded operands, exact products: the paths differ only in the order of fp32 additions."""
     x = rng.standard_normal((8, 16, 16, 32)).astype(np.float32)
     w = rng.standard_normal((3, 3, 32, 48)).astype(np.float32)
-    outs = [ops.conv2d(x, w, padding="same", isa=p) for p in PATHS]
+    # (direct forced: a layer of this size runs the fp32 Winograd kernels on both, see below)
+    outs = [ops.conv2d(x, w, padding="same", isa=p, algo="direct") for p in PATHS]
     ref.assert_close(outs[1], outs[0], 2e-7, "forward")
     dy = rng.standard_normal(outs[0].shape).astype(np.float32)
-    dws = [ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", isa=p) for p in PATHS]
+    dws = [ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", isa=p, algo="direct") for p in PATHS]
     ref.assert_close(dws[1], dws[0], 2e-7, "weight gradient")
-    dxs = [ops.conv2d_backward_data(dy, w, (16, 16), padding="same", isa=p) for p in PATHS]
+    dxs = [ops.conv2d_backward_data(dy, w, (16, 16), padding="same", isa=p, algo="direct") for p in PATHS]
     ref.assert_close(dxs[1], dxs[0], 2e-7, "data gradient")
 
 

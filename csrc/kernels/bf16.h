@@ -1,6 +1,9 @@
 // bfloat16 mixed precision (the "mixed_bfloat16" policy): convolution and dense layers multiply
 // bf16 operands (activations, weights, gradients rounded to nearest even) and accumulate in fp32;
-// everything else, the master weights and the tensors between layers stay fp32.
+// everything else, the master weights and the tensors between layers stay fp32. The forward pass
+// and data gradient of stride-1 3x3 layers with 64 channels and more run the fp32 Winograd kernels
+// instead (faster than bf16 direct products there, and closer to the exact result; bf16.cpp,
+// bf16_conv_algorithm).
 //
 // Two paths with the same numerics up to the order of the fp32 additions:
 //  - avx512_bf16: conv2d forward, data gradient and weight gradient with vdpbf16ps (bf16_isa.cpp);
