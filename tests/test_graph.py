@@ -10,8 +10,8 @@ import pytest
 import cnnbp
 from cnnbp import _core
 from cnnbp.layers import (Activation, Add, Average, BatchNormalization, Concatenate, Conv2D, Cropping2D, Dense,
-                          Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Identity, Input, Maximum,
-                          MaxPooling2D, Multiply, ReLU, Subtract, ZeroPadding2D)
+                          AveragePooling2D, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Identity, Input,
+                          Maximum, MaxPooling2D, Multiply, ReLU, Subtract, ZeroPadding2D)
 
 import reference as ref
 
@@ -550,6 +550,101 @@ def test_fused_relu_trains_bit_for_bit_as_the_separate_layer(monkeypatch):
     ref.assert_close(fused.predict(x, verbose=0), plain.predict(x, verbose=0), 1e-6)
     fused.network.folding = plain.network.folding = False
     assert np.array_equal(fused.predict(x, verbose=0), plain.predict(x, verbose=0))
+
+
+# Convolution -> pooling pairs the network runs image by image (Network::pool_fused): the
+# convolution's output has at least 16384 elements per image (33x31x17: 17391) and its algorithm
+# is direct.
+POOL_PAIRS = {
+    # the seed model's pair: ReLU, 2x2 max pooling (which applies the ReLU's derivative)
+    "relu-max": lambda: [Conv2D(17, 3, padding="same", activation="relu"), MaxPooling2D()],
+    # odd sizes, padded 3x3 windows with stride 2, a 5x5 kernel, and no bias
+    "relu-max-same": lambda: [Conv2D(17, 5, padding="same", activation="relu", use_bias=False),
+                              MaxPooling2D(3, strides=2, padding="same")],
+    # tanh: the convolution's backward reads its output, so training passes keep it unfused
+    "tanh-max": lambda: [Conv2D(17, 3, padding="same", activation="tanh"), MaxPooling2D()],
+    "linear-average": lambda: [Conv2D(18, 3, padding="same"), AveragePooling2D()],
+}
+
+
+def _pool_model(pair, first=None, policy=None):
+    cnnbp.set_seed(8)
+    inp = Input((33, 31, 3))
+    t = inp if first is None else first(inp)
+    for layer in POOL_PAIRS[pair]():
+        t = layer(t)
+    out = Dense(4, activation="softmax")(Flatten()(t))
+    m = cnnbp.Model(inp, out, dtype=policy)
+    m.compile(optimizer=cnnbp.optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+@pytest.mark.parametrize("pair", list(POOL_PAIRS))
+@pytest.mark.parametrize("policy", [None, "mixed_bfloat16"])
+def test_convolution_and_pooling_run_image_by_image_bit_for_bit(pair, policy, threads):
+    rng = np.random.default_rng(11)
+    x = rng.random((21, 33, 31, 3), dtype=np.float32)   # batches of 8, 8, 5
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 21)]
+    fused, plain = _pool_model(pair, policy=policy), _pool_model(pair, policy=policy)
+    plain.network.pool_fusion = False
+    assert fused.network.pool_fusion
+    for m in (fused, plain):
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert plain.network.pooled_pairs == 0
+    assert fused.network.pooled_pairs == (0 if pair == "tanh-max" else 1)   # (the last pass: a training step)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        assert np.array_equal(a, b)
+    p = fused.predict(x, verbose=0)
+    assert fused.network.pooled_pairs == 1   # inference: nothing reads the convolution's output
+    assert np.array_equal(p, plain.predict(x, verbose=0))
+    assert fused.evaluate(x, y, verbose=0) == plain.evaluate(x, y, verbose=0)
+    assert [l.__class__.__name__ for l in fused.layers[:2]] == ["Conv2D", POOL_PAIRS[pair]()[1].__class__.__name__]
+    with pytest.raises(ValueError, match="ran image by image with '(max|average)_pooling2d"):
+        fused.network.activation(0)   # (node 0: the convolution)
+    # forward() (saliency, Grad-CAM, layer outputs) computes the convolution's output as usual
+    fused.network.forward(x[:5], training=False, keep=[0])
+    assert fused.network.pooled_pairs == 0
+    plain.network.forward(x[:5], training=False, keep=[0])
+    assert np.array_equal(np.asarray(fused.network.activation(0)), np.asarray(plain.network.activation(0)))
+
+
+def test_pooling_fusion_stays_off_where_its_conditions_fail():
+    rng = np.random.default_rng(12)
+    x = rng.random((8, 33, 31, 3), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 8)]
+    # A convolution over another layer's output (not the model input): the same bits.
+    first = lambda t: Conv2D(16, 1)(t)   # noqa: E731
+    a, b = _pool_model("relu-max", first), _pool_model("relu-max", first)
+    b.network.pool_fusion = False
+    for m in (a, b):
+        m.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        assert m.predict(x, verbose=0).shape == (8, 4)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(u, v)
+    # check_numerics names the layer whose output is not finite: every output is computed
+    m = _pool_model("relu-max")
+    m.compile(optimizer="adam", loss="categorical_crossentropy", check_numerics=True)
+    m.train_on_batch(x, y)
+    assert m.network.pooled_pairs == 0
+    # a monitored step reads the convolution's output
+    m = _pool_model("relu-max")
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cnnbp.callbacks.GradientMonitor(every=1, warn=False)])
+    assert m.network.pooled_pairs == 0
+    # small outputs (LeNet's 28x28x6): per-image setup costs more than the fusion saves
+    cnnbp.set_seed(3)
+    m = cnnbp.Sequential([Input((28, 28, 1)), Conv2D(6, 5, padding="same", activation="relu"), MaxPooling2D(),
+                          Flatten(), Dense(2, activation="softmax")])
+    m.compile(optimizer="adam", loss="categorical_crossentropy")
+    m.predict(rng.random((4, 28, 28, 1), dtype=np.float32), verbose=0)
+    assert m.network.pooled_pairs == 0
+    # a Winograd convolution numbers its tiles over the batch: not per image
+    cnnbp.set_seed(3)
+    m = cnnbp.Sequential([Input((32, 32, 16)), Conv2D(16, 3, padding="same", activation="relu"), MaxPooling2D(),
+                          Flatten(), Dense(2, activation="softmax")])
+    m.compile(optimizer="adam", loss="categorical_crossentropy")
+    m.predict(rng.random((4, 32, 32, 16), dtype=np.float32), verbose=0)
+    winograd = cnnbp.ops.conv2d_algorithms((4, 32, 32, 16), (3, 3, 16, 16), padding="same")["forward"] != "direct"
+    assert m.network.pooled_pairs == (0 if winograd else 1)
 
 
 def test_activation_layers_and_input_layer_in_a_graph():

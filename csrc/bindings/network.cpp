@@ -146,6 +146,15 @@ void bind_network(py::module_& m, const char* cls) {
                     "predict/evaluate fold inference BatchNormalization into the convolution before it.")
       .def_property_readonly("folded_pairs", &Net::folded_pairs,
                              "Convolution + BatchNormalization pairs that predict/evaluate fold.")
+      .def_property("pool_fusion", &Net::pool_fusion,
+                    [](Net& n, bool on) {
+                      std::lock_guard<std::mutex> g(n.mutex());
+                      n.set_pool_fusion(on);
+                    },
+                    "train_step/predict/evaluate run a convolution read only by the pooling after it "
+                    "image by image, pooling each image as it is computed.")
+      .def_property_readonly("pooled_pairs", &Net::pooled_pairs,
+                             "Convolution + pooling pairs the last pass ran image by image.")
       .def("plan_bytes",
            [](Net& n, int N) {
              CNNBP_CHECK(N > 0, "plan_bytes: expected a positive batch size, got ", N);

@@ -135,6 +135,30 @@ class Layer {
     (void)k; (void)c; (void)N; (void)x; (void)y; (void)ws; (void)scale; (void)shift; (void)act;
     throw std::logic_error(name + ": cannot fold an affine map into this layer");
   }
+  // Pooling fused into the producer's forward pass (Network::run_forward): per image, on one
+  // thread, the producer's output goes into that thread's scratch and is pooled from there, so the
+  // full-size tensor is never stored or read back. The producer answers image_forward_ok (its
+  // per-image pass gives the bits of its batch pass: the convolution's direct kernels) and runs
+  // forward_image (one image, the calling thread only: get_num_threads() is 1 there) in
+  // image_workspace(k) elements of scratch; the pooling runs forward_pooled over the batch.
+  virtual bool image_forward_ok(const KernelTable<T>& k, int N) const { (void)k; (void)N; return false; }
+  virtual int64_t image_workspace(const KernelTable<T>& k) const { (void)k; return 0; }
+  virtual void forward_image(const KernelTable<T>& k, const T* x, T* y, T* ws) const {
+    (void)k; (void)x; (void)y; (void)ws;
+    throw std::logic_error(name + ": no per-image forward pass");
+  }
+  virtual bool pools_images() const { return false; }
+  // Scratch forward_pooled needs with `producer` on nthreads threads.
+  virtual int64_t pooled_workspace(const KernelTable<T>& k, const Layer<T>& producer, int nthreads) const {
+    (void)k; (void)producer; (void)nthreads;
+    return 0;
+  }
+  virtual void forward_pooled(const KernelTable<T>& k, const PassContext& c, int N, const Layer<T>& producer,
+                              const T* x, T* y, T* ws) {
+    (void)k; (void)c; (void)N; (void)producer; (void)x; (void)y; (void)ws;
+    throw std::logic_error(name + ": cannot pool a producer's images");
+  }
+
   // ReLU derivative applied by max pooling's backward (paired in Network::finalize): relu_output()
   // says the output is a ReLU's (fused into the layer's store, relu'(pre) = [y > 0]);
   // takes_relu_grad() that the layer's backward can multiply the gradient it sends back by that

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "core/parallel.h"
 
 namespace cnnbp {
 
@@ -180,6 +181,23 @@ class Conv2dLayer : public Layer<T> {
     if (dxs[0]) k.conv2d_backward_data(dxs[0], dy, this->w(0), ws, p, accumulate[0]);
   }
   int64_t plan_bytes(const KernelTable<T>&, int) const override { return int64_t(fold_.capacity()) * int64_t(sizeof(T)); }
+  // Per image: the direct kernels compute each (image, filter block) alone, in the same order at
+  // any batch size; Winograd numbers its tiles over the batch and stays unfused.
+  bool image_forward_ok(const KernelTable<T>& k, int N) const override {
+    Conv2dParams p = p_;
+    p.N = 1;
+    if (k.conv2d_algorithm(p, 0) != kConvDirect) return false;
+    p.N = N;
+    return k.conv2d_algorithm(p, 0) == kConvDirect;
+  }
+  int64_t image_workspace(const KernelTable<T>& k) const override { return workspace(k, 1, 1); }
+  void forward_image(const KernelTable<T>& k, const T* x, T* y, T* ws) const override {
+    Conv2dParams p = p_;
+    p.N = 1;
+    p.relu = cfg_.act == Act::relu;
+    k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
+    if (!p.relu) act_.forward(k, y, this->out_size);
+  }
   // Folding: w'[.., k] = w[.., k]*scale[k], b'[k] = b[k]*scale[k] + shift[k]; the ReLU after it
   // goes into the kernel's store. Only a convolution without an activation of its own.
   bool can_fold_affine() const override { return cfg_.act == Act::linear; }
@@ -402,6 +420,8 @@ class Conv2dTransposeLayer : public Layer<T> {
 };
 
 // ---- pool2d ---------------------------------------------------------------------------------
+static inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
 template <typename T>
 class Pool2dLayer : public Layer<T> {
  public:
@@ -431,6 +451,34 @@ class Pool2dLayer : public Layer<T> {
     (void)training;
     if (max_) k.max_pool2d_forward(y, argmax_.data(), x, p);
     else k.avg_pool2d_forward(y, x, p);
+  }
+  bool pools_images() const override { return true; }
+  // Per thread: the producer's image, then its scratch.
+  static int64_t image_stride(const KernelTable<T>& k, const Layer<T>& producer) {
+    return round16(producer.out_size) + round16(producer.image_workspace(k));
+  }
+  int64_t pooled_workspace(const KernelTable<T>& k, const Layer<T>& producer, int nthreads) const override {
+    return int64_t(nthreads > 1 ? nthreads : 1) * image_stride(k, producer);
+  }
+  // Images are claimed by the pool's threads in contiguous ranges; each image's pooled values and
+  // arg-maxes are those of the separate passes (the same kernels, one image at a time).
+  void forward_pooled(const KernelTable<T>& k, const PassContext&, int N, const Layer<T>& producer, const T* x,
+                      T* y, T* ws) override {
+    Pool2dParams p = p_;
+    p.N = 1;
+    const int64_t stride = image_stride(k, producer), in_img = producer.in_size, out_img = this->out_size;
+    int32_t* am = argmax_.data();
+    const bool mx = max_;
+    parallel_for(N, 1, [&](int64_t n0, int64_t n1, int tid) {
+      ThreadScope one(1);
+      T* img = ws + tid * stride;
+      T* scratch = img + round16(producer.out_size);
+      for (int64_t n = n0; n < n1; ++n) {
+        producer.forward_image(k, x + n * in_img, img, scratch);
+        if (mx) k.max_pool2d_forward(y + n * out_img, am + n * out_img, img, p);
+        else k.avg_pool2d_forward(y + n * out_img, img, p);
+      }
+    });
   }
   void backward(const KernelTable<T>& k, const PassContext&, int N, const T*, const T* y, T* dy,
                 T* dx, T*) override {

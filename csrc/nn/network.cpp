@@ -254,6 +254,14 @@ void Network<T>::finalize(uint64_t seed, const std::vector<int64_t>& keys) {
       layers_[j]->relu_pair = true;
     }
   }
+  // Pooling fused into the convolution before it (run_forward, pool_fused): the pooling is the
+  // convolution's only reader and runs right after it.
+  pool_into_.assign(L, -1);
+  for (size_t j = 1; j < L; ++j) {
+    if (inputs_[j].size() != 1 || inputs_[j][0] != int(j) - 1) continue;
+    const int i = int(j) - 1;
+    if (readers[i] == 1 && !layers_[i]->is_alias() && layers_[j]->pools_images()) pool_into_[i] = int(j);
+  }
   keep_.assign(L, 0);
   plan_activations();
   plan_gradients();
@@ -680,6 +688,7 @@ void Network<T>::plan(int N, int nt) {
     l.plan(*k_, cap);
     if (fold_into_[i] >= 0) l.plan_fold();
     ws = std::max(ws, l.workspace(*k_, cap, nt));
+    if (pool_into_[i] >= 0) ws = std::max(ws, layers_[pool_into_[i]]->pooled_workspace(*k_, l, nt));
   }
   dslots_.resize(slot_size_.size());
   for (size_t s = 0; s < slot_size_.size(); ++s) dslots_[s].reserve(size_t(cap) * slot_size_[s]);
@@ -706,8 +715,9 @@ typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
   b.state = num_state_ * e;
   int64_t ws = 0;
   for (int64_t s : aslot_size_) b.activations += int64_t(N) * s * e;
-  for (const auto& lp : layers_) {
-    const Layer<T>& l = *lp;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer<T>& l = *layers_[i];
+    if (pool_into_[i] >= 0) ws = std::max(ws, layers_[pool_into_[i]]->pooled_workspace(*k_, l, nt));
     if (!l.is_alias()) {
       const int64_t a = int64_t(N) * l.out_size * e;
       if (a > b.largest) {
@@ -747,10 +757,36 @@ int Network<T>::folded_pairs() const {
 }
 
 template <typename T>
+int Network<T>::pooled_pairs() const {
+  return int(std::count(skipped_.begin(), skipped_.end(), char(3)));
+}
+
+template <typename T>
+bool Network<T>::pool_fused(size_t i, int N, bool training) const {
+  const int j = pool_into_[i];
+  if (!pool_fusion_ || j < 0 || check_numerics_ || (training && monitor_read_)) return false;
+  Layer<T>& l = *layers_[i];
+  // A training pass's backward must not read the output never stored: the convolution's own
+  // (a fused activation's derivative) unless the pooling applies the ReLU's derivative for it.
+  if (training && l.backward_reads_output() && relu_from_[j] != int(i)) return false;
+  // The pooled output is written while the convolution still reads its input: not into its buffer
+  // (a convolution's input is kept for its weight gradient, so the plan never shares the two today).
+  const int r = root(inputs_[i][0]);
+  if (r >= 0 && aslot_[r] == aslot_[root(j)]) return false;
+  // Small images cost more in per-call setup (weight packing, padding, dispatch) than the fusion
+  // saves (LeNet-5's 28x28x6 and 10x10x16 outputs: 10 % slower steps fused; the seed model's
+  // 30x30x32: 15 % faster).
+  if (l.out_size < kPoolFusionMinElems) return false;
+  return l.image_forward_ok(*k_, N);
+}
+
+template <typename T>
 const T* Network<T>::activation(size_t i) const {
   CNNBP_CHECK_INDEX(i < last_upto_, "activation: layer index ", i, " out of range (last pass ran ", last_upto_, " layers)");
   CNNBP_CHECK(skipped_[i] != 1, "activation: layer '", layers_[i]->name, "' was folded into '",
               layers_[fold_into_[i]]->name, "' by predict/evaluate and kept no output; call forward(x) first");
+  CNNBP_CHECK(skipped_[i] != 3, "activation: layer '", layers_[i]->name, "' ran image by image with '",
+              layers_[pool_into_[i]]->name, "' (pooled as it went) and kept no output; call forward(x) first");
   const int r = root(int(i));
   CNNBP_CHECK(r < 0 || aslot_owner_[aslot_[r]] == r, "activation: the output of layer '", layers_[i]->name,
               "' was not kept (no backward pass reads it, and a later layer reused its buffer); ask forward to keep "
@@ -780,7 +816,8 @@ void Network<T>::check_finite(const T* p, int64_t n, const Layer<T>& l, const ch
 }
 
 template <typename T>
-void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold) {
+void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold,
+                             bool pool) {
   if (training) {  // (an inference pass between a training pass and its update changes nothing)
     monitor_read_ = monitor_armed_ &&
                     (mon_passes_ % mon_.interval) * int64_t(mon_.samples) % mon_.interval < mon_.samples;
@@ -819,6 +856,19 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
       aslot_owner_[aslot_[i]] = int(i);
       skipped_[i] = 2;
       if (profiling_) prof_.forward[g] += now_s() - t0;
+      continue;
+    }
+    if (skipped_[i] == 2) {  // a pooling computed with the convolution before it
+      if (profiling_) prof_.forward[i - 1] += now_s() - t0;
+      continue;
+    }
+    const int pj = pool ? pool_into_[i] : -1;
+    if (pj >= 0 && size_t(pj) < upto && pool_fused(i, N, training)) {
+      layers_[pj]->forward_pooled(*k_, c, N, l, xs[0], out_ptr(pj), ws_.data());
+      aslot_owner_[aslot_[pj]] = pj;
+      skipped_[i] = 3;
+      skipped_[pj] = 2;
+      if (profiling_) prof_.forward[i] += now_s() - t0;
       continue;
     }
     l.forward_n(*k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
@@ -1053,7 +1103,7 @@ StepResult Network<T>::train_step(const T* x, const T* target, int N, const T* s
   check_target(target, N);
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
-  run_forward(c, x, N, true, train_layers_);
+  run_forward(c, x, N, true, train_layers_, false, true);
   double t0 = profiling_ ? now_s() : 0.0;
   StepResult r = compute_loss(target, N, true, sample_weight);
   if (!reg_.empty()) r.loss += regularization_loss();
@@ -1090,7 +1140,7 @@ StepResult Network<T>::compute_gradients(const T* x, const T* target, int N, dou
   check_target(target, N);
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
-  run_forward(c, x, N, true, train_layers_);
+  run_forward(c, x, N, true, train_layers_, false, true);
   StepResult r = compute_loss(target, N, true, sample_weight);
   // Each rank adds the whole penalty: the caller weighs the ranks' losses by their shares of the
   // global batch (summing to 1). Its gradient is added once, after the reduction (apply_update).
@@ -1364,7 +1414,7 @@ void Network<T>::predict(const T* x, int N, T* out) {
   if (N == 0) return;
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
-  run_forward(c, x, N, false, layers_.size(), true);
+  run_forward(c, x, N, false, layers_.size(), true, true);
   const int64_t n = int64_t(N) * shape_numel(output_shape());
   std::memcpy(out, layers_.empty() ? x : act_ptr(int(layers_.size()) - 1), sizeof(T) * n);
 }
@@ -1377,7 +1427,7 @@ StepResult Network<T>::evaluate(const T* x, const T* target, int N, const T* sam
   check_target(target, N);
   const PassContext c = begin_pass(N);
   ThreadScope pin(c.nthreads);
-  run_forward(c, x, N, false, train_layers_, true);
+  run_forward(c, x, N, false, train_layers_, true, true);
   StepResult r = compute_loss(target, N, false, sample_weight);
   if (!reg_.empty()) r.loss += regularization_loss();
   return r;

@@ -172,6 +172,16 @@ class Network {
   void set_folding(bool on) { folding_ = on; }
   bool folding() const { return folding_; }
   int folded_pairs() const;
+  // train_step, compute_gradients, predict and evaluate run a convolution whose only reader is a
+  // pooling layer right after it one image at a time, each image pooled while it is in cache
+  // (Layer::forward_pooled; the same bits as the two passes apart). Not where a caller or the
+  // GradientMonitor reads the convolution's output (forward(), a monitored step), with
+  // check_numerics, nor where the convolution's backward reads its output. On by default.
+  // Only for outputs of at least kPoolFusionMinElems elements per image.
+  static constexpr int64_t kPoolFusionMinElems = 16384;
+  void set_pool_fusion(bool on) { pool_fusion_ = on; }
+  bool pool_fusion() const { return pool_fusion_; }
+  int pooled_pairs() const;  // pairs the last pass ran fused
   int last_batch() const { return last_N_; }
 
   // Bytes a training step with batch N holds: parameters, gradients, optimizer state, state,
@@ -247,7 +257,9 @@ class Network {
   void plan_gradients();
   void plan_activations();
   void update_segments();
-  void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold = false);
+  void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold = false,
+                   bool pool = false);
+  bool pool_fused(size_t i, int N, bool training) const;  // whether node i runs per image with its pooling
   // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
   // reuse_dead: recomputed inputs may go into activation slots dead for the rest of this pass
   // (a training step: no second backward pass on the same forward pass).
@@ -287,9 +299,12 @@ class Network {
   std::vector<int> fold_from_;             // per node: the convolution folded into it, or -1
   std::vector<char> fold_ok_;              // per convolution: its fold is safe in the activation plan
   std::vector<int> relu_from_;             // per node: the ReLU producer whose derivative it applies, or -1
+  std::vector<int> pool_into_;             // per convolution: the pooling right after it (its only reader), or -1
   std::vector<char> skipped_;              // per node, last pass: 1 no output (folded), 2 computed with it
+                                           // (fold or pooling), 3 no output (pooled per image)
   Buffer<T> fold_affine_;                  // scale and shift of the BatchNormalization being folded
   bool folding_ = true;
+  bool pool_fusion_ = true;
   bool finalized_ = false;
   int64_t num_params_ = 0, num_state_ = 0;
   Buffer<T> params_, grads_, m_, v_, w_, state_;  // m_, v_, w_: optimizer slots
