@@ -717,7 +717,9 @@ typename Network<T>::PlanBytes Network<T>::plan_bytes(int N, int nt) const {
   for (int64_t s : aslot_size_) b.activations += int64_t(N) * s * e;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer<T>& l = *layers_[i];
-    if (pool_into_[i] >= 0) ws = std::max(ws, layers_[pool_into_[i]]->pooled_workspace(*k_, l, nt));
+    // Before finalize there is no fusion plan yet (pool_into_ is empty).
+    if (i < pool_into_.size() && pool_into_[i] >= 0)
+      ws = std::max(ws, layers_[pool_into_[i]]->pooled_workspace(*k_, l, nt));
     if (!l.is_alias()) {
       const int64_t a = int64_t(N) * l.out_size * e;
       if (a > b.largest) {
