@@ -119,10 +119,10 @@ def test_dense_passes_against_bf16_reference(rng, shape, path):
 
 @pytest.mark.parametrize("path", PATHS)
 def test_wide_3x3_layers_run_the_float32_winograd_kernels(rng, path):
-    """The forward pass and data gradient of stride-1 3x3 layers with 64 or more channels in and out
-    run the float32 table's Winograd kernels (faster than bf16 direct products there); narrower
-    layers and every weight gradient keep the bf16 kernels; a forced algorithm is taken as on the
-    float32 table."""
+    """Where float32 runs a stride-1 3x3 pass as Winograd, the pass runs the float32 table's Winograd
+    kernels once the layer is wide enough (faster than bf16 direct products there): the forward pass
+    and data gradient from C*K = 32*64, the weight gradient from 128*128; narrower layers keep the
+    bf16 kernels; a forced algorithm is taken as on the float32 table."""
     if os.environ.get("CNNBP_CONV_ALGO"):
         pytest.skip("CNNBP_CONV_ALGO is set")
 
@@ -133,9 +133,17 @@ def test_wide_3x3_layers_run_the_float32_winograd_kernels(rng, path):
     wino = "winograd4" if simd else "direct"
     assert algos(64, 72, path) == dict(forward=wino, backward_data=wino, backward_weight="direct")
     assert algos(64, 72, None)["backward_weight"] == wino   # float32 runs it as Winograd
-    assert set(algos(32, 64, path).values()) == set(algos(16, 16, path).values()) == {"direct"}
-    assert algos(63, 64, path) == dict(forward="direct", backward_data="direct", backward_weight="direct")
-    assert algos(64, 63, path)["backward_data"] == "direct"
+    # the threshold is on C*K, the same for a pass and its transpose; above it each pass runs what
+    # float32 runs
+    for c, k in ((32, 64), (64, 32), (48, 48), (127, 129)):
+        f32 = algos(c, k, None)
+        assert algos(c, k, path) == dict(f32, backward_weight="direct"), (c, k)
+        assert f32["forward"] == f32["backward_data"] == wino, (c, k)
+    for c, k in ((128, 128), (256, 64), (129, 128)):
+        assert algos(c, k, path) == algos(c, k, None), (c, k)
+        assert set(algos(c, k, path).values()) == {wino}, (c, k)
+    for c, k in ((32, 63), (63, 32), (32, 32), (16, 16)):
+        assert set(algos(c, k, path).values()) == {"direct"}, (c, k)
     assert set(algos(64, 72, path, algo="direct").values()) == {"direct"}
     assert set(algos(64, 72, path, strides=2).values()) == {"direct"}
     assert set(algos(16, 16, path, algo="winograd2").values()) == {"winograd2" if simd else "direct"}

@@ -120,21 +120,25 @@ void hw_conv2d_backward_weight(float* dw, float* db, const float* dy, const floa
 }
 #endif
 
-// The forward pass and data gradient of stride-1 3x3 layers with 64 channels and more in and out
-// run the fp32 Winograd F(4x4) kernels in place of the bf16 direct ones: F(4x4) does a quarter of
-// the multiplications and there beats vdpbf16ps's twice-as-fast direct products by 8-25 % (timed
-// per pass on a Zen 4 with 2 threads, batch 64-128: VGG's 64->64 16x16, 64->128 and 128->128 8x8,
-// ResNet-20's 64->64 8x8), and rounds less. With 32 channels and fewer, and in the weight gradient
-// (whose Winograd form sums transformed tiles over the batch), the bf16 kernels were as fast or
-// faster (up to 1.5x at 16 channels) and stay. In bf16 itself Winograd would lose the accuracy it
-// needs: F(4x4)'s transformed operands rounded to bf16 give output errors of 4-13 % of the largest
-// output (F(2x2): 0.35-0.65 %, bf16 direct 0.24 %; a numpy simulation over 16-128 channels).
+// Where the float32 table gives a stride-1 3x3 pass Winograd, the pass runs those fp32 kernels in
+// place of the bf16 direct ones once the layer is wide enough: F(4x4) does a quarter of the
+// multiplications and there beats vdpbf16ps's twice-as-fast direct products. Timed per pass on a
+// Zen 4 with 2 threads, batch 64 and 128 (bench/README.md, "Mixed precision"):
+// - forward and data gradient: from C*K = 32*64 on (16x16 32->64 5-25 % faster, 8x8 128->128
+//   15-25 %); at 16x16 32->32 and 32x32 16->16 (C*K <= 1024) bf16 direct stays 8-40 % faster;
+// - weight gradient (whose Winograd form sums transformed tiles over the batch): from C*K = 128*128
+//   on (8x8 128->128 20-33 %, 4x4 256->256 about 2x); at 64 channels it ties or loses.
+// Both rules read C*K, the same for a pass and its transpose. Winograd also rounds less than bf16
+// products. In bf16 itself Winograd would lose the accuracy it needs: F(4x4)'s transformed operands
+// rounded to bf16 give output errors of 4-13 % of the largest output (F(2x2): 0.35-0.65 %, bf16
+// direct 0.24 %; a numpy simulation over 16-128 channels).
 // CNNBP_CONV_ALGO and the ops' algo= force the fp32 algorithm as on the float32 table.
+constexpr int64_t kBf16WinogradMinCK = 32 * 64, kBf16WinogradMinCKWeight = 128 * 128;
 int bf16_conv_algorithm(const Conv2dParams& p, int pass) {
   const int a = f32().conv2d_algorithm(p, pass);
   if (a == kConvDirect || p.algo != kConvAuto || conv_algo_setting() > 0) return a;
-  const int cin = pass == 1 ? p.K : p.C, cout = pass == 1 ? p.C : p.K;
-  return pass != 2 && cin >= 64 && cout >= 64 ? a : int(kConvDirect);
+  const int64_t ck = int64_t(p.C) * p.K;
+  return ck >= (pass == 2 ? kBf16WinogradMinCKWeight : kBf16WinogradMinCK) ? a : int(kConvDirect);
 }
 // Whether the pass runs an fp32 Winograd kernel; q: p with that algorithm forced.
 bool fp32_winograd(const Conv2dParams& p, int pass, Conv2dParams* q) {
