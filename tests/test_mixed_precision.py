@@ -163,6 +163,11 @@ def test_wide_3x3_layers_run_the_float32_winograd_kernels(rng, path):
             np.testing.assert_array_equal(
                 ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", isa=path, **kw),
                 ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", **kw))
+    if simd:   # from 128 x 128 channels the weight gradient too, by default
+        x2 = rng.standard_normal((2, 6, 7, 128)).astype(np.float32)
+        dy2 = rng.standard_normal((2, 6, 7, 128)).astype(np.float32)
+        np.testing.assert_array_equal(ops.conv2d_backward_weight(dy2, x2, (3, 3), padding="same", isa=path),
+                                      ops.conv2d_backward_weight(dy2, x2, (3, 3), padding="same"))
     # bf16 products elsewhere (against the float64 reference on rounded operands)
     dw_ref = ref.conv2d_backward(_bf(dy), _bf(x), _bf(w), (1, 1), "same", (1, 1))[1]
     ref.assert_close(ops.conv2d_backward_weight(dy, x, (3, 3), padding="same", isa=path), dw_ref, 1e-6,
