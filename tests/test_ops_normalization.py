@@ -8,8 +8,11 @@ from cnnbp import ops
 import reference as ref
 from conftest import ISAS
 
-# input shapes: channels-last images (odd sizes, 1 and many channels, batch 1) and dense rows
-SHAPES = [(2, 5, 7, 3), (1, 4, 4, 1), (3, 3, 5, 17), (4, 2, 2, 64), (8, 33), (2, 9, 9, 16), (5, 1)]
+# input shapes: channels-last images (odd sizes, 1 and many channels, batch 1) and dense rows;
+# 29 channels take every channel tile of the sums (16, 8, 4, 1) over several runs of rows, as do
+# the 2,500 rows of one channel
+SHAPES = [(2, 5, 7, 3), (1, 4, 4, 1), (3, 3, 5, 17), (4, 2, 2, 64), (8, 33), (2, 9, 9, 16), (5, 1),
+          (3, 9, 11, 29), (2500, 1)]
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/buffer.h"
 #include "core/cpu.h"
 #include "core/parallel.h"
 #include "kernels/bf16.h"
@@ -534,6 +536,29 @@ void test_fp_state(Report& rep) {
   }
 }
 
+// Buffers: 64-byte aligned; from 4 MiB mapped on a 2 MiB boundary (transparent huge pages can
+// back them whole), every byte writable, and growing or dropping one unmaps it cleanly.
+void test_buffers(Report& rep) {
+  int bad = 0;
+  for (size_t n : {size_t(1000), size_t(300) << 10, (size_t(4) << 20) - 64, size_t(4) << 20,
+                   (size_t(5) << 20) + 12345, size_t(33) << 20}) {
+    Buffer<char> b(n);
+    const auto at = reinterpret_cast<std::uintptr_t>(b.data());
+    const std::uintptr_t align = n >= (size_t(4) << 20) ? (std::uintptr_t(2) << 20) : kAlign;
+    std::memset(b.data(), 1, n);
+    if (at % align || b.capacity() != n || b.data()[n - 1] != 1) {
+      ++bad;
+      std::printf("FAIL buffer of %zu bytes at %#llx (want a multiple of %#llx)\n", n, (unsigned long long)at,
+                  (unsigned long long)align);
+    }
+    b.reserve(n + (size_t(2) << 20));  // grows: the old mapping is released
+    b.data()[n] = 2;
+  }
+  ++rep.checks;
+  if (bad) ++rep.failures;
+  else std::printf("%-16s buffers: aligned (2 MiB from 4 MiB), writable, released\n", "");
+}
+
 // The thread pool: every item of a region is run exactly once, by a thread whose index is below the
 // region's thread count, over contiguous ranges; with up to 32 chunks (claimed by bit) and more
 // (claimed by counter); nested regions (run inline), regions from two caller threads at once, and
@@ -636,6 +661,7 @@ int main(int argc, char** argv) {
   test_fp_state(rep);
 #ifndef CNNBP_NO_THREADS
   test_pool(rep);
+  test_buffers(rep);
 #endif
   for (int c = 0; c < kNumCapabilities; ++c) {
     const CpuCapability cap = CpuCapability(c);

@@ -28,6 +28,42 @@ static void bn_block_sums(double* part, int64_t M, int C, F&& f) {
     }
 }
 
+// Adds f(r, c, u, v)'s two terms over rows [r0, r1) into s1[c] and s2[c], channel by channel in
+// row order (the order a plain loop over rows then channels adds them). Channels go in tiles of W
+// kept in local accumulators across the rows, so the compiler holds them in vector registers: a
+// sum kept in memory would wait on a store and a reload every row.
+template <int W, typename F>
+static inline int bn_sum_tiles(int c0, int64_t r0, int64_t r1, int C, double* __restrict s1, double* __restrict s2,
+                               F& f) {
+  for (; c0 + W <= C; c0 += W) {
+    double a1[W], a2[W];
+    for (int j = 0; j < W; ++j) a1[j] = s1[c0 + j], a2[j] = s2[c0 + j];
+    for (int64_t r = r0; r < r1; ++r)
+      for (int j = 0; j < W; ++j) {
+        double u, v;
+        f(r, c0 + j, u, v);
+        a1[j] += u;
+        a2[j] += v;
+      }
+    for (int j = 0; j < W; ++j) s1[c0 + j] = a1[j], s2[c0 + j] = a2[j];
+  }
+  return c0;
+}
+
+// Rows go in runs of about 2048 values, so that the tiles after the first find the run's inputs
+// in the L1 cache.
+template <typename F>
+static inline void bn_sum_rows(int64_t r0, int64_t r1, int C, double* __restrict s1, double* __restrict s2, F&& f) {
+  const int64_t run = C >= 2048 ? 1 : 2048 / C;
+  for (int64_t q0 = r0; q0 < r1; q0 += run) {
+    const int64_t q1 = lmin(r1, q0 + run);
+    int c0 = bn_sum_tiles<16>(0, q0, q1, C, s1, s2, f);
+    c0 = bn_sum_tiles<8>(c0, q0, q1, C, s1, s2, f);
+    c0 = bn_sum_tiles<4>(c0, q0, q1, C, s1, s2, f);
+    bn_sum_tiles<1>(c0, q0, q1, C, s1, s2, f);
+  }
+}
+
 // x: [M,C]  mean, var: [C]
 // One pass: per channel, sums of d = x - x[0] and of d*d (the shift by the first row keeps the
 // variance free of cancellation when the mean is large against the spread), in double.
@@ -38,15 +74,12 @@ static void batchnorm_stats(T* mean, T* var, const T* x, int64_t M, int C, T* ws
     return;
   }
   double* part = reinterpret_cast<double*>(ws);
-  bn_block_sums(part, M, C, [&](int64_t r0, int64_t r1, double* __restrict s1, double* __restrict s2) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xp = x + r * C;
-      for (int c = 0; c < C; ++c) {
-        const double d = double(xp[c]) - double(x[c]);
-        s1[c] += d;
-        s2[c] += d * d;
-      }
-    }
+  bn_block_sums(part, M, C, [&](int64_t r0, int64_t r1, double* s1, double* s2) {
+    bn_sum_rows(r0, r1, C, s1, s2, [x, C](int64_t r, int c, double& u, double& v) {
+      const double d = double(x[r * C + c]) - double(x[c]);
+      u = d;
+      v = d * d;
+    });
   });
   for (int c = 0; c < C; ++c) {
     const double m = part[c] / double(M), v = part[C + c] / double(M) - m * m;
@@ -58,28 +91,37 @@ static void batchnorm_stats(T* mean, T* var, const T* x, int64_t M, int C, T* ws
 // x, y, add: [M,C]  scale, shift: [C] (shift may be null: 0; add may be null: none); y may be x
 // or add. add: a residual summed after the affine map (the Add after a BatchNormalization, the
 // same rounding as the two layers apart: the normalised value is rounded, then added).
+template <typename T, bool Shift, bool Add, bool Relu>
+static void bn_apply_rows(T* y, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C) {
+  parallel_for(M, grain(int64_t(C)), [=](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xp = x + r * C;
+      const T* ap = Add ? add + r * C : nullptr;
+      T* yp = y + r * C;
+      CNNBP_NO_LOOP_DEPS
+      for (int c = 0; c < C; ++c) {
+        T v = Shift ? xp[c] * scale[c] + shift[c] : xp[c] * scale[c];
+        if constexpr (Add) v = v + ap[c];  // (rounded apart: the two layers' own roundings)
+        yp[c] = Relu ? (v < T(0) ? T(0) : v) : v;
+      }
+    }
+  });
+}
+
 template <typename T>
 static void batchnorm_apply(T* y, const T* x, const T* scale, const T* shift, const T* add, int64_t M, int C,
                             bool relu) {
-  parallel_for(M, grain(int64_t(C)), [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xp = x + r * C;
-      T* yp = y + r * C;
-      if (add) {  // (one pass per element: y may be add)
-        const T* ap = add + r * C;
-        for (int c = 0; c < C; ++c) {
-          const T v = shift ? xp[c] * scale[c] + shift[c] : xp[c] * scale[c];
-          yp[c] = v + ap[c];
-        }
-      } else if (shift) {
-        for (int c = 0; c < C; ++c) yp[c] = xp[c] * scale[c] + shift[c];
-      } else {
-        for (int c = 0; c < C; ++c) yp[c] = xp[c] * scale[c];
-      }
-      if (relu)
-        for (int c = 0; c < C; ++c) yp[c] = yp[c] < T(0) ? T(0) : yp[c];
-    }
-  });
+#define CNNBP_BN_APPLY(s, a)                                                         \
+  (relu ? bn_apply_rows<T, s, a, true>(y, x, scale, shift, add, M, C)                 \
+        : bn_apply_rows<T, s, a, false>(y, x, scale, shift, add, M, C))
+  if (shift) {
+    if (add) CNNBP_BN_APPLY(true, true);
+    else CNNBP_BN_APPLY(true, false);
+  } else {
+    if (add) CNNBP_BN_APPLY(false, true);
+    else CNNBP_BN_APPLY(false, false);
+  }
+#undef CNNBP_BN_APPLY
 }
 
 // dy, x, dx: [M,C]  mean, invstd, gamma: [C] (gamma null: 1)  dgamma, dbeta: [C] or null.
@@ -115,18 +157,15 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
   const bool need_sums = batch_stats || dgamma || dbeta;
   if (need_sums) {
     // sdy: sum dy; sdx: sum dy * (x - mean)
-    bn_block_sums(part, M, C, [&](int64_t r0, int64_t r1, double* __restrict sdy, double* __restrict sdx) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* __restrict xp = x + r * C;
-        const T* __restrict dp = dy + r * C;
-        const T* __restrict yp = R == BnRelu::from_y ? y + r * C : nullptr;
-        const T* __restrict ap = R == BnRelu::from_x_add ? radd + r * C : nullptr;
-        for (int c = 0; c < C; ++c) {
-          const double d = double(bn_dy<T, R>(dp, yp, xp, ap, rscale, rshift, c));
-          sdy[c] += d;
-          sdx[c] += d * (double(xp[c]) - double(mean[c]));
-        }
-      }
+    bn_block_sums(part, M, C, [&](int64_t r0, int64_t r1, double* sdy, double* sdx) {
+      bn_sum_rows(r0, r1, C, sdy, sdx, [&](int64_t r, int c, double& u, double& v) {
+        const T* xp = x + r * C;
+        const T* yp = R == BnRelu::from_y ? y + r * C : nullptr;
+        const T* ap = R == BnRelu::from_x_add ? radd + r * C : nullptr;
+        const double d = double(bn_dy<T, R>(dy + r * C, yp, xp, ap, rscale, rshift, c));
+        u = d;
+        v = d * (double(xp[c]) - double(mean[c]));
+      });
     });
     // part[0..2C) now holds sum(dy) and sum(dy*(x-mean)); the latter becomes sum(dy*xhat).
     for (int c = 0; c < C; ++c) {
@@ -160,23 +199,28 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
     const T* __restrict rs = rscale;
     const T* __restrict rb = rshift;
     for (int64_t r = r0; r < r1; ++r) {
-      const T* __restrict xp = x + r * C;
-      const T* __restrict dp = dy + r * C;
-      const T* __restrict yp = R == BnRelu::from_y ? y + r * C : nullptr;
-      const T* __restrict ap = R == BnRelu::from_x_add ? radd + r * C : nullptr;
+      const T* xp = x + r * C;
+      const T* dp = dy + r * C;
+      const T* yp = R == BnRelu::from_y ? y + r * C : nullptr;
+      const T* ap = R == BnRelu::from_x_add ? radd + r * C : nullptr;
+      // (dx or dres may be dy itself, read and written at the same index.)
       if (dres) {
-        T* __restrict g = dres + r * C;
+        T* g = dres + r * C;
         if (dres_acc) {
+          CNNBP_NO_LOOP_DEPS
           for (int c = 0; c < C; ++c) g[c] += bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c);
         } else {
+          CNNBP_NO_LOOP_DEPS
           for (int c = 0; c < C; ++c) g[c] = bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c);
         }
       }
       if (!dx) continue;
-      T* __restrict o = dx + r * C;
+      T* o = dx + r * C;
       if (accumulate) {
+        CNNBP_NO_LOOP_DEPS
         for (int c = 0; c < C; ++c) o[c] += a[c] * bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c) + b[c] + xc[c] * xp[c];
       } else {
+        CNNBP_NO_LOOP_DEPS
         for (int c = 0; c < C; ++c) o[c] = a[c] * bn_dy<T, R>(dp, yp, xp, ap, rs, rb, c) + b[c] + xc[c] * xp[c];
       }
     }
