@@ -4,11 +4,12 @@
 // binary to profile (perf record, valgrind --tool=callgrind).
 //
 //   cmake -S . -B build/bench -DCNNBP_BUILD_BENCH=ON [-Dpybind11_DIR=...] && cmake --build build/bench
-//   build/bench/cnnbp_bench [threads] [--steps N] [--model NAME] [--batch N] [--quick] [--once]
+//   build/bench/cnnbp_bench [threads] [--steps N] [--model NAME] [--batch N] [--quick] [--once] [--batchnorm]
 //
 // --quick: small shapes (batch 2 for the convolutions, 8 for the models) and short timings, for a
 // run under an emulator; --once: every measured call runs exactly once, untimed repetitions off
-// (instruction counting: the same binary, path and arguments always execute the same work).
+// (instruction counting: the same binary, path and arguments always execute the same work);
+// --batchnorm: the BatchNormalization passes only.
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #endif
@@ -244,6 +245,45 @@ void bench_convs(const KernelTable<float>& k, int threads, double peak, const ch
   }
 }
 
+// BatchNormalization's passes on ResNet-20's three stages (batch 128, channels-last rows of C):
+// milliseconds per call and the GB/s of the tensors each pass reads and writes (repeated calls:
+// a tensor that fits in the caches is read from them).
+void bench_batchnorm(const KernelTable<float>& k, int threads) {
+  std::printf("\nBatchNormalization passes, %s, %d threads: ms per call (GB/s of tensor traffic)\n", k.isa, threads);
+  std::printf("%-16s %15s %15s %15s %15s %15s\n", "rows x channels", "statistics", "apply+ReLU", "apply+add+ReLU",
+              "backward+ReLU", "backward+add");
+  const int N = g_quick ? 2 : 128;
+  for (int st = 0; st < 3; ++st) {
+    const int C = 16 << st;
+    const int64_t M = int64_t(N) * (32 >> st) * (32 >> st);
+    const size_t n = size_t(M) * size_t(C);
+    const size_t c = static_cast<size_t>(C);
+    auto x = randn(n, 1), dy = randn(n, 2), add = randn(n, 3), sc = randn(c, 4), sh = randn(c, 5);
+    std::vector<float> y(n), dx(n), dres(n), mean(c), var(c), inv(c, 1.0f), dg(c), db(c),
+        ws(static_cast<size_t>(k.batchnorm_workspace(M, C, threads)));
+    const double t[5] = {
+        time_it([&] { k.batchnorm_stats(mean.data(), var.data(), x.data(), M, C, ws.data()); }),
+        time_it([&] { k.batchnorm_apply(y.data(), x.data(), sc.data(), sh.data(), nullptr, M, C, true); }),
+        time_it([&] { k.batchnorm_apply(y.data(), x.data(), sc.data(), sh.data(), add.data(), M, C, true); }),
+        time_it([&] {
+          k.batchnorm_backward(dx.data(), dg.data(), db.data(), dy.data(), nullptr, sc.data(), sh.data(), nullptr,
+                               nullptr, false, x.data(), mean.data(), inv.data(), sc.data(), M, C, true, ws.data(), false);
+        }),
+        time_it([&] {
+          k.batchnorm_backward(dx.data(), dg.data(), db.data(), dy.data(), nullptr, sc.data(), sh.data(), add.data(),
+                               dres.data(), false, x.data(), mean.data(), inv.data(), sc.data(), M, C, true, ws.data(),
+                               false);
+        })};
+    // tensors read or written per pass: x; x, y; x, add, y; x, dy twice and dx; x, dy, add twice, dx, dres
+    const double tensors[5] = {1, 2, 3, 5, 8};
+    char shape[32];
+    std::snprintf(shape, sizeof(shape), "%lld x %d", (long long)M, C);
+    std::printf("%-16s", shape);
+    for (int i = 0; i < 5; ++i) std::printf("  %6.3f (%5.1f)", t[i] * 1e3, tensors[i] * double(n) * 4 / t[i] / 1e9);
+    std::printf("\n");
+  }
+}
+
 void add_conv(Network<float>& net, const char* name, int filters, int k, int pad, PadMode mode) {
   Conv2dConfig c;
   c.filters = filters;
@@ -328,12 +368,14 @@ void bench_steps(int threads, int steps, const std::string& only, int batch_only
 int main(int argc, char** argv) {
   int threads = get_num_threads(), steps = 20, batch = 0;
   std::string only;  // --model NAME: that model's training steps only (for callgrind A/B runs)
+  bool bn_only = false;  // --batchnorm: BatchNormalization's passes only
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--model") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) batch = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--quick")) g_quick = true;
     else if (!std::strcmp(argv[i], "--once")) g_once = true;
+    else if (!std::strcmp(argv[i], "--batchnorm")) bn_only = true;
     else threads = std::atoi(argv[i]);
   }
   if (g_quick && !std::getenv("CNNBP_BENCH_PEAK_ITERS")) setenv("CNNBP_BENCH_PEAK_ITERS", "200000", 1);
@@ -343,8 +385,13 @@ int main(int argc, char** argv) {
               capability_name(cpu_capability()), capability_name(detected_capability()), threads, peak);
   if (bpeak > 0) std::printf(", bf16 dot-product (vdpbf16ps) peak %.0f GFLOP/s", bpeak);
   std::printf("\n");
+  if (bn_only) {
+    bench_batchnorm(kernels_f32(), threads);
+    return 0;
+  }
   if (only.empty()) {
     bench_convs(kernels_f32(), threads, peak, "FMA");
+    bench_batchnorm(kernels_f32(), threads);
     // the mixed_bfloat16 kernels: against the bf16 peak where the CPU has it, else the FMA one
     bench_convs(kernels_bf16(), threads, bpeak > 0 ? bpeak : peak, bpeak > 0 ? "bf16" : "FMA");
   }
