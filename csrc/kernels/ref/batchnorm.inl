@@ -203,7 +203,7 @@ static void batchnorm_backward_impl(T* dx, T* dgamma, T* dbeta, const T* dy, con
       const T* dp = dy + r * C;
       const T* yp = R == BnRelu::from_y ? y + r * C : nullptr;
       const T* ap = R == BnRelu::from_x_add ? radd + r * C : nullptr;
-      // (dx or dres may be dy itself, read and written at the same index.)
+      // (No iteration depends on another, even were an output one of the inputs.)
       if (dres) {
         T* g = dres + r * C;
         if (dres_acc) {
