@@ -2,6 +2,7 @@
 reference model (cnnbp's own timers around each layer pass).
 
     python bench/profile_step.py --model resnet20 [--batch 128] [--threads 2] [--steps 20]
+                                 [--no-prologue]   (BatchNormalization+ReLU stored, not fused)
 """
 
 import argparse
@@ -20,6 +21,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--policy", default="float32", help="float32 or mixed_bfloat16 (cnnbp.mixed_precision)")
+    ap.add_argument("--no-prologue", action="store_true",
+                    help="store each BatchNormalization+ReLU output (network.prologue_fusion off)")
     a = ap.parse_args()
     cnnbp.set_num_threads(a.threads)
     shape, batch, opt = SPECS[a.model]
@@ -32,6 +35,7 @@ def main():
     x = rng.random((batch,) + shape, dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
     net = model.network
+    net.prologue_fusion = not a.no_prologue
     for _ in range(5):
         net.train_step(x, y)
     net.set_profiling(True)

@@ -2,6 +2,10 @@
 (float64 finite differences over whole graphs), equal chains bit for bit, and refuse what they
 cannot do with messages that name the layers."""
 
+import json
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -14,6 +18,7 @@ from cnnbp.layers import (Activation, Add, Average, BatchNormalization, Concaten
                           Maximum, MaxPooling2D, Multiply, ReLU, Subtract, ZeroPadding2D)
 
 import reference as ref
+from conftest import ISAS
 
 
 def _train_mode_loss(net, x, y):
@@ -645,6 +650,145 @@ def test_pooling_fusion_stays_off_where_its_conditions_fail():
     m.predict(rng.random((4, 32, 32, 16), dtype=np.float32), verbose=0)
     winograd = cnnbp.ops.conv2d_algorithms((4, 32, 32, 16), (3, 3, 16, 16), padding="same")["forward"] != "direct"
     assert m.network.pooled_pairs == (0 if winograd else 1)
+
+
+# ---- BatchNormalization+ReLU applied by the convolution that reads it -------------------------
+def _bn_conv_model(filters=33, padding="same", trainable=True, policy=None, extra_reader=False, act="relu"):
+    """conv -> BatchNormalization -> ReLU -> 3x3 stride-1 conv (the pair) -> ... ; 33 and 34
+    channels: past both SIMD widths' shape rule, with tail lanes on AVX2 and AVX-512."""
+    cnnbp.set_seed(4)
+    inp = Input((9, 11, 3))
+    t = Conv2D(filters, 3, padding="same")(inp)
+    bn = BatchNormalization()
+    bn.trainable = trainable
+    t = bn(t)
+    if act:
+        t = Activation(act)(t)
+    u = Conv2D(34, 3, padding=padding, activation="relu")(t)
+    if extra_reader:
+        u = Concatenate()([u, Conv2D(34, 3, padding=padding)(t)])
+    out = Dense(4, activation="softmax")(GlobalAveragePooling2D()(u))
+    m = cnnbp.Model(inp, out, dtype=policy)
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.1, momentum=0.9), loss="categorical_crossentropy")
+    return m
+
+
+def _winograd_here(c=33, k=34):
+    return cnnbp.ops.conv2d_algorithms((8, 9, 11, c), (3, 3, c, k), padding="same")["backward_weight"] != "direct"
+
+
+def _fused_and_plain(make, x, y, batch=8, epochs=2):
+    fused, plain = make(), make()
+    plain.network.prologue_fusion = False
+    assert fused.network.prologue_fusion
+    for m in (fused, plain):
+        m.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
+    assert plain.network.prologue_pairs == 0
+    for a, b in zip(fused.get_weights(), plain.get_weights()):   # (moving statistics included)
+        assert np.array_equal(a, b)
+    return fused, plain
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("trainable", [True, False], ids=["train", "frozen-bn"])
+def test_batch_norm_relu_applied_by_the_convolution_bit_for_bit(padding, trainable, threads):
+    """Training steps let the convolution normalise and clamp its input as it loads it (the
+    normalised tensor is never stored, nor recomputed for the weight gradient): the same bits as
+    the layers apart, forward (the loss) and backward (every weight and statistic)."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((21, 9, 11, 3)).astype(np.float32)   # batches of 8, 8, 5
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 21)]
+    fused, plain = _fused_and_plain(lambda: _bn_conv_model(padding=padding, trainable=trainable), x, y)
+    assert fused.network.prologue_pairs == (1 if _winograd_here() else 0)
+    assert fused.evaluate(x, y, verbose=0) == plain.evaluate(x, y, verbose=0)
+    f = fused.network
+    f.train_step(x[:8], y[:8])
+    if f.prologue_pairs:
+        with pytest.raises(ValueError, match=r"was applied by 'conv2d(_\d+)?' as it read its input"):
+            f.activation(1)   # (node 1: the BatchNormalization+ReLU)
+    f.forward(x[:5], training=True, keep=[1])   # forward() stores it as usual
+    assert f.prologue_pairs == 0
+    plain.network.train_step(x[:8], y[:8])
+    plain.network.forward(x[:5], training=True, keep=[1])
+    assert np.array_equal(np.asarray(f.activation(1)), np.asarray(plain.network.activation(1)))
+
+
+def test_resnet_applies_each_first_batch_norm_in_its_block_convolution():
+    # Each basic block's first BatchNormalization+ReLU is read only by the block's second
+    # convolution (3x3, stride 1): fused where that convolution runs Winograd.
+    rng = np.random.default_rng(22)
+    x = rng.random((12, 12, 12, 3), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 12)]
+
+    def make():
+        cnnbp.set_seed(9)
+        m = cnnbp.applications.resnet(14, (12, 12, 3), 4)
+        m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+        return m
+
+    fused, _ = _fused_and_plain(make, x, y, batch=6)
+    expect = sum(_winograd_here(c, c) for c in (16, 16, 32, 32, 64, 64))
+    assert fused.network.prologue_pairs == expect
+
+
+def test_batch_norm_prologue_stays_off_where_its_conditions_fail():
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((8, 9, 11, 3)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 8)]
+    # a second reader, no ReLU (the plain normalisation), or mixed precision (bfloat16 convolutions)
+    for make in (lambda: _bn_conv_model(extra_reader=True), lambda: _bn_conv_model(act=None),
+                 lambda: _bn_conv_model(act="tanh"), lambda: _bn_conv_model(policy="mixed_bfloat16")):
+        m = make()
+        m.train_on_batch(x, y)
+        assert m.network.prologue_pairs == 0
+    # check_numerics and a monitored step read every output
+    m = _bn_conv_model()
+    m.compile(optimizer="sgd", loss="categorical_crossentropy", check_numerics=True)
+    m.train_on_batch(x, y)
+    assert m.network.prologue_pairs == 0
+    m = _bn_conv_model()
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cnnbp.callbacks.GradientMonitor(every=1, warn=False)])
+    assert m.network.prologue_pairs == 0
+    # inference passes store it (and fold the BatchNormalization into the convolution before it)
+    m = _bn_conv_model()
+    m.predict(x, verbose=0)
+    assert m.network.prologue_pairs == 0
+
+
+PROLOGUE_SCRIPT = r"""
+import json, sys
+import numpy as np
+import cnnbp
+sys.path.insert(0, "tests")
+from test_graph import _bn_conv_model
+rng = np.random.default_rng(24)
+x = rng.standard_normal((13, 9, 11, 3)).astype(np.float32)
+y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 13)]
+out = []
+for pad in ("same", "valid"):
+    fused, plain = _bn_conv_model(padding=pad), _bn_conv_model(padding=pad)
+    plain.network.prologue_fusion = False
+    for m in (fused, plain):
+        m.fit(x, y, batch_size=5, epochs=2, verbose=0)
+    out.append([fused.network.prologue_pairs,
+                all(bool(np.array_equal(a, b)) for a, b in zip(fused.get_weights(), plain.get_weights()))])
+print(json.dumps([cnnbp.cpu_capability(), out]))
+"""
+
+
+@pytest.mark.parametrize("algo", ["winograd2", "winograd4", "direct"])
+@pytest.mark.parametrize("isa", [i for i in ISAS if i in ("baseline", "avx2", "avx512")])
+def test_batch_norm_prologue_on_every_kernel_path(isa, algo):
+    # Each Winograd variant on each SIMD path; the direct kernels and the portable path store the
+    # normalised tensor (no pair); the same bits as the layers apart everywhere.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-c", PROLOGUE_SCRIPT], cwd=root, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, CNNBP_CPU_CAPABILITY=isa, CNNBP_CONV_ALGO=algo))
+    assert p.returncode == 0, p.stderr
+    cap, runs = json.loads(p.stdout.strip().splitlines()[-1])
+    assert cap == isa
+    pairs = 1 if isa != "baseline" and algo != "direct" else 0
+    assert runs == [[pairs, True], [pairs, True]]
 
 
 def test_activation_layers_and_input_layer_in_a_graph():

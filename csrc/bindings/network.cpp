@@ -155,6 +155,16 @@ void bind_network(py::module_& m, const char* cls) {
                     "image by image, pooling each image as it is computed.")
       .def_property_readonly("pooled_pairs", &Net::pooled_pairs,
                              "Convolution + pooling pairs the last pass ran image by image.")
+      .def_property("prologue_fusion", &Net::prologue_fusion,
+                    [](Net& n, bool on) {
+                      std::lock_guard<std::mutex> g(n.mutex());
+                      n.set_prologue_fusion(on);
+                    },
+                    "train_step/compute_gradients let a convolution apply the BatchNormalization+ReLU "
+                    "before it (its only reader) as it loads that layer's input: the normalised tensor "
+                    "is never stored.")
+      .def_property_readonly("prologue_pairs", &Net::prologue_pairs,
+                             "BatchNormalization + convolution pairs the last pass ran fused.")
       .def("plan_bytes",
            [](Net& n, int N) {
              CNNBP_CHECK(N > 0, "plan_bytes: expected a positive batch size, got ", N);

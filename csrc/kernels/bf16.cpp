@@ -197,6 +197,9 @@ KernelTable<float> make_bf16_table() {
   t.conv2d_backward_data = conv_backward_data<P>;
   t.conv2d_backward_weight = conv_backward_weight<P>;
   t.conv2d_algorithm = bf16_conv_algorithm;
+  t.conv2d_prologue_ok = nullptr;  // (the float table's would run float32 convolutions)
+  t.conv2d_forward_pre = nullptr;
+  t.conv2d_backward_weight_pre = nullptr;
   t.dense_workspace = emu_dense_workspace;
   t.dense_forward = emu_dense_forward;
   t.dense_backward_data = emu_dense_backward_data;

@@ -34,6 +34,16 @@ struct KernelTable {
   void (*conv2d_backward_weight)(T* dw, T* db, const T* dy, const T* x, T* ws, const Conv2dParams& p);
   // The ConvAlgo pass `pass` (0 forward, 1 data gradient, 2 weight gradient) of p runs.
   int (*conv2d_algorithm)(const Conv2dParams& p, int pass);
+  // A BatchNormalization+ReLU applied by the convolution as it loads its input: forward and weight
+  // gradient of the convolution of max(0, x*scale[c] + shift[c]) (0 in the padding), with
+  // batchnorm_apply's expression (the same bits as the two layers apart), so that the normalised
+  // tensor is never stored. Only where conv2d_prologue_ok(p) (both passes run Winograd: the float
+  // SIMD tables); null in the others.
+  bool (*conv2d_prologue_ok)(const Conv2dParams& p);
+  void (*conv2d_forward_pre)(T* y, const T* x, const T* scale, const T* shift, const T* w, const T* b, T* ws,
+                             const Conv2dParams& p);
+  void (*conv2d_backward_weight_pre)(T* dw, T* db, const T* dy, const T* x, const T* scale, const T* shift, T* ws,
+                                     const Conv2dParams& p);
 
   // grouped and depthwise conv2d (see grouped_conv2d.h): G groups; no workspace.
   void (*grouped_conv2d_forward)(T* y, const T* x, const T* w, const T* b, const Conv2dParams& p, int G);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -130,6 +131,9 @@ constexpr KernelTable<T> make_table() {
     t.conv2d_backward_data = conv2d_backward_data_algo<VL>;
     t.conv2d_backward_weight = conv2d_backward_weight_algo<VL>;
     t.conv2d_algorithm = conv_algo_for<VL>;
+    t.conv2d_prologue_ok = conv2d_prologue_ok_algo<VL>;
+    t.conv2d_forward_pre = conv2d_forward_pre_algo<VL>;
+    t.conv2d_backward_weight_pre = conv2d_backward_weight_pre_algo<VL>;
     t.dense_workspace = dense_ws<VL>;
     t.dense_forward = dense_forward_blocked<VL>;
     t.dense_backward_data = dense_backward_data_blocked<VL>;

@@ -113,6 +113,20 @@ class Layer {
     throw std::logic_error(name + ": this layer cannot recompute its output");
   }
 
+  // Prologue fusion (Network::run_forward, training passes): a layer whose only reader applies
+  // its map as it loads its input need not store its output. gives_prologue: the layer's output
+  // is max(0, x*scale + shift) per channel of its one input (BatchNormalization+ReLU), with the
+  // scale and shift of the last forward pass in prologue_scale/shift; its forward_n then gets a
+  // null y and only prepares them. takes_prologue: the reader's forward and weight gradient can
+  // read that layer's input through the map (the convolution's Winograd input transform), for a
+  // batch of N; the network sets pre_scale/pre_shift for the pass (null otherwise).
+  virtual bool gives_prologue() const { return false; }
+  virtual const T* prologue_scale() const { return nullptr; }
+  virtual const T* prologue_shift() const { return nullptr; }
+  virtual bool takes_prologue(const KernelTable<T>& k, int N) const { (void)k; (void)N; return false; }
+  const T* pre_scale = nullptr;
+  const T* pre_shift = nullptr;
+
   // Inference folding (BatchNormalization into the convolution before it; see Network):
   // inference_affine gives the per-channel y = x*scale + shift (and a ReLU it applies after) that
   // the layer computes in inference; forward_folded runs the layer followed by that affine map

@@ -159,8 +159,17 @@ class Conv2dLayer : public Layer<T> {
     Conv2dParams p = p_;
     p.N = N;
     p.relu = cfg_.act == Act::relu;  // fused into the kernel's store
-    k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
+    if (this->pre_scale)
+      k.conv2d_forward_pre(y, x, this->pre_scale, this->pre_shift, this->w(0), cfg_.use_bias ? this->w(1) : nullptr,
+                           ws, p);
+    else
+      k.conv2d_forward(y, x, this->w(0), cfg_.use_bias ? this->w(1) : nullptr, ws, p);
     if (!p.relu) act_.forward(k, y, N * this->out_size);
+  }
+  bool takes_prologue(const KernelTable<T>& k, int N) const override {
+    Conv2dParams p = p_;
+    p.N = N;
+    return k.conv2d_prologue_ok && k.conv2d_prologue_ok(p);
   }
   // The data gradient can add into dx (a tensor with several readers): no extra pass.
   bool accumulates() const override { return true; }
@@ -176,7 +185,10 @@ class Conv2dLayer : public Layer<T> {
     Conv2dParams p = p_;
     p.N = N;
     if (!this->relu_grad_done) act_.backward(k, dy, y, N * this->out_size);
-    if (this->trainable)
+    if (this->trainable && this->pre_scale)
+      k.conv2d_backward_weight_pre(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, xs[0], this->pre_scale,
+                                   this->pre_shift, ws, p);
+    else if (this->trainable)
       k.conv2d_backward_weight(this->g(0), cfg_.use_bias ? this->g(1) : nullptr, dy, xs[0], ws, p);
     if (dxs[0]) k.conv2d_backward_data(dxs[0], dy, this->w(0), ws, p, accumulate[0]);
   }

@@ -262,6 +262,14 @@ void Network<T>::finalize(uint64_t seed, const std::vector<int64_t>& keys) {
     const int i = int(j) - 1;
     if (readers[i] == 1 && !layers_[i]->is_alias() && layers_[j]->pools_images()) pool_into_[i] = int(j);
   }
+  // Prologue fusion (run_forward, pre_fused): a BatchNormalization+ReLU whose only reader is a
+  // layer that can apply it as it loads its input.
+  pre_into_.assign(L, -1);
+  for (size_t j = 0; j < L; ++j) {
+    if (inputs_[j].size() != 1 || inputs_[j][0] < 0) continue;
+    const int i = inputs_[j][0];
+    if (readers[i] == 1 && layers_[i]->gives_prologue() && inputs_[i].size() == 1) pre_into_[i] = int(j);
+  }
   keep_.assign(L, 0);
   plan_activations();
   plan_gradients();
@@ -783,12 +791,30 @@ bool Network<T>::pool_fused(size_t i, int N, bool training) const {
 }
 
 template <typename T>
+int Network<T>::prologue_pairs() const {
+  return int(std::count(skipped_.begin(), skipped_.end(), char(4)));
+}
+
+template <typename T>
+bool Network<T>::pre_fused(size_t r, int N, size_t upto) const {
+  const int i = pre_into_[r];
+  if (!prologue_fusion_ || i < 0 || size_t(i) >= upto || check_numerics_ || monitor_read_ || keep_[r]) return false;
+  // (a convolution that runs per image with its pooling reads its input unchanged: the direct
+  // kernels, which takes_prologue never answers for)
+  if (pool_fusion_ && pool_into_[i] >= 0 && pool_fused(size_t(i), N, true)) return false;
+  return layers_[i]->takes_prologue(*k_, N);
+}
+
+template <typename T>
 const T* Network<T>::activation(size_t i) const {
   CNNBP_CHECK_INDEX(i < last_upto_, "activation: layer index ", i, " out of range (last pass ran ", last_upto_, " layers)");
   CNNBP_CHECK(skipped_[i] != 1, "activation: layer '", layers_[i]->name, "' was folded into '",
               layers_[fold_into_[i]]->name, "' by predict/evaluate and kept no output; call forward(x) first");
   CNNBP_CHECK(skipped_[i] != 3, "activation: layer '", layers_[i]->name, "' ran image by image with '",
               layers_[pool_into_[i]]->name, "' (pooled as it went) and kept no output; call forward(x) first");
+  CNNBP_CHECK(skipped_[i] != 4, "activation: layer '", layers_[i]->name, "' was applied by '",
+              layers_[pre_into_[i]]->name, "' as it read its input (a training step) and kept no output; call "
+              "forward(x) first");
   const int r = root(int(i));
   CNNBP_CHECK(r < 0 || aslot_owner_[aslot_[r]] == r, "activation: the output of layer '", layers_[i]->name,
               "' was not kept (no backward pass reads it, and a later layer reused its buffer); ask forward to keep "
@@ -873,7 +899,23 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
       if (profiling_) prof_.forward[i] += now_s() - t0;
       continue;
     }
+    // Prologue fusion: a training pass of train_step/compute_gradients (pool) leaves the output
+    // of a BatchNormalization+ReLU to its reader, which reads the normalisation's input instead.
+    if (pool && training && pre_into_[i] >= 0 && pre_fused(i, N, upto)) {
+      l.forward_n(*k_, c, N, xs, nullptr, ws_.data(), training);
+      skipped_[i] = 4;
+      if (profiling_) prof_.forward[i] += now_s() - t0;
+      continue;
+    }
+    const int pr = inputs_[i].size() == 1 ? root(inputs_[i][0]) : -1;
+    const bool pre = pr >= 0 && skipped_[pr] == 4;
+    if (pre) {
+      xs[0] = act_ptr(inputs_[pr][0]);
+      l.pre_scale = layers_[pr]->prologue_scale();
+      l.pre_shift = layers_[pr]->prologue_shift();
+    }
     l.forward_n(*k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
+    l.pre_scale = l.pre_shift = nullptr;
     aslot_owner_[aslot_[i]] = int(i);
     if (training && monitor_read_) monitor_output(i, out_ptr(int(i)), N, l.out_size);
     if (profiling_) prof_.forward[i] += now_s() - t0;
@@ -946,10 +988,14 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
       dxacc_[o + j] = acc;
       any_dx = any_dx || dst;
     }
+    // Prologue fusion (run_forward): this node reads its producer's input through the map.
+    const int pr = nin == 1 ? root(inputs_[i][0]) : -1;
+    const bool pre = pr >= 0 && skipped_[pr] == 4;
+    if (pre) xptr_[o] = act_ptr(inputs_[pr][0]);
     if (reached && (any_dx || l.train_params())) {
       for (size_t j = 0; j < nin; ++j) {
         const int r = root(inputs_[i][j]);
-        if (r < 0 || !recomputed_[r] || !l.backward_reads_input(int(j))) continue;
+        if (r < 0 || pre || !recomputed_[r] || !l.backward_reads_input(int(j))) continue;
         const double t0 = profiling_ ? now_s() : 0.0;  // (counted as the producer's backward time)
         // A training step writes over a slot whose contents no later part of this pass reads
         // (activation() refuses them from then on). Other passes may run again on the same
@@ -975,8 +1021,13 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
         if (profiling_) prof_.backward[r] += now_s() - t0;
       }
       const double t0 = profiling_ ? now_s() : 0.0;
+      if (pre) {
+        l.pre_scale = layers_[pr]->prologue_scale();
+        l.pre_shift = layers_[pr]->prologue_shift();
+      }
       l.backward_n(*k_, c, N, xptr_.data() + o, out_ptr(i), grad_ptr(i), dxptr_.data() + o,
                    reinterpret_cast<const bool*>(dxacc_.data() + o), ws_.data());
+      l.pre_scale = l.pre_shift = nullptr;
       if (tmp_j >= 0) k_->add_into(tmp_dst, acc_tmp_.data(), int64_t(N) * shape_numel(tensor_shape(inputs_[i][tmp_j])));
       if (profiling_) prof_.backward[i] += now_s() - t0;
       if (check_numerics_) {

@@ -182,6 +182,15 @@ class Network {
   void set_pool_fusion(bool on) { pool_fusion_ = on; }
   bool pool_fusion() const { return pool_fusion_; }
   int pooled_pairs() const;  // pairs the last pass ran fused
+  // train_step and compute_gradients let a convolution whose input is a BatchNormalization+ReLU
+  // read only by it apply the normalisation and ReLU as it loads that layer's input, in its
+  // forward pass and its weight gradient (Layer::gives_prologue / takes_prologue; the float SIMD
+  // paths' Winograd layers): the normalised tensor is neither stored nor recomputed for the
+  // backward pass, and the results are the same bits. Not where a caller or the GradientMonitor
+  // reads that tensor, nor with check_numerics. On by default.
+  void set_prologue_fusion(bool on) { prologue_fusion_ = on; }
+  bool prologue_fusion() const { return prologue_fusion_; }
+  int prologue_pairs() const;  // pairs the last pass ran fused
   int last_batch() const { return last_N_; }
 
   // Bytes a training step with batch N holds: parameters, gradients, optimizer state, state,
@@ -260,6 +269,7 @@ class Network {
   void run_forward(const PassContext& c, const T* x, int N, bool training, size_t upto, bool fold = false,
                    bool pool = false);
   bool pool_fused(size_t i, int N, bool training) const;  // whether node i runs per image with its pooling
+  bool pre_fused(size_t r, int N, size_t upto) const;  // whether node r's reader applies it (training pass)
   // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
   // reuse_dead: recomputed inputs may go into activation slots dead for the rest of this pass
   // (a training step: no second backward pass on the same forward pass).
@@ -300,11 +310,14 @@ class Network {
   std::vector<char> fold_ok_;              // per convolution: its fold is safe in the activation plan
   std::vector<int> relu_from_;             // per node: the ReLU producer whose derivative it applies, or -1
   std::vector<int> pool_into_;             // per convolution: the pooling right after it (its only reader), or -1
+  std::vector<int> pre_into_;              // per node: the reader that can apply it as a prologue, or -1
   std::vector<char> skipped_;              // per node, last pass: 1 no output (folded), 2 computed with it
-                                           // (fold or pooling), 3 no output (pooled per image)
+                                           // (fold or pooling), 3 no output (pooled per image), 4 no
+                                           // output (applied by its reader as a prologue)
   Buffer<T> fold_affine_;                  // scale and shift of the BatchNormalization being folded
   bool folding_ = true;
   bool pool_fusion_ = true;
+  bool prologue_fusion_ = true;
   bool finalized_ = false;
   int64_t num_params_ = 0, num_state_ = 0;
   Buffer<T> params_, grads_, m_, v_, w_, state_;  // m_, v_, w_: optimizer slots

@@ -7,7 +7,9 @@
 // A following ReLU may be fused in (activation "relu"): normalise and clamp in one pass, and the
 // backward masks the incoming gradient inside its own two passes, with the sign of x*scale +
 // shift (the output is not read). The output can be recomputed from the input (kept for the
-// backward anyway), so a network need not keep it for the convolution that reads it.
+// backward anyway), so a network need not keep it for the convolution that reads it; a training
+// step need not even store it when that convolution applies scale, shift and ReLU as it loads the
+// input (gives_prologue; Network::run_forward).
 // With a second input, the layer is a BatchNormalization and the Add that is its only reader
 // (the residual connection of a ResNet block, Model builds it so): y = bn(x) + residual, then the
 // ReLU if fused, in one pass; the normalised tensor is never stored. The backward masks dy with
@@ -91,8 +93,13 @@ class BatchNormLayer : public Layer<T> {
       }
     }
     affine(mean, var, invstd_.data(), scale_.data(), shift_.data());
-    k.batchnorm_apply(y, x, scale_.data(), shift_.data(), residual_ ? xs[1] : nullptr, M, C_, cfg_.act == Act::relu);
+    if (y)  // (null: the reader applies scale and shift as it loads x; see gives_prologue)
+      k.batchnorm_apply(y, x, scale_.data(), shift_.data(), residual_ ? xs[1] : nullptr, M, C_,
+                        cfg_.act == Act::relu);
   }
+  bool gives_prologue() const override { return !residual_ && cfg_.act == Act::relu; }
+  const T* prologue_scale() const override { return scale_.data(); }
+  const T* prologue_shift() const override { return shift_.data(); }
   bool accumulates() const override { return true; }
   void backward_n(const KernelTable<T>& k, const PassContext&, int N, const T* const* xs, const T* y, T* dy,
                   T* const* dxs, const bool* accumulate, T* ws) override {

@@ -135,10 +135,12 @@ static inline int wino_fwd_chunk(const Conv2dParams& p, int KB, int MR) {
   return int(t < MR ? MR : t > 16 * MR ? 16 * MR : t);
 }
 
-// Writes the transformed tiles [t0, t0 + Tn) of x [N,H,W,C] into V [alpha^2][T][C].
-template <int VL, int M>
+// Writes the transformed tiles [t0, t0 + Tn) of x [N,H,W,C] into V [alpha^2][T][C]. Pre: the
+// convolution's input is max(0, x*ps[c] + pb[c]) (a BatchNormalization+ReLU before it, applied
+// here as each value is loaded, with batchnorm_apply's expression: the same bits), the padding 0.
+template <int VL, int M, bool Pre = false>
 static void wino_input(float* Vt, int T, const float* x, int64_t t0, int Tn, const Conv2dParams& p,
-                       const WinoGeom& g) {
+                       const WinoGeom& g, const float* ps = nullptr, const float* pb = nullptr) {
   typedef Vec<VL> V;
   constexpr int A = M + 2;
   const int per_img = g.TH * g.TW;
@@ -149,14 +151,23 @@ static void wino_input(float* Vt, int T, const float* x, int64_t t0, int Tn, con
     const float* img = x + int64_t(n) * p.H * p.W * p.C;
     for (int c0 = 0; c0 < p.C; c0 += VL) {
       const int lanes = p.C - c0 < VL ? p.C - c0 : VL;
-      V d[A * A], o[A * A];
+      V d[A * A], o[A * A], s, b;
+      if constexpr (Pre) {
+        s = lanes == VL ? vload<VL>(ps + c0) : vload_partial<VL>(ps + c0, lanes);
+        b = lanes == VL ? vload<VL>(pb + c0) : vload_partial<VL>(pb + c0, lanes);
+      }
       for (int i = 0; i < A; ++i) {
         const int h = h0 + i;
         for (int j = 0; j < A; ++j) {
           const int w = w0 + j;
           if (h < 0 || h >= p.H || w < 0 || w >= p.W) { d[i * A + j] = vzero<VL>(); continue; }
           const float* src = img + (int64_t(h) * p.W + w) * p.C + c0;
-          d[i * A + j] = lanes == VL ? vload<VL>(src) : vload_partial<VL>(src, lanes);
+          V v = lanes == VL ? vload<VL>(src) : vload_partial<VL>(src, lanes);
+          if constexpr (Pre) {
+            v = v * s + b;
+            v = v < vzero<VL>() ? vzero<VL>() : v;
+          }
+          d[i * A + j] = v;
         }
       }
       wino_2d<A, A>(d, o, [](const V* a, int si, V* b, int so) { Wino<M>::bt(a, si, b, so); });
@@ -228,7 +239,8 @@ static int64_t wino_fwd_ws(const Conv2dParams& p, int nthreads) {
 // y = conv(x, w) + b over already transformed weights U (wino_weights with this problem's KB).
 template <int VL, int M>
 static void wino_fwd_packed(float* y, const float* x, const float* U, const float* b, float* scratch,
-                            const Conv2dParams& p, bool accumulate) {
+                            const Conv2dParams& p, bool accumulate, const float* ps = nullptr,
+                            const float* pb = nullptr) {
   typedef Vec<VL> V;
   constexpr int A = M + 2, A2 = A * A;
   const WinoGeom g = wino_geom<M>(p);
@@ -244,7 +256,8 @@ static void wino_fwd_packed(float* y, const float* x, const float* U, const floa
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t t0 = ch * T;
       const int Tn = int(g.tiles - t0 < T ? g.tiles - t0 : T);
-      wino_input<VL, M>(Vt, T, x, t0, Tn, p, g);
+      if (ps) wino_input<VL, M, true>(Vt, T, x, t0, Tn, p, g, ps, pb);
+      else wino_input<VL, M>(Vt, T, x, t0, Tn, p, g);
       for (int kb = 0; kb < nkb; ++kb) {
         for (int xi = 0; xi < A2; ++xi) {
           const float* Uk = U + (int64_t(xi) * nkb + kb) * p.C * KB;
@@ -290,12 +303,14 @@ static void wino_fwd_packed(float* y, const float* x, const float* U, const floa
   });
 }
 
+// ps, pb (both or neither): the input is max(0, x*ps + pb) per channel (wino_input).
 template <int VL, int M>
-static void wino_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p) {
+static void wino_forward(float* y, const float* x, const float* w, const float* b, float* ws, const Conv2dParams& p,
+                         const float* ps = nullptr, const float* pb = nullptr) {
   const int KB = conv_nv(p.K, VL) * VL;
   float* U = ws;
   wino_weights<VL, M>(U, w, p.C, p.K, KB);
-  wino_fwd_packed<VL, M>(y, x, U, b, ws + wino_u_floats<VL, M>(p), p, false);
+  wino_fwd_packed<VL, M>(y, x, U, b, ws + wino_u_floats<VL, M>(p), p, false, ps, pb);
 }
 
 // Data gradient (stride 1): the forward algorithm over dy with rotated weights (q from
@@ -397,10 +412,10 @@ static void wino_dw_gemm(float* Wx, int Kp, const float* Xx, const float* Dx, in
 #undef CNNBP_TAIL
 }
 
-// dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [3,3,C,K]  db: [K] or null
+// dy: [N,P,Q,K]  x: [N,H,W,C]  dw: [3,3,C,K]  db: [K] or null  ps, pb: as wino_forward's
 template <int VL, int M>
 static void wino_backward_weight(float* dw, float* db, const float* dy, const float* x, float* ws,
-                                 const Conv2dParams& p) {
+                                 const Conv2dParams& p, const float* ps = nullptr, const float* pb = nullptr) {
   typedef Vec<VL> V;
   constexpr int A = M + 2, A2 = A * A;
   const WinoGeom g = wino_geom<M>(p);
@@ -419,7 +434,8 @@ static void wino_backward_weight(float* dw, float* db, const float* dy, const fl
     const int64_t n0 = block_begin(p.N, nb, b), n1 = block_begin(p.N, nb, b + 1);
     for (int64_t t0 = n0 * per_img; t0 < n1 * per_img; t0 += T) {
       const int Tn = int(n1 * per_img - t0 < T ? n1 * per_img - t0 : T);
-      wino_input<VL, M>(Xt, T, x, t0, Tn, p, g);
+      if (ps) wino_input<VL, M, true>(Xt, T, x, t0, Tn, p, g, ps, pb);
+      else wino_input<VL, M>(Xt, T, x, t0, Tn, p, g);
       wino_dy_tiles<VL, M>(Dt, T, Kp, dy, t0, Tn, p, g);
       for (int xi = 0; xi < A2; ++xi)
         for (int kb = 0; kb < nkb; ++kb) {
@@ -556,4 +572,32 @@ static void conv2d_backward_weight_algo(float* dw, float* db, const float* dy, c
     case kConvWinograd4: return wino_backward_weight<VL, 4>(dw, db, dy, x, ws, p);
     default: return conv2d_backward_weight_blocked<VL>(dw, db, dy, x, ws, p);
   }
+}
+
+// A BatchNormalization+ReLU read through the convolution's input load (kernels.h): where both the
+// forward and the weight gradient of p run Winograd (the data gradient does not read x).
+static inline bool conv_is_wino(int a) { return a == kConvWinograd2 || a == kConvWinograd4; }
+
+template <int VL>
+static bool conv2d_prologue_ok_algo(const Conv2dParams& p) {
+  return conv_is_wino(conv_algo_for<VL>(p, kPassForward)) && conv_is_wino(conv_algo_for<VL>(p, kPassWeight));
+}
+
+template <int VL>
+static void conv2d_forward_pre_algo(float* y, const float* x, const float* ps, const float* pb, const float* w,
+                                    const float* b, float* ws, const Conv2dParams& p) {
+  const int a = conv_algo_for<VL>(p, kPassForward);
+  if (!conv_is_wino(a)) throw std::logic_error("conv2d_forward_pre: the forward pass of this shape is not Winograd");
+  if (a == kConvWinograd2) wino_forward<VL, 2>(y, x, w, b, ws, p, ps, pb);
+  else wino_forward<VL, 4>(y, x, w, b, ws, p, ps, pb);
+}
+
+template <int VL>
+static void conv2d_backward_weight_pre_algo(float* dw, float* db, const float* dy, const float* x, const float* ps,
+                                            const float* pb, float* ws, const Conv2dParams& p) {
+  const int a = conv_algo_for<VL>(p, kPassWeight);
+  if (!conv_is_wino(a))
+    throw std::logic_error("conv2d_backward_weight_pre: the weight gradient of this shape is not Winograd");
+  if (a == kConvWinograd2) wino_backward_weight<VL, 2>(dw, db, dy, x, ws, p, ps, pb);
+  else wino_backward_weight<VL, 4>(dw, db, dy, x, ws, p, ps, pb);
 }
