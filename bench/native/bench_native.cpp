@@ -5,11 +5,13 @@
 //
 //   cmake -S . -B build/bench -DCNNBP_BUILD_BENCH=ON [-Dpybind11_DIR=...] && cmake --build build/bench
 //   build/bench/cnnbp_bench [threads] [--steps N] [--model NAME] [--batch N] [--quick] [--once] [--batchnorm]
+//                           [--conv TEXT]
 //
 // --quick: small shapes (batch 2 for the convolutions, 8 for the models) and short timings, for a
 // run under an emulator; --once: every measured call runs exactly once, untimed repetitions off
 // (instruction counting: the same binary, path and arguments always execute the same work);
 // --batchnorm: the BatchNormalization passes only.
+// --conv TEXT: the float convolution passes of the shapes whose name contains TEXT, only (perf).
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #endif
@@ -38,6 +40,7 @@ namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 bool g_quick = false, g_once = false;
+const char* g_conv = nullptr;  // --conv TEXT: the float convolution rows whose name contains TEXT, only
 
 // Median seconds per call over 5 timed batches after a warm-up (--once: one untimed-free call).
 double time_it(const std::function<void()>& f, double min_time = 0.2) {
@@ -223,6 +226,7 @@ void bench_convs(const KernelTable<float>& k, int threads, double peak, const ch
               k.isa, threads, peak_name);
   std::printf("%-18s %-9s %16s %16s %16s\n", "shape", "algorithm", "forward", "backward-data", "backward-weight");
   for (const auto& s : shapes) {
+    if (g_conv && !std::strstr(s.name, g_conv)) continue;
     Conv2dParams p = make_conv2d_params("bench", g_quick ? 2 : s.N, s.H, s.W, s.C, s.K, s.k, s.k, s.stride, s.stride, 1, 1, s.pad,
                                         s.pad, s.pad, s.pad);
     auto x = randn(size_t(p.N) * p.H * p.W * p.C, 1), w = randn(size_t(p.R) * p.S * p.C * p.K, 2);
@@ -376,6 +380,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--quick")) g_quick = true;
     else if (!std::strcmp(argv[i], "--once")) g_once = true;
     else if (!std::strcmp(argv[i], "--batchnorm")) bn_only = true;
+    else if (!std::strcmp(argv[i], "--conv") && i + 1 < argc) g_conv = argv[++i];
     else threads = std::atoi(argv[i]);
   }
   if (g_quick && !std::getenv("CNNBP_BENCH_PEAK_ITERS")) setenv("CNNBP_BENCH_PEAK_ITERS", "200000", 1);
@@ -385,6 +390,10 @@ int main(int argc, char** argv) {
               capability_name(cpu_capability()), capability_name(detected_capability()), threads, peak);
   if (bpeak > 0) std::printf(", bf16 dot-product (vdpbf16ps) peak %.0f GFLOP/s", bpeak);
   std::printf("\n");
+  if (g_conv) {
+    bench_convs(kernels_f32(), threads, peak, "FMA");
+    return 0;
+  }
   if (bn_only) {
     bench_batchnorm(kernels_f32(), threads);
     return 0;
