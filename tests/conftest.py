@@ -39,6 +39,16 @@ def _restore_threads():
     cnnbp.set_num_threads(old)
 
 
+def compiled_resnet(depth, input_shape, classes, seed=None):
+    """cnnbp.applications.resnet compiled for training with SGD (0.05, momentum 0.9), its weights
+    drawn from `seed` when given."""
+    if seed is not None:
+        cnnbp.set_seed(seed)
+    m = cnnbp.applications.resnet(depth, input_shape, classes)
+    m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+    return m
+
+
 def fashion_mnist_or_skip():
     try:
         return cnnbp.datasets.load_fashion_mnist()

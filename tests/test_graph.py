@@ -18,7 +18,7 @@ from cnnbp.layers import (Activation, Add, Average, BatchNormalization, Concaten
                           Maximum, MaxPooling2D, Multiply, ReLU, Subtract, ZeroPadding2D)
 
 import reference as ref
-from conftest import ISAS
+from conftest import ISAS, compiled_resnet
 
 
 def _train_mode_loss(net, x, y):
@@ -95,10 +95,7 @@ def test_batch_norm_add_pairs_keep_the_layout_weights_and_training(monkeypatch):
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 16)]
 
     def build():
-        cnnbp.set_seed(5)
-        m = cnnbp.applications.resnet(14, (12, 12, 3), 4)
-        m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
-        return m
+        return compiled_resnet(14, (12, 12, 3), 4, seed=5)
 
     paired = build()
     monkeypatch.setattr(cnnbp.models.Model, "_residual_fusions", lambda self: {})
@@ -385,8 +382,7 @@ def test_batch_norm_relu_outputs_are_recomputed_not_kept():
 
 
 def test_steady_state_resnet_step_allocates_no_buffers():
-    model = cnnbp.applications.resnet(8, (12, 12, 3), 4)
-    model.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+    model = compiled_resnet(8, (12, 12, 3), 4)
     rng = np.random.default_rng(0)
     x = rng.random((16, 12, 12, 3), dtype=np.float32)
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 16)]
@@ -720,13 +716,7 @@ def test_resnet_applies_each_first_batch_norm_in_its_block_convolution():
     x = rng.random((12, 12, 12, 3), dtype=np.float32)
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 12)]
 
-    def make():
-        cnnbp.set_seed(9)
-        m = cnnbp.applications.resnet(14, (12, 12, 3), 4)
-        m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
-        return m
-
-    fused, _ = _fused_and_plain(make, x, y, batch=6)
+    fused, _ = _fused_and_plain(lambda: compiled_resnet(14, (12, 12, 3), 4, seed=9), x, y, batch=6)
     expect = sum(_winograd_here(c, c) for c in (16, 16, 32, 32, 64, 64))
     assert fused.network.prologue_pairs == expect
 

@@ -10,6 +10,8 @@ import pytest
 import cnnbp
 from cnnbp.layers import AveragePooling2D, Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
 
+from conftest import compiled_resnet
+
 
 def make(optimizer="adam", channels_first=False):
     cnnbp.set_seed(7)
@@ -268,10 +270,7 @@ def test_resnet_with_batch_norm_resumes_bit_for_bit(tmp_path):
     y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 48)]
 
     def make():
-        cnnbp.set_seed(21)
-        m = cnnbp.applications.resnet(8, (10, 10, 1), 3)
-        m.compile(optimizer=cnnbp.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
-        return m
+        return compiled_resnet(8, (10, 10, 1), 3, seed=21)
 
     full = make()
     full.fit(x, y, batch_size=16, epochs=3, verbose=0)
