@@ -119,7 +119,7 @@ class Layer {
   // scale and shift of the last forward pass in prologue_scale/shift; its forward_n then gets a
   // null y and only prepares them. takes_prologue: the reader's forward and weight gradient can
   // read that layer's input through the map (the convolution's Winograd input transform), for a
-  // batch of N; the network sets pre_scale/pre_shift for the pass (null otherwise).
+  // batch of N; the network sets pre_scale/pre_shift before each of the layer's passes (null: none).
   virtual bool gives_prologue() const { return false; }
   virtual const T* prologue_scale() const { return nullptr; }
   virtual const T* prologue_shift() const { return nullptr; }

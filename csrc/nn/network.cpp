@@ -805,6 +805,13 @@ bool Network<T>::pre_fused(size_t r, int N, size_t upto) const {
   return layers_[i]->takes_prologue(*k_, N);
 }
 
+// Every pass of node l sets its prologue first (none: null), so no pass sees another's.
+template <typename T>
+void Network<T>::set_prologue(Layer<T>& l, int from) const {
+  l.pre_scale = from >= 0 ? layers_[from]->prologue_scale() : nullptr;
+  l.pre_shift = from >= 0 ? layers_[from]->prologue_shift() : nullptr;
+}
+
 template <typename T>
 const T* Network<T>::activation(size_t i) const {
   CNNBP_CHECK_INDEX(i < last_upto_, "activation: layer index ", i, " out of range (last pass ran ", last_upto_, " layers)");
@@ -909,13 +916,9 @@ void Network<T>::run_forward(const PassContext& c, const T* x, int N, bool train
     }
     const int pr = inputs_[i].size() == 1 ? root(inputs_[i][0]) : -1;
     const bool pre = pr >= 0 && skipped_[pr] == 4;
-    if (pre) {
-      xs[0] = act_ptr(inputs_[pr][0]);
-      l.pre_scale = layers_[pr]->prologue_scale();
-      l.pre_shift = layers_[pr]->prologue_shift();
-    }
+    if (pre) xs[0] = act_ptr(inputs_[pr][0]);
+    set_prologue(l, pre ? pr : -1);
     l.forward_n(*k_, c, N, xs, out_ptr(int(i)), ws_.data(), training);
-    l.pre_scale = l.pre_shift = nullptr;
     aslot_owner_[aslot_[i]] = int(i);
     if (training && monitor_read_) monitor_output(i, out_ptr(int(i)), N, l.out_size);
     if (profiling_) prof_.forward[i] += now_s() - t0;
@@ -1021,13 +1024,9 @@ void Network<T>::run_backward(const PassContext& c, int N, size_t from, int to, 
         if (profiling_) prof_.backward[r] += now_s() - t0;
       }
       const double t0 = profiling_ ? now_s() : 0.0;
-      if (pre) {
-        l.pre_scale = layers_[pr]->prologue_scale();
-        l.pre_shift = layers_[pr]->prologue_shift();
-      }
+      set_prologue(l, pre ? pr : -1);
       l.backward_n(*k_, c, N, xptr_.data() + o, out_ptr(i), grad_ptr(i), dxptr_.data() + o,
                    reinterpret_cast<const bool*>(dxacc_.data() + o), ws_.data());
-      l.pre_scale = l.pre_shift = nullptr;
       if (tmp_j >= 0) k_->add_into(tmp_dst, acc_tmp_.data(), int64_t(N) * shape_numel(tensor_shape(inputs_[i][tmp_j])));
       if (profiling_) prof_.backward[i] += now_s() - t0;
       if (check_numerics_) {

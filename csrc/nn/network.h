@@ -270,6 +270,7 @@ class Network {
                    bool pool = false);
   bool pool_fused(size_t i, int N, bool training) const;  // whether node i runs per image with its pooling
   bool pre_fused(size_t r, int N, size_t upto) const;  // whether node r's reader applies it (training pass)
+  void set_prologue(Layer<T>& l, int from) const;  // l's pass reads node `from` as a prologue (-1: none)
   // Backward through nodes (to, from): the gradient of node from-1's output is in its slot.
   // reuse_dead: recomputed inputs may go into activation slots dead for the rest of this pass
   // (a training step: no second backward pass on the same forward pass).
